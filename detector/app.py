@@ -1,0 +1,125 @@
+"""Composition of one ``detector run``: validate outputs, open the source, load the model,
+build the sinks, run the pipeline, and clean up partial outputs of a failed start."""
+
+from __future__ import annotations
+
+import logging
+from fractions import Fraction
+from pathlib import Path
+
+from detector.config import Settings
+from detector.detection import load_detector, resolve_classes
+from detector.errors import UserError
+from detector.overlay import OverlayRenderer
+from detector.pipeline import Pipeline
+from detector.progress import Progress
+from detector.sinks.base import Sink
+from detector.sinks.jsonl import JsonLinesSink, check_json_output_path
+from detector.sinks.video import VideoWriterSink, check_video_output_path
+from detector.sinks.window import WindowSink, display_available
+from detector.sources import open_source
+from detector.stats import RunStats
+
+log = logging.getLogger(__name__)
+
+
+def decide_show(settings: Settings, live_camera: bool) -> bool:
+    """Window on by default for cameras when a display exists; ``--show`` without one is an error."""
+    has_display = display_available()
+    if settings.show is True and not has_display:
+        raise UserError("--show needs a display (no DISPLAY/WAYLAND_DISPLAY, or OpenCV without GUI); drop --show")
+    if settings.show is None:
+        if live_camera and not has_display:
+            log.info("no display found; running without a window")
+        return live_camera and has_display
+    return settings.show
+
+
+def run(source_spec: str, settings: Settings, *, started_at: float | None = None,
+        stats_out: list[RunStats] | None = None) -> RunStats:
+    """Run the whole pipeline once. ``stats_out`` receives the stats even if the run is interrupted."""
+    video_path = check_video_output_path(settings.output, settings.overwrite) if settings.output else None
+    json_path = check_json_output_path(settings.json_path, settings.overwrite) if settings.json_path else None
+    read_timeout = settings.stall_timeout
+    source = open_source(
+        source_spec,
+        image_fps=settings.image_fps,
+        connect_timeout=settings.connect_timeout,
+        read_timeout=read_timeout,
+        camera_size=settings.camera_size,
+        camera_fps=settings.camera_fps,
+    )
+    created: list[Path] = []
+    pipeline: Pipeline | None = None
+    try:
+        info = source.info
+        log.info("source %s: %s %dx%d @ %.3g fps%s", info.kind, info.name, info.width, info.height,
+                 float(info.fps), f", ~{info.frame_count} frames" if info.frame_count else "")
+        detector = load_detector(settings)
+        log.info("model %s (%s backend)", detector.model_path, detector.backend)
+        class_ids = resolve_classes(settings.classes, detector.names)
+        show = decide_show(settings, info.kind == "camera")
+        renderer = OverlayRenderer(
+            panel=settings.overlay.panel,
+            labels=settings.overlay.labels,
+            confidence=settings.overlay.confidence,
+            line_width=settings.overlay.line_width,
+        )
+        sinks: list[Sink] = []
+        if json_path is not None or settings.json_path == "-":
+            sinks.append(JsonLinesSink(settings.json_path or "-", overwrite=settings.overwrite))
+            if json_path is not None:
+                created.append(json_path)
+        if video_path is not None:
+            enc = settings.encoder
+            sinks.append(
+                VideoWriterSink(
+                    video_path,
+                    fps=Fraction(info.fps) / settings.vid_stride,
+                    live=info.live,
+                    preset=enc.preset,
+                    crf=enc.crf,
+                    threads=enc.threads,
+                    fragment_seconds=enc.fragment_seconds,
+                )
+            )
+            created.append(video_path)
+        window = None
+        if show:
+            snap_dir = video_path.parent if video_path is not None else Path.cwd()
+            window = WindowSink(info.name, snapshot_dir=snap_dir, 
+                                 on_toggle_panel=lambda: setattr(renderer, "panel", not renderer.panel))
+        progress = None
+        if not info.live and settings.json_path != "-":
+            total = info.frame_count
+            if total and settings.vid_stride > 1:
+                total = -(-total // settings.vid_stride)
+            if settings.max_frames:
+                total = min(total or settings.max_frames, settings.max_frames)
+            progress = Progress(Path(info.name).name, total, interval=settings.log_interval)
+        pipeline = Pipeline(
+            source,
+            detector,
+            renderer,
+            sinks,
+            window=window,
+            class_ids=class_ids,
+            max_frames=settings.max_frames,
+            vid_stride=settings.vid_stride,
+            queue_size=settings.queue_size,
+            reconnect_max=settings.reconnect_max,
+            progress=progress,
+            started_at=started_at,
+        )
+        if stats_out is not None:
+            stats_out.append(pipeline.stats)
+        stats = pipeline.run()
+        stats.outputs = [str(p) for p in created]
+        return stats
+    except BaseException:
+        if pipeline is None or pipeline.stats.frames_processed == 0:
+            for p in created:  # a failed start leaves nothing half-made behind
+                p.unlink(missing_ok=True)
+        raise
+    finally:
+        source.close()

@@ -1,0 +1,253 @@
+"""A lean detection backend: an Ultralytics-exported OpenVINO folder, without torch or ultralytics.
+
+Pre- and post-processing reproduce Ultralytics' predict: LetterBox(auto=False, center=True),
+BGR->RGB, /255, class-aware NMS (offset 7680 per class, at most 30000 candidates), scale_boxes
+and clipping. The uint8 -> float conversion, channel swap and scaling run inside the compiled
+OpenVINO graph (PrePostProcessor), which gives bit-identical outputs and saves a copy per frame.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+import openvino as ov
+import yaml
+from openvino.preprocess import ColorFormat, PrePostProcessor
+
+from detector.errors import ModelError
+from detector.types import Detections
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CACHE_DIR = Path("~/.cache/detector/openvino")
+MAX_WH = 7680  # Ultralytics' per-class box offset for class-aware NMS
+MAX_NMS = 30000  # Ultralytics' cap on boxes entering NMS
+PAD_VALUE = 114
+
+
+def is_openvino_dir(path: str | Path) -> bool:
+    """True if ``path`` is a folder holding an OpenVINO IR (an ``.xml`` with its ``.bin``)."""
+    p = Path(path)
+    return p.is_dir() and any(x.with_suffix(".bin").is_file() for x in p.glob("*.xml"))
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return (lines[0] if lines else type(exc).__name__)[:200]
+
+
+def _device_name(device: str, core: ov.Core) -> str:
+    d = device.strip().lower()
+    if d.startswith("intel:"):
+        d = d.partition(":")[2]
+    if d in ("", "cpu"):
+        return "CPU"
+    if d == "auto":
+        return "AUTO"
+    name = "GPU" if d.startswith(("cuda", "gpu")) or d.isdigit() else d.upper()
+    if not any(a == name or a.startswith(f"{name}.") for a in core.available_devices):
+        raise ModelError(
+            f"OpenVINO device {name} (from --device {device}) is not available; "
+            f"available: {', '.join(core.available_devices) or 'none'}"
+        )
+    return name
+
+
+class OpenVINODetector:
+    """YOLO detection on an OpenVINO IR folder. Not thread-safe: one thread owns it."""
+
+    backend = "openvino"
+
+    def __init__(
+        self,
+        model_dir: str | Path,
+        *,
+        conf: float = 0.25,
+        iou: float = 0.7,
+        imgsz: int = 640,
+        classes: Sequence[int] | None = None,
+        max_det: int = 300,
+        device: str = "cpu",
+        cache_dir: str | Path | None = None,
+    ) -> None:
+        path = Path(model_dir).expanduser()
+        self.model_path = str(path)
+        if path.is_file() and path.suffix == ".xml":
+            xml, path = path, path.parent
+        elif not path.is_dir():
+            raise ModelError(f"OpenVINO model folder {path} not found")
+        else:
+            xmls = sorted(path.glob("*.xml"))
+            if not xmls:
+                raise ModelError(f"OpenVINO model folder {path} has no .xml file (expected e.g. yolo11n.xml)")
+            xml = xmls[0]
+        if not xml.with_suffix(".bin").is_file():
+            raise ModelError(f"OpenVINO model {xml} has no weights file {xml.with_suffix('.bin').name}")
+        meta = self._read_metadata(path / "metadata.yaml")
+        task = str(meta.get("task", "detect"))
+        if task != "detect":
+            raise ModelError(f"model {path} is a {task} model; detector needs a detection model")
+
+        self.conf, self.iou, self.max_det = float(conf), float(iou), int(max_det)
+        self.classes = None if classes is None else np.asarray(list(classes), dtype=np.int64)
+        self.last_timings: dict[str, float] = {"preprocess": 0.0, "inference": 0.0, "postprocess": 0.0}
+
+        core = ov.Core()
+        cache = Path(cache_dir if cache_dir is not None else DEFAULT_CACHE_DIR).expanduser()
+        try:
+            cache.mkdir(parents=True, exist_ok=True)
+            core.set_property({"CACHE_DIR": str(cache)})
+        except OSError as exc:
+            log.warning("OpenVINO cache folder %s unusable (%s); compiling without a cache", cache, exc)
+        device_name = _device_name(device, core)
+        try:
+            model = core.read_model(model=str(xml), weights=str(xml.with_suffix(".bin")))
+        except RuntimeError as exc:
+            raise ModelError(f"model {xml} cannot be loaded: {_first_line(exc)}") from exc
+        if len(model.inputs) != 1:
+            raise ModelError(f"model {xml} has {len(model.inputs)} inputs; a YOLO detection model has one")
+
+        pshape = model.input(0).partial_shape
+        if pshape.rank.is_dynamic or pshape.rank.get_length() != 4:
+            raise ModelError(f"model {xml} input {pshape} is not an image batch [1, 3, H, W]")
+        if pshape.is_static:
+            self.input_hw = (int(pshape[2].get_length()), int(pshape[3].get_length()))
+            if self.input_hw != (imgsz, imgsz):
+                log.warning("model %s has fixed input %s; ignoring imgsz=%d", xml.name, self.input_hw, imgsz)
+        else:
+            self.input_hw = (int(imgsz), int(imgsz))
+            try:
+                model.reshape([1, 3, *self.input_hw])
+            except RuntimeError as exc:
+                raise ModelError(f"model {xml} cannot be reshaped to {imgsz}x{imgsz}: {exc}") from exc
+
+        self.names: dict[int, str] = {int(k): str(v) for k, v in dict(meta.get("names") or {}).items()}
+        oshape = model.output(0).partial_shape
+        nc = len(self.names) or (oshape[1].get_length() - 4 if oshape.is_static and len(oshape) == 3 else 0)
+        if not (oshape.is_static and len(oshape) == 3 and oshape[0].get_length() == 1 and nc > 0) or (
+            oshape[1].get_length() != 4 + nc
+        ):
+            raise ModelError(
+                f"model {xml} output shape {oshape} is not [1, {4 + nc}, N] (boxes + {nc} class scores); "
+                "export a YOLO detection model without NMS (format=openvino)"
+            )
+        self.nc = nc
+        self.names = self.names or {i: str(i) for i in range(nc)}
+
+        # uint8 BGR NHWC in; f32 RGB NCHW / 255 inside the graph (identical to Ultralytics' preprocess).
+        ppp = PrePostProcessor(model)
+        ppp.input().tensor().set_element_type(ov.Type.u8).set_layout(ov.Layout("NHWC")).set_color_format(
+            ColorFormat.BGR
+        )
+        ppp.input().model().set_layout(ov.Layout("NCHW"))
+        ppp.input().preprocess().convert_element_type(ov.Type.f32).convert_color(ColorFormat.RGB).scale(255.0)
+        try:
+            self._compiled = core.compile_model(ppp.build(), device_name, {"PERFORMANCE_HINT": "LATENCY"})
+        except RuntimeError as exc:
+            raise ModelError(f"model {xml} cannot be compiled for {device_name}: {_first_line(exc)}") from exc
+        self._request = self._compiled.create_infer_request()
+        h, w = self.input_hw
+        self._canvas = np.full((1, h, w, 3), PAD_VALUE, dtype=np.uint8)
+        self._request.set_input_tensor(ov.Tensor(self._canvas, shared_memory=True))
+        self._geom_key: tuple[int, int] | None = None
+        self._geom: tuple[int, int, int, int, float, float] = (0, 0, 0, 0, 1.0, 1.0)
+        log.info("OpenVINO model %s on %s, input %dx%d, %d classes", xml, device_name, w, h, nc)
+
+    @staticmethod
+    def _read_metadata(path: Path) -> dict[str, Any]:
+        if not path.is_file():
+            log.warning("%s not found; assuming a detection model with numbered classes", path)
+            return {}
+        try:
+            meta = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+            raise ModelError(f"{path} cannot be read: {_first_line(exc)}") from exc
+        if not isinstance(meta, dict):
+            raise ModelError(f"{path} is not a YAML mapping")
+        return meta
+
+    def _geometry(self, h: int, w: int) -> tuple[int, int, int, int, float, float]:
+        """Letterbox (new_w, new_h, left, top) and scale_boxes gains for a source size, cached."""
+        if self._geom_key != (h, w):
+            ih, iw = self.input_hw
+            r = min(ih / h, iw / w)
+            nw, nh = max(round(w * r), 1), max(round(h * r), 1)
+            left, top = round((iw - nw) / 2 - 0.1), round((ih - nh) / 2 - 0.1)
+            self._canvas.fill(PAD_VALUE)
+            self._geom = (nw, nh, left, top, nw / w, nh / h)
+            self._geom_key = (h, w)
+        return self._geom
+
+    def detect(self, image: np.ndarray) -> Detections:
+        """Detect objects in one BGR uint8 (H, W, 3) image; boxes are in source pixels."""
+        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+            raise ValueError(f"image must be HxWx3 uint8 BGR, got {image.dtype} {image.shape}")
+        t0 = time.perf_counter()
+        h, w = image.shape[:2]
+        nw, nh, left, top, gain_x, gain_y = self._geometry(h, w)
+        view = self._canvas[0, top : top + nh, left : left + nw]
+        if (w, h) == (nw, nh):
+            view[...] = image
+        else:
+            out = cv2.resize(image, (nw, nh), dst=view, interpolation=cv2.INTER_LINEAR)
+            if out is not view and not np.shares_memory(out, view):  # binding allocated anew
+                view[...] = out
+        t1 = time.perf_counter()
+        self._request.infer()
+        pred = self._request.get_output_tensor(0).data[0]  # (4 + nc, N), valid until the next infer
+        t2 = time.perf_counter()
+        dets = self._postprocess(pred, h, w, left, top, gain_x, gain_y)
+        t3 = time.perf_counter()
+        self.last_timings = {
+            "preprocess": (t1 - t0) * 1e3,
+            "inference": (t2 - t1) * 1e3,
+            "postprocess": (t3 - t2) * 1e3,
+        }
+        return dets
+
+    def _postprocess(
+        self, pred: npt.NDArray[np.float32], h: int, w: int, left: int, top: int, gx: float, gy: float
+    ) -> Detections:
+        scores = pred[4 : 4 + self.nc]
+        keep = np.flatnonzero(scores.max(axis=0) > self.conf)
+        if keep.size == 0:
+            return Detections.empty(self.names)
+        cand = scores[:, keep]
+        cls = cand.argmax(axis=0)
+        conf = cand[cls, np.arange(keep.size)]
+        if self.classes is not None:
+            sel = np.isin(cls, self.classes)
+            keep, cls, conf = keep[sel], cls[sel], conf[sel]
+            if keep.size == 0:
+                return Detections.empty(self.names)
+        if keep.size > MAX_NMS:
+            top_idx = np.argsort(-conf, kind="stable")[:MAX_NMS]
+            keep, cls, conf = keep[top_idx], cls[top_idx], conf[top_idx]
+        cx, cy, bw, bh = pred[:4, keep]
+        xyxy = np.stack((cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2), axis=1)  # float32
+        idx = np.zeros(1, np.int64)
+        if keep.size > 1:  # class-aware NMS: offset each class's boxes so classes never overlap
+            off = cls.astype(np.float64) * MAX_WH
+            wh = xyxy[:, 2:] - xyxy[:, :2]
+            rects: Any = np.stack((xyxy[:, 0] + off, xyxy[:, 1] + off, wh[:, 0], wh[:, 1]), axis=1)
+            idx = np.asarray(cv2.dnn.NMSBoxes(rects, conf, 0.0, self.iou), np.int64).ravel()
+            idx = idx[np.argsort(-conf[idx], kind="stable")]  # already by score; make it explicit
+        idx = idx[: self.max_det]
+        xyxy, conf, cls = xyxy[idx], conf[idx], cls[idx]
+        xyxy[:, [0, 2]] -= left
+        xyxy[:, [1, 3]] -= top
+        xyxy[:, [0, 2]] /= gx
+        xyxy[:, [1, 3]] /= gy
+        xyxy[:, [0, 2]] = np.clip(xyxy[:, [0, 2]], 0, w)
+        xyxy[:, [1, 3]] = np.clip(xyxy[:, [1, 3]], 0, h)
+        return Detections(xyxy=xyxy, confidence=conf, class_id=cls.astype(np.int64), names=self.names)
+
+    def reset(self) -> None:
+        """No state to clear: tracking lives elsewhere."""

@@ -1,0 +1,33 @@
+"""The interface every sink implements."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from detector.types import Detections, Frame
+
+
+@dataclass(frozen=True)
+class FrameResult:
+    """One processed frame as it reaches the sinks."""
+
+    frame: Frame
+    detections: Detections
+    annotated: npt.NDArray[np.uint8]
+    latency_ms: float
+
+
+class Sink(Protocol):
+    """Receives processed frames in order; ``close`` finalizes the output (always called)."""
+
+    def write(self, result: FrameResult) -> None: ...
+
+    def event(self, record: dict[str, Any]) -> None:
+        """A non-frame record (stream gap, line crossing...). Sinks that have no use for it ignore it."""
+        ...
+
+    def close(self) -> None: ...

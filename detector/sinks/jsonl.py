@@ -1,0 +1,187 @@
+"""JSON-lines sink: one line per processed frame, plus event lines.
+
+Each line is written with a single ``write`` and flushed at once, so a reader
+tailing the file (or a killed process) sees whole lines; nothing is buffered in
+memory. ``read_jsonl`` reads such a file back, skipping a torn last line.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import sys
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+
+from detector.errors import UserError
+from detector.sinks.base import FrameResult
+
+log = logging.getLogger(__name__)
+
+STDOUT = "-"
+
+
+def check_output_file(path: str | Path, overwrite: bool, what: str = "output") -> Path:
+    """Check that ``path`` can be created: folder exists and is writable, file absent unless overwrite.
+
+    Raises ``UserError`` with one line saying what to do. Shared by the file sinks.
+    """
+    p = Path(path).expanduser()
+    if p.is_dir():
+        raise UserError(f"{what} {p} is a folder; give a file name")
+    folder = p.parent
+    if not folder.exists():
+        raise UserError(f"{what} folder {folder} does not exist; create it or choose another path")
+    if not folder.is_dir():
+        raise UserError(f"{what} folder {folder} is not a folder; choose another path")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise UserError(f"{what} folder {folder} is not writable; choose another path")
+    if os.path.lexists(p):
+        if not overwrite:
+            raise UserError(f"{what} {p} exists; pass --overwrite to replace it")
+        if p.exists() and not os.access(p, os.W_OK):
+            raise UserError(f"{what} {p} exists and is not writable; choose another path")
+    return p
+
+
+def check_json_output_path(path: str | Path, overwrite: bool) -> Path | None:
+    """Validate a JSON-lines output before any frame is read; ``None`` means stdout (``-``)."""
+    if str(path) == STDOUT:
+        return None
+    return check_output_file(path, overwrite, "JSON output")
+
+
+def _clean(value: Any) -> Any:
+    """JSON-safe copy: non-finite floats -> None, numpy scalars/arrays -> Python values."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _clean(value.tolist())
+    if isinstance(value, np.generic):
+        return _clean(value.item())
+    return value
+
+
+def _numpy_default(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def dumps_line(record: dict[str, Any]) -> str:
+    """One compact JSON line (with the trailing newline); NaN/inf become null."""
+    try:
+        text = json.dumps(
+            record, separators=(",", ":"), allow_nan=False, ensure_ascii=False, default=_numpy_default
+        )
+    except ValueError:  # a non-finite float somewhere: clean and retry
+        text = json.dumps(_clean(record), separators=(",", ":"), allow_nan=False, ensure_ascii=False)
+    return text + "\n"
+
+
+def _ascii_line(line: str) -> str:
+    return json.dumps(json.loads(line), separators=(",", ":"), ensure_ascii=True) + "\n"
+
+
+def frame_record(result: FrameResult) -> dict[str, Any]:
+    """The JSON record for one processed frame."""
+    frame = result.frame
+    return {
+        "frame": int(frame.index),
+        "pts": round(float(frame.pts), 6),
+        "latency_ms": round(float(result.latency_ms), 1),
+        "detections": result.detections.to_records(),
+    }
+
+
+class JsonLinesSink:
+    """Writes one JSON line per frame (and per event) to a file or, for ``-``, to stdout."""
+
+    def __init__(self, path: str | Path, overwrite: bool = False) -> None:
+        self.path: Path | None = check_json_output_path(path, overwrite)
+        self.lines_written = 0
+        self._raw: IO[bytes] | None = None
+        self._closed = False
+        if self.path is not None:
+            try:
+                self._raw = open(self.path, "wb", buffering=0)  # noqa: SIM115 - closed in close()
+            except OSError as exc:
+                raise UserError(f"cannot create JSON output {self.path}: {exc.strerror or exc}") from exc
+
+    @property
+    def _name(self) -> str:
+        return "stdout" if self.path is None else str(self.path)
+
+    def write(self, result: FrameResult) -> None:
+        self._write_line(dumps_line(frame_record(result)))
+
+    def event(self, record: dict[str, Any]) -> None:
+        self._write_line(dumps_line(record))
+
+    def _write_line(self, line: str) -> None:
+        if self._closed:
+            raise RuntimeError(f"JsonLinesSink({self._name}) is closed")
+        try:
+            if self._raw is None:
+                self._write_stdout(line)
+            else:
+                try:
+                    data = line.encode("utf-8")
+                except UnicodeEncodeError:  # lone surrogates in a string
+                    data = _ascii_line(line).encode("ascii")
+                view = memoryview(data)
+                while view:  # one write() normally; loops only on a short write
+                    view = view[self._raw.write(view) or 0 :]
+        except OSError as exc:
+            raise UserError(
+                f"writing {self._name} failed: {exc.strerror or exc}; the lines up to here are kept"
+            ) from exc
+        self.lines_written += 1
+
+    @staticmethod
+    def _write_stdout(line: str) -> None:
+        out = sys.stdout  # looked up each time: never closed, may be swapped (tests, redirection)
+        try:
+            out.write(line)
+        except UnicodeEncodeError:  # stdout with a non-UTF-8 encoding
+            out.write(_ascii_line(line))
+        out.flush()
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._raw is not None:
+            try:
+                self._raw.close()
+            except OSError as exc:
+                raise UserError(f"closing {self._name} failed: {exc.strerror or exc}") from exc
+
+
+def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
+    """Read a JSON-lines file; an unterminated last line that does not parse (torn) is skipped."""
+    lines = Path(path).read_bytes().split(b"\n")
+    tail = lines.pop()  # b"" when the file ends with a newline
+    records: list[dict[str, Any]] = []
+    for number, raw in enumerate(lines, 1):
+        if raw.strip():
+            try:
+                records.append(json.loads(raw))
+            except ValueError as exc:
+                raise ValueError(f"{path}:{number}: not a JSON line: {exc}") from exc
+    if tail.strip():
+        try:
+            records.append(json.loads(tail))
+        except ValueError:
+            log.warning("%s: skipping torn last line %d", path, len(lines) + 1)
+    return records

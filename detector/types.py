@@ -1,0 +1,115 @@
+"""Core data types: a captured ``Frame`` and the ``Detections`` found in it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+FloatArray = npt.NDArray[np.float32]
+IntArray = npt.NDArray[np.int64]
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One decoded picture.
+
+    ``image`` is BGR uint8 (H, W, 3). ``index`` is the 0-based frame index in the
+    source, ``pts`` the presentation time in seconds (source time for files,
+    seconds since the first capture for live sources), and ``capture_time`` the
+    ``time.monotonic()`` at which the frame left the decoder.
+    """
+
+    image: npt.NDArray[np.uint8]
+    index: int
+    pts: float
+    capture_time: float
+
+    def __post_init__(self) -> None:
+        img = self.image
+        if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
+            raise ValueError(f"Frame.image must be HxWx3 uint8 BGR, got {img.dtype} {img.shape}")
+
+    @property
+    def width(self) -> int:
+        return int(self.image.shape[1])
+
+    @property
+    def height(self) -> int:
+        return int(self.image.shape[0])
+
+
+@dataclass
+class Detections:
+    """Boxes found in one frame, in source-frame pixels.
+
+    ``xyxy`` is float32 (N, 4); ``confidence`` float32 (N,); ``class_id`` int64 (N,);
+    ``tracker_id`` int64 (N,) or None. ``names`` maps class ids to names.
+    """
+
+    xyxy: FloatArray
+    confidence: FloatArray
+    class_id: IntArray
+    tracker_id: IntArray | None = None
+    names: Mapping[int, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.xyxy = np.asarray(self.xyxy, dtype=np.float32).reshape(-1, 4)
+        n = len(self.xyxy)
+        self.confidence = np.asarray(self.confidence, dtype=np.float32).reshape(-1)
+        self.class_id = np.asarray(self.class_id, dtype=np.int64).reshape(-1)
+        if self.tracker_id is not None:
+            self.tracker_id = np.asarray(self.tracker_id, dtype=np.int64).reshape(-1)
+        for name in ("confidence", "class_id", "tracker_id"):
+            arr = getattr(self, name)
+            if arr is not None and len(arr) != n:
+                raise ValueError(f"Detections.{name} has {len(arr)} entries, xyxy has {n}")
+
+    @classmethod
+    def empty(cls, names: Mapping[int, str] | None = None) -> Detections:
+        return cls(
+            xyxy=np.zeros((0, 4), np.float32),
+            confidence=np.zeros(0, np.float32),
+            class_id=np.zeros(0, np.int64),
+            names=dict(names or {}),
+        )
+
+    def __len__(self) -> int:
+        return len(self.xyxy)
+
+    def __getitem__(self, index: npt.NDArray[np.bool_] | npt.NDArray[np.integer] | slice) -> Detections:
+        """Filter by a boolean mask, an index array or a slice."""
+        if isinstance(index, np.ndarray) and index.dtype == np.bool_ and len(index) != len(self):
+            raise IndexError(f"mask has {len(index)} entries, detections have {len(self)}")
+        return Detections(
+            xyxy=self.xyxy[index],
+            confidence=self.confidence[index],
+            class_id=self.class_id[index],
+            tracker_id=None if self.tracker_id is None else self.tracker_id[index],
+            names=self.names,
+        )
+
+    def class_name(self, class_id: int) -> str:
+        return self.names.get(int(class_id), str(int(class_id)))
+
+    def counts(self) -> dict[str, int]:
+        """Number of detections per class name, most frequent first."""
+        ids, counts = np.unique(self.class_id, return_counts=True)
+        pairs = sorted(((self.class_name(i), int(c)) for i, c in zip(ids, counts)), key=lambda p: (-p[1], p[0]))
+        return dict(pairs)
+
+    def to_records(self) -> list[dict[str, object]]:
+        """Per-detection dicts as written to JSON lines."""
+        tids = self.tracker_id
+        return [
+            {
+                "class_id": int(self.class_id[i]),
+                "class_name": self.class_name(int(self.class_id[i])),
+                "confidence": round(float(self.confidence[i]), 4),
+                "xyxy": [round(float(v), 1) for v in self.xyxy[i]],
+                "track_id": None if tids is None else int(tids[i]),
+            }
+            for i in range(len(self))
+        ]

@@ -1,0 +1,127 @@
+"""Shared fixtures: the real model and footage (from env vars), sample images, fakes, tiny clips."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+import pytest
+
+from detector.types import Detections
+
+os.environ.setdefault("YOLO_OFFLINE", "1")
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _env_path(var: str) -> Path:
+    value = os.environ.get(var)
+    if not value:
+        pytest.skip(f"{var} is not set (CI sets it; point it at ../shared)")
+    path = Path(value)
+    if not path.exists():
+        pytest.fail(f"{var}={value} does not exist")
+    return path
+
+
+@pytest.fixture(scope="session")
+def model_path() -> Path:
+    return _env_path("DETECTOR_TEST_MODEL")
+
+
+@pytest.fixture(scope="session")
+def videos_dir() -> Path:
+    return _env_path("DETECTOR_TEST_VIDEOS")
+
+
+@pytest.fixture(scope="session")
+def assets_dir() -> Path:
+    import ultralytics
+
+    return Path(ultralytics.__file__).parent / "assets"
+
+
+@pytest.fixture(scope="session")
+def sample_clip() -> Path:
+    path = ROOT / "videos" / "sample.mp4"
+    assert path.is_file(), "videos/sample.mp4 is committed; rebuild it with python videos/make_sample.py"
+    return path
+
+
+def write_clip(path: Path, frames: int = 30, size: tuple[int, int] = (320, 240), fps: Fraction = Fraction(30),
+               codec: str = "libx264") -> Path:
+    """A small synthetic clip: a white square moving over a grey gradient."""
+    w, h = size
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream(codec, rate=fps)
+        stream.width, stream.height = w, h
+        stream.pix_fmt = "yuv420p"
+        base = np.tile(np.linspace(40, 200, w, dtype=np.uint8), (h, 1))
+        for i in range(frames):
+            img = cv2.cvtColor(base, cv2.COLOR_GRAY2BGR)
+            x = int((w - 40) * i / max(frames - 1, 1))
+            cv2.rectangle(img, (x, h // 2 - 20), (x + 40, h // 2 + 20), (255, 255, 255), -1)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="bgr24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return path
+
+
+@pytest.fixture
+def tiny_clip(tmp_path: Path) -> Path:
+    return write_clip(tmp_path / "tiny.mp4")
+
+
+class FakeDetector:
+    """Finds the brightest square (the moving white one in ``write_clip``) as class 0 'person'."""
+
+    backend = "fake"
+    model_path = "fake"
+    names = {0: "person", 1: "car"}
+
+    def __init__(self, delay: float = 0.0, fail_at: int | None = None) -> None:
+        self.delay = delay
+        self.fail_at = fail_at
+        self.calls = 0
+
+    def detect(self, image: np.ndarray) -> Detections:
+        self.calls += 1
+        if self.fail_at is not None and self.calls >= self.fail_at:
+            raise RuntimeError("fake detector failure")
+        if self.delay:
+            time.sleep(self.delay)
+        mask = image.min(axis=2) > 245
+        ys, xs = np.nonzero(mask)
+        if len(xs) == 0:
+            return Detections.empty(self.names)
+        box = np.array([[xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]], np.float32)
+        return Detections(xyxy=box, confidence=np.array([0.9], np.float32), class_id=np.array([0]), names=self.names)
+
+    def reset(self) -> None:
+        pass
+
+
+@pytest.fixture
+def fake_detector() -> FakeDetector:
+    return FakeDetector()
+
+
+def decode(path: Path) -> tuple[av.video.stream.VideoStream, int, Fraction, tuple[int, int], str]:
+    """Decode a written video back: (stream, frames, average_rate, (w, h), codec)."""
+    with av.open(str(path)) as c:
+        s = c.streams.video[0]
+        n = sum(1 for _ in c.decode(s))
+        return s, n, Fraction(s.average_rate), (s.codec_context.width, s.codec_context.height), s.codec_context.name
+
+
+@pytest.fixture
+def no_display(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    yield

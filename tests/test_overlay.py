@@ -1,0 +1,250 @@
+"""OverlayRenderer, FpsMeter and class_color on synthetic frames (no model needed)."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from detector.overlay import FpsMeter, OverlayRenderer, PanelInfo, class_color
+from detector.types import Detections
+
+NAMES = {0: "person", 1: "bicycle", 2: "car", 5: "bus"}
+W, H = 640, 360
+
+
+def dets(
+    boxes: list[list[float]],
+    class_ids: list[int] | None = None,
+    tracker_ids: list[int] | None = None,
+    names: dict[int, str] | None = None,
+) -> Detections:
+    n = len(boxes)
+    return Detections(
+        xyxy=np.array(boxes, np.float32).reshape(-1, 4),
+        confidence=np.full(n, 0.87, np.float32),
+        class_id=np.array(class_ids if class_ids is not None else [0] * n, np.int64),
+        tracker_id=None if tracker_ids is None else np.array(tracker_ids, np.int64),
+        names=NAMES if names is None else names,
+    )
+
+
+def black(w: int = W, h: int = H) -> np.ndarray:
+    return np.zeros((h, w, 3), np.uint8)
+
+
+def text_pixels(img: np.ndarray) -> int:
+    """Pixels of near-white label text (class 0's label is white text on dark blue)."""
+    return int((img.min(axis=2) > 200).sum())
+
+
+def test_input_untouched_and_output_same_shape_dtype() -> None:
+    rng = np.random.default_rng(1)
+    img = rng.integers(0, 256, (H, W, 3), dtype=np.uint8)
+    before = img.copy()
+    out = OverlayRenderer().annotate(
+        img, dets([[10, 20, 200, 300], [300, 50, 500, 200]], [0, 5]), PanelInfo(fps=25.0)
+    )
+    np.testing.assert_array_equal(img, before)
+    assert out.shape == img.shape and out.dtype == np.uint8
+    assert not np.shares_memory(out, img)
+    assert (out != img).any()
+
+
+def test_box_edge_has_class_colour() -> None:
+    out = OverlayRenderer(panel=False).annotate(
+        black(), dets([[100, 100, 300, 250], [400, 80, 600, 300]], [0, 5])
+    )
+    assert tuple(out[200, 100]) == class_color(0)  # left edge of the person box, below its label
+    assert tuple(out[250, 200]) == class_color(0)  # bottom edge
+    assert tuple(out[200, 600]) == class_color(5)  # right edge of the bus box
+    assert tuple(out[175, 200]) == (0, 0, 0)  # box interior stays clear
+
+
+def test_label_above_box_with_contrasting_text() -> None:
+    out = OverlayRenderer(panel=False).annotate(black(), dets([[200, 150, 400, 300]]))
+    above = out[100:150, 200:400]
+    assert (np.all(above == class_color(0), axis=2)).sum() > 200  # filled label background above the box
+    assert text_pixels(above) > 20  # white text on the dark blue background
+    assert text_pixels(out[152:298, 202:398]) == 0  # nothing drawn inside the box
+
+
+def _edge_boxes() -> dict[str, list[float]]:
+    return {
+        "top-left": [0, 0, 60, 50],
+        "top-right": [W - 60, 0, W, 50],
+        "bottom-left": [0, H - 50, 60, H],
+        "bottom-right": [W - 60, H - 50, W, H],
+        "top": [300, 0, 360, 50],
+        "bottom": [300, H - 50, 360, H],
+        "left": [0, 150, 60, 200],
+        "right": [W - 60, 150, W, 200],
+        "thin-at-right": [W - 3, 100, W, 300],
+        "thin-at-bottom": [200, H - 2, 400, H],
+        "whole-frame": [0, 0, W, H],
+        "past-top-left": [-40, -40, 30, 30],
+        "past-bottom-right": [W - 20, H - 20, W + 80, H + 80],
+    }
+
+
+@pytest.mark.parametrize("where", list(_edge_boxes()))
+def test_label_fully_visible_at_edges_and_corners(where: str) -> None:
+    renderer = OverlayRenderer(panel=False)
+    reference = text_pixels(renderer.annotate(black(), dets([[250, 150, 350, 250]])))
+    assert reference > 20
+    out = renderer.annotate(black(), dets([_edge_boxes()[where]]))
+    # The same label text must be drawn completely, i.e. none of it was cut off by the frame edge.
+    assert text_pixels(out) == reference
+    assert (np.all(out == class_color(0), axis=2)).any()
+
+
+def test_label_text_variants() -> None:
+    box = [[200, 150, 400, 300]]
+    plain = text_pixels(OverlayRenderer(panel=False).annotate(black(), dets(box)))
+    tracked = text_pixels(OverlayRenderer(panel=False).annotate(black(), dets(box, tracker_ids=[12])))
+    no_conf = text_pixels(OverlayRenderer(panel=False, confidence=False).annotate(black(), dets(box)))
+    assert tracked > plain > no_conf > 0  # "#12 person 0.87" > "person 0.87" > "person"
+    no_labels = OverlayRenderer(panel=False, labels=False).annotate(black(), dets(box))
+    assert text_pixels(no_labels) == 0 and (no_labels[100:148] == 0).all()
+
+
+def test_light_class_colour_gets_dark_text() -> None:
+    light = 2  # palette entry F3F3F3, almost white
+    assert min(class_color(light)) > 200
+    out = OverlayRenderer(panel=False).annotate(black(), dets([[200, 150, 400, 300]], [light]))
+    label = out[100:150, 200:400]
+    on_bg = np.all(label == class_color(light), axis=2)
+    dark = label.max(axis=2) < 60
+    assert on_bg.sum() > 200 and dark.sum() > 20  # dark glyphs on the light background
+
+
+def test_panel_drawn_and_toggled() -> None:
+    grey = np.full((H, W, 3), 160, np.uint8)
+    d = dets([[300, 150, 400, 300], [420, 150, 500, 300]], [0, 2])
+    renderer = OverlayRenderer()
+    out = renderer.annotate(grey, d, PanelInfo(fps=23.4, latency_ms=41.0, extra=["PAUSED"]))
+    corner = out[5:40, 5:60]
+    assert (corner < 100).all(axis=2).mean() > 0.5  # darkened background
+    assert text_pixels(corner) > 20  # with readable text on it
+    np.testing.assert_array_equal(out[H // 2 :, : W // 3], grey[H // 2 :, : W // 3])  # blend stays local
+    renderer.panel = False  # the 'f' key
+    off = renderer.annotate(grey, d, PanelInfo(fps=23.4))
+    np.testing.assert_array_equal(off[:140, :280], grey[:140, :280])
+
+
+def test_panel_shows_fps_placeholder_without_detections() -> None:
+    grey = np.full((H, W, 3), 160, np.uint8)
+    renderer = OverlayRenderer()
+    np.testing.assert_array_equal(renderer.annotate(grey, Detections.empty(NAMES)), grey)  # nothing to show
+    out = renderer.annotate(grey, Detections.empty(NAMES), PanelInfo(fps=None))
+    assert (out[:30, :80] != 160).any()  # "FPS --" shown before the first measurement
+
+
+def _panel_height(img: np.ndarray) -> int:
+    rows = np.flatnonzero((img[:, :40] != 160).any(axis=(1, 2)))  # the panel darkens the left columns
+    return int(rows.max()) + 1
+
+
+def test_panel_counts_are_capped() -> None:
+    grey = np.full((720, 1280, 3), 160, np.uint8)
+    names = {i: f"class{i}" for i in range(20)}
+    renderer = OverlayRenderer(labels=False, line_width=1)
+
+    def height(n_classes: int) -> int:
+        boxes = [[600 + 10 * i, 300, 640 + 10 * i, 340] for i in range(n_classes)]
+        return _panel_height(renderer.annotate(grey, dets(boxes, list(range(n_classes)), names=names)))
+
+    assert height(3) < height(6) < height(8)  # one line per class
+    assert height(8) == height(12) == height(20)  # then "+N more" instead of a growing list
+
+
+@pytest.mark.parametrize(("w", "h"), [(320, 180), (3840, 2160)])
+def test_works_at_small_and_4k_frames(w: int, h: int) -> None:
+    s = w / W
+    boxes = [[100 * s, 100 * s, 300 * s, 300 * s], [0, 0, 50 * s, 50 * s], [w - 40 * s, h - 40 * s, w, h]]
+    out = OverlayRenderer().annotate(black(w, h), dets(boxes), PanelInfo(fps=30.0))
+    assert out.shape == (h, w, 3)
+    assert text_pixels(out) > 40 * s
+
+
+def test_sizes_scale_with_frame_and_line_width_overrides() -> None:
+    def thickness(renderer: OverlayRenderer, w: int, h: int) -> int:
+        s = w / W
+        out = renderer.annotate(black(w, h), dets([[100 * s, 100 * s, 300 * s, 300 * s]]))
+        return int(np.all(out[int(200 * s)] == class_color(0), axis=1).sum()) // 2
+
+    def label_text(w: int, h: int) -> int:
+        s = w / W
+        return text_pixels(
+            OverlayRenderer(panel=False).annotate(black(w, h), dets([[300 * s] * 2 + [400 * s] * 2]))
+        )
+
+    auto = OverlayRenderer(panel=False, labels=False)
+    assert thickness(auto, 320, 180) < thickness(auto, 1920, 1080) < thickness(auto, 3840, 2160)
+    assert label_text(320, 180) < label_text(1920, 1080) < label_text(3840, 2160)
+    fixed = OverlayRenderer(panel=False, labels=False, line_width=1)
+    assert thickness(fixed, 320, 180) == thickness(fixed, 3840, 2160) == 1
+
+
+def test_bad_boxes_are_skipped() -> None:
+    boxes = [[np.nan, 0, 10, 10], [1e30, 1e30, 2e30, 2e30], [-50, -50, -10, -10], [50, 50, 50, 80]]
+    out = OverlayRenderer(panel=False).annotate(black(), dets(boxes))
+    assert not out.any()
+
+
+def test_rejects_non_bgr_image() -> None:
+    with pytest.raises(ValueError):
+        OverlayRenderer().annotate(np.zeros((10, 10), np.uint8), Detections.empty())
+
+
+def test_fast_enough_for_1080p() -> None:
+    rng = np.random.default_rng(0)
+    xy = rng.uniform(0, 1, (20, 2)) * [1700, 900]
+    d = Detections(
+        xyxy=np.hstack([xy, xy + rng.uniform(50, 300, (20, 2))]),
+        confidence=rng.uniform(0.3, 1, 20),
+        class_id=rng.integers(0, 6, 20),
+        names=NAMES,
+    )
+    img, renderer, info = np.full((1080, 1920, 3), 90, np.uint8), OverlayRenderer(), PanelInfo(29.9, 33.0)
+    times = []
+    for _ in range(30):
+        t0 = time.perf_counter()
+        renderer.annotate(img, d, info)
+        times.append(time.perf_counter() - t0)
+    assert float(np.median(times)) < 0.010  # ~1.3 ms measured; generous for loaded CI machines
+
+
+def test_class_color_stable_distinct_and_matches_ultralytics() -> None:
+    from ultralytics.utils.plotting import colors
+
+    palette = [class_color(i) for i in range(20)]
+    assert len(set(palette)) == 20
+    assert palette == [class_color(i) for i in range(20)]
+    assert class_color(20) == class_color(0) and class_color(47) == class_color(7)
+    assert all(len(c) == 3 and all(isinstance(v, int) and 0 <= v <= 255 for v in c) for c in palette)
+    assert palette == [tuple(colors(i, bgr=True)) for i in range(20)]
+
+
+def test_fps_meter_measures_and_smooths() -> None:
+    meter = FpsMeter(alpha=0.1)
+    assert meter.value is None
+    assert meter.tick(0.0) == 0.0 and meter.value is None  # one tick: no interval yet
+    for k in range(1, 30):
+        fps = meter.tick(k * 0.1)
+    assert fps == pytest.approx(10.0, rel=1e-6)
+    assert meter.value == pytest.approx(10.0, rel=1e-6)
+    t = 2.9
+    t += 0.05
+    after_speedup = meter.tick(t)
+    assert 10.0 < after_speedup < 12.0  # smoothed, not jumping straight to 20
+    for _ in range(100):
+        t += 0.05
+        meter.tick(t)
+    assert meter.value == pytest.approx(20.0, rel=1e-3)
+    meter.tick(t)  # duplicate timestamp is ignored
+    assert meter.value == pytest.approx(20.0, rel=1e-3)
+    meter.reset()
+    assert meter.value is None
+    assert FpsMeter().tick() == 0.0  # defaults to time.monotonic()

@@ -1,0 +1,184 @@
+"""The pipelined loop with fakes: order, drop policy, errors in each stage, no hangs."""
+
+from __future__ import annotations
+
+import threading
+import time
+from fractions import Fraction
+from typing import Any
+
+import numpy as np
+import pytest
+from conftest import FakeDetector
+
+from detector.channel import Channel, Closed
+from detector.errors import StreamLost
+from detector.overlay import OverlayRenderer
+from detector.pipeline import Pipeline
+from detector.sinks.base import FrameResult
+from detector.sources import SourceInfo
+from detector.types import Frame
+
+
+class FakeSource:
+    """``n`` frames whose top-left pixel encodes the index; optionally paced like a live camera."""
+
+    def __init__(self, n: int = 40, *, kind: str = "file", pace: float = 0.0, fail_at: int | None = None,
+                 drop_after: int | None = None, reopen_ok: bool = True) -> None:
+        self.info = SourceInfo(name="fake", kind=kind, width=64, height=48, fps=Fraction(30), frame_count=n)
+        self.n, self.pace, self.fail_at = n, pace, fail_at
+        self.drop_after, self.reopen_ok = drop_after, reopen_ok
+        self.i = 0
+        self.corrupt = 0
+        self.closed = False
+        self.reopens = 0
+        self._t0 = time.monotonic()
+
+    def read(self) -> Frame | None:
+        if self.fail_at is not None and self.i >= self.fail_at:
+            raise RuntimeError("fake decode failure")
+        if self.drop_after is not None and self.i >= self.drop_after and self.reopens == 0:
+            raise ConnectionError("fake stream dropped")
+        if self.i >= self.n:
+            return None
+        if self.pace:
+            time.sleep(self.pace)
+        img = np.zeros((48, 64, 3), np.uint8)
+        img[0, 0] = (self.i % 256, self.i // 256, 0)
+        now = time.monotonic()
+        f = Frame(img, self.i, now - self._t0 if self.info.live else self.i / 30, now)
+        self.i += 1
+        return f
+
+    def reopen(self) -> None:
+        self.reopens += 1
+        if not self.reopen_ok:
+            raise ConnectionError("still down")
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class RecordingSink:
+    def __init__(self, delay: float = 0.0, fail_at: int | None = None) -> None:
+        self.indices: list[int] = []
+        self.pixels: list[int] = []
+        self.events: list[dict[str, Any]] = []
+        self.delay, self.fail_at = delay, fail_at
+        self.closed = False
+
+    def write(self, result: FrameResult) -> None:
+        if self.fail_at is not None and len(self.indices) >= self.fail_at:
+            raise OSError("fake disk full")
+        if self.delay:
+            time.sleep(self.delay)
+        self.indices.append(result.frame.index)
+        px = result.frame.image[0, 0]
+        self.pixels.append(int(px[0]) + 256 * int(px[1]))
+
+    def event(self, record: dict[str, Any]) -> None:
+        self.events.append(record)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def make(source: FakeSource, detector: Any = None, sink: RecordingSink | None = None, **kw: Any) -> Pipeline:
+    return Pipeline(source, detector or FakeDetector(), OverlayRenderer(), [sink or RecordingSink()], **kw)
+
+
+def no_stage_threads() -> bool:
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        if not [t for t in threading.enumerate() if t.name in ("capture", "inference") and t.is_alive()]:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.mark.parametrize(("det_delay", "sink_delay"), [(0.01, 0.0), (0.0, 0.01), (0.0, 0.0)])
+def test_file_frames_arrive_in_order_and_none_dropped(det_delay, sink_delay):
+    sink = RecordingSink(delay=sink_delay)
+    src = FakeSource(40)
+    stats = make(src, FakeDetector(delay=det_delay), sink).run()
+    assert sink.indices == list(range(40))
+    assert sink.pixels == list(range(40)), "output frame i must be input frame i"
+    assert stats.frames_processed == 40 and stats.frames_dropped == 0 and stats.frames_read == 40
+    assert src.closed and sink.closed
+    assert no_stage_threads()
+
+
+def test_live_source_keeps_newest_frame_and_counts_drops():
+    sink = RecordingSink()
+    src = FakeSource(60, kind="camera", pace=0.005)
+    p = make(src, FakeDetector(delay=0.03), sink, reconnect_max=0)
+    stats = p.run()
+    assert stats.frames_dropped > 10, "a slow detector on a live source must drop, not queue"
+    assert stats.frames_processed + stats.frames_dropped == stats.frames_read
+    assert p.frames.max_depth <= 2, "the live queue holds only the newest frame (+ end marker)"
+    assert sink.indices == sorted(sink.indices)
+    assert sink.indices[-1] == 59, "the newest frame is never the one dropped"
+
+
+def test_max_frames_and_vid_stride():
+    sink = RecordingSink()
+    stats = make(FakeSource(40), sink=sink, max_frames=5, vid_stride=3).run()
+    assert sink.indices == [0, 3, 6, 9, 12]
+    assert stats.frames_processed == 5
+
+
+@pytest.mark.parametrize("stage", ["capture", "inference", "sink"])
+def test_error_in_any_stage_ends_the_run_without_hanging(stage):
+    src = FakeSource(200, fail_at=20 if stage == "capture" else None)
+    det = FakeDetector(fail_at=20 if stage == "inference" else None)
+    sink = RecordingSink(fail_at=20 if stage == "sink" else None)
+    p = make(src, det, sink)
+    t = time.monotonic()
+    with pytest.raises((RuntimeError, OSError), match="fake"):
+        p.run()
+    assert time.monotonic() - t < 10
+    assert src.closed and sink.closed, "outputs are closed even when a stage fails"
+    assert no_stage_threads()
+
+
+def test_live_reconnect_records_the_gap():
+    sink = RecordingSink()
+    src = FakeSource(30, kind="stream", drop_after=10)
+    p = make(src, sink=sink, reconnect_max=3, max_frames=25)
+    p.reader.backoff = (0.01, 0.02)
+    stats = p.run()
+    assert src.reopens == 1
+    assert stats.gaps == 1
+    assert sink.events and sink.events[0]["event"] == "gap" and sink.events[0]["after_frame"] == 9
+    assert sink.indices == sorted(set(sink.indices)), "no fake or repeated frames fill the gap"
+    assert stats.frames_read == 25 and sink.indices[-1] == 24
+
+
+def test_live_gives_up_after_reconnect_max():
+    src = FakeSource(30, kind="stream", drop_after=5, reopen_ok=False)
+    p = make(src, reconnect_max=2)
+    p.reader.backoff = (0.01, 0.02)
+    with pytest.raises(StreamLost, match="could not reconnect after 2 attempts"):
+        p.run()
+    assert src.reopens == 2
+
+
+def test_channel_blocks_for_files_and_drops_for_live():
+    stop = threading.Event()
+    ch: Channel[int] = Channel(2, keep_latest=True, stop=stop)
+    for i in range(5):
+        assert ch.put(i)
+    ch.put(-1, control=True)
+    assert [ch.get(), ch.get(), ch.get()] == [3, 4, -1]
+    assert ch.dropped == 3
+    blocking: Channel[int] = Channel(1, keep_latest=False, stop=stop)
+    blocking.put(1)
+    done = threading.Event()
+    threading.Thread(target=lambda: (blocking.put(2), done.set()), daemon=True).start()
+    assert not done.wait(0.3), "put must block while the file queue is full"
+    assert blocking.get() == 1
+    assert done.wait(2)
+    stop.set()
+    assert blocking.get() == 2
+    with pytest.raises(Closed):
+        blocking.get()

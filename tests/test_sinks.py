@@ -1,0 +1,398 @@
+"""Video and JSON-lines sinks: real files, decoded back with PyAV (no model)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import os
+import signal
+import struct
+import subprocess
+import sys
+import tempfile
+import textwrap
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from detector.errors import UserError
+from detector.sinks import jsonl as jsonl_mod
+from detector.sinks import video as video_mod
+from detector.sinks.base import FrameResult
+from detector.sinks.jsonl import JsonLinesSink, check_json_output_path, read_jsonl
+from detector.sinks.video import VideoWriterSink, check_video_output_path
+from detector.types import Detections, Frame
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def make_image(i: int, width: int, height: int) -> np.ndarray:
+    img = np.full((height, width, 3), 60, np.uint8)
+    x = (i * 9) % max(width - 40, 1)
+    img[height // 3 : height // 3 + 40, x : x + 40] = (0, 0, 255)
+    return img
+
+
+def make_result(
+    i: int,
+    width: int = 640,
+    height: int = 360,
+    capture_time: float | None = None,
+    dets: Detections | None = None,
+) -> FrameResult:
+    img = make_image(i, width, height)
+    t = i / 30 if capture_time is None else capture_time
+    frame = Frame(image=img, index=i, pts=t, capture_time=1000.0 + t)
+    return FrameResult(frame=frame, detections=dets or Detections.empty(), annotated=img, latency_ms=12.34)
+
+
+def decode(path: Path) -> tuple[av.video.stream.VideoStream, list[av.VideoFrame]]:
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        frames = list(container.decode(stream))
+    return stream, frames
+
+
+def top_level_boxes(path: Path) -> list[str]:
+    boxes = []
+    with open(path, "rb") as f:
+        while header := f.read(8):
+            if len(header) < 8:
+                break
+            size, kind = struct.unpack(">I4s", header)
+            boxes.append(kind.decode("latin-1"))
+            if size == 0:
+                break
+            if size == 1:
+                size = struct.unpack(">Q", f.read(8))[0] - 8
+            f.seek(size - 8, os.SEEK_CUR)
+    return boxes
+
+
+def write_video(path: Path, n: int, fps: Fraction, size: tuple[int, int] = (640, 360), **kw: object) -> None:
+    sink = VideoWriterSink(path, fps=fps, live=False, threads=2, **kw)  # type: ignore[arg-type]
+    for i in range(n):
+        sink.write(make_result(i, *size))
+    sink.close()
+    sink.close()  # idempotent
+    assert sink.frames_written == n
+
+
+# -- video: file mode --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fps", [Fraction(179, 6), Fraction(25, 2), Fraction(30)])
+def test_file_mode_rate_count_codec(tmp_path: Path, fps: Fraction) -> None:
+    out = tmp_path / "out.mp4"
+    write_video(out, 60, fps)
+    stream, frames = decode(out)
+    assert stream.codec_context.name == "h264"
+    assert stream.codec_context.pix_fmt == "yuv420p"
+    assert (stream.width, stream.height) == (640, 360)
+    assert len(frames) == 60
+    assert stream.average_rate == fps
+    assert frames[0].time == 0
+    img = frames[-1].to_ndarray(format="bgr24")  # colours survive (BT.601 tags match the conversion)
+    assert abs(img.astype(int) - make_image(59, 640, 360)).mean() < 3
+    assert np.abs(img[120:160].astype(int) - (0, 0, 255)).min(axis=(0, 1)).max() < 10
+    assert frames[-1].time == pytest.approx(59 / float(fps), abs=1e-3)
+    assert not list(tmp_path.glob(".*tmp")), "temporary remux file left behind"
+
+
+def test_finished_file_is_faststart(tmp_path: Path) -> None:
+    out = tmp_path / "out.mp4"
+    write_video(out, 45, Fraction(30))
+    boxes = top_level_boxes(out)
+    assert boxes.index("moov") < boxes.index("mdat"), boxes
+    assert "moof" not in boxes, "finished file should no longer be fragmented"
+
+
+def test_odd_size_is_padded(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    out = tmp_path / "odd.mov"
+    with caplog.at_level(logging.WARNING, logger="detector.sinks.video"):
+        write_video(out, 20, Fraction(30), size=(321, 241), preset="ultrafast")
+    assert sum("odd" in r.getMessage() for r in caplog.records) == 1
+    stream, frames = decode(out)
+    assert (stream.width, stream.height) == (322, 242)
+    assert len(frames) == 20
+    last = frames[-1].to_ndarray(format="bgr24")
+    assert last[:, -1].mean() < 30 and last[-1, :].mean() < 30  # the pad is black (source is grey 60)
+    assert abs(last[:-1, :-1].astype(int) - make_image(19, 321, 241)).mean() < 4
+
+
+@pytest.mark.parametrize("size", [(480, 270), (322, 246)])
+def test_heights_not_multiple_of_4(tmp_path: Path, size: tuple[int, int]) -> None:
+    out = tmp_path / "out.mp4"
+    write_video(out, 10, Fraction(30), size=size, preset="ultrafast")
+    stream, frames = decode(out)
+    assert (stream.width, stream.height) == size
+    img = frames[-1].to_ndarray(format="bgr24")
+    assert abs(img.astype(int) - make_image(9, *size)).mean() < 4
+
+
+# -- video: live mode --------------------------------------------------------------------------
+
+
+def test_live_mode_uses_capture_times(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    times = [i / 30 for i in range(91) if i == 90 or i % 7 not in (3, 4)]  # some frames dropped
+    times = [0.0, *sorted(t + rng.uniform(-0.005, 0.005) for t in times[1:-1]), 3.0]
+    times.insert(5, times[4])  # a repeated capture time must still give increasing pts
+    out = tmp_path / "live.mp4"
+    sink = VideoWriterSink(out, fps=Fraction(30), live=True, preset="ultrafast", threads=2)
+    for i, t in enumerate(times):
+        sink.write(make_result(i, 320, 240, capture_time=t))
+    sink.close()
+    stream, frames = decode(out)
+    assert len(frames) == len(times) == sink.frames_written
+    pts = [f.time for f in frames]
+    assert all(b > a for a, b in itertools.pairwise(pts))
+    assert pts[0] == 0
+    assert pts[-1] == pytest.approx(3.0, abs=1 / 30)
+    assert stream.duration is not None and stream.time_base is not None
+    assert float(stream.duration * stream.time_base) == pytest.approx(3.0, abs=1.5 / 30)
+
+
+# -- video: crash safety and write errors -------------------------------------------------------
+
+CRASH_SCRIPT = textwrap.dedent(
+    """
+    import os, signal, sys
+    from fractions import Fraction
+    sys.path.insert(0, {root!r})
+    sys.path.insert(0, {tests!r})
+    from test_sinks import make_result
+    from detector.sinks.video import VideoWriterSink
+    sink = VideoWriterSink({out!r}, fps=Fraction(30), live=False, threads=2, fragment_seconds=1.0)
+    for i in range(90):
+        sink.write(make_result(i, 320, 240))
+    os.kill(os.getpid(), signal.SIGKILL)
+    """
+)
+
+
+def test_sigkill_leaves_playable_file(tmp_path: Path) -> None:
+    out = tmp_path / "crash.mp4"
+    script = CRASH_SCRIPT.format(root=str(ROOT), tests=str(ROOT / "tests"), out=str(out))
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=60)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()
+    assert "moof" in top_level_boxes(out)
+    stream, frames = decode(out)
+    assert stream.codec_context.name == "h264"
+    assert len(frames) >= 60
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_disk_full_is_user_error(tmp_path: Path) -> None:
+    out = tmp_path / "full.mp4"
+    out.symlink_to("/dev/full")
+    sink = VideoWriterSink(check_video_output_path(out, overwrite=True), fps=Fraction(30), live=False)
+    with pytest.raises(UserError, match=r"writing .*full\.mp4 failed: No space left.*kept"):
+        for i in range(30):
+            sink.write(make_result(i, 64, 64))
+    with pytest.raises(UserError):
+        sink.write(make_result(31, 64, 64))
+    sink.close()  # the error was already reported: no second one
+    sink.close()
+
+
+def test_remux_failure_keeps_fragmented_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken_replace(src: object, dst: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(video_mod.os, "replace", broken_replace)
+    out = tmp_path / "out.mp4"
+    with caplog.at_level(logging.WARNING, logger="detector.sinks.video"):
+        write_video(out, 40, Fraction(30), preset="ultrafast")
+    assert any("keeping the fragmented" in r.getMessage() for r in caplog.records)
+    assert "moof" in top_level_boxes(out)
+    assert len(decode(out)[1]) == 40
+    assert [p.name for p in tmp_path.iterdir()] == ["out.mp4"]
+
+
+def test_close_without_frames_creates_nothing(tmp_path: Path) -> None:
+    sink = VideoWriterSink(tmp_path / "none.mp4", fps=Fraction(30), live=False)
+    sink.close()
+    assert not (tmp_path / "none.mp4").exists()
+
+
+# -- output path checks -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("check", [check_video_output_path, check_json_output_path])
+def test_bad_output_paths(tmp_path: Path, check: object) -> None:
+    assert callable(check)
+    with pytest.raises(UserError, match="does not exist"):
+        check(tmp_path / "missing" / "out.mp4", False)
+    existing = tmp_path / "out.mp4"
+    existing.write_bytes(b"x")
+    with pytest.raises(UserError, match=r"exists; pass --overwrite"):
+        check(existing, False)
+    assert check(existing, True) == existing
+    (tmp_path / "dir.mp4").mkdir()
+    with pytest.raises(UserError, match="is a folder"):
+        check(tmp_path / "dir.mp4", True)
+
+
+def test_video_extension_must_be_a_container(tmp_path: Path) -> None:
+    for name in ("out.txt", "out.jpg", "out"):
+        with pytest.raises(UserError, match=r"not a video container; use a \.mp4"):
+            check_video_output_path(tmp_path / name, False)
+    for name in ("a.mp4", "b.M4V", "c.mov"):
+        assert check_video_output_path(tmp_path / name, False) == tmp_path / name
+
+
+@pytest.mark.parametrize("check", [check_video_output_path, check_json_output_path])
+def test_read_only_folder(tmp_path: Path, check: object) -> None:
+    assert callable(check)
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o555)
+    try:
+        if os.access(folder, os.W_OK):
+            pytest.skip("running as root: permissions are not enforced")
+        with pytest.raises(UserError, match="not writable"):
+            check(folder / "out.mp4", False)
+    finally:
+        folder.chmod(0o755)
+
+
+def test_not_writable_message(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(jsonl_mod.os, "access", lambda *a, **k: False)
+    with pytest.raises(UserError, match="is not writable; choose another path"):
+        check_video_output_path(tmp_path / "out.mp4", False)
+
+
+# -- JSON lines ---------------------------------------------------------------------------------
+
+
+def sample_detections() -> Detections:
+    return Detections(
+        xyxy=np.array([[10.04, 20.0, 30.5, 40.26], [1, 2, 3, 4]], np.float32),
+        confidence=np.array([0.91234, 0.5], np.float32),
+        class_id=np.array([0, 2]),
+        tracker_id=np.array([7, 8]),
+        names={0: "person", 2: "car"},
+    )
+
+
+def test_jsonl_schema_and_flush(tmp_path: Path) -> None:
+    out = tmp_path / "dets.jsonl"
+    sink = JsonLinesSink(out, overwrite=False)
+    dets = sample_detections()
+    for i in range(3):
+        r = make_result(i, 64, 48, capture_time=i / 3, dets=dets if i != 1 else Detections.empty())
+        sink.write(r)
+        lines = out.read_text(encoding="utf-8").splitlines()  # before close: already flushed
+        assert len(lines) == i + 1
+    sink.event({"event": "gap", "seconds": 2.5, "bad": float("nan"), "n": np.int64(3)})
+    records = read_jsonl(out)
+    sink.close()
+    sink.close()
+    assert len(records) == 4
+    first = records[0]
+    assert list(first) == ["frame", "pts", "latency_ms", "detections"]
+    assert first["frame"] == 0 and first["pts"] == 0 and first["latency_ms"] == 12.3
+    assert records[1]["pts"] == 0.333333 and records[1]["detections"] == []
+    assert first["detections"] == dets.to_records()
+    assert first["detections"][0] == {
+        "class_id": 0,
+        "class_name": "person",
+        "confidence": 0.9123,
+        "xyxy": [10.0, 20.0, 30.5, 40.3],
+        "track_id": 7,
+    }
+    assert records[3] == {"event": "gap", "seconds": 2.5, "bad": None, "n": 3}
+    assert "NaN" not in out.read_text()
+
+
+def test_jsonl_one_write_per_line(tmp_path: Path) -> None:
+    sink = JsonLinesSink(tmp_path / "d.jsonl", overwrite=False)
+    assert sink._raw is not None
+    calls: list[bytes] = []
+    raw = sink._raw
+
+    class Spy:
+        def write(self, data: memoryview) -> int | None:
+            calls.append(bytes(data))
+            return raw.write(data)
+
+        def close(self) -> None:
+            raw.close()
+
+    sink._raw = Spy()  # type: ignore[assignment]
+    sink.write(make_result(0, 32, 32, dets=sample_detections()))
+    sink.event({"event": "x"})
+    sink.close()
+    assert len(calls) == 2 and all(c.endswith(b"\n") and c.count(b"\n") == 1 for c in calls)
+
+
+def test_jsonl_stdout(capsys: pytest.CaptureFixture[str]) -> None:
+    assert check_json_output_path("-", overwrite=False) is None
+    sink = JsonLinesSink("-", overwrite=False)
+    sink.write(make_result(5, 32, 32, dets=sample_detections()))
+    sink.event({"event": "end"})
+    sink.close()
+    print("still open")
+    lines = capsys.readouterr().out.splitlines()
+    assert json.loads(lines[0])["frame"] == 5
+    assert json.loads(lines[1]) == {"event": "end"}
+    assert lines[2] == "still open"
+
+
+def test_read_jsonl_skips_torn_last_line(tmp_path: Path) -> None:
+    path = tmp_path / "torn.jsonl"
+    path.write_text('{"a":1}\n{"b":2}\n{"c":', encoding="utf-8")
+    assert read_jsonl(path) == [{"a": 1}, {"b": 2}]
+    path.write_text('{"a":1}\nnot json\n{"b":2}\n', encoding="utf-8")
+    with pytest.raises(ValueError, match=":2:"):
+        read_jsonl(path)
+
+
+names_st = st.text(alphabet=st.characters(codec="utf-8"), max_size=12) | st.sampled_from(
+    ['a "quoted" name', "two\nlines", "tab\there", "back\\slash", "😀 émoji", "\u2028sep"]
+)
+finite = st.floats(-1e5, 1e5, allow_nan=False, allow_infinity=False, width=32)
+
+
+@st.composite
+def detections_st(draw: st.DrawFn) -> Detections:
+    n = draw(st.integers(0, 5))
+    class_ids = draw(st.lists(st.integers(0, 9), min_size=n, max_size=n))
+    return Detections(
+        xyxy=np.array(
+            draw(st.lists(st.tuples(finite, finite, finite, finite), min_size=n, max_size=n)), np.float32
+        ),
+        confidence=np.array(draw(st.lists(st.floats(0, 1, width=32), min_size=n, max_size=n)), np.float32),
+        class_id=np.array(class_ids, np.int64),
+        tracker_id=None if draw(st.booleans()) else np.arange(n),
+        names={c: draw(names_st) for c in class_ids},
+    )
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(dets=st.lists(detections_st(), min_size=1, max_size=4), pts=finite, latency=finite)
+def test_jsonl_round_trip(dets: list[Detections], pts: float, latency: float) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "d.jsonl"
+        sink = JsonLinesSink(path, overwrite=False)
+        for i, d in enumerate(dets):
+            frame = Frame(np.zeros((2, 2, 3), np.uint8), i, pts, 0.0)
+            sink.write(FrameResult(frame, d, frame.image, latency))
+        sink.close()
+        records = read_jsonl(path)
+        assert path.read_bytes().count(b"\n") == len(dets)
+    assert len(records) == len(dets)
+    for i, (rec, d) in enumerate(zip(records, dets, strict=True)):
+        assert rec["frame"] == i
+        assert rec["pts"] == round(pts, 6)
+        assert rec["latency_ms"] == round(latency, 1)
+        assert rec["detections"] == d.to_records()
