@@ -27,7 +27,9 @@ def decide_show(settings: Settings, live_camera: bool) -> bool:
     """Window on by default for cameras when a display exists; ``--show`` without one is an error."""
     has_display = display_available()
     if settings.show is True and not has_display:
-        raise UserError("--show needs a display (no DISPLAY/WAYLAND_DISPLAY, or OpenCV without GUI); drop --show")
+        raise UserError(
+            "--show needs a display (no DISPLAY/WAYLAND_DISPLAY, or OpenCV without GUI); drop --show"
+        )
     if settings.show is None:
         if live_camera and not has_display:
             log.info("no display found; running without a window")
@@ -35,8 +37,13 @@ def decide_show(settings: Settings, live_camera: bool) -> bool:
     return settings.show
 
 
-def run(source_spec: str, settings: Settings, *, started_at: float | None = None,
-        stats_out: list[RunStats] | None = None) -> RunStats:
+def run(
+    source_spec: str,
+    settings: Settings,
+    *,
+    started_at: float | None = None,
+    stats_out: list[RunStats] | None = None,
+) -> RunStats:
     """Run the whole pipeline once. ``stats_out`` receives the stats even if the run is interrupted."""
     video_path = check_video_output_path(settings.output, settings.overwrite) if settings.output else None
     json_path = check_json_output_path(settings.json_path, settings.overwrite) if settings.json_path else None
@@ -53,8 +60,15 @@ def run(source_spec: str, settings: Settings, *, started_at: float | None = None
     pipeline: Pipeline | None = None
     try:
         info = source.info
-        log.info("source %s: %s %dx%d @ %.3g fps%s", info.kind, info.name, info.width, info.height,
-                 float(info.fps), f", ~{info.frame_count} frames" if info.frame_count else "")
+        log.info(
+            "source %s: %s %dx%d @ %.3g fps%s",
+            info.kind,
+            info.name,
+            info.width,
+            info.height,
+            float(info.fps),
+            f", ~{info.frame_count} frames" if info.frame_count else "",
+        )
         detector = load_detector(settings)
         log.info("model %s (%s backend)", detector.model_path, detector.backend)
         class_ids = resolve_classes(settings.classes, detector.names)
@@ -87,8 +101,11 @@ def run(source_spec: str, settings: Settings, *, started_at: float | None = None
         window = None
         if show:
             snap_dir = video_path.parent if video_path is not None else Path.cwd()
-            window = WindowSink(info.name, snapshot_dir=snap_dir, 
-                                 on_toggle_panel=lambda: setattr(renderer, "panel", not renderer.panel))
+            window = WindowSink(
+                info.name,
+                snapshot_dir=snap_dir,
+                on_toggle_panel=lambda: setattr(renderer, "panel", not renderer.panel),
+            )
         progress = None
         if not info.live and settings.json_path != "-":
             total = info.frame_count

@@ -110,7 +110,9 @@ class FrameReader:
         delay, cap = self.backoff
         lost_at = time.monotonic()
         for attempt in range(1, self.reconnect_max + 1):
-            log.warning("%s: %s; reconnect attempt %d/%d in %.1f s", name, exc, attempt, self.reconnect_max, delay)
+            log.warning(
+                "%s: %s; reconnect attempt %d/%d in %.1f s", name, exc, attempt, self.reconnect_max, delay
+            )
             if self._stop.wait(delay):
                 return None
             delay = min(delay * 2, cap)

@@ -61,59 +61,140 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Precedence: defaults < --config FILE < flags. Exit codes: 0 done, 2 usage/input error, "
         "130 interrupted, 143 terminated, 1 internal error.",
     )
-    run.add_argument("source", metavar="SOURCE",
-                     help="camera index (0), video file, URL (rtsp/rtmp/http/https), image folder, glob or image")
+    run.add_argument(
+        "source",
+        metavar="SOURCE",
+        help="camera index (0), video file, URL (rtsp/rtmp/http/https), image folder, glob or image",
+    )
     io = run.add_argument_group("outputs")
-    io.add_argument("-o", "--output", metavar="FILE.mp4", help="write annotated H.264 MP4 here (default: none)")
-    io.add_argument("--json", dest="json", metavar="FILE.jsonl",
-                    help="write one JSON line per frame here; '-' for stdout (default: none)")
-    io.add_argument("--overwrite", action="store_true", default=None, help="replace existing outputs (default: off)")
-    io.add_argument("--show", action=argparse.BooleanOptionalAction, default=None,
-                    help="show a window (default: on for cameras when a display exists)")
+    io.add_argument(
+        "-o", "--output", metavar="FILE.mp4", help="write annotated H.264 MP4 here (default: none)"
+    )
+    io.add_argument(
+        "--json",
+        dest="json",
+        metavar="FILE.jsonl",
+        help="write one JSON line per frame here; '-' for stdout (default: none)",
+    )
+    io.add_argument(
+        "--overwrite", action="store_true", default=None, help="replace existing outputs (default: off)"
+    )
+    io.add_argument(
+        "--show",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="show a window (default: on for cameras when a display exists)",
+    )
     m = run.add_argument_group("model")
-    m.add_argument("-m", "--model", metavar="PATH",
-                   help=f"model: .pt, .yaml, .onnx or OpenVINO folder (default: ${MODEL_ENV}, "
-                   f"else config, else {DEFAULT_MODEL})")
-    m.add_argument("--backend", choices=["auto", "torch", "openvino", "onnx"],
-                   help=f"inference backend (default: {D.backend})")
+    m.add_argument(
+        "-m",
+        "--model",
+        metavar="PATH",
+        help=f"model: .pt, .yaml, .onnx or OpenVINO folder (default: ${MODEL_ENV}, "
+        f"else config, else {DEFAULT_MODEL})",
+    )
+    m.add_argument(
+        "--backend",
+        choices=["auto", "torch", "openvino", "onnx"],
+        help=f"inference backend (default: {D.backend})",
+    )
     m.add_argument("--conf", type=_float, help=f"confidence threshold in (0, 1] (default: {D.conf})")
     m.add_argument("--iou", type=_float, help=f"NMS IoU threshold in (0, 1] (default: {D.iou})")
     m.add_argument("--imgsz", type=_positive_int, help=f"inference size, multiple of 32 (default: {D.imgsz})")
-    m.add_argument("--classes", nargs="+", metavar="CLASS",
-                   help="keep only these classes, by name or id: person car or 0,2 (default: all)")
+    m.add_argument(
+        "--classes",
+        nargs="+",
+        metavar="CLASS",
+        help="keep only these classes, by name or id: person car or 0,2 (default: all)",
+    )
     m.add_argument("--device", help=f"cpu, cuda:0, ... (default: {D.device})")
     m.add_argument("--half", action="store_true", default=None, help="FP16 inference on GPU (default: off)")
     m.add_argument("--max-det", type=_positive_int, help=f"max detections per frame (default: {D.max_det})")
     f = run.add_argument_group("frames")
     f.add_argument("--max-frames", type=_positive_int, help="stop after N processed frames (default: all)")
-    f.add_argument("--vid-stride", type=_positive_int,
-                   help=f"process every Nth frame; output fps is divided by N (default: {D.vid_stride})")
-    f.add_argument("--image-fps", type=_float, help=f"frame rate for image folders (default: {D.image_fps:g})")
+    f.add_argument(
+        "--vid-stride",
+        type=_positive_int,
+        help=f"process every Nth frame; output fps is divided by N (default: {D.vid_stride})",
+    )
+    f.add_argument(
+        "--image-fps", type=_float, help=f"frame rate for image folders (default: {D.image_fps:g})"
+    )
     live = run.add_argument_group("live sources")
-    live.add_argument("--stall-timeout", type=_float,
-                      help=f"seconds without a frame before reconnecting (default: {D.stall_timeout:g})")
-    live.add_argument("--reconnect-max", type=_positive_int,
-                      help=f"reconnect attempts before giving up, 0 = none (default: {D.reconnect_max})")
-    live.add_argument("--camera-size", metavar="WxH", help="camera resolution, e.g. 1280x720 (default: camera's)")
+    live.add_argument(
+        "--stall-timeout",
+        type=_float,
+        help=f"seconds without a frame before reconnecting (default: {D.stall_timeout:g})",
+    )
+    live.add_argument(
+        "--reconnect-max",
+        type=_positive_int,
+        help=f"reconnect attempts before giving up, 0 = none (default: {D.reconnect_max})",
+    )
+    live.add_argument(
+        "--camera-size", metavar="WxH", help="camera resolution, e.g. 1280x720 (default: camera's)"
+    )
     live.add_argument("--camera-fps", type=_float, help="camera frame rate (default: camera's)")
     enc = run.add_argument_group("encoder")
     enc.add_argument("--preset", help=f"x264 preset (default: {E.preset})")
-    enc.add_argument("--crf", type=_positive_int, help=f"x264 quality, 0-51, lower is better (default: {E.crf})")
+    enc.add_argument(
+        "--crf", type=_positive_int, help=f"x264 quality, 0-51, lower is better (default: {E.crf})"
+    )
     gen = run.add_argument_group("general")
     gen.add_argument("-c", "--config", metavar="FILE.yaml", help="YAML settings (see configs/default.yaml)")
     gen.add_argument("--no-panel", action="store_true", help="hide the FPS/count panel")
     gen.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
     gen.add_argument("--debug", action="store_true", help="debug logging and tracebacks")
 
+    bench = sub.add_parser(
+        "bench",
+        help="measure per-stage ms and fps, pipelined vs a plain sequential loop",
+        description="Benchmark on the first N frames of SOURCE: inference only, a sequential loop, and our "
+        "pipelined loop, alternating, twice. Prints per-stage ms (mean, p95), fps and ratios.",
+    )
+    bench.add_argument("source", metavar="SOURCE", help="a video file or image folder")
+    bench.add_argument("-m", "--model", metavar="PATH", help="model (default: as for run)")
+    bench.add_argument("--frames", type=_positive_int, default=300, help="frames per run (default: 300)")
+    bench.add_argument(
+        "--rounds", type=_positive_int, default=2, help="rounds, alternating order (default: 2)"
+    )
+    bench.add_argument("--backend", choices=["auto", "torch", "openvino", "onnx"], help="(default: auto)")
+    bench.add_argument("--preset", help=f"x264 preset (default: {E.preset})")
+    bench.add_argument("--imgsz", type=_positive_int, help=f"inference size (default: {D.imgsz})")
+    bench.add_argument("-c", "--config", metavar="FILE.yaml", help="YAML settings")
+    bench.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    bench.add_argument("--debug", action="store_true", help="debug logging and tracebacks")
+
     cams = sub.add_parser("cameras", help="list available cameras (index, resolution, backend)")
-    cams.add_argument("--max-index", type=_positive_int, default=10, help="probe indices below this (default: 10)")
+    cams.add_argument(
+        "--max-index", type=_positive_int, default=10, help="probe indices below this (default: 10)"
+    )
     cams.add_argument("--debug", action="store_true", help="debug logging and tracebacks")
     return parser
 
 
-_FLAT = ("output", "json", "overwrite", "show", "model", "backend", "conf", "iou", "imgsz", "classes", "device",
-         "half", "max_det", "max_frames", "vid_stride", "image_fps", "stall_timeout", "reconnect_max",
-         "camera_size", "camera_fps")
+_FLAT = (
+    "output",
+    "json",
+    "overwrite",
+    "show",
+    "model",
+    "backend",
+    "conf",
+    "iou",
+    "imgsz",
+    "classes",
+    "device",
+    "half",
+    "max_det",
+    "max_frames",
+    "vid_stride",
+    "image_fps",
+    "stall_timeout",
+    "reconnect_max",
+    "camera_size",
+    "camera_fps",
+)
 
 
 def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
@@ -160,6 +241,17 @@ def _cmd_cameras(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from detector.bench import print_bench, run_bench
+
+    over = {k: getattr(args, k) for k in ("model", "backend", "imgsz") if getattr(args, k) is not None}
+    if args.preset:
+        over["encoder"] = {"preset": args.preset}
+    settings = load_settings(args.config, over)
+    print_bench(run_bench(args.source, settings, frames=args.frames, rounds=args.rounds), args.json)
+    return 0
+
+
 def _cmd_run(args: argparse.Namespace, started_at: float) -> int:
     from detector.app import run
 
@@ -189,6 +281,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         if args.command == "cameras":
             return _cmd_cameras(args)
+        if args.command == "bench":
+            return _cmd_bench(args)
         return _cmd_run(args, started_at)
     except UserError as exc:
         if debug:
@@ -205,8 +299,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if debug:
             log.exception("internal error")
         else:
-            print(f"detector: internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)",
-                  file=sys.stderr)
+            print(
+                f"detector: internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)",
+                file=sys.stderr,
+            )
         return 1
     finally:
         if old_term is not None:

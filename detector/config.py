@@ -74,7 +74,9 @@ class Settings(_Strict):
     reconnect_max: int = Field(5, ge=0, le=1000)
     camera_size: str | None = Field(None, pattern=r"^\d+x\d+$")
     camera_fps: float | None = Field(None, gt=0, le=1000)
-    log_interval: float = Field(5.0, gt=0, description="seconds between progress log lines without a terminal")
+    log_interval: float = Field(
+        5.0, gt=0, description="seconds between progress log lines without a terminal"
+    )
     encoder: EncoderSettings = Field(default_factory=EncoderSettings)
     overlay: OverlaySettings = Field(default_factory=OverlaySettings)
 
@@ -98,7 +100,9 @@ class Settings(_Strict):
             out: list[Any] = []
             for item in v:
                 if isinstance(item, str):
-                    out.extend(int(p) if p.strip().isdigit() else p.strip() for p in item.split(",") if p.strip())
+                    out.extend(
+                        int(p) if p.strip().isdigit() else p.strip() for p in item.split(",") if p.strip()
+                    )
                 else:
                     out.append(item)
             return out
@@ -166,7 +170,9 @@ def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise UserError(f"config file {p} is not valid YAML{where}: {problem}") from exc
     if data is None:
-        raise UserError(f"config file {p} is empty; put at least one setting in it (see configs/default.yaml)")
+        raise UserError(
+            f"config file {p} is empty; put at least one setting in it (see configs/default.yaml)"
+        )
     if not isinstance(data, dict):
         raise UserError(f"config file {p} must be a mapping of keys to values, got {type(data).__name__}")
     return data

@@ -9,7 +9,9 @@ OpenVINO path never imports torch:
 from __future__ import annotations
 
 import difflib
+import hashlib
 import logging
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Protocol
@@ -47,7 +49,37 @@ def check_model_exists(model: str) -> None:
             raise ModelError(f"model {model} is empty (0 bytes); pass --model PATH to a valid model")
         return
     if _looks_like_path(model) or p.suffix.lower() in (".onnx", ".xml", ".engine"):
-        raise ModelError(f"model {model} not found; pass --model PATH to a local model (.pt, .onnx, OpenVINO folder)")
+        raise ModelError(
+            f"model {model} not found; pass --model PATH to a local model (.pt, .onnx, OpenVINO folder)"
+        )
+
+
+def cache_dir() -> Path:
+    """Where exported models and OpenVINO compile caches live ($DETECTOR_CACHE, else ~/.cache/detector)."""
+    return Path(os.environ.get("DETECTOR_CACHE") or Path.home() / ".cache" / "detector")
+
+
+def _file_hash(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+def openvino_export(model: str, imgsz: int) -> str:
+    """A ``.pt`` exported once to OpenVINO, cached by file hash + imgsz, reused afterwards."""
+    src = Path(model).expanduser().resolve()
+    dest = cache_dir() / "exports" / f"{src.stem}-{_file_hash(src)}-{imgsz}_openvino_model"
+    if dest.is_dir():
+        log.info("backend auto: using the OpenVINO export of %s cached at %s", model, dest)
+        return str(dest)
+    from detector.yolo_backend import export_openvino
+
+    log.info(
+        "backend auto: exporting %s to OpenVINO once (CPU inference is ~3x faster); cache: %s", model, dest
+    )
+    return str(export_openvino(str(src), imgsz, dest))
 
 
 def load_detector(settings: Settings, *, tracker: str | None = None) -> Detector:
@@ -57,10 +89,19 @@ def load_detector(settings: Settings, *, tracker: str | None = None) -> Detector
     backend = settings.backend
     from detector.detect_openvino import is_openvino_dir
 
-    lean = is_openvino_dir(model) and tracker is None and backend in ("auto", "openvino")
-    if backend == "openvino" and not lean and not is_openvino_dir(model):
-        log.info("backend openvino: %s is not an OpenVINO folder; loading it through Ultralytics", model)
-    if lean:
+    if backend == "onnx" and not model.endswith(".onnx"):
+        raise ModelError(
+            f"--backend onnx needs an .onnx model, got {model}; export one with `yolo export format=onnx`"
+        )
+    if backend == "torch" and (is_openvino_dir(model) or model.endswith(".onnx")):
+        raise ModelError(f"--backend torch needs a .pt or .yaml model, got {model}")
+    on_cpu = settings.device.lower() in ("cpu", "")
+    exportable = tracker is None and model.endswith(".pt") and Path(model).is_file()
+    if exportable and (backend == "openvino" or (backend == "auto" and on_cpu)):
+        model = openvino_export(model, settings.imgsz)
+    if backend == "openvino" and not is_openvino_dir(model):
+        raise ModelError(f"--backend openvino needs a .pt model or an OpenVINO folder, got {model}")
+    if is_openvino_dir(model) and tracker is None and backend in ("auto", "openvino"):
         from detector.detect_openvino import OpenVINODetector
 
         return OpenVINODetector(
@@ -70,6 +111,7 @@ def load_detector(settings: Settings, *, tracker: str | None = None) -> Detector
             imgsz=settings.imgsz,
             max_det=settings.max_det,
             device=settings.device,
+            cache_dir=cache_dir() / "openvino",
         )
     from detector.yolo_backend import UltralyticsDetector
 

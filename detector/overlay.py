@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 
 Image = npt.NDArray[np.uint8]
 Color = tuple[int, int, int]
+Rect = tuple[int, int, int, int]  # x0, y0, x1, y1 (exclusive)
 
 # Ultralytics' default palette (RGB hex), so colours match `yolo predict` output.
 _PALETTE_HEX = (
@@ -29,7 +30,7 @@ _PALETTE_HEX = (
     "00B4FF", "DD00BA", "00FFFF", "26C000", "01FFB3", "7D24FF", "7B0068", "FF1B6C", "FC6D2F", "A2FF0B",
 )  # fmt: skip
 _PALETTE_BGR: tuple[Color, ...] = tuple(
-    (int(h[4:6], 16), int(h[2:4], 16), int(h[0:2], 16)) for h in _PALETTE_HEX
+    (int(h[4:], 16), int(h[2:4], 16), int(h[:2], 16)) for h in _PALETTE_HEX
 )
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
 _PANEL_MAX_CLASSES = 8
@@ -39,6 +40,10 @@ _PANEL_DARKEN = 0.3  # remaining brightness of the frame under the panel
 def class_color(class_id: int) -> Color:
     """Stable BGR colour for a class id (Ultralytics' 20-colour palette, by id modulo 20)."""
     return _PALETTE_BGR[int(class_id) % len(_PALETTE_BGR)]
+
+
+def _overlaps(a: Rect, b: Rect) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
 
 
 def _text_color(bg: Color) -> Color:
@@ -73,11 +78,10 @@ class FpsMeter:
         now = time.monotonic() if now is None else float(now)
         if self._last is not None:
             dt = now - self._last
-            if dt > 0.0:
-                if self._interval is None:
-                    self._interval = dt
-                else:
-                    self._interval += self.alpha * (dt - self._interval)
+            if dt > 0.0:  # the first interval seeds the average; repeated timestamps are ignored
+                self._interval = (
+                    dt if self._interval is None else self._interval + self.alpha * (dt - self._interval)
+                )
         self._last = now
         return self.value or 0.0
 
@@ -126,8 +130,8 @@ class OverlayRenderer:
         style = self._style_cache.get((h, w))
         if style is None:
             size = (h + w) / 2.0  # 250 at 320x180, 1500 at 1080p, 3000 at 4K
-            lw = self.line_width or max(1, round(size * 0.0022))
-            font_scale = max(0.33, size * 0.00075)
+            lw = self.line_width or max(1, round(size * 0.003))
+            font_scale = max(0.33, size * 0.0008)
             thickness = max(1, round(font_scale * 1.6))
             style = _Style(lw, font_scale, thickness, max(2, round(font_scale * 6)))
             self._style_cache = {(h, w): style}  # one size at a time is the common case
@@ -140,10 +144,10 @@ class OverlayRenderer:
         out = image.copy()
         h, w = out.shape[:2]
         style = self._style(h, w)
-        if len(detections):
-            self._draw_detections(out, detections, style)
-        if self.panel:
-            self._draw_panel(out, detections, info, style)
+        rows, visible, colors = self._draw_boxes(out, detections, style) if len(detections) else ([], [], [])
+        panel_rect = self._draw_panel(out, detections, info, style) if self.panel else None
+        if self.labels and visible:
+            self._draw_labels(out, detections, rows, visible, colors, style, panel_rect)
         return out
 
     def _label(self, detections: Detections, i: int) -> str:
@@ -154,7 +158,10 @@ class OverlayRenderer:
             text = f"{text} {float(detections.confidence[i]):.2f}"
         return text
 
-    def _draw_detections(self, out: Image, detections: Detections, style: _Style) -> None:
+    def _draw_boxes(
+        self, out: Image, detections: Detections, style: _Style
+    ) -> tuple[list[list[int]], list[int], list[Color]]:
+        """Draw the visible boxes; return all boxes in int pixels, the visible indices and their colours."""
         h, w = out.shape[:2]
         xyxy = detections.xyxy
         ok = np.isfinite(xyxy).all(axis=1)
@@ -172,9 +179,20 @@ class OverlayRenderer:
             x1, y1, x2, y2 = rows[i]
             # Axis-aligned: LINE_8 looks the same as LINE_AA here and is ~4x cheaper.
             cv2.rectangle(out, (x1, y1), (x2, y2), color, style.line_width, cv2.LINE_8)
-        if not self.labels:
-            return
-        # Labels after all boxes, so no box is drawn across another box's label.
+        return rows, visible, colors
+
+    def _draw_labels(
+        self,
+        out: Image,
+        detections: Detections,
+        rows: list[list[int]],
+        visible: list[int],
+        colors: list[Color],
+        style: _Style,
+        avoid: Rect | None,
+    ) -> None:
+        """Labels go on after all boxes and the panel, so nothing is drawn across them."""
+        h, w = out.shape[:2]
         for i, color in zip(visible, colors, strict=True):
             text = self._label(detections, i)
             (tw, th), base = cv2.getTextSize(text, _FONT, style.font_scale, style.thickness)
@@ -184,16 +202,15 @@ class OverlayRenderer:
             # Above the box when there is room, otherwise inside its top; always in frame.
             top = y1 - lab_h if y1 - lab_h >= 0 else y1
             top = max(0, min(top, h - lab_h))
+            if avoid and _overlaps((left, top, left + lab_w, top + lab_h), avoid):
+                if avoid[2] + lab_w <= w:  # move right of the panel, else below it
+                    left = avoid[2]
+                else:
+                    top = max(0, min(avoid[3], h - lab_h))
             cv2.rectangle(out, (left, top), (left + lab_w - 1, top + lab_h - 1), color, cv2.FILLED)
+            org = (left + style.pad, top + style.pad + th)
             cv2.putText(
-                out,
-                text,
-                (left + style.pad, top + style.pad + th),
-                _FONT,
-                style.font_scale,
-                _text_color(color),
-                style.thickness,
-                cv2.LINE_AA,
+                out, text, org, _FONT, style.font_scale, _text_color(color), style.thickness, cv2.LINE_AA
             )
 
     def _panel_lines(self, detections: Detections, info: PanelInfo | None) -> list[str]:
@@ -212,10 +229,13 @@ class OverlayRenderer:
             lines.extend(f"{name}: {n}" for name, n in counts)
         return lines
 
-    def _draw_panel(self, out: Image, detections: Detections, info: PanelInfo | None, style: _Style) -> None:
+    def _draw_panel(
+        self, out: Image, detections: Detections, info: PanelInfo | None, style: _Style
+    ) -> Rect | None:
+        """Draw the panel; return its rectangle (None when there is nothing to show)."""
         lines = self._panel_lines(detections, info)
         if not lines:
-            return
+            return None
         h, w = out.shape[:2]
         scale, thick, pad = style.font_scale, style.thickness, style.pad
         sizes = [cv2.getTextSize(s, _FONT, scale, thick)[0] for s in lines]
@@ -226,10 +246,11 @@ class OverlayRenderer:
         x1 = min(w, x0 + max(tw for tw, _ in sizes) + 2 * pad)
         y1 = min(h, y0 + len(lines) * line_h + pad)
         if x1 <= x0 or y1 <= y0:
-            return
+            return None
         roi = out[y0:y1, x0:x1]
         out[y0:y1, x0:x1] = cv2.convertScaleAbs(roi, alpha=_PANEL_DARKEN)  # dark, see-through
         for k, text in enumerate(lines):
             baseline_y = y0 + pad + k * line_h + th
             color = (255, 255, 255) if k or info is None else (120, 255, 120)
             cv2.putText(out, text, (x0 + pad, baseline_y), _FONT, scale, color, thick, cv2.LINE_AA)
+        return x0, y0, x1, y1

@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from detector.capture import EndOfStream, FrameReader, Item, StreamEvent
 from detector.channel import Channel, Closed
@@ -74,7 +75,9 @@ class Pipeline:
         live = source.info.live
         self.stats = RunStats(source=source.info.name, backend=getattr(detector, "backend", "?"))
         # Live: keep only the newest frame. Files: block, never drop.
-        self.frames: Channel[Item] = Channel(1 if live else queue_size, keep_latest=live, stop=self.stop_event)
+        self.frames: Channel[Item] = Channel(
+            1 if live else queue_size, keep_latest=live, stop=self.stop_event
+        )
         self.detected: Channel[Stage2Item] = Channel(2, keep_latest=False, stop=self.stop_event)
         self.reader = FrameReader(
             source,
@@ -116,7 +119,9 @@ class Pipeline:
         t = time.perf_counter()
         info = PanelInfo(
             fps=self.fps_meter.value,
-            latency_ms=self.stats.latency.mean if self.source.info.live and self.stats.latency.count else None,
+            latency_ms=self.stats.latency.mean
+            if self.source.info.live and self.stats.latency.count
+            else None,
             extra=[f"dropped {self.frames.dropped}"] if self.frames.dropped else [],
         )
         annotated = self.renderer.annotate(frame.image, dets, info)
@@ -178,7 +183,8 @@ class Pipeline:
             if self.progress is not None:
                 self.progress.close()
             errors: list[BaseException] = []
-            for closer in [*self.sinks, *([self.window] if self.window else []), self.source]:
+            closers: list[Any] = [*self.sinks, *([self.window] if self.window else []), self.source]
+            for closer in closers:
                 try:
                     closer.close()
                 except BaseException as exc:

@@ -11,7 +11,9 @@ log = logging.getLogger(__name__)
 
 
 class Progress:
-    def __init__(self, name: str, total: int | None, *, interval: float = 5.0, tty: bool | None = None) -> None:
+    def __init__(
+        self, name: str, total: int | None, *, interval: float = 5.0, tty: bool | None = None
+    ) -> None:
         self.name = name
         self.total = total
         self.interval = interval
@@ -51,8 +53,15 @@ class Progress:
         self._last_log = now
         if self.total:
             eta = (self.total - done) / fps if fps > 0 else float("nan")
-            log.info("%s: %d/%d frames (%.0f%%), %.1f fps, ETA %.0f s", self.name, done, self.total,
-                     100 * done / self.total, fps, eta)
+            log.info(
+                "%s: %d/%d frames (%.0f%%), %.1f fps, ETA %.0f s",
+                self.name,
+                done,
+                self.total,
+                100 * done / self.total,
+                fps,
+                eta,
+            )
         else:
             log.info("%s: %d frames, %.1f fps", self.name, done, fps)
 

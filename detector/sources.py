@@ -6,12 +6,14 @@ drop policy and reconnects live in ``capture.py``; this module only decodes.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import logging
 import math
 import os
 import re
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -80,8 +82,9 @@ def _natural_key(path: str) -> list[object]:
 class PyAVSource:
     """A video file or network stream decoded with FFmpeg (PyAV)."""
 
-    def __init__(self, target: str, *, kind: SourceKind, connect_timeout: float = 10.0,
-                 read_timeout: float = 5.0) -> None:
+    def __init__(
+        self, target: str, *, kind: SourceKind, connect_timeout: float = 10.0, read_timeout: float = 5.0
+    ) -> None:
         self.target = target
         self.kind: SourceKind = kind
         self.corrupt = 0
@@ -95,13 +98,18 @@ class PyAVSource:
     def _open(self) -> None:
         options: dict[str, str] = {}
         if self.kind == "stream":
-            options = {"fflags": "nobuffer", "flags": "low_delay", "probesize": "500000",
-                       "analyzeduration": "1000000"}
+            options = {
+                "fflags": "nobuffer",
+                "flags": "low_delay",
+                "probesize": "500000",
+                "analyzeduration": "1000000",
+            }
             if self.target.startswith("rtsp"):
                 options["rtsp_transport"] = "tcp"
         try:
-            self._container = av.open(self.target, options=options,
-                                      timeout=(self._connect_timeout, self._read_timeout))
+            self._container = av.open(
+                self.target, options=options, timeout=(self._connect_timeout, self._read_timeout)
+            )
         except av.error.FileNotFoundError as exc:
             raise SourceError(f"input {self.target} not found") from exc
         except av.error.PermissionError as exc:
@@ -112,7 +120,9 @@ class PyAVSource:
                 f"{_reason(exc)})"
             ) from exc
         except av.error.ExitError as exc:
-            raise SourceError(f"could not connect to {self.target} within {self._connect_timeout:g} s") from exc
+            raise SourceError(
+                f"could not connect to {self.target} within {self._connect_timeout:g} s"
+            ) from exc
         except (av.error.FFmpegError, OSError) as exc:
             what = "connect to" if self.kind == "stream" else "open"
             raise SourceError(f"could not {what} {self.target}: {_reason(exc)}") from exc
@@ -126,7 +136,11 @@ class PyAVSource:
             self._container.close()
             raise SourceError(f"input {self.target} uses a video codec this FFmpeg cannot decode")
         self._stream = stream
-        fps = _valid_rate(stream.average_rate) or _valid_rate(stream.guessed_rate) or _valid_rate(stream.base_rate)
+        fps = (
+            _valid_rate(stream.average_rate)
+            or _valid_rate(stream.guessed_rate)
+            or _valid_rate(stream.base_rate)
+        )
         if fps is None:
             log.warning("%s declares no usable frame rate; assuming 30 fps", self.target)
             fps = Fraction(30)
@@ -136,11 +150,19 @@ class PyAVSource:
         elif self._container.duration:
             duration = self._container.duration / av.time_base
         frames = stream.frames or (round(duration * float(fps)) if duration else None)
-        self.info = SourceInfo(name=self.target, kind=self.kind, width=ctx.width, height=ctx.height,
-                               fps=fps, frame_count=frames or None, codec=ctx.name, duration=duration)
+        self.info = SourceInfo(
+            name=self.target,
+            kind=self.kind,
+            width=ctx.width,
+            height=ctx.height,
+            fps=fps,
+            frame_count=frames or None,
+            codec=ctx.name,
+            duration=duration,
+        )
         self._frames = self._decode()
 
-    def _decode(self):  # type: ignore[no-untyped-def]
+    def _decode(self) -> Iterator[av.VideoFrame]:
         """Yield decoded frames, skipping (and counting) packets that fail to decode."""
         demux = self._container.demux(self._stream)
         while True:
@@ -174,7 +196,7 @@ class PyAVSource:
         if vf is None:
             return None
         now = time.monotonic()
-        image = vf.to_ndarray(format="bgr24")
+        image: np.ndarray = vf.to_ndarray(format="bgr24")
         if self.kind == "stream":
             if self._t0 is None:
                 self._t0 = now
@@ -199,10 +221,8 @@ class PyAVSource:
     def close(self) -> None:
         container = getattr(self, "_container", None)
         if container is not None:
-            try:
+            with contextlib.suppress(av.error.FFmpegError):
                 container.close()
-            except av.error.FFmpegError:  # pragma: no cover - closing a broken stream
-                pass
 
 
 def _reason(exc: BaseException) -> str:
@@ -242,8 +262,14 @@ class CameraSource:
         self._cap = cap
         self._pending: np.ndarray | None = first
         fps = _valid_rate(Fraction(cap.get(cv2.CAP_PROP_FPS)).limit_denominator(1001)) or Fraction(30)
-        self.info = SourceInfo(name=f"camera {self.index_}", kind="camera", width=first.shape[1],
-                               height=first.shape[0], fps=fps, codec=cap.getBackendName())
+        self.info = SourceInfo(
+            name=f"camera {self.index_}",
+            kind="camera",
+            width=first.shape[1],
+            height=first.shape[0],
+            fps=fps,
+            codec=cap.getBackendName(),
+        )
 
     def read(self) -> Frame | None:
         if self._pending is not None:
@@ -289,8 +315,15 @@ class ImageSource:
             raise SourceError(f"none of the {len(paths)} image(s) in {name} can be read")
         self._pending: np.ndarray | None = first
         h, w = first.shape[:2]
-        self.info = SourceInfo(name=name, kind="images", width=w, height=h,
-                               fps=Fraction(fps).limit_denominator(1001), frame_count=len(paths), codec="image")
+        self.info = SourceInfo(
+            name=name,
+            kind="images",
+            width=w,
+            height=h,
+            fps=Fraction(fps).limit_denominator(1001),
+            frame_count=len(paths),
+            codec="image",
+        )
 
     def _load(self, path: str) -> np.ndarray | None:
         img = cv2.imread(path, cv2.IMREAD_COLOR)
@@ -308,9 +341,15 @@ class ImageSource:
         if img is None:
             return None
         if img.shape[1] != self.info.width or img.shape[0] != self.info.height:
-            img = cv2.resize(img, (self.info.width, self.info.height), interpolation=cv2.INTER_AREA)
-        frame = Frame(image=img, index=self._count, pts=self._count / float(self.info.fps),
-                      capture_time=time.monotonic())
+            img = np.asarray(
+                cv2.resize(img, (self.info.width, self.info.height), interpolation=cv2.INTER_AREA), np.uint8
+            )
+        frame = Frame(
+            image=img,
+            index=self._count,
+            pts=self._count / float(self.info.fps),
+            capture_time=time.monotonic(),
+        )
         self._count += 1
         return frame
 
@@ -328,9 +367,15 @@ def parse_size(text: str | None) -> tuple[int, int] | None:
     return int(w), int(h)
 
 
-def open_source(spec: str, *, image_fps: float = 30.0, connect_timeout: float = 10.0,
-                read_timeout: float = 5.0, camera_size: str | None = None,
-                camera_fps: float | None = None) -> Source:
+def open_source(
+    spec: str,
+    *,
+    image_fps: float = 30.0,
+    connect_timeout: float = 10.0,
+    read_timeout: float = 5.0,
+    camera_size: str | None = None,
+    camera_fps: float | None = None,
+) -> Source:
     """Open whatever ``spec`` names: camera index, URL, folder, glob, image or video file."""
     spec = spec.strip()
     if spec.isdigit():
@@ -338,19 +383,25 @@ def open_source(spec: str, *, image_fps: float = 30.0, connect_timeout: float = 
     if "://" in spec:
         scheme = spec.split("://", 1)[0].lower()
         if scheme not in URL_SCHEMES:
-            raise SourceError(f"URL scheme '{scheme}' is not supported; use one of {', '.join(sorted(URL_SCHEMES))}")
+            raise SourceError(
+                f"URL scheme '{scheme}' is not supported; use one of {', '.join(sorted(URL_SCHEMES))}"
+            )
         if not spec.split("://", 1)[1].strip("/"):
             raise SourceError(f"URL {spec} has no host")
         return PyAVSource(spec, kind="stream", connect_timeout=connect_timeout, read_timeout=read_timeout)
     path = Path(spec).expanduser()
     if path.is_dir():
-        files = sorted((str(p) for p in path.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS), key=_natural_key)
+        files = sorted(
+            (str(p) for p in path.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS), key=_natural_key
+        )
         if not files:
             raise SourceError(f"folder {spec} has no images ({', '.join(sorted(IMAGE_EXTENSIONS))})")
         return ImageSource(files, spec, image_fps)
     if any(c in spec for c in "*?[") and not path.exists():
-        files = sorted((p for p in glob.glob(spec, recursive=True)
-                        if Path(p).suffix.lower() in IMAGE_EXTENSIONS), key=_natural_key)
+        files = sorted(
+            (p for p in glob.glob(spec, recursive=True) if Path(p).suffix.lower() in IMAGE_EXTENSIONS),
+            key=_natural_key,
+        )
         if not files:
             raise SourceError(f"pattern {spec} matches no images")
         return ImageSource(files, spec, image_fps)

@@ -76,10 +76,13 @@ class RunStats:
             },
             "gaps": self.gaps,
             "wall_seconds": round(self.wall_seconds, 3),
-            "first_frame_seconds": None if self.first_frame_seconds is None else round(self.first_frame_seconds, 3),
+            "first_frame_seconds": None
+            if self.first_frame_seconds is None
+            else round(self.first_frame_seconds, 3),
             "fps": round(self.fps, 2),
             "stage_ms": {
-                name: {"mean": round(t.mean, 2), "p95": round(t.percentile(95), 2)} for name, t in self.stages.items()
+                name: {"mean": round(t.mean, 2), "p95": round(t.percentile(95), 2)}
+                for name, t in self.stages.items()
             },
             "latency_ms": {
                 "p50": round(self.latency.percentile(50), 1),

@@ -97,7 +97,10 @@ class Detections:
     def counts(self) -> dict[str, int]:
         """Number of detections per class name, most frequent first."""
         ids, counts = np.unique(self.class_id, return_counts=True)
-        pairs = sorted(((self.class_name(i), int(c)) for i, c in zip(ids, counts)), key=lambda p: (-p[1], p[0]))
+        pairs = sorted(
+            ((self.class_name(i), int(c)) for i, c in zip(ids, counts, strict=True)),
+            key=lambda p: (-p[1], p[0]),
+        )
         return dict(pairs)
 
     def to_records(self) -> list[dict[str, object]]:

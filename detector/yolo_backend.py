@@ -50,7 +50,9 @@ class UltralyticsDetector:
         try:
             from ultralytics import YOLO
         except ImportError as exc:  # pragma: no cover - a broken install
-            raise ModelError(f"ultralytics cannot be imported ({exc}); reinstall with pip install -e .") from exc
+            raise ModelError(
+                f"ultralytics cannot be imported ({exc}); reinstall with pip install -e ."
+            ) from exc
         self.model_path = model
         self.backend = _backend_name(model)
         self.tracker = tracker
@@ -67,7 +69,9 @@ class UltralyticsDetector:
             raise ModelError(f"model {model} cannot be loaded: {str(exc).splitlines()[0][:200]}") from exc
         task = getattr(self.model, "task", "detect")
         if task != "detect":
-            raise ModelError(f"model {model} is a {task} model; detector needs a detection model (task 'detect')")
+            raise ModelError(
+                f"model {model} is a {task} model; detector needs a detection model (task 'detect')"
+            )
         self.names: dict[int, str] = {int(k): str(v) for k, v in dict(self.model.names).items()}
         self.kwargs: dict[str, Any] = {
             "conf": conf,
@@ -82,6 +86,7 @@ class UltralyticsDetector:
         self.last_timings: dict[str, float] = {}
 
     def detect(self, image: np.ndarray) -> Detections:
+        results: Any
         try:
             if self.tracker:
                 results = self.model.track(image, persist=True, tracker=self.tracker, **self.kwargs)
@@ -89,11 +94,13 @@ class UltralyticsDetector:
                 results = self.model.predict(image, **self.kwargs)
         except (RuntimeError, ValueError) as exc:
             if "device" in str(exc).lower() or "cuda" in str(exc).lower():
-                raise ModelError(f"device {self.kwargs['device']} cannot be used: {str(exc).splitlines()[0]}") from exc
+                raise ModelError(
+                    f"device {self.kwargs['device']} cannot be used: {str(exc).splitlines()[0]}"
+                ) from exc
             raise
         r = results[0]
         self.last_timings = dict(getattr(r, "speed", {}) or {})
-        boxes = r.boxes
+        boxes: Any = r.boxes
         if boxes is None or len(boxes) == 0:
             return Detections.empty(self.names)
         ids = boxes.id
@@ -109,3 +116,29 @@ class UltralyticsDetector:
         """Forget tracks (a new source starts)."""
         if self.tracker and getattr(self.model, "predictor", None) is not None:
             self.model.predictor = None
+
+
+def export_openvino(model: str, imgsz: int, dest: Path) -> Path:
+    """Export a ``.pt`` model to an OpenVINO folder at ``dest`` (FP32, static ``imgsz``)."""
+    from ultralytics import YOLO
+
+    try:
+        yolo = YOLO(model, task="detect")
+        if getattr(yolo, "task", "detect") != "detect":
+            raise ModelError(
+                f"model {model} is a {yolo.task} model; detector needs a detection model (task 'detect')"
+            )
+        out = Path(yolo.export(format="openvino", imgsz=imgsz, dynamic=False, half=False, verbose=False))
+    except ModelError:
+        raise
+    except Exception as exc:
+        raise ModelError(f"exporting {model} to OpenVINO failed: {str(exc).splitlines()[0][:200]}") from exc
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(dest.name + ".tmp")
+    if tmp.exists():
+        import shutil
+
+        shutil.rmtree(tmp)
+    out.rename(tmp)
+    tmp.rename(dest)  # atomic: a half-exported cache is never picked up
+    return dest

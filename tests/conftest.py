@@ -53,8 +53,13 @@ def sample_clip() -> Path:
     return path
 
 
-def write_clip(path: Path, frames: int = 30, size: tuple[int, int] = (320, 240), fps: Fraction = Fraction(30),
-               codec: str = "libx264") -> Path:
+def write_clip(
+    path: Path,
+    frames: int = 30,
+    size: tuple[int, int] = (320, 240),
+    fps: Fraction = Fraction(30),
+    codec: str = "libx264",
+) -> Path:
     """A small synthetic clip: a white square moving over a grey gradient."""
     w, h = size
     with av.open(str(path), "w") as out:
@@ -83,9 +88,9 @@ class FakeDetector:
 
     backend = "fake"
     model_path = "fake"
-    names = {0: "person", 1: "car"}
 
     def __init__(self, delay: float = 0.0, fail_at: int | None = None) -> None:
+        self.names = {0: "person", 1: "car"}
         self.delay = delay
         self.fail_at = fail_at
         self.calls = 0
@@ -101,7 +106,9 @@ class FakeDetector:
         if len(xs) == 0:
             return Detections.empty(self.names)
         box = np.array([[xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]], np.float32)
-        return Detections(xyxy=box, confidence=np.array([0.9], np.float32), class_id=np.array([0]), names=self.names)
+        return Detections(
+            xyxy=box, confidence=np.array([0.9], np.float32), class_id=np.array([0]), names=self.names
+        )
 
     def reset(self) -> None:
         pass
@@ -117,7 +124,13 @@ def decode(path: Path) -> tuple[av.video.stream.VideoStream, int, Fraction, tupl
     with av.open(str(path)) as c:
         s = c.streams.video[0]
         n = sum(1 for _ in c.decode(s))
-        return s, n, Fraction(s.average_rate), (s.codec_context.width, s.codec_context.height), s.codec_context.name
+        return (
+            s,
+            n,
+            Fraction(s.average_rate),
+            (s.codec_context.width, s.codec_context.height),
+            s.codec_context.name,
+        )
 
 
 @pytest.fixture

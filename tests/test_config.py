@@ -23,11 +23,20 @@ def test_defaults_match_ultralytics():
 def test_precedence_defaults_yaml_env_flags(tmp_path):
     cfg = write(tmp_path, "conf: 0.4\niou: 0.5\nmodel: from-config.pt\nencoder:\n  crf: 30\n")
     s = load_settings(cfg, {}, env={})
-    assert (s.conf, s.iou, s.model, s.encoder.crf, s.encoder.preset) == (0.4, 0.5, "from-config.pt", 30, "superfast")
+    assert (s.conf, s.iou, s.model, s.encoder.crf, s.encoder.preset) == (
+        0.4,
+        0.5,
+        "from-config.pt",
+        30,
+        "superfast",
+    )
     s = load_settings(cfg, {}, env={"DETECTOR_MODEL": "from-env.pt"})
     assert s.model == "from-env.pt"
-    s = load_settings(cfg, {"conf": 0.6, "model": "flag.pt", "encoder": {"preset": "ultrafast"}},
-                      env={"DETECTOR_MODEL": "from-env.pt"})
+    s = load_settings(
+        cfg,
+        {"conf": 0.6, "model": "flag.pt", "encoder": {"preset": "ultrafast"}},
+        env={"DETECTOR_MODEL": "from-env.pt"},
+    )
     assert (s.conf, s.iou, s.model, s.encoder.crf, s.encoder.preset) == (0.6, 0.5, "flag.pt", 30, "ultrafast")
 
 

@@ -99,6 +99,15 @@ def test_label_fully_visible_at_edges_and_corners(where: str) -> None:
     assert (np.all(out == class_color(0), axis=2)).any()
 
 
+@pytest.mark.parametrize("box", [[0, 0, 120, 200], [0, 0, W, H], [5, 30, 100, 200]])
+def test_label_not_hidden_under_panel(box: list[float]) -> None:
+    info = PanelInfo(fps=30.0, latency_ms=20.0, extra=["dropped 3"])
+    reference = text_pixels(OverlayRenderer(panel=False).annotate(black(), dets([[250, 150, 350, 250]])))
+    panel_only = text_pixels(OverlayRenderer(labels=False).annotate(black(), dets([box]), info))
+    both = OverlayRenderer().annotate(black(), dets([box]), info)
+    assert text_pixels(both) == panel_only + reference  # the whole label is drawn beside the panel
+
+
 def test_label_text_variants() -> None:
     box = [[200, 150, 400, 300]]
     plain = text_pixels(OverlayRenderer(panel=False).annotate(black(), dets(box)))
@@ -113,10 +122,11 @@ def test_light_class_colour_gets_dark_text() -> None:
     light = 2  # palette entry F3F3F3, almost white
     assert min(class_color(light)) > 200
     out = OverlayRenderer(panel=False).annotate(black(), dets([[200, 150, 400, 300]], [light]))
-    label = out[100:150, 200:400]
-    on_bg = np.all(label == class_color(light), axis=2)
-    dark = label.max(axis=2) < 60
-    assert on_bg.sum() > 200 and dark.sum() > 20  # dark glyphs on the light background
+    on_bg = np.all(out[100:150] == class_color(light), axis=2)
+    ys, xs = np.nonzero(on_bg)
+    label = out[100:150][ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]  # the filled label rectangle
+    assert label.shape[0] > 8 and label.shape[1] > 40
+    assert (label.max(axis=2) < 60).sum() > 20  # dark glyphs on the light background
 
 
 def test_panel_drawn_and_toggled() -> None:

@@ -23,8 +23,16 @@ from detector.types import Frame
 class FakeSource:
     """``n`` frames whose top-left pixel encodes the index; optionally paced like a live camera."""
 
-    def __init__(self, n: int = 40, *, kind: str = "file", pace: float = 0.0, fail_at: int | None = None,
-                 drop_after: int | None = None, reopen_ok: bool = True) -> None:
+    def __init__(
+        self,
+        n: int = 40,
+        *,
+        kind: str = "file",
+        pace: float = 0.0,
+        fail_at: int | None = None,
+        drop_after: int | None = None,
+        reopen_ok: bool = True,
+    ) -> None:
         self.info = SourceInfo(name="fake", kind=kind, width=64, height=48, fps=Fraction(30), frame_count=n)
         self.n, self.pace, self.fail_at = n, pace, fail_at
         self.drop_after, self.reopen_ok = drop_after, reopen_ok

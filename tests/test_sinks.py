@@ -220,8 +220,23 @@ def test_remux_failure_keeps_fragmented_file(
 
 def test_close_without_frames_creates_nothing(tmp_path: Path) -> None:
     sink = VideoWriterSink(tmp_path / "none.mp4", fps=Fraction(30), live=False)
+    r = make_result(0, 64, 64)
+    with pytest.raises(ValueError, match="HxWx3 uint8"):
+        sink.write(FrameResult(r.frame, r.detections, r.annotated[:, :, 0], 1.0))
     sink.close()
     assert not (tmp_path / "none.mp4").exists()
+
+
+def test_size_change_is_scaled(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    out = tmp_path / "out.mp4"
+    sink = VideoWriterSink(out, fps=Fraction(30), live=False, preset="ultrafast", threads=2)
+    with caplog.at_level(logging.WARNING, logger="detector.sinks.video"):
+        for i in range(6):
+            sink.write(make_result(i, 320, 240) if i < 3 else make_result(i, 640, 480))
+        sink.close()
+    assert sum("size changed" in r.getMessage() for r in caplog.records) == 1
+    stream, frames = decode(out)
+    assert (stream.width, stream.height, len(frames)) == (320, 240, 6)
 
 
 # -- output path checks -------------------------------------------------------------------------

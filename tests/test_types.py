@@ -25,7 +25,9 @@ def test_detections_reject_mismatched_shapes():
     with pytest.raises(ValueError, match="confidence has 2 entries, xyxy has 3"):
         Detections(xyxy=np.zeros((3, 4)), confidence=np.zeros(2), class_id=np.zeros(3))
     with pytest.raises(ValueError, match="tracker_id"):
-        Detections(xyxy=np.zeros((1, 4)), confidence=np.zeros(1), class_id=np.zeros(1), tracker_id=np.zeros(2))
+        Detections(
+            xyxy=np.zeros((1, 4)), confidence=np.zeros(1), class_id=np.zeros(1), tracker_id=np.zeros(2)
+        )
 
 
 def test_boolean_mask_filters_every_array():
@@ -43,8 +45,13 @@ def test_counts_and_records():
     d = make()
     assert d.counts() == {"person": 2, "car": 1}
     rec = d.to_records()[1]
-    assert rec == {"class_id": 2, "class_name": "car", "confidence": 0.6, "xyxy": [4.0, 5.0, 6.0, 7.0],
-                   "track_id": None}
+    assert rec == {
+        "class_id": 2,
+        "class_name": "car",
+        "confidence": 0.6,
+        "xyxy": [4.0, 5.0, 6.0, 7.0],
+        "track_id": None,
+    }
     assert Detections.empty().to_records() == []
     assert Detections.empty().counts() == {}
 

@@ -114,14 +114,8 @@ class VideoWriterSink:
         self._pad = (width & 1, height & 1)
         out_w, out_h = width + self._pad[0], height + self._pad[1]
         if any(self._pad):
-            log.warning(
-                "%s: %dx%d has an odd side; padding to %dx%d with black (H.264 4:2:0 needs even sizes)",
-                self.path,
-                width,
-                height,
-                out_w,
-                out_h,
-            )
+            msg = "%s: %dx%d has an odd side; padding to %dx%d with black (H.264 4:2:0 needs even sizes)"
+            log.warning(msg, self.path, width, height, out_w, out_h)
         options = {"movflags": FRAGMENTED_MOVFLAGS, "flush_packets": "1"}
         if self.live:  # frames may come slower than fps: also cap fragments by time
             options["frag_duration"] = str(round(2e6 * self.fragment_seconds))
@@ -163,8 +157,6 @@ class VideoWriterSink:
 
     # -- writing ---------------------------------------------------------------------------------
     def _prepare(self, img: npt.NDArray[Any]) -> npt.NDArray[np.uint8]:
-        if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
-            raise ValueError(f"annotated frame must be HxWx3 uint8 BGR, got {img.dtype} {img.shape}")
         assert self._size is not None
         width, height = self._size
         if (img.shape[1], img.shape[0]) != self._size:
@@ -201,6 +193,8 @@ class VideoWriterSink:
         if self._error is not None:
             raise self._error
         img = result.annotated
+        if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
+            raise ValueError(f"annotated frame must be HxWx3 uint8 BGR, got {img.dtype} {img.shape}")
         if self._container is None:
             self._open(int(img.shape[1]), int(img.shape[0]))
         yuv = self._prepare(img)
@@ -245,6 +239,9 @@ class VideoWriterSink:
                 error = error or exc
         if self._error is not None:  # already reported by write(); the fragmented file stays
             return
+        if self.frames_written == 0 and error is None:  # opened, but no frame made it: no empty file
+            self.path.unlink(missing_ok=True)
+            return
         if error is not None:
             self._error = _write_failed(self.path, error)
             raise self._error from error
@@ -282,14 +279,12 @@ class VideoWriterSink:
                 os.close(fd)
             os.replace(tmp, self.path)
         except (OSError, av.FFmpegError, ValueError, IndexError) as exc:
-            log.warning(
-                "%s: could not rewrite as a faststart MP4 (%s); keeping the fragmented MP4, which plays",
-                self.path,
-                exc,
-            )
+            msg = "%s: could not rewrite as a faststart MP4 (%s); keeping the fragmented MP4, which plays"
+            log.warning(msg, self.path, exc)
+            return
+        finally:  # also on SIGTERM (Terminated) mid-remux: no temp file left behind
             with contextlib.suppress(OSError):
                 tmp.unlink(missing_ok=True)
-            return
         with contextlib.suppress(OSError):  # make the rename durable too
             dir_fd = os.open(self.path.parent, os.O_RDONLY)
             try:
