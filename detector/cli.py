@@ -225,9 +225,11 @@ def _on_sigterm(signum: int, _frame: object) -> None:
 def _cmd_cameras(args: argparse.Namespace) -> int:
     import cv2
 
+    from detector.sources import open_camera_quietly
+
     found = 0
     for i in range(args.max_index):
-        cap = cv2.VideoCapture(i)
+        cap = open_camera_quietly(i)
         try:
             if cap.isOpened():
                 w, h = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))

@@ -39,8 +39,10 @@ def is_openvino_dir(path: str | Path) -> bool:
 
 
 def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return (lines[0] if lines else type(exc).__name__)[:200]
+    """The first informative line; OpenVINO prefixes its messages with 'Exception from src/...' lines."""
+    lines = [x.strip() for x in str(exc).splitlines() if x.strip()]
+    useful = [x for x in lines if not x.startswith("Exception from ")]
+    return (useful or lines or [type(exc).__name__])[0][:200]
 
 
 def _device_name(device: str, core: ov.Core) -> str:
@@ -110,7 +112,10 @@ class OpenVINODetector:
         try:
             model = core.read_model(model=str(xml), weights=str(xml.with_suffix(".bin")))
         except RuntimeError as exc:
-            raise ModelError(f"model {xml} cannot be loaded: {_first_line(exc)}") from exc
+            raise ModelError(
+                f"model {xml} cannot be loaded ({_first_line(exc)}); re-export it with "
+                "`yolo export format=openvino` or pass --model PATH to a valid model"
+            ) from exc
         if len(model.inputs) != 1:
             raise ModelError(f"model {xml} has {len(model.inputs)} inputs; a YOLO detection model has one")
 

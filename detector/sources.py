@@ -230,6 +230,16 @@ def _reason(exc: BaseException) -> str:
     return str(text).split(":")[-1].strip() or type(exc).__name__
 
 
+def open_camera_quietly(index: int) -> cv2.VideoCapture:
+    """``cv2.VideoCapture(index)`` without OpenCV's multi-line WARN/ERROR dump on stderr when it is absent."""
+    level = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    try:
+        return cv2.VideoCapture(index)
+    finally:
+        cv2.utils.logging.setLogLevel(level)
+
+
 class CameraSource:
     """A local camera through OpenCV, with its internal buffer kept at one frame."""
 
@@ -243,7 +253,7 @@ class CameraSource:
         self._open()
 
     def _open(self) -> None:
-        cap = cv2.VideoCapture(self.index_)
+        cap = open_camera_quietly(self.index_)
         if not cap.isOpened():
             cap.release()
             raise SourceError(

@@ -57,7 +57,9 @@ class UltralyticsDetector:
         self.backend = _backend_name(model)
         self.tracker = tracker
         try:
-            self.model = YOLO(model, task="detect")
+            # A .yaml builds a fresh model: forcing task="detect" would hide a segment/classify head.
+            yaml_cfg = Path(model).suffix.lower() in (".yaml", ".yml")
+            self.model = YOLO(model, task=None if yaml_cfg else "detect")
         except (ConnectionError, TimeoutError) as exc:
             raise ModelError(
                 f"model {model} is not on disk and cannot be downloaded (no network?); "
@@ -66,7 +68,10 @@ class UltralyticsDetector:
         except FileNotFoundError as exc:
             raise ModelError(f"model {model} not found; pass --model PATH to a local model") from exc
         except Exception as exc:  # torch/onnx/openvino raise many kinds for a corrupt file
-            raise ModelError(f"model {model} cannot be loaded: {str(exc).splitlines()[0][:200]}") from exc
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:150]
+            raise ModelError(
+                f"model {model} cannot be loaded ({reason}); pass --model PATH to a valid YOLO model"
+            ) from exc
         task = getattr(self.model, "task", "detect")
         if task != "detect":
             raise ModelError(
@@ -124,13 +129,18 @@ def export_openvino(model: str, imgsz: int, dest: Path) -> Path:
 
     try:
         yolo = YOLO(model, task="detect")
-        if getattr(yolo, "task", "detect") != "detect":
-            raise ModelError(
-                f"model {model} is a {yolo.task} model; detector needs a detection model (task 'detect')"
-            )
+    except Exception as exc:  # a corrupt or non-YOLO file: say so, not "export failed"
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:150]
+        raise ModelError(
+            f"model {model} cannot be loaded ({reason}); "
+            "pass --model PATH to a valid YOLO model (.pt, .onnx, OpenVINO folder)"
+        ) from exc
+    if getattr(yolo, "task", "detect") != "detect":
+        raise ModelError(
+            f"model {model} is a {yolo.task} model; detector needs a detection model (task 'detect')"
+        )
+    try:
         out = Path(yolo.export(format="openvino", imgsz=imgsz, dynamic=False, half=False, verbose=False))
-    except ModelError:
-        raise
     except Exception as exc:
         raise ModelError(f"exporting {model} to OpenVINO failed: {str(exc).splitlines()[0][:200]}") from exc
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -142,3 +152,73 @@ def export_openvino(model: str, imgsz: int, dest: Path) -> Path:
     out.rename(tmp)
     tmp.rename(dest)  # atomic: a half-exported cache is never picked up
     return dest
+
+
+class _Boxes:
+    """The slice of Ultralytics' ``Boxes`` API its trackers read: conf, cls, xywh, len, mask indexing."""
+
+    def __init__(self, xyxy: np.ndarray, conf: np.ndarray, cls: np.ndarray) -> None:
+        self.xyxy, self.conf, self.cls = xyxy, conf, cls
+
+    @property
+    def xywh(self) -> np.ndarray:
+        xy = (self.xyxy[:, :2] + self.xyxy[:, 2:]) / 2
+        return np.concatenate([xy, self.xyxy[:, 2:] - self.xyxy[:, :2]], axis=1)
+
+    def __len__(self) -> int:
+        return len(self.xyxy)
+
+    def __getitem__(self, index: Any) -> _Boxes:
+        return _Boxes(self.xyxy[index], self.conf[index], self.cls[index])
+
+
+class UltralyticsTracker:
+    """ByteTrack or BoT-SORT from Ultralytics, run on our ``Detections`` from any backend.
+
+    Detection stays on the fast backend; only the association step comes from Ultralytics.
+    Only tracked boxes are returned, with ``tracker_id`` filled (as ``model.track`` does).
+    """
+
+    def __init__(self, tracker: str = "bytetrack") -> None:
+        from ultralytics.trackers.bot_sort import BOTSORT
+        from ultralytics.trackers.byte_tracker import BYTETracker
+        from ultralytics.utils import YAML, IterableSimpleNamespace
+        from ultralytics.utils.checks import check_yaml
+
+        name = tracker if tracker.endswith(".yaml") else f"{tracker}.yaml"
+        try:
+            cfg = IterableSimpleNamespace(**YAML.load(check_yaml(name)))
+        except (FileNotFoundError, OSError) as exc:
+            raise ModelError(f"tracker {tracker} not found; use bytetrack or botsort") from exc
+        kinds = {"bytetrack": BYTETracker, "botsort": BOTSORT}
+        if cfg.tracker_type not in kinds:
+            raise ModelError(f"tracker type {cfg.tracker_type} is not supported; use bytetrack or botsort")
+        if getattr(cfg, "with_reid", False):
+            log.warning("ReID needs extra weights that cannot be downloaded offline; tracking without ReID")
+            cfg.with_reid = False
+        self._make = lambda: kinds[cfg.tracker_type](args=cfg)
+        self.name = str(cfg.tracker_type)
+        self._tracker = self._make()
+
+    def update(self, detections: Detections, image: np.ndarray) -> Detections:
+        boxes = _Boxes(detections.xyxy, detections.confidence, detections.class_id.astype(np.float32))
+        rows = self._tracker.update(boxes, image)
+        if len(rows) == 0:
+            return Detections(
+                xyxy=np.zeros((0, 4), np.float32),
+                confidence=np.zeros(0, np.float32),
+                class_id=np.zeros(0, np.int64),
+                tracker_id=np.zeros(0, np.int64),
+                names=detections.names,
+            )
+        rows = np.asarray(rows)
+        return Detections(
+            xyxy=rows[:, :4],
+            confidence=rows[:, 5],
+            class_id=rows[:, 6].astype(np.int64),
+            tracker_id=rows[:, 4].astype(np.int64),
+            names=detections.names,
+        )
+
+    def reset(self) -> None:
+        self._tracker = self._make()
