@@ -9,10 +9,11 @@ from pathlib import Path
 
 from detector.config import Settings
 from detector.detection import load_detector, resolve_classes
-from detector.errors import UserError
+from detector.errors import SourceError, UserError
 from detector.overlay import OverlayRenderer
 from detector.pipeline import Pipeline
 from detector.progress import Progress
+from detector.sinks.audio import audio_codec
 from detector.sinks.base import Sink
 from detector.sinks.jsonl import JsonLinesSink, check_json_output_path
 from detector.sinks.video import VideoWriterSink, check_video_output_path
@@ -35,6 +36,15 @@ def decide_show(settings: Settings, live_camera: bool) -> bool:
             log.info("no display found; running without a window")
         return live_camera and has_display
     return settings.show
+
+
+def _audio_source(spec: str, kind: str, wanted: bool) -> Path | None:
+    if not wanted or kind != "file":
+        return None
+    codec = audio_codec(spec)
+    if codec:
+        log.info("keeping the %s audio of %s", codec, spec)
+    return Path(spec) if codec else None
 
 
 def run(
@@ -95,6 +105,7 @@ def run(
                     crf=enc.crf,
                     threads=enc.threads,
                     fragment_seconds=enc.fragment_seconds,
+                    audio_from=_audio_source(source_spec, info.kind, settings.audio),
                 )
             )
             created.append(video_path)
@@ -131,6 +142,8 @@ def run(
         if stats_out is not None:
             stats_out.append(pipeline.stats)
         stats = pipeline.run()
+        if stats.frames_read == 0:  # e.g. a header without data: say so, leave no empty outputs
+            raise SourceError(f"input {info.name} gave no frames that decode (truncated or corrupt?)")
         stats.outputs = [str(p) for p in created]
         return stats
     except BaseException:

@@ -80,6 +80,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--overwrite", action="store_true", default=None, help="replace existing outputs (default: off)"
     )
     io.add_argument(
+        "--audio",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="keep the source file's audio in --output, cut to the processed span (default: on)",
+    )
+    io.add_argument(
         "--show",
         action=argparse.BooleanOptionalAction,
         default=None,
@@ -176,6 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
 _FLAT = (
     "output",
     "json",
+    "audio",
     "overwrite",
     "show",
     "model",

@@ -67,6 +67,7 @@ class Settings(_Strict):
     max_frames: int | None = Field(None, ge=1)
     vid_stride: int = Field(1, ge=1, le=1000)
     overwrite: bool = False
+    audio: bool = Field(True, description="keep a file source's audio in the output video")
     image_fps: float = Field(30.0, gt=0, le=1000, description="frame rate written for image folders")
     queue_size: int = Field(4, ge=1, le=256)
     stall_timeout: float = Field(5.0, gt=0, le=600)

@@ -98,12 +98,9 @@ class PyAVSource:
     def _open(self) -> None:
         options: dict[str, str] = {}
         if self.kind == "stream":
-            options = {
-                "fflags": "nobuffer",
-                "flags": "low_delay",
-                "probesize": "500000",
-                "analyzeduration": "1000000",
-            }
+            # No "fflags nobuffer": it throws away the packets read while probing, so the first
+            # picture (and the first after each reconnect) waited for the next keyframe.
+            options = {"probesize": "500000", "analyzeduration": "1000000"}
             if self.target.startswith("rtsp"):
                 options["rtsp_transport"] = "tcp"
         try:
@@ -130,7 +127,9 @@ class PyAVSource:
             self._container.close()
             raise SourceError(f"input {self.target} has no video stream")
         stream = self._container.streams.video[0]
-        stream.thread_type = "AUTO"
+        # Frame threading holds back one frame per decoder thread (3 frames = 100 ms at 30 fps,
+        # unseen by the capture-to-sink latency); a live stream decodes with slice threads only.
+        stream.thread_type = "SLICE" if self.kind == "stream" else "AUTO"
         ctx = stream.codec_context
         if ctx is None or not ctx.name or ctx.width <= 0:
             self._container.close()

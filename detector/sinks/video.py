@@ -13,6 +13,7 @@ import contextlib
 import logging
 import os
 import time
+from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ import numpy.typing as npt
 from av.video.reformatter import ColorPrimaries, ColorRange, Colorspace, ColorTrc
 
 from detector.errors import UserError
+from detector.sinks.audio import AudioSpan, AudioTrack, merge
 from detector.sinks.base import FrameResult
 from detector.sinks.jsonl import check_output_file
 
@@ -77,6 +79,7 @@ class VideoWriterSink:
         crf: int = 23,
         threads: int = 0,
         fragment_seconds: float = 1.0,
+        audio_from: Path | None = None,
     ) -> None:
         fps = fps if isinstance(fps, Fraction) else Fraction(fps).limit_denominator(100_000)
         if fps <= 0:
@@ -107,6 +110,8 @@ class VideoWriterSink:
         self._error: UserError | None = None
         self._resize_warned = False
         self._closed = False
+        self.audio_from = audio_from  # a file whose audio track is kept, cut to the frames written
+        self._span: tuple[float, float] | None = None  # source pts of the first and last frame written
 
     # -- opening ---------------------------------------------------------------------------------
     def _open(self, width: int, height: int) -> None:
@@ -212,6 +217,8 @@ class VideoWriterSink:
             self._error = _write_failed(self.path, exc)
             raise self._error from exc
         self.frames_written += 1
+        pts = result.frame.pts
+        self._span = (pts, pts) if self._span is None else (self._span[0], pts)
 
     def event(self, record: dict[str, Any]) -> None:
         """Events are not drawn into the video."""
@@ -248,6 +255,34 @@ class VideoWriterSink:
         self._faststart()
         log.info("wrote %s: %d frames", self.path, self.frames_written)
 
+    def _audio_track(self, dst: Any) -> AudioTrack | None:
+        if self.audio_from is None or self._span is None or self.live:
+            return None
+        end = self._span[1] + 1 / float(self.fps)  # through the end of the last frame written
+        try:
+            return AudioTrack(dst, AudioSpan(self.audio_from, self._span[0], end))
+        except (av.FFmpegError, OSError, ValueError, IndexError) as exc:
+            log.warning(
+                "%s: audio from %s cannot be kept (%s); writing video only", self.path, self.audio_from, exc
+            )
+            return None
+
+    @staticmethod
+    def _video_packets(src: Any, src_stream: Any, dst_stream: Any) -> Iterator[tuple[float, Any]]:
+        # B-frames delay the first picture in the fragmented file (no edit list is possible
+        # there); shift it back to 0, the muxer writes the edit list.
+        shift = src_stream.start_time
+        for packet in src.demux(src_stream):
+            if packet.dts is None:  # the demuxer's end-of-stream packet
+                continue
+            if shift is None:
+                shift = packet.pts or 0
+            packet.dts -= shift
+            if packet.pts is not None:
+                packet.pts -= shift
+            packet.stream = dst_stream
+            yield float(packet.dts * src_stream.time_base), packet
+
     def _faststart(self) -> None:
         """Remux the fragmented file into a faststart MP4 next to it, then replace it atomically."""
         started = time.perf_counter()
@@ -259,19 +294,14 @@ class VideoWriterSink:
                     str(tmp), "w", format=_muxer(self.path), options={"movflags": "+faststart"}
                 ) as dst:
                     dst_stream = dst.add_stream_from_template(src_stream)
-                    # B-frames delay the first picture in the fragmented file (no edit list is
-                    # possible there); shift it back to 0, the muxer writes the edit list.
-                    shift = src_stream.start_time
-                    for packet in src.demux(src_stream):
-                        if packet.dts is None:  # the demuxer's end-of-stream packet
-                            continue
-                        if shift is None:
-                            shift = packet.pts or 0
-                        packet.dts -= shift
-                        if packet.pts is not None:
-                            packet.pts -= shift
-                        packet.stream = dst_stream
-                        dst.mux(packet)
+                    audio = self._audio_track(dst)
+                    try:
+                        video = self._video_packets(src, src_stream, dst_stream)
+                        for packet in merge(video, audio.packets()) if audio else (p for _, p in video):
+                            dst.mux(packet)
+                    finally:
+                        if audio is not None:
+                            audio.close()
             fd = os.open(tmp, os.O_RDONLY)
             try:
                 os.fsync(fd)

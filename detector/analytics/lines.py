@@ -1,0 +1,218 @@
+"""Counting line: tracked objects crossing a segment, per direction and class.
+
+Rules (see ``detector.analytics.common`` for coordinates and anchors):
+
+* Only tracked detections count (``tracker_id`` set); untracked ones are ignored.
+* Side: the sign of the cross product of ``end - start`` and ``anchor - start``.
+  Direction ``in`` means crossing from the left-hand side to the right-hand side of
+  someone walking from ``start`` to ``end`` *as seen on screen* (image y points down).
+  For a horizontal line drawn left to right, ``in`` is moving down the screen; swap
+  ``start`` and ``end`` to swap ``in`` and ``out``.
+* Hysteresis: a side is only taken when the anchor is more than ``hysteresis_px``
+  from the line, so an anchor jittering on the line never counts. A crossing is the
+  anchor moving from beyond the band on one side to beyond it on the other, with the
+  crossing point inside the segment (not on its extension).
+* Each track counts at most once per line: its first crossing, in that crossing's
+  direction. Wobbling back and forth afterwards changes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+from pydantic import Field, field_validator, model_validator
+
+from detector.analytics.common import (
+    Anchor,
+    Image,
+    Point,
+    StrictModel,
+    anchor_points,
+    class_mask,
+    default_band,
+    draw_label,
+    name_color,
+    resolve_points,
+    split_classes,
+    ui_scale,
+)
+from detector.errors import UserError
+from detector.types import Detections
+
+log = logging.getLogger(__name__)
+
+DIRECTIONS = ("in", "out")
+
+
+class LineSpec(StrictModel):
+    """One counting line from the config (``lines:`` list)."""
+
+    name: str = Field(min_length=1)
+    start: Point
+    end: Point
+    classes: list[str] | None = Field(None, description="class names to count; null = all")
+    anchor: Anchor = "bottom_center"
+    hysteresis: float | None = Field(
+        None, ge=0, description="pixels either side of the line; null = 1% of the frame diagonal"
+    )
+
+    _split = field_validator("classes", mode="before")(split_classes)
+
+    @model_validator(mode="after")
+    def _distinct_ends(self) -> LineSpec:
+        if self.start == self.end:
+            raise ValueError(f"line '{self.name}': start and end are the same point")
+        return self
+
+
+@dataclass
+class _Track:
+    side: int = 0  # -1 left, +1 right, 0 not yet beyond the band
+    point: npt.NDArray[np.float64] | None = None  # last anchor beyond the band
+    dist: float = 0.0  # its signed distance
+    last_seen: float = 0.0  # pts
+    counted: bool = False
+
+
+class LineCounter:
+    """Counts crossings of one line; ``update`` once per processed frame, in order.
+
+    ``frame_size`` is ``(width, height)`` of the source frames. ``forget_after_s``:
+    a track unseen for that long (in pts seconds) is forgotten, so memory stays flat
+    on endless streams (trackers never reuse an id).
+    """
+
+    def __init__(
+        self,
+        spec: LineSpec,
+        frame_size: tuple[int, int],
+        hysteresis_px: float | None = None,
+        forget_after_s: float = 30.0,
+    ) -> None:
+        self.spec = spec
+        self.name = spec.name
+        self.start, self.end = resolve_points([spec.start, spec.end], frame_size)
+        self.vector = self.end - self.start
+        self.length = float(math.hypot(*self.vector))
+        if self.length < 1.0:
+            raise UserError(f"line '{spec.name}' is shorter than one pixel on a {frame_size} frame")
+        band = hysteresis_px if hysteresis_px is not None else spec.hysteresis
+        self.hysteresis = float(band if band is not None else default_band(frame_size))
+        self.forget_after_s = forget_after_s
+        self.counts: dict[str, dict[str, int]] = {d: {} for d in DIRECTIONS}
+        self._tracks: dict[int, _Track] = {}
+        self.color = name_color(spec.name)
+
+    @property
+    def totals(self) -> dict[str, int]:
+        """Crossings per direction, all classes together."""
+        return {d: sum(self.counts[d].values()) for d in DIRECTIONS}
+
+    def signed_distance(self, points: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        """Pixels from the (infinite) line; positive on the right-hand ("in") side."""
+        rel = points - self.start
+        return (self.vector[0] * rel[:, 1] - self.vector[1] * rel[:, 0]) / self.length
+
+    def update(self, detections: Detections, frame_index: int, pts: float) -> list[dict[str, Any]]:
+        """Feed one frame; return the crossing events it completed (usually none)."""
+        events: list[dict[str, Any]] = []
+        if detections.tracker_id is not None and len(detections):
+            keep = np.flatnonzero(class_mask(detections, self.spec.classes))
+            anchors = anchor_points(detections.xyxy[keep], self.spec.anchor)
+            dists = self.signed_distance(anchors)
+            for k, i in enumerate(keep.tolist()):
+                tid = int(detections.tracker_id[i])
+                track = self._tracks.setdefault(tid, _Track())
+                track.last_seen = pts
+                d = float(dists[k])
+                if not math.isfinite(d) or abs(d) <= self.hysteresis:
+                    continue
+                side = 1 if d > 0 else -1
+                if track.side and side != track.side and not track.counted:
+                    if self._within_segment(track.point, track.dist, anchors[k], d):
+                        track.counted = True
+                        events.append(self._count(tid, detections, i, side, frame_index, pts))
+                track.side, track.point, track.dist = side, anchors[k], d
+        self._forget(pts)
+        return events
+
+    def _within_segment(
+        self, p0: npt.NDArray[np.float64] | None, d0: float, p1: npt.NDArray[np.float64], d1: float
+    ) -> bool:
+        """Does the path p0 -> p1 (on opposite sides) meet the line between start and end?"""
+        if p0 is None:
+            return False
+        hit = p0 + (p1 - p0) * (d0 / (d0 - d1))
+        u = float(np.dot(hit - self.start, self.vector)) / (self.length * self.length)
+        return 0.0 <= u <= 1.0
+
+    def _count(
+        self, tid: int, detections: Detections, i: int, side: int, frame_index: int, pts: float
+    ) -> dict[str, Any]:
+        direction = "in" if side > 0 else "out"
+        cls = detections.class_name(int(detections.class_id[i]))
+        per_class = self.counts[direction]
+        per_class[cls] = per_class.get(cls, 0) + 1
+        log.debug("line %s: track %d (%s) crossed %s at frame %d", self.name, tid, cls, direction, frame_index)
+        return {
+            "event": "line_cross",
+            "line": self.name,
+            "track_id": tid,
+            "class_name": cls,
+            "direction": direction,
+            "frame": int(frame_index),
+            "pts": round(float(pts), 3),
+        }
+
+    def _forget(self, pts: float) -> None:
+        stale = [t for t, s in self._tracks.items() if abs(pts - s.last_seen) > self.forget_after_s]
+        for t in stale:
+            del self._tracks[t]
+
+    def summary(self) -> dict[str, Any]:
+        """Counts for the report: per direction and class, plus totals."""
+        return {
+            "in": dict(sorted(self.counts["in"].items(), key=lambda kv: (-kv[1], kv[0]))),
+            "out": dict(sorted(self.counts["out"].items(), key=lambda kv: (-kv[1], kv[0]))),
+            "total": self.totals,
+        }
+
+
+def draw_line(image: Image, counter: LineCounter) -> Image:
+    """Draw the line, an arrow pointing to its ``in`` side, and ``name  in N  out M`` on it.
+
+    Draws on ``image`` in place (the pipeline passes its already-copied annotated
+    frame) and returns it. Coordinates are those of the frame size the counter was built for.
+    """
+    _, _, lw = ui_scale(image)
+    color = counter.color
+    p0 = tuple(int(round(v)) for v in counter.start)
+    p1 = tuple(int(round(v)) for v in counter.end)
+    cv2.line(image, p0, p1, color, lw, cv2.LINE_AA)  # type: ignore[arg-type]
+    for p in (p0, p1):
+        cv2.circle(image, p, lw + 2, color, cv2.FILLED, cv2.LINE_AA)  # type: ignore[arg-type]
+    # Arrow at a quarter of the way along, perpendicular, towards the "in" (right-hand) side.
+    unit = counter.vector / counter.length
+    normal = np.array([-unit[1], unit[0]])  # right-hand side in image coordinates
+    base = counter.start + 0.25 * counter.vector
+    size = max(12.0, 0.04 * (image.shape[0] + image.shape[1]) / 2)
+    tip = base + normal * size
+    cv2.arrowedLine(
+        image,
+        (int(round(base[0])), int(round(base[1]))),
+        (int(round(tip[0])), int(round(tip[1]))),
+        color,
+        max(1, lw - 1),
+        cv2.LINE_AA,
+        tipLength=0.35,
+    )
+    totals = counter.totals
+    mid = (counter.start + counter.end) / 2
+    draw_label(image, f"{counter.name}  in {totals['in']}  out {totals['out']}", (mid[0], mid[1]), color)
+    return image
