@@ -8,7 +8,7 @@ from fractions import Fraction
 from pathlib import Path
 
 from detector.config import Settings
-from detector.detection import load_detector, resolve_classes
+from detector.detection import load_detector, load_tracker, resolve_classes
 from detector.errors import SourceError, UserError
 from detector.overlay import OverlayRenderer
 from detector.pipeline import Pipeline
@@ -82,6 +82,7 @@ def run(
         detector = load_detector(settings)
         log.info("model %s (%s backend)", detector.model_path, detector.backend)
         class_ids = resolve_classes(settings.classes, detector.names)
+        tracker = load_tracker(settings.tracker) if settings.tracker else None
         show = decide_show(settings, info.kind == "camera")
         renderer = OverlayRenderer(
             panel=settings.overlay.panel,
@@ -131,6 +132,7 @@ def run(
             renderer,
             sinks,
             window=window,
+            tracker=tracker,
             class_ids=class_ids,
             max_frames=settings.max_frames,
             vid_stride=settings.vid_stride,

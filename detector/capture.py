@@ -90,7 +90,7 @@ class FrameReader:
             try:
                 frame = self._read()
                 if frame is None and live and self.reconnect_max > 0:
-                    raise ConnectionError(f"{self.source.info.name} ended")
+                    raise ConnectionError("the stream ended")
             except (ConnectionError, TimeoutError) as exc:
                 if not live:
                     raise

@@ -113,6 +113,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="CLASS",
         help="keep only these classes, by name or id: person car or 0,2 (default: all)",
     )
+    m.add_argument(
+        "--track",
+        dest="tracker",
+        nargs="?",
+        const="bytetrack",
+        choices=["bytetrack", "botsort"],
+        help="track objects: ids in labels and JSONL (default: off; bytetrack when given alone)",
+    )
     m.add_argument("--device", help=f"cpu, cuda:0, ... (default: {D.device})")
     m.add_argument("--half", action="store_true", default=None, help="FP16 inference on GPU (default: off)")
     m.add_argument("--max-det", type=_positive_int, help=f"max detections per frame (default: {D.max_det})")
@@ -194,6 +202,7 @@ _FLAT = (
     "device",
     "half",
     "max_det",
+    "tracker",
     "max_frames",
     "vid_stride",
     "image_fps",

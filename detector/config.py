@@ -61,6 +61,7 @@ class Settings(_Strict):
     device: str = "cpu"
     half: bool = False
     max_det: int = Field(300, ge=1, le=10000)
+    tracker: Literal["bytetrack", "botsort"] | None = Field(None, description="track objects across frames")
     output: str | None = None
     json_path: str | None = Field(None, alias="json")
     show: bool | None = None

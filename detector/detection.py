@@ -37,6 +37,23 @@ class Detector(Protocol):
     def reset(self) -> None: ...
 
 
+class Tracker(Protocol):
+    """Gives detections stable ``tracker_id``s across frames; ``reset`` when a new source starts."""
+
+    name: str
+
+    def update(self, detections: Detections, image: np.ndarray) -> Detections: ...
+
+    def reset(self) -> None: ...
+
+
+def load_tracker(name: str) -> Tracker:
+    """ByteTrack or BoT-SORT (Ultralytics' implementations), run on any backend's detections."""
+    from detector.yolo_backend import UltralyticsTracker
+
+    return UltralyticsTracker(name)
+
+
 def _looks_like_path(model: str) -> bool:
     return "/" in model or "\\" in model or model.startswith(".")
 
@@ -82,7 +99,7 @@ def openvino_export(model: str, imgsz: int) -> str:
     return str(export_openvino(str(src), imgsz, dest))
 
 
-def load_detector(settings: Settings, *, tracker: str | None = None) -> Detector:
+def load_detector(settings: Settings) -> Detector:
     """Load the model the settings name, with the backend they ask for (``auto`` picks the fastest)."""
     model = settings.resolved_model()
     check_model_exists(model)
@@ -96,12 +113,12 @@ def load_detector(settings: Settings, *, tracker: str | None = None) -> Detector
     if backend == "torch" and (is_openvino_dir(model) or model.endswith(".onnx")):
         raise ModelError(f"--backend torch needs a .pt or .yaml model, got {model}")
     on_cpu = settings.device.lower() in ("cpu", "")
-    exportable = tracker is None and model.endswith(".pt") and Path(model).is_file()
+    exportable = model.endswith(".pt") and Path(model).is_file()
     if exportable and (backend == "openvino" or (backend == "auto" and on_cpu)):
         model = openvino_export(model, settings.imgsz)
     if backend == "openvino" and not is_openvino_dir(model):
         raise ModelError(f"--backend openvino needs a .pt model or an OpenVINO folder, got {model}")
-    if is_openvino_dir(model) and tracker is None and backend in ("auto", "openvino"):
+    if is_openvino_dir(model) and backend in ("auto", "openvino"):
         from detector.detect_openvino import OpenVINODetector
 
         return OpenVINODetector(
@@ -123,7 +140,6 @@ def load_detector(settings: Settings, *, tracker: str | None = None) -> Detector
         device=settings.device,
         half=settings.half,
         max_det=settings.max_det,
-        tracker=tracker,
     )
 
 

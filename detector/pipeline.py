@@ -19,7 +19,7 @@ from typing import Any
 
 from detector.capture import EndOfStream, FrameReader, Item, StreamEvent
 from detector.channel import Channel, Closed
-from detector.detection import Detector, filter_classes
+from detector.detection import Detector, Tracker, filter_classes
 from detector.overlay import FpsMeter, OverlayRenderer, PanelInfo
 from detector.progress import Progress
 from detector.sinks.base import FrameResult, Sink
@@ -55,6 +55,7 @@ class Pipeline:
         sinks: Sequence[Sink],
         *,
         window: WindowSink | None = None,
+        tracker: Tracker | None = None,
         class_ids: Sequence[int] | None = None,
         max_frames: int | None = None,
         vid_stride: int = 1,
@@ -68,6 +69,9 @@ class Pipeline:
         self.renderer = renderer
         self.sinks = list(sinks)
         self.window = window
+        self.tracker = tracker
+        if tracker is not None:
+            tracker.reset()  # track ids never carry over from another source
         self.class_ids = class_ids
         self.progress = progress
         self.started_at = time.monotonic() if started_at is None else started_at
@@ -103,6 +107,8 @@ class Pipeline:
                 if isinstance(item, Frame):
                     t = time.perf_counter()
                     dets = filter_classes(self.detector.detect(item.image), self.class_ids)
+                    if self.tracker is not None:
+                        dets = self.tracker.update(dets, item.image)
                     timer.add((time.perf_counter() - t) * 1000)
                     if not self.detected.put(Detected(item, dets)):
                         return

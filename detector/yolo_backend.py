@@ -45,7 +45,6 @@ class UltralyticsDetector:
         device: str = "cpu",
         half: bool = False,
         max_det: int = 300,
-        tracker: str | None = None,
     ) -> None:
         try:
             from ultralytics import YOLO
@@ -55,7 +54,6 @@ class UltralyticsDetector:
             ) from exc
         self.model_path = model
         self.backend = _backend_name(model)
-        self.tracker = tracker
         try:
             # A .yaml builds a fresh model: forcing task="detect" would hide a segment/classify head.
             yaml_cfg = Path(model).suffix.lower() in (".yaml", ".yml")
@@ -93,10 +91,7 @@ class UltralyticsDetector:
     def detect(self, image: np.ndarray) -> Detections:
         results: Any
         try:
-            if self.tracker:
-                results = self.model.track(image, persist=True, tracker=self.tracker, **self.kwargs)
-            else:
-                results = self.model.predict(image, **self.kwargs)
+            results = self.model.predict(image, **self.kwargs)
         except (RuntimeError, ValueError) as exc:
             if "device" in str(exc).lower() or "cuda" in str(exc).lower():
                 raise ModelError(
@@ -108,19 +103,15 @@ class UltralyticsDetector:
         boxes: Any = r.boxes
         if boxes is None or len(boxes) == 0:
             return Detections.empty(self.names)
-        ids = boxes.id
         return Detections(
             xyxy=boxes.xyxy.cpu().numpy(),
             confidence=boxes.conf.cpu().numpy(),
             class_id=boxes.cls.cpu().numpy().astype(np.int64),
-            tracker_id=None if ids is None else ids.cpu().numpy().astype(np.int64),
             names=self.names,
         )
 
     def reset(self) -> None:
-        """Forget tracks (a new source starts)."""
-        if self.tracker and getattr(self.model, "predictor", None) is not None:
-            self.model.predictor = None
+        """Nothing to forget: tracking state lives in ``UltralyticsTracker``."""
 
 
 def export_openvino(model: str, imgsz: int, dest: Path) -> Path:

@@ -97,7 +97,8 @@ class ZoneCounter:
         self.color = name_color(spec.name)
         self.entered: Counter[str] = Counter()
         self.exited: Counter[str] = Counter()
-        self.max_occupancy: Counter[str] = Counter()
+        self.max_occupancy: Counter[str] = Counter()  # per class, over frames
+        self.max_inside = 0  # all classes together, over frames
         self.dwell_count = 0
         self.dwell_total = 0.0
         self.dwell_max = 0.0
@@ -150,6 +151,7 @@ class ZoneCounter:
         self._occupancy = +occupancy
         for cls, n in self._occupancy.items():
             self.max_occupancy[cls] = max(self.max_occupancy[cls], n)
+        self.max_inside = max(self.max_inside, sum(self._occupancy.values()))
         return events
 
     def finish(self, frame_index: int, pts: float) -> list[dict[str, Any]]:
@@ -196,6 +198,7 @@ class ZoneCounter:
             "entered": _sorted(self.entered),
             "exited": _sorted(self.exited),
             "max_occupancy": _sorted(self.max_occupancy),
+            "max_inside": self.max_inside,
             "dwell_s": {
                 "count": self.dwell_count,
                 "mean": round(self.dwell_total / self.dwell_count, 3) if self.dwell_count else None,

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
@@ -19,6 +20,7 @@ class FrameResult:
     detections: Detections
     annotated: npt.NDArray[np.uint8]
     latency_ms: float
+    extra: Mapping[str, Any] = field(default_factory=dict)  # per-frame extras for JSONL, e.g. zone occupancy
 
 
 class Sink(Protocol):

@@ -101,6 +101,7 @@ def frame_record(result: FrameResult) -> dict[str, Any]:
         "pts": round(float(frame.pts), 6),
         "latency_ms": round(float(result.latency_ms), 1),
         "detections": result.detections.to_records(),
+        **result.extra,
     }
 
 
