@@ -8,7 +8,7 @@ from fractions import Fraction
 from pathlib import Path
 
 from detector.config import Settings
-from detector.detection import load_detector, load_tracker, resolve_classes
+from detector.detection import Detector, load_detector, load_tracker, resolve_classes
 from detector.errors import SourceError, UserError
 from detector.overlay import OverlayRenderer
 from detector.pipeline import Pipeline
@@ -18,7 +18,7 @@ from detector.sinks.base import Sink
 from detector.sinks.jsonl import JsonLinesSink, check_json_output_path
 from detector.sinks.video import VideoWriterSink, check_video_output_path
 from detector.sinks.window import WindowSink, display_available
-from detector.sources import open_source
+from detector.sources import check_url, open_source
 from detector.stats import RunStats
 
 log = logging.getLogger(__name__)
@@ -53,11 +53,20 @@ def run(
     *,
     started_at: float | None = None,
     stats_out: list[RunStats] | None = None,
+    detector: Detector | None = None,
 ) -> RunStats:
-    """Run the whole pipeline once. ``stats_out`` receives the stats even if the run is interrupted."""
+    """Run the whole pipeline once. ``stats_out`` receives the stats even if the run is interrupted.
+
+    ``detector``: an already-loaded model to use instead of loading one (``detector batch`` workers)."""
     video_path = check_video_output_path(settings.output, settings.overwrite) if settings.output else None
     json_path = check_json_output_path(settings.json_path, settings.overwrite) if settings.json_path else None
     read_timeout = settings.stall_timeout
+    spec = source_spec.strip()
+    if "://" in spec:
+        check_url(spec)
+    if detector is None and (spec.isdigit() or "://" in spec):
+        # Live: load the model first, so no frames pile up (and get dropped) while it loads.
+        detector = load_detector(settings)
     source = open_source(
         source_spec,
         image_fps=settings.image_fps,
@@ -79,7 +88,8 @@ def run(
             float(info.fps),
             f", ~{info.frame_count} frames" if info.frame_count else "",
         )
-        detector = load_detector(settings)
+        if detector is None:
+            detector = load_detector(settings)
         log.info("model %s (%s backend)", detector.model_path, detector.backend)
         class_ids = resolve_classes(settings.classes, detector.names)
         tracker = load_tracker(settings.tracker) if settings.tracker else None

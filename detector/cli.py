@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from detector import __version__
+from detector.batch_cli import add_batch_parser, cmd_batch
 from detector.config import DEFAULT_MODEL, MODEL_ENV, EncoderSettings, Settings, load_settings
 from detector.errors import Terminated, UserError
 from detector.stats import RunStats
@@ -179,6 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--json", action="store_true", help="print JSON instead of a table")
     bench.add_argument("--debug", action="store_true", help="debug logging and tracebacks")
 
+    add_batch_parser(sub)
     cams = sub.add_parser("cameras", help="list available cameras (index, resolution, backend)")
     cams.add_argument(
         "--max-index", type=_positive_int, default=10, help="probe indices below this (default: 10)"
@@ -283,6 +285,12 @@ def _cmd_run(args: argparse.Namespace, started_at: float) -> int:
     return 0
 
 
+def error_line(exc: BaseException) -> str:
+    """The one stderr line for a ``UserError``; newlines (e.g. inside a file name) are escaped."""
+    text = str(exc).replace("\r", "\\r").replace("\n", "\\n")
+    return f"detector: error: {text}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     started_at = time.monotonic()
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -301,11 +309,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_cameras(args)
         if args.command == "bench":
             return _cmd_bench(args)
+        if args.command == "batch":
+            return cmd_batch(args)
         return _cmd_run(args, started_at)
     except UserError as exc:
         if debug:
             log.exception("user error")
-        print(f"detector: error: {exc}", file=sys.stderr)
+        print(error_line(exc), file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("detector: interrupted; outputs closed", file=sys.stderr)

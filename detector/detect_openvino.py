@@ -9,6 +9,7 @@ OpenVINO graph (PrePostProcessor), which gives bit-identical outputs and saves a
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -30,6 +31,7 @@ DEFAULT_CACHE_DIR = Path("~/.cache/detector/openvino")
 MAX_WH = 7680  # Ultralytics' per-class box offset for class-aware NMS
 MAX_NMS = 30000  # Ultralytics' cap on boxes entering NMS
 PAD_VALUE = 114
+THREADS_ENV = "DETECTOR_INFERENCE_THREADS"
 
 
 def is_openvino_dir(path: str | Path) -> bool:
@@ -60,6 +62,15 @@ def _device_name(device: str, core: ov.Core) -> str:
             f"available: {', '.join(core.available_devices) or 'none'}"
         )
     return name
+
+
+def _compile_config() -> dict[str, Any]:
+    """Latency mode; ``$DETECTOR_INFERENCE_THREADS`` caps the CPU threads (set by ``detector batch``)."""
+    config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY"}
+    threads = os.environ.get(THREADS_ENV, "")
+    if threads.isdigit() and int(threads) > 0:
+        config["INFERENCE_NUM_THREADS"] = int(threads)
+    return config
 
 
 class OpenVINODetector:
@@ -154,7 +165,7 @@ class OpenVINODetector:
         ppp.input().model().set_layout(ov.Layout("NCHW"))
         ppp.input().preprocess().convert_element_type(ov.Type.f32).convert_color(ColorFormat.RGB).scale(255.0)
         try:
-            self._compiled = core.compile_model(ppp.build(), device_name, {"PERFORMANCE_HINT": "LATENCY"})
+            self._compiled = core.compile_model(ppp.build(), device_name, _compile_config())
         except RuntimeError as exc:
             raise ModelError(f"model {xml} cannot be compiled for {device_name}: {_first_line(exc)}") from exc
         self._request = self._compiled.create_infer_request()
@@ -163,7 +174,7 @@ class OpenVINODetector:
         self._request.set_input_tensor(ov.Tensor(self._canvas, shared_memory=True))
         self._geom_key: tuple[int, int] | None = None
         self._geom: tuple[int, int, int, int, float, float] = (0, 0, 0, 0, 1.0, 1.0)
-        log.info("OpenVINO model %s on %s, input %dx%d, %d classes", xml, device_name, w, h, nc)
+        log.debug("OpenVINO model %s on %s, input %dx%d, %d classes", xml, device_name, w, h, nc)
 
     @staticmethod
     def _read_metadata(path: Path) -> dict[str, Any]:

@@ -8,12 +8,13 @@ One thread owns the model. The main thread owns the window (OpenCV GUI) and sign
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,6 +39,33 @@ class Detected:
 
 
 Stage2Item = Detected | StreamEvent | EndOfStream
+
+
+_HELD_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """Delay SIGINT/SIGTERM to the end of the block (main thread only), then deliver them.
+
+    Keeps every sink in step: a frame is written to all of them or to none.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    old: dict[int, Any] = {}
+    for sig in _HELD_SIGNALS:
+        handler = signal.getsignal(sig)
+        if callable(handler):  # only Python handlers (Ctrl-C, our SIGTERM) raise mid-frame
+            old[sig] = signal.signal(sig, lambda signum, _frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+        for sig in caught:
+            signal.raise_signal(sig)  # now, to the real handler
 
 
 def _force_exit(signum: int, _frame: object) -> None:  # pragma: no cover - exercised by signal tests
@@ -135,11 +163,12 @@ class Pipeline:
         self.stats.stages["overlay"].add((t2 - t) * 1000)
         latency = (time.monotonic() - frame.capture_time) * 1000
         result = FrameResult(frame=frame, detections=dets, annotated=annotated, latency_ms=latency)
-        for sink in self.sinks:
-            sink.write(result)
+        with _signals_held():  # a Ctrl-C here would leave one sink a frame ahead of another
+            for sink in self.sinks:
+                sink.write(result)
+            self.stats.frames_processed += 1
         self.stats.stages["write"].add((time.perf_counter() - t2) * 1000)
         self.stats.latency.add(latency)
-        self.stats.frames_processed += 1
         if self.stats.first_frame_seconds is None:
             self.stats.first_frame_seconds = time.monotonic() - self.started_at
         for name, n in dets.counts().items():

@@ -158,9 +158,7 @@ def format_table(report: Mapping[str, Any]) -> str:
     if names:
         width = max(12, *(len(n) for n in names))
         lines.append(f"{'class':<{width}} {'detections':>10} {'tracks':>7}")
-        lines.extend(
-            f"{n:<{width}} {dets.get(n, 0):>10} {tracks[n] if n in tracks else '-':>7}" for n in names
-        )
+        lines.extend(f"{n:<{width}} {dets.get(n, 0):>10} {tracks.get(n, '-'):>7}" for n in names)
     for name, c in report.get("lines", {}).items():
         t = c["total"]
         ins = f"in {t['in']}" + (f" ({_classes(c['in'])})" if c["in"] else "")

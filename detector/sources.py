@@ -376,6 +376,17 @@ def parse_size(text: str | None) -> tuple[int, int] | None:
     return int(w), int(h)
 
 
+def check_url(spec: str) -> None:
+    """Reject a malformed URL before anything slow happens (model load, connect)."""
+    scheme, _, rest = spec.strip().partition("://")
+    if scheme.lower() not in URL_SCHEMES:
+        raise SourceError(
+            f"URL scheme '{scheme}' is not supported; use one of {', '.join(sorted(URL_SCHEMES))}"
+        )
+    if not rest.strip("/"):
+        raise SourceError(f"URL {spec} has no host")
+
+
 def open_source(
     spec: str,
     *,
@@ -390,13 +401,7 @@ def open_source(
     if spec.isdigit():
         return CameraSource(int(spec), size=parse_size(camera_size), fps=camera_fps)
     if "://" in spec:
-        scheme = spec.split("://", 1)[0].lower()
-        if scheme not in URL_SCHEMES:
-            raise SourceError(
-                f"URL scheme '{scheme}' is not supported; use one of {', '.join(sorted(URL_SCHEMES))}"
-            )
-        if not spec.split("://", 1)[1].strip("/"):
-            raise SourceError(f"URL {spec} has no host")
+        check_url(spec)
         return PyAVSource(spec, kind="stream", connect_timeout=connect_timeout, read_timeout=read_timeout)
     path = Path(spec).expanduser()
     if path.is_dir():

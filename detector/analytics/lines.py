@@ -134,10 +134,10 @@ class LineCounter:
                 if not math.isfinite(d) or abs(d) <= self.hysteresis:
                     continue
                 side = 1 if d > 0 else -1
-                if track.side and side != track.side and not track.counted:
-                    if self._within_segment(track.point, track.dist, anchors[k], d):
-                        track.counted = True
-                        events.append(self._count(tid, detections, i, side, frame_index, pts))
+                crossed = track.side and side != track.side and not track.counted
+                if crossed and self._within_segment(track.point, track.dist, anchors[k], d):
+                    track.counted = True
+                    events.append(self._count(tid, detections, i, side, frame_index, pts))
                 track.side, track.point, track.dist = side, anchors[k], d
         self._forget(pts)
         return events
@@ -159,7 +159,9 @@ class LineCounter:
         cls = detections.class_name(int(detections.class_id[i]))
         per_class = self.counts[direction]
         per_class[cls] = per_class.get(cls, 0) + 1
-        log.debug("line %s: track %d (%s) crossed %s at frame %d", self.name, tid, cls, direction, frame_index)
+        log.debug(
+            "line %s: track %d (%s) crossed %s at frame %d", self.name, tid, cls, direction, frame_index
+        )
         return {
             "event": "line_cross",
             "line": self.name,
@@ -184,6 +186,11 @@ class LineCounter:
         }
 
 
+def _px(point: npt.NDArray[np.float64]) -> tuple[int, int]:
+    x, y = np.rint(np.clip(point, -1e6, 1e6)).astype(np.int64).tolist()
+    return int(x), int(y)
+
+
 def draw_line(image: Image, counter: LineCounter) -> Image:
     """Draw the line, an arrow pointing to its ``in`` side, and ``name  in N  out M`` on it.
 
@@ -192,11 +199,10 @@ def draw_line(image: Image, counter: LineCounter) -> Image:
     """
     _, _, lw = ui_scale(image)
     color = counter.color
-    p0 = tuple(int(round(v)) for v in counter.start)
-    p1 = tuple(int(round(v)) for v in counter.end)
-    cv2.line(image, p0, p1, color, lw, cv2.LINE_AA)  # type: ignore[arg-type]
+    p0, p1 = _px(counter.start), _px(counter.end)
+    cv2.line(image, p0, p1, color, lw, cv2.LINE_AA)
     for p in (p0, p1):
-        cv2.circle(image, p, lw + 2, color, cv2.FILLED, cv2.LINE_AA)  # type: ignore[arg-type]
+        cv2.circle(image, p, lw + 2, color, cv2.FILLED, cv2.LINE_AA)
     # Arrow at a quarter of the way along, perpendicular, towards the "in" (right-hand) side.
     unit = counter.vector / counter.length
     normal = np.array([-unit[1], unit[0]])  # right-hand side in image coordinates
@@ -205,8 +211,8 @@ def draw_line(image: Image, counter: LineCounter) -> Image:
     tip = base + normal * size
     cv2.arrowedLine(
         image,
-        (int(round(base[0])), int(round(base[1]))),
-        (int(round(tip[0])), int(round(tip[1]))),
+        _px(base),
+        _px(tip),
         color,
         max(1, lw - 1),
         cv2.LINE_AA,

@@ -54,8 +54,8 @@ class TrailAnnotator:
         return len(self._trails)
 
     def update(self, detections: Detections, frame_index: int) -> None:
-        for trail in self._trails.values():
-            trail.visible = False
+        for old in self._trails.values():
+            old.visible = False
         if detections.tracker_id is not None and len(detections):
             xyxy = np.nan_to_num(detections.xyxy.astype(np.float64)).clip(-1e6, 1e6)
             cx = np.rint((xyxy[:, 0] + xyxy[:, 2]) / 2).astype(np.int64).tolist()

@@ -118,10 +118,10 @@ class ZoneCounter:
         events: list[dict[str, Any]] = []
         occupancy: Counter[str] = Counter()
         seen: set[int] = set()
-        keep = np.flatnonzero(class_mask(detections, self.spec.classes)) if len(detections) else []
-        anchors = anchor_points(detections.xyxy[keep], self.spec.anchor) if len(keep) else []
+        keep = np.flatnonzero(class_mask(detections, self.spec.classes))
+        anchors = anchor_points(detections.xyxy[keep], self.spec.anchor)
         tids = detections.tracker_id
-        for k, i in enumerate(list(keep)):
+        for k, i in enumerate(keep.tolist()):
             cls = detections.class_name(int(detections.class_id[i]))
             d = self.distance(anchors[k])
             if tids is None:
@@ -157,7 +157,9 @@ class ZoneCounter:
     def finish(self, frame_index: int, pts: float) -> list[dict[str, Any]]:
         """Exit events for everyone still inside at the end of the run; forgets all tracks."""
         events = [
-            self._exit(tid, t, frame_index, pts, t.last_seen, "end") for tid, t in self._tracks.items() if t.inside
+            self._exit(tid, t, frame_index, pts, t.last_seen, "end")
+            for tid, t in self._tracks.items()
+            if t.inside
         ]
         self._tracks.clear()
         return events

@@ -59,7 +59,8 @@ class WindowSink:
         self._last: FrameResult | None = None
 
     def _create(self, width: int, height: int) -> None:
-        cv2.namedWindow(self.title, cv2.WINDOW_NORMAL | cv2.WINDOW_KEEPRATIO)
+        # GUI_NORMAL: no Qt toolbar or status bar, which took space from the picture and shrank it.
+        cv2.namedWindow(self.title, cv2.WINDOW_NORMAL | cv2.WINDOW_KEEPRATIO | cv2.WINDOW_GUI_NORMAL)
         scale = min(1.0, MAX_WINDOW[0] / width, MAX_WINDOW[1] / height)
         cv2.resizeWindow(self.title, max(1, int(width * scale)), max(1, int(height * scale)))
         self._created = True

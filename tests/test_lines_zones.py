@@ -1,0 +1,394 @@
+"""Counting lines, zones and trails on synthetic scenes with known crossings (runtime ~2 s)."""
+
+from __future__ import annotations
+
+import time
+from fractions import Fraction
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from detector.analytics import (
+    LineCounter,
+    LineSpec,
+    TrailAnnotator,
+    ZoneCounter,
+    ZoneSpec,
+    check_classes,
+    draw_line,
+    draw_zone,
+)
+from detector.errors import UserError
+from detector.overlay import OverlayRenderer, class_color
+from detector.pipeline import Pipeline
+from detector.sinks.base import FrameResult
+from detector.sources import SourceInfo
+from detector.types import Detections, Frame
+
+W, H = 320, 240
+N = 40
+NAMES = {0: "person", 2: "car"}
+BOX_W, BOX_H = 16, 30
+# Horizontal line at y=120 from x=32 to x=288, drawn left -> right: "in" = moving down.
+GATE = LineSpec(name="gate", start=(0.1, 0.5), end=(0.9, 0.5))
+
+
+def _ramp(i: int, a: float, b: float) -> float:
+    return a + (b - a) * i / (N - 1)
+
+
+def _wobble(i: int) -> float:
+    # Crosses the line (y=120) beyond the hysteresis band 7 times, then settles below.
+    return 200.0 if i >= 30 else (100.0 if (i // 4) % 2 == 0 else 140.0)
+
+
+# track id -> (class id, box left x, bottom y per frame index or None when not visible)
+SCENE: dict[int, tuple[int, int, Any]] = {
+    1: (0, 40, lambda i: _ramp(i, 60, 200)),  # person, down: in
+    2: (0, 80, lambda i: _ramp(i, 200, 60)),  # person, up: out
+    3: (2, 120, lambda i: _ramp(i, 60, 200)),  # car, down: in
+    4: (0, 160, _wobble),  # person wobbling across, finally below: in, once
+    5: (0, 200, lambda i: 118.0 if i % 2 else 122.0),  # jitters inside the band: never
+    6: (0, 296, lambda i: _ramp(i, 60, 200)),  # crosses the line's extension (x=304 > 288): never
+    7: (0, 240, lambda i: 80.0 if i < 10 else (None if i < 30 else 180.0)),  # lost, back below: in
+}
+EXPECTED_IN = {"person": 3, "car": 1}
+EXPECTED_OUT = {"person": 1}
+COLORS = {tid: (40 * tid % 256, 255 - 30 * tid, 60 + 25 * tid) for tid in SCENE}
+
+
+def scene_detections(i: int) -> Detections:
+    boxes, classes, tids = [], [], []
+    for tid, (cid, x, bottom) in SCENE.items():
+        y2 = bottom(i)
+        if y2 is not None:
+            boxes.append([x, y2 - BOX_H, x + BOX_W, y2])
+            classes.append(cid)
+            tids.append(tid)
+    return Detections(
+        xyxy=np.array(boxes, np.float32).reshape(-1, 4),
+        confidence=np.full(len(boxes), 0.9, np.float32),
+        class_id=np.array(classes, np.int64),
+        tracker_id=np.array(tids, np.int64),
+        names=NAMES,
+    )
+
+
+def run_line(spec: LineSpec, **kw: Any) -> tuple[LineCounter, list[dict[str, Any]]]:
+    counter = LineCounter(spec, (W, H), **kw)
+    events = []
+    for i in range(N):
+        events += counter.update(scene_detections(i), i, i / 10)
+    return counter, events
+
+
+def test_line_counts_known_crossings_exactly_once():
+    counter, events = run_line(GATE)
+    assert counter.counts == {"in": EXPECTED_IN, "out": EXPECTED_OUT}
+    assert counter.totals == {"in": 4, "out": 1}
+    by_track = {e["track_id"]: e for e in events}
+    assert len(by_track) == len(events) == 5, "each track counts at most once"
+    assert set(by_track) == {1, 2, 3, 4, 7}, "the jittering track and the off-segment one never count"
+    assert by_track[4]["direction"] == "in" and by_track[4]["frame"] == 4, "wobbler: its first crossing"
+    assert by_track[7]["frame"] == 30, "a track lost on one side and found on the other counts on return"
+    assert by_track[2] == {
+        "event": "line_cross",
+        "line": "gate",
+        "track_id": 2,
+        "class_name": "person",
+        "direction": "out",
+        "frame": by_track[2]["frame"],
+        "pts": round(by_track[2]["frame"] / 10, 3),
+    }
+
+
+def test_swapping_ends_swaps_directions_and_classes_filter():
+    flipped, _ = run_line(LineSpec(name="gate", start=(288, 120), end=(32, 120)))
+    assert flipped.counts == {"in": EXPECTED_OUT, "out": EXPECTED_IN}
+    cars, events = run_line(GATE.model_copy(update={"classes": ["car"]}))
+    assert cars.counts == {"in": {"car": 1}, "out": {}}
+    assert [e["track_id"] for e in events] == [3]
+
+
+def test_wide_hysteresis_ignores_the_wobble():
+    # Band of 30 px: the wobbler (100 <-> 140, 20 px either side) never leaves the band before
+    # settling at 200, so no crossing is proven and it is not counted; the others still are.
+    counter, events = run_line(GATE, hysteresis_px=30)
+    assert sorted(e["track_id"] for e in events) == [1, 2, 3, 7]
+    assert counter.counts == {"in": {"person": 2, "car": 1}, "out": EXPECTED_OUT}
+
+
+def test_untracked_detections_are_ignored():
+    counter = LineCounter(GATE, (W, H))
+    for i in range(N):
+        dets = scene_detections(i)
+        dets.tracker_id = None
+        assert counter.update(dets, i, i / 10) == []
+    assert counter.totals == {"in": 0, "out": 0}
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(-40, 40), min_size=2, max_size=60))
+def test_line_counts_first_crossing_of_any_path(offsets: list[int]):
+    """Counted exactly once iff the anchor was ever beyond the band on both sides; direction = first."""
+    counter = LineCounter(GATE, (W, H), hysteresis_px=5)
+    events = []
+    for i, off in enumerate(offsets):
+        box = [[150, 120 + off - BOX_H, 166, 120 + off]]
+        dets = Detections(xyxy=box, confidence=[0.9], class_id=[0], tracker_id=[9], names=NAMES)
+        events += counter.update(dets, i, i / 10)
+    sides = [1 if o > 5 else -1 for o in offsets if abs(o) > 5]
+    if len(set(sides)) == 2:
+        assert len(events) == 1
+        assert events[0]["direction"] == ("in" if sides[0] < 0 else "out")
+    else:
+        assert events == []
+
+
+def test_track_state_is_forgotten():
+    counter = LineCounter(GATE, (W, H), forget_after_s=1.0)
+    for i in range(200):  # a new track every frame at 10 fps
+        box = [[50, 60, 66, 90]]
+        counter.update(Detections(box, [0.9], [0], tracker_id=[i], names=NAMES), i, i / 10)
+    assert len(counter._tracks) <= 12
+
+
+def test_points_in_fractions_or_pixels_and_validation():
+    frac = LineCounter(LineSpec(name="v", start=(0.5, 0), end=(0.5, 1)), (W, H))
+    assert frac.start.tolist() == [160, 0] and frac.end.tolist() == [160, 240]
+    px = LineCounter(LineSpec(name="v", start=(10, 20), end=(0.5, 1)), (W, H))
+    assert px.end.tolist() == [0.5, 1], "one coordinate above 1 makes all of them pixels"
+    with pytest.raises(ValidationError, match="same point"):
+        LineSpec(name="x", start=(1, 1), end=(1, 1))
+    with pytest.raises(ValidationError, match="Extra inputs"):
+        LineSpec.model_validate({"name": "x", "start": [0, 0], "end": [1, 1], "clases": ["person"]})
+    assert LineSpec(name="x", start=(0, 0), end=(1, 1), classes="person, car").classes == ["person", "car"]  # type: ignore[arg-type]
+    assert check_classes("line 'x'", ["car", "0"], NAMES) == [2, 0]
+    with pytest.raises(UserError, match="line 'x': unknown class 'persn'; did you mean 'person'"):
+        check_classes("line 'x'", ["persn"], NAMES)
+
+
+def test_draw_line_draws_in_place_on_the_line():
+    counter, _ = run_line(GATE)
+    img = np.zeros((H, W, 3), np.uint8)
+    out = draw_line(img, counter)
+    assert out is img
+    assert (img[120, 40:60] > 0).any(axis=1).all(), "the line is drawn along y=120"
+    assert img[20:60, 280:].max() == 0 and img[200:, :20].max() == 0, "nothing far from the line"
+    mid = img[100:140, 110:210]
+    assert len(np.unique(mid.reshape(-1, 3), axis=0)) > 2, "a label with the counts sits on the line"
+
+
+# ---- zones -----------------------------------------------------------------------------------------
+
+ZONE = ZoneSpec(name="lot", polygon=[(100, 100), (200, 100), (200, 200), (100, 200)])
+
+
+def _box(anchor_x: float, anchor_y: float) -> list[float]:
+    return [anchor_x - 8, anchor_y - 30, anchor_x + 8, anchor_y]  # bottom-centre at the anchor
+
+
+def zone_frame(i: int) -> Detections:
+    boxes, classes, tids = [], [], []
+    # track 1, person: outside, inside for frames 10..24, outside again
+    boxes.append(_box(150 if 10 <= i < 25 else 50, 150))
+    classes.append(0)
+    tids.append(1)
+    if 5 <= i < 15:  # track 2, car: appears inside, vanishes inside after frame 14
+        boxes.append(_box(170, 170))
+        classes.append(2)
+        tids.append(2)
+    boxes.append(_box(99 if i % 2 == 0 else 101, 120))  # track 3: jitters on the border
+    classes.append(0)
+    tids.append(3)
+    if i >= 30:  # track 4: inside from frame 30 to the end
+        boxes.append(_box(120, 180))
+        classes.append(0)
+        tids.append(4)
+    return Detections(boxes, [0.9] * len(boxes), classes, tracker_id=tids, names=NAMES)
+
+
+def test_zone_enter_exit_dwell_and_occupancy():
+    zone = ZoneCounter(ZONE, (W, H), lost_after_s=0.95)
+    events, occupancy = [], []
+    for i in range(N):
+        events += [dict(e, at=i) for e in zone.update(zone_frame(i), i, i / 10)]
+        occupancy.append(zone.occupancy())
+    events += zone.finish(N - 1, (N - 1) / 10)
+    simple = [(e["event"], e["track_id"], e["frame"], e.get("dwell_s"), e.get("reason")) for e in events]
+    assert simple == [
+        ("zone_enter", 2, 5, None, None),  # first seen inside: enters at once
+        ("zone_enter", 1, 10, None, None),
+        ("zone_exit", 2, 24, 0.9, "lost"),  # last seen at 1.4 s, gone for more than 0.95 s
+        ("zone_exit", 1, 25, 1.5, None),
+        ("zone_enter", 4, 30, None, None),
+        ("zone_exit", 4, 39, 0.9, "end"),
+    ], "the border jitterer (track 3) never enters or exits"
+    assert events[0] == {
+        "event": "zone_enter",
+        "zone": "lot",
+        "track_id": 2,
+        "class_name": "car",
+        "frame": 5,
+        "pts": 0.5,
+        "at": 5,
+    }
+    assert occupancy[0] == {} and occupancy[5] == {"car": 1}
+    assert occupancy[12] == {"car": 1, "person": 1}
+    assert occupancy[20] == {"person": 1}, "a vanished track is not inside any more"
+    assert occupancy[27] == {} and occupancy[35] == {"person": 1}
+    summary = zone.summary()
+    assert summary["entered"] == {"person": 2, "car": 1} and summary["exited"] == {"person": 2, "car": 1}
+    assert summary["max_occupancy"] == {"car": 1, "person": 1} and summary["max_inside"] == 2
+    assert summary["dwell_s"] == {"count": 3, "mean": 1.1, "max": 1.5}
+
+
+def test_zone_border_jitter_after_entering_is_not_an_exit():
+    zone = ZoneCounter(ZONE, (W, H), hysteresis_px=3)
+    xs = [150, 150, *([102, 98] * 5), 150, 90, 101, 99]  # inside; +-2 px on the border; in; out; jitter
+    events = []
+    for i, x in enumerate(xs):
+        events += zone.update(Detections([_box(x, 150)], [0.9], [0], tracker_id=[5], names=NAMES), i, i)
+    assert [(e["event"], e["frame"]) for e in events] == [("zone_enter", 0), ("zone_exit", 13)]
+    assert events[1]["dwell_s"] == 13.0
+
+
+def test_zone_classes_untracked_and_fractions():
+    cars = ZoneCounter(ZONE.model_copy(update={"classes": ["car"]}), (W, H), lost_after_s=0.95)
+    kinds = [e["class_name"] for i in range(N) for e in cars.update(zone_frame(i), i, i / 10)]
+    assert kinds == ["car", "car"]
+    untracked = ZoneCounter(ZONE, (W, H))
+    dets = zone_frame(12)
+    dets.tracker_id = None
+    assert untracked.update(dets, 12, 1.2) == [], "no tracker: no events"
+    assert untracked.occupancy() == {"car": 1, "person": 1}, "but occupancy still counts"
+    assert untracked.update(Detections.empty(NAMES), 13, 1.3) == [] and untracked.occupancy() == {}
+    frac = ZoneCounter(ZoneSpec(name="f", polygon=[(0.25, 0.5), (0.5, 0.5), (0.5, 1)]), (W, H))
+    assert frac.polygon.tolist() == [[80, 120], [160, 120], [160, 240]]
+    with pytest.raises(UserError, match="no area"):
+        ZoneCounter(ZoneSpec(name="flat", polygon=[(0, 0), (10, 10), (20, 20)]), (W, H))
+    with pytest.raises(ValidationError):
+        ZoneSpec(name="two", polygon=[(0, 0), (10, 10)])
+
+
+def test_draw_zone_tints_only_the_polygon():
+    zone = ZoneCounter(ZoneSpec(name="tri", polygon=[(100, 60), (300, 60), (300, 220)]), (W, H))
+    zone.update(zone_frame(12), 12, 1.2)
+    img = np.full((H, W, 3), 128, np.uint8)
+    assert draw_zone(img, zone) is img
+    assert (img[200, 290] != 128).any(), "inside the triangle is tinted"
+    assert (img[200, 110] == 128).all(), "inside the bounding rectangle but outside the triangle: untouched"
+    assert (img[:, :60] == 128).all(), "outside the bounding rectangle: untouched"
+
+
+# ---- trails ----------------------------------------------------------------------------------------
+
+
+def test_trail_draws_fading_path_of_recent_points():
+    trails = TrailAnnotator(length=10)
+    for i in range(20):  # centre moves from x=20 to x=210 along y=100
+        x = 20 + 10 * i
+        trails.update(Detections([[x - 5, 95, x + 5, 105]], [0.9], [2], tracker_id=[7], names=NAMES), i)
+    img = np.zeros((H, W, 3), np.uint8)
+    assert trails.draw(img) is img
+    color = np.array(class_color(2))
+    newest, middle, oldest = (img[100, x].astype(int) for x in (205, 165, 125))
+    assert np.abs(newest - color).max() <= 10, "the newest segment is opaque in the class colour"
+    assert 0 < oldest.max() < 0.5 * newest.max() < middle.max() < newest.max(), "older = fainter"
+    assert img[100, 20:100].max() == 0, "points older than `length` are dropped"
+    assert img[150:].max() == 0 and img[:50].max() == 0, "nothing away from the path"
+    trails.update(Detections.empty(NAMES), 20)
+    blank = np.zeros((H, W, 3), np.uint8)
+    trails.draw(blank)
+    assert blank.max() == 0, "a track not in the latest frame is not drawn"
+
+
+def test_trail_memory_is_bounded():
+    trails = TrailAnnotator(length=5, forget_after=10)
+    for i in range(1000):  # a new track every frame, each seen three times
+        ids = [i, i - 1, i - 2]
+        boxes = [[i % 300, 10, i % 300 + 10, 20]] * 3
+        trails.update(Detections(boxes, [0.9] * 3, [0] * 3, tracker_id=ids, names=NAMES), i)
+    assert len(trails) <= 13
+    assert max(len(t.points) for t in trails._trails.values()) <= 5
+    trails.update(Detections([[0, 0, 5, 5]], [0.9], [0], names=NAMES), 1000)  # untracked: no trail
+    assert len(trails) <= 13
+
+
+# ---- end to end through the pipeline ---------------------------------------------------------------
+
+
+class SceneSource:
+    """The scene as frames: each track a rectangle in its own colour on grey."""
+
+    def __init__(self) -> None:
+        self.info = SourceInfo(name="scene", kind="file", width=W, height=H, fps=Fraction(10), frame_count=N)
+        self.i = 0
+        self.corrupt = 0
+
+    def read(self) -> Frame | None:
+        if self.i >= N:
+            return None
+        img = np.full((H, W, 3), 90, np.uint8)
+        for b, tid in zip(scene_detections(self.i).xyxy, scene_detections(self.i).tracker_id, strict=True):
+            x1, y1, x2, y2 = (int(v) for v in b)
+            img[y1:y2, x1:x2] = COLORS[int(tid)]
+        frame = Frame(img, self.i, self.i / 10, time.monotonic())
+        self.i += 1
+        return frame
+
+    def reopen(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class ColorTracker:
+    """Finds each track's colour in the frame: its box, class and id (a perfect tracker)."""
+
+    backend = "fake"
+    names = NAMES
+
+    def detect(self, image: np.ndarray) -> Detections:
+        boxes, classes, tids = [], [], []
+        for tid, color in COLORS.items():
+            ys, xs = np.nonzero((image == color).all(axis=2))
+            if len(xs):
+                boxes.append([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1])
+                classes.append(SCENE[tid][0])
+                tids.append(tid)
+        return Detections(boxes, [0.9] * len(boxes), classes, tracker_id=tids, names=NAMES)
+
+    def reset(self) -> None:
+        pass
+
+
+class AnalyticsSink:
+    def __init__(self) -> None:
+        self.line = LineCounter(GATE, (W, H))
+        self.events: list[dict[str, Any]] = []
+        self.drawn = 0
+
+    def write(self, result: FrameResult) -> None:
+        self.events += self.line.update(result.detections, result.frame.index, result.frame.pts)
+        draw_line(result.annotated, self.line)
+        self.drawn += 1
+
+    def event(self, record: dict[str, Any]) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def test_pipeline_end_to_end_counts():
+    sink = AnalyticsSink()
+    stats = Pipeline(SceneSource(), ColorTracker(), OverlayRenderer(), [sink]).run()  # type: ignore[arg-type]
+    assert stats.frames_processed == N and sink.drawn == N
+    assert sink.line.counts == {"in": EXPECTED_IN, "out": EXPECTED_OUT}
+    assert sorted(e["track_id"] for e in sink.events) == [1, 2, 3, 4, 7]

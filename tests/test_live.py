@@ -1,0 +1,301 @@
+"""`detector run` on real live streams: the console script reading ffmpeg's real-time HTTP stream on
+loopback (tests/streaming.py), with the real model. Latency stays low and flat, the output's
+timeline is the stream's, a lost stream reconnects (with a gap record) or ends with one error line.
+
+Runtime: about 45 s (the streams play in real time).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import av
+import pytest
+from streaming import StreamServer, ffmpeg_exe, free_port
+
+from detector.sinks.jsonl import read_jsonl
+
+pytestmark = pytest.mark.model
+
+HD_SECONDS = 10
+HD_FPS = 30
+
+
+def headless_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+class Detector:
+    """The real ``detector run`` console script in a subprocess, writing JSONL and MP4 into ``folder``."""
+
+    def __init__(self, source: str, model: Path, folder: Path, *extra: str, outputs: bool = True) -> None:
+        self.jsonl = folder / "out.jsonl"
+        self.mp4 = folder / "out.mp4"
+        self.err_path = folder / "stderr.txt"
+        cmd = ["detector", "run", source, "--model", str(model), *extra]
+        if outputs:
+            cmd += ["--json", str(self.jsonl), "--output", str(self.mp4), "--overwrite"]
+        self.started = time.monotonic()
+        with open(self.err_path, "wb") as err:
+            self.proc = subprocess.Popen(
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+                env=headless_env(),
+                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+            )
+
+    def records(self) -> list[dict[str, Any]]:
+        return read_jsonl(self.jsonl) if self.jsonl.exists() else []
+
+    def frames(self) -> list[dict[str, Any]]:
+        return [r for r in self.records() if "frame" in r]
+
+    def wait_until(self, what: str, ready: Callable[[], bool], timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not ready():
+            if self.proc.poll() is not None:
+                pytest.fail(f"detector exited ({self.proc.returncode}) before {what}:\n{self.stderr}")
+            if time.monotonic() > deadline:
+                pytest.fail(f"no {what} within {timeout:g} s:\n{self.stderr}")
+            time.sleep(0.02)
+
+    def finish(self, timeout: float) -> int:
+        """Wait for the exit (killing it after ``timeout``, which fails the test); returns the code."""
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            pytest.fail(f"detector still running after {timeout:g} s:\n{self.stderr}")
+
+    @property
+    def stderr(self) -> str:
+        return self.err_path.read_text(errors="replace")
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@pytest.fixture
+def launch(model_path: Path, tmp_path: Path) -> Iterator[Callable[..., Detector]]:
+    started: list[Detector] = []
+
+    def _launch(source: str, *extra: str, outputs: bool = True) -> Detector:
+        run = Detector(source, model_path, tmp_path, *extra, outputs=outputs)
+        started.append(run)
+        return run
+
+    yield _launch
+    for run in started:
+        run.kill()
+
+
+@pytest.fixture(scope="session")
+def hd_clip(videos_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """10 s of people walking, upscaled to 1280x720 at 30 fps, a keyframe a second (like a camera)."""
+    out = tmp_path_factory.mktemp("live") / "people-720p30.mp4"
+    cmd = [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-t", str(HD_SECONDS)]
+    cmd += ["-i", str(videos_dir / "one-by-one-person-detection.mp4"), "-vf", f"scale=1280:720,fps={HD_FPS}"]
+    cmd += [
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-g",
+        str(HD_FPS),
+        "-pix_fmt",
+        "yuv420p",
+        "-an",
+        str(out),
+    ]
+    subprocess.run(cmd, check=True, timeout=60)
+    return out
+
+
+def error_lines(stderr: str) -> list[str]:
+    assert "Traceback" not in stderr, stderr
+    return [line for line in stderr.splitlines() if line.startswith("detector: error:")]
+
+
+def mp4_duration_and_frames(path: Path) -> tuple[float, int]:
+    with av.open(str(path)) as c:
+        s = c.streams.video[0]
+        n = sum(1 for _ in c.decode(s))
+        return float(s.duration * s.time_base), n
+
+
+def test_hd_stream_in_real_time_keeps_latency_low_and_the_streams_timeline(launch, hd_clip):
+    """720p30 for 10 s: p95 latency < 400 ms and not growing, output as long as the stream was watched."""
+    with StreamServer(hd_clip) as server:
+        # No --show and no DISPLAY: a headless run, no window, exit 0 at the end of the stream.
+        run = launch(server.url, "--reconnect-max", "0", "--stall-timeout", "3")
+        first_line_at = None
+        while server.running:  # the server exits once it has sent the whole clip
+            if first_line_at is None and run.jsonl.exists() and run.jsonl.stat().st_size:
+                first_line_at = time.monotonic()
+            assert time.monotonic() - run.started < 60, "the 10 s stream took over 60 s"
+            time.sleep(0.02)
+        stream_ended_at = time.monotonic()
+        code = run.finish(timeout=20)
+        exited_at = time.monotonic()
+    err = run.stderr
+    assert code == 0, err
+    assert error_lines(err) == []
+    assert first_line_at is not None, "no frame was processed while the stream played"
+
+    frames = run.frames()
+    indices = [r["frame"] for r in frames]
+    assert indices == sorted(set(indices)), "frames out of order or repeated"
+    # Every frame of the stream was decoded (those not processed were dropped for being stale),
+    # including the first second that FFmpeg read while probing the stream.
+    assert indices[-1] + 1 >= HD_SECONDS * HD_FPS - 10, f"last frame index {indices[-1]}"
+    assert len(frames) >= 30, f"only {len(frames)} frames processed in {HD_SECONDS} s"
+
+    latency = [r["latency_ms"] for r in frames]
+    third = len(latency) // 3
+    p95 = sorted(latency)[int(0.95 * (len(latency) - 1))]
+    first, last = statistics.median(latency[:third]), statistics.median(latency[-third:])
+    assert p95 < 400, f"p95 latency {p95:.0f} ms"
+    assert last <= first + 100, (
+        f"latency grows: median {first:.0f} ms in the first third, {last:.0f} ms in the last"
+    )
+    assert exited_at - stream_ended_at < 10, "the run did not end promptly with the stream"
+
+    # Live timestamps come from capture time, so the video lasts as long as the stream was watched
+    # (from the first processed frame to the stream's end), whatever the number of frames dropped.
+    duration, n = mp4_duration_and_frames(run.mp4)
+    assert n == len(frames)
+    watched = stream_ended_at - first_line_at
+    assert duration == pytest.approx(watched, rel=0.1), (
+        f"video {duration:.2f} s, stream watched {watched:.2f} s"
+    )
+    assert frames[-1]["pts"] == pytest.approx(duration, abs=0.5)
+
+
+def test_reconnects_when_the_server_comes_back(launch, videos_dir):
+    """Server killed mid-stream, back 2 s later: the run resumes and records the gap, then gives up."""
+    with StreamServer(videos_dir / "one-by-one-person-detection.mp4") as server:
+        run = launch(server.url, "--reconnect-max", "3", "--stall-timeout", "2")
+        run.wait_until("10 frames", lambda: len(run.frames()) >= 10)
+        server.stop()
+        time.sleep(2.0)
+        server.duration = 3.0  # the second life of the stream is short; then it is gone for good
+        server.restart()
+        run.wait_until("frames after the reconnect", lambda: any("event" in r for r in run.records()))
+        server.wait(timeout=20)
+        ended_at = time.monotonic()
+        code = run.finish(timeout=30)
+        exited_after = time.monotonic() - ended_at
+    err = run.stderr
+    records = run.records()
+    gaps = [i for i, r in enumerate(records) if r.get("event") == "gap"]
+    assert len(gaps) == 1, records
+    gap = records[gaps[0]]
+    before = [r for r in records[: gaps[0]] if "frame" in r]
+    after = [r for r in records[gaps[0] + 1 :] if "frame" in r]
+    assert len(before) >= 10
+    assert len(after) >= 5, f"only {len(after)} frames after the reconnect:\n{err}"
+    assert after[0]["frame"] > before[-1]["frame"], "frame numbers restart after a reconnect"
+    assert gap["after_frame"] >= before[-1]["frame"]
+    assert 1.5 <= gap["seconds"] < 10, gap  # noticed the loss, then 2 s away
+    assert gap["to_pts"] - gap["from_pts"] == pytest.approx(gap["seconds"], abs=0.5)
+    assert 2 <= gap["attempts"] <= 3
+    assert after[0]["pts"] - before[-1]["pts"] >= 2.0
+    assert "reconnected after" in err
+
+    # The video keeps the gap as time (no fake frames, no collapsed timeline).
+    duration, n = mp4_duration_and_frames(run.mp4)
+    assert n == len(before) + len(after)
+    assert duration == pytest.approx(after[-1]["pts"] - before[0]["pts"], abs=0.5)
+
+    # The stream's final end: 3 more attempts (0.5 + 1 + 2 s of backoff), then exit 2 with one line.
+    assert code == 2, err
+    (line,) = error_lines(err)
+    assert "could not reconnect after 3 attempts" in line and server.url in line
+    assert exited_after < 15, f"gave up {exited_after:.1f} s after the stream ended"
+
+
+@pytest.mark.parametrize("how", ["killed", "stalled"])
+def test_lost_stream_without_restart_exits_2_after_the_attempts(launch, videos_dir, how):
+    """The server dies (EOF) or freezes (no data: --stall-timeout fires); nothing comes back."""
+    with StreamServer(videos_dir / "one-by-one-person-detection.mp4") as server:
+        run = launch(server.url, "--reconnect-max", "2", "--stall-timeout", "1")
+        run.wait_until("5 frames", lambda: len(run.frames()) >= 5)
+        lost_at = time.monotonic()
+        if how == "killed":
+            server.stop()
+        else:
+            server.pause()  # SIGSTOP: the connection stays open, silent
+        code = run.finish(timeout=30)
+        took = time.monotonic() - lost_at
+    err = run.stderr
+    assert code == 2, err
+    (line,) = error_lines(err)
+    assert "could not reconnect after 2 attempts" in line and server.url in line
+    assert ("no data from" if how == "stalled" else "the stream ended") in err
+    assert took < 15, f"gave up after {took:.1f} s"  # 1 s stall + 0.5 + 1 s backoff, plus start-up noise
+    _, n = mp4_duration_and_frames(run.mp4)  # the outputs up to the loss are finalized
+    assert n == len(run.frames()) >= 5
+    assert not any("event" in r for r in run.records())
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("http://127.0.0.1:{port}/live", "could not connect to http://127.0.0.1:{port}/live"),
+        ("foo://x", "URL scheme 'foo' is not supported"),
+        ("http://", "has no host"),
+    ],
+)
+def test_dead_or_malformed_url_exits_2_quickly(launch, url, message):
+    port = free_port()  # nothing listens there
+    run = launch(url.format(port=port))
+    code = run.finish(timeout=30)
+    took = time.monotonic() - run.started
+    assert code == 2
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines == error_lines(run.stderr), lines
+    assert message.format(port=port) in lines[0]
+    assert took < 10, f"took {took:.1f} s"
+    assert not run.jsonl.exists() and not run.mp4.exists()
+
+
+def test_server_that_never_answers_times_out(launch, tmp_path):
+    """Accepts the connection, then silence: connect_timeout ends the wait with one line."""
+    config = tmp_path / "live.yaml"
+    config.write_text("connect_timeout: 1.5\n")
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(4)
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}/live"
+        run = launch(url, "--config", str(config))
+        code = run.finish(timeout=30)
+    took = time.monotonic() - run.started
+    assert code == 2
+    (line,) = error_lines(run.stderr)
+    assert f"could not connect to {url} within 1.5 s" in line
+    assert took < 10, f"took {took:.1f} s"
+
+
+def test_show_without_a_display_exits_2_with_one_line(launch, sample_clip):
+    run = launch(str(sample_clip), "--show", "-q")
+    code = run.finish(timeout=60)
+    assert code == 2
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines == error_lines(run.stderr), lines
+    assert "--show needs a display" in lines[0]
+    assert not run.jsonl.exists() and not run.mp4.exists()
