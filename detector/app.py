@@ -7,18 +7,21 @@ import logging
 from fractions import Fraction
 from pathlib import Path
 
+from detector.analytics.stage import AnalyticsStage
 from detector.config import Settings
 from detector.detection import Detector, load_detector, load_tracker, resolve_classes
 from detector.errors import SourceError, UserError
 from detector.overlay import OverlayRenderer
 from detector.pipeline import Pipeline
 from detector.progress import Progress
+from detector.report import build_report, check_report_path, format_table, write_report
 from detector.sinks.audio import audio_codec
 from detector.sinks.base import Sink
 from detector.sinks.jsonl import JsonLinesSink, check_json_output_path
+from detector.sinks.tables import CsvSink, MotSink
 from detector.sinks.video import VideoWriterSink, check_video_output_path
 from detector.sinks.window import WindowSink, display_available
-from detector.sources import check_url, open_source
+from detector.sources import SourceInfo, check_url, open_source
 from detector.stats import RunStats
 
 log = logging.getLogger(__name__)
@@ -47,6 +50,66 @@ def _audio_source(spec: str, kind: str, wanted: bool) -> Path | None:
     return Path(spec) if codec else None
 
 
+def _check_outputs(settings: Settings) -> dict[str, Path]:
+    """Validate every output path before the first frame is read."""
+    paths: dict[str, Path] = {}
+    if settings.output:
+        paths["output"] = check_video_output_path(settings.output, settings.overwrite)
+    for key, value in (("json", settings.json_path), ("csv", settings.csv), ("mot", settings.mot)):
+        checked = check_json_output_path(value, settings.overwrite) if value else None
+        if checked is not None:
+            paths[key] = checked
+    if settings.report:
+        paths["report"] = check_report_path(settings.report, settings.overwrite)
+    return paths
+
+
+def _build_sinks(
+    settings: Settings, paths: dict[str, Path], info: SourceInfo, source_spec: str, created: list[Path]
+) -> list[Sink]:
+    """Sinks in the order they write: JSON lines, tables, then the video."""
+    sinks: list[Sink] = []
+    if "json" in paths or settings.json_path == "-":
+        sinks.append(JsonLinesSink(settings.json_path or "-", overwrite=settings.overwrite))
+    if "csv" in paths:
+        sinks.append(CsvSink(paths["csv"], overwrite=settings.overwrite))
+    if "mot" in paths:
+        sinks.append(MotSink(paths["mot"], overwrite=settings.overwrite))
+    if "output" in paths:
+        enc = settings.encoder
+        sinks.append(
+            VideoWriterSink(
+                paths["output"],
+                fps=Fraction(info.fps) / settings.vid_stride,
+                live=info.live,
+                preset=enc.preset,
+                crf=enc.crf,
+                threads=enc.threads,
+                fragment_seconds=enc.fragment_seconds,
+                audio_from=_audio_source(source_spec, info.kind, settings.audio),
+            )
+        )
+    created.extend(p for k, p in paths.items() if k != "report")
+    return sinks
+
+
+def _write_report(
+    path: Path, pipeline: Pipeline, analytics: AnalyticsStage | None, created: list[Path]
+) -> None:
+    report = build_report(
+        pipeline.stats,
+        pipeline.source.info,
+        pipeline.detector.model_path,
+        pipeline.detector.backend,
+        analytics.lines if analytics else (),
+        analytics.zones if analytics else (),
+        analytics.tracks.per_class() if analytics else {},
+        [str(p) for p in created],
+    )
+    write_report(path, report)
+    log.info("%s", format_table(report))
+
+
 def run(
     source_spec: str,
     settings: Settings,
@@ -58,8 +121,7 @@ def run(
     """Run the whole pipeline once. ``stats_out`` receives the stats even if the run is interrupted.
 
     ``detector``: an already-loaded model to use instead of loading one (``detector batch`` workers)."""
-    video_path = check_video_output_path(settings.output, settings.overwrite) if settings.output else None
-    json_path = check_json_output_path(settings.json_path, settings.overwrite) if settings.json_path else None
+    paths = _check_outputs(settings)
     read_timeout = settings.stall_timeout
     spec = source_spec.strip()
     if "://" in spec:
@@ -77,6 +139,7 @@ def run(
     )
     created: list[Path] = []
     pipeline: Pipeline | None = None
+    analytics: AnalyticsStage | None = None
     try:
         info = source.info
         log.info(
@@ -100,28 +163,18 @@ def run(
             confidence=settings.overlay.confidence,
             line_width=settings.overlay.line_width,
         )
-        sinks: list[Sink] = []
-        if json_path is not None or settings.json_path == "-":
-            sinks.append(JsonLinesSink(settings.json_path or "-", overwrite=settings.overwrite))
-            if json_path is not None:
-                created.append(json_path)
-        if video_path is not None:
-            enc = settings.encoder
-            sinks.append(
-                VideoWriterSink(
-                    video_path,
-                    fps=Fraction(info.fps) / settings.vid_stride,
-                    live=info.live,
-                    preset=enc.preset,
-                    crf=enc.crf,
-                    threads=enc.threads,
-                    fragment_seconds=enc.fragment_seconds,
-                    audio_from=_audio_source(source_spec, info.kind, settings.audio),
-                )
-            )
-            created.append(video_path)
+        analytics = AnalyticsStage(
+            (info.width, info.height),
+            detector.names,
+            lines=settings.lines,
+            zones=settings.zones,
+            trails=settings.trails,
+            tracking=tracker is not None,
+        )
+        sinks = _build_sinks(settings, paths, info, source_spec, created)
         window = None
         if show:
+            video_path = paths.get("output")
             snap_dir = video_path.parent if video_path is not None else Path.cwd()
             window = WindowSink(
                 info.name,
@@ -143,6 +196,7 @@ def run(
             sinks,
             window=window,
             tracker=tracker,
+            analytics=analytics,
             class_ids=class_ids,
             max_frames=settings.max_frames,
             vid_stride=settings.vid_stride,
@@ -165,3 +219,5 @@ def run(
         raise
     finally:
         source.close()
+        if pipeline is not None and pipeline.stats.frames_processed and "report" in paths:
+            _write_report(paths["report"], pipeline, analytics, created)

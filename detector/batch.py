@@ -28,7 +28,7 @@ from typing import Any, Protocol
 
 import av
 
-from detector.batch_workers import Result, Task, failed
+from detector.batch_workers import PER_RUN_OUTPUTS, Result, Task, failed
 from detector.config import Settings
 from detector.errors import Terminated, UserError
 
@@ -41,8 +41,7 @@ MANIFEST = "manifest.jsonl"
 FINISHED = ("done", "skipped")
 # Settings that do not change what a file's outputs contain (left out of the settings key).
 _NOT_IN_KEY = {
-    "output",
-    "json_path",
+    *PER_RUN_OUTPUTS,
     "overwrite",
     "show",
     "log_interval",
@@ -130,12 +129,19 @@ class Job:
     name: str
     video: Path
     json: Path
+    report: Path | None = None
+
+    @property
+    def outputs(self) -> list[Path]:
+        return [self.video, self.json, *([self.report] if self.report else [])]
 
     def task(self) -> Task:
-        return Task(str(self.input), str(self.video), str(self.json))
+        return Task(str(self.input), str(self.video), str(self.json), self.report and str(self.report))
 
 
-def plan_jobs(inputs: Sequence[Path], out_dir: Path, latest: dict[str, dict[str, Any]]) -> list[Job]:
+def plan_jobs(
+    inputs: Sequence[Path], out_dir: Path, latest: dict[str, dict[str, Any]], report: bool = False
+) -> list[Job]:
     """Output names from the input stems, unique (case-insensitively), never ``manifest``.
 
     A name recorded in the manifest stays with its input, so reruns (even with other inputs) agree.
@@ -157,7 +163,8 @@ def plan_jobs(inputs: Sequence[Path], out_dir: Path, latest: dict[str, dict[str,
                 n += 1
                 name = f"{stem}-{n}"
             taken.add(name.casefold())
-        jobs.append(Job(path, name, out_dir / f"{name}.mp4", out_dir / f"{name}.jsonl"))
+        rep = out_dir / f"{name}.report.json" if report else None
+        jobs.append(Job(path, name, out_dir / f"{name}.mp4", out_dir / f"{name}.jsonl", rep))
     return jobs
 
 
@@ -194,7 +201,7 @@ def check_outputs(job: Job, frames: Any) -> str | None:
     """Why the outputs of a ``done`` input are not complete, or None if they are."""
     if not isinstance(frames, int) or frames <= 0:
         return "no frame count recorded"
-    for p in (job.video, job.json):
+    for p in job.outputs:
         if not p.is_file():
             return f"{p.name} is missing"
     n = count_json_frames(job.json)
@@ -294,7 +301,7 @@ class _Batch:
 
     def record(self, job: Job, result: Result, worker: str | None) -> None:
         status = result["status"]
-        outputs = [str(p) for p in (job.video, job.json) if p.is_file()]
+        outputs = [str(p) for p in job.outputs if p.is_file()]
         rec = {
             "input": str(job.input),
             "status": status,
@@ -352,12 +359,13 @@ def run_batch(
     *,
     workers: int,
     force: bool = False,
+    report: bool = False,
     log_interval: float = 10.0,
 ) -> BatchSummary:
     """Process every input not finished before; returns the summary. Ctrl-C / errors propagate
     after the files in progress are stopped and recorded (never as ``done`` unless they finished)."""
     batch = _Batch(out_dir, settings, log_interval)
-    jobs = plan_jobs(inputs, out_dir, batch.manifest.latest)
+    jobs = plan_jobs(inputs, out_dir, batch.manifest.latest, report)
     batch.summary.total = len(jobs)
     todo: deque[Job] = deque()
     for job in jobs:

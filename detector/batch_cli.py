@@ -68,7 +68,12 @@ def add_batch_parser(subparsers: Any) -> None:
         "it must be a path every node can write (a shared filesystem)",
     )
     p.add_argument("--force", action="store_true", help="redo every input, even those already done")
-    p.add_argument("--report", action="store_true", help="print a per-input table at the end (stdout)")
+    p.add_argument(
+        "--report",
+        dest="batch_report",
+        action="store_true",
+        help="also write DIR/<name>.report.json per input (the `detector run --report` JSON)",
+    )
     run = p.add_argument_group("parallelism")
     run.add_argument(
         "--backend",
@@ -150,24 +155,6 @@ def _export_once(settings: Settings) -> Settings:
     return settings
 
 
-def format_report(records: list[dict[str, Any]]) -> str:
-    rows = [("status", "frames", "fps", "wall s", "input", "error")]
-    for r in records:
-        rows.append(
-            (
-                r["status"],
-                str(r["frames"]),
-                f"{r['fps']:.1f}",
-                f"{r['wall_s']:.1f}",
-                r["input"],
-                r.get("error") or "",
-            )
-        )
-    widths = [max(len(row[i]) for row in rows) for i in range(5)]
-    lines = ["  ".join(row[i].ljust(widths[i]) for i in range(5)) + "  " + row[5] for row in rows]
-    return "\n".join(line.rstrip() for line in lines)
-
-
 def cmd_batch(args: argparse.Namespace) -> int:
     from detector.batch import collect_inputs, prepare_output_dir, run_batch
     from detector.batch_workers import LocalPool, RayPool, default_cores, import_ray
@@ -215,9 +202,8 @@ def cmd_batch(args: argparse.Namespace) -> int:
         pool,
         workers=workers,
         force=args.force,
+        report=args.batch_report,
         log_interval=max(settings.log_interval, 5.0),
     )
-    if args.report:
-        print(format_report(summary.records))
     print(f"batch: {summary.line()}; manifest {out_dir / 'manifest.jsonl'}", file=sys.stderr)
     return EXIT_SOME_FAILED if summary.failed else 0

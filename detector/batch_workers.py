@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 THREADS_ENV = "DETECTOR_INFERENCE_THREADS"  # read by detect_openvino when it compiles the model
 RAY_MISSING = "ray is not installed; pip install -e '.[ray]'"
 Result = dict[str, Any]  # status, error, frames, fps, wall_s, outputs
+PER_RUN_OUTPUTS = ("output", "json_path", "csv", "mot", "report")  # Settings fields naming one run's files
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,7 @@ class Task:
     input: str
     video: str
     json: str
+    report: str | None = None
 
 
 def failed(error: str, frames: int = 0, wall_s: float = 0.0) -> Result:
@@ -105,9 +107,10 @@ class WorkerCore:
         from detector.app import run
 
         t0 = time.monotonic()
-        settings = self.settings.model_copy(
-            update={"output": task.video, "json_path": task.json, "overwrite": True, "show": False}
-        )
+        per_file = {"output": task.video, "json_path": task.json, "report": task.report}
+        # other per-run output paths (a config's csv/mot) would collide between files: off in batch
+        off = {k: None for k in PER_RUN_OUTPUTS if k in Settings.model_fields and k not in per_file}
+        settings = self.settings.model_copy(update={**per_file, **off, "overwrite": True, "show": False})
         holder: list[RunStats] = []
         log.info("start %s", task.input)
         try:

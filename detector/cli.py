@@ -80,6 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
     io.add_argument(
         "--overwrite", action="store_true", default=None, help="replace existing outputs (default: off)"
     )
+    io.add_argument("--csv", metavar="FILE.csv", help="one CSV row per detection (default: none)")
+    io.add_argument("--mot", metavar="FILE.txt", help="MOTChallenge file, 1-based frames (default: none)")
+    io.add_argument("--report", metavar="FILE.json", help="run report: source, speed, counts (default: none)")
     io.add_argument(
         "--audio",
         action=argparse.BooleanOptionalAction,
@@ -192,6 +195,9 @@ def build_parser() -> argparse.ArgumentParser:
 _FLAT = (
     "output",
     "json",
+    "csv",
+    "mot",
+    "report",
     "audio",
     "overwrite",
     "show",

@@ -15,8 +15,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from detector.analytics.lines import LineSpec
+from detector.analytics.trails import TrailSettings
+from detector.analytics.zones import ZoneSpec
 from detector.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -64,6 +67,9 @@ class Settings(_Strict):
     tracker: Literal["bytetrack", "botsort"] | None = Field(None, description="track objects across frames")
     output: str | None = None
     json_path: str | None = Field(None, alias="json")
+    csv: str | None = Field(None, description="one CSV row per detection")
+    mot: str | None = Field(None, description="MOTChallenge text file")
+    report: str | None = Field(None, description="run report (JSON)")
     show: bool | None = None
     max_frames: int | None = Field(None, ge=1)
     vid_stride: int = Field(1, ge=1, le=1000)
@@ -79,6 +85,9 @@ class Settings(_Strict):
     log_interval: float = Field(
         5.0, gt=0, description="seconds between progress log lines without a terminal"
     )
+    lines: list[LineSpec] = Field(default_factory=list, description="counting lines")
+    zones: list[ZoneSpec] = Field(default_factory=list, description="counting zones")
+    trails: TrailSettings | None = Field(None, description="motion trails per track; null = off")
     encoder: EncoderSettings = Field(default_factory=EncoderSettings)
     overlay: OverlaySettings = Field(default_factory=OverlaySettings)
 
@@ -109,6 +118,15 @@ class Settings(_Strict):
                     out.append(item)
             return out
         return v
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> Settings:
+        for kind, items in (("line", self.lines), ("zone", self.zones)):
+            names = [x.name for x in items]
+            dup = sorted({n for n in names if names.count(n) > 1})
+            if dup:
+                raise ValueError(f"{kind} names must be unique; '{dup[0]}' is used twice")
+        return self
 
     def resolved_model(self) -> str:
         """``--model`` (already merged here as an override) else $DETECTOR_MODEL else config else default."""

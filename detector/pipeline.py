@@ -18,6 +18,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from detector.analytics.stage import AnalyticsStage
 from detector.capture import EndOfStream, FrameReader, Item, StreamEvent
 from detector.channel import Channel, Closed
 from detector.detection import Detector, Tracker, filter_classes
@@ -62,10 +63,10 @@ def _signals_held() -> Iterator[None]:
     try:
         yield
     finally:
-        for sig, handler in old.items():
-            signal.signal(sig, handler)
-        for sig in caught:
-            signal.raise_signal(sig)  # now, to the real handler
+        for held, handler in old.items():
+            signal.signal(held, handler)
+        for signum in caught:
+            signal.raise_signal(signum)  # now, to the real handler
 
 
 def _force_exit(signum: int, _frame: object) -> None:  # pragma: no cover - exercised by signal tests
@@ -84,6 +85,7 @@ class Pipeline:
         *,
         window: WindowSink | None = None,
         tracker: Tracker | None = None,
+        analytics: AnalyticsStage | None = None,
         class_ids: Sequence[int] | None = None,
         max_frames: int | None = None,
         vid_stride: int = 1,
@@ -98,6 +100,7 @@ class Pipeline:
         self.sinks = list(sinks)
         self.window = window
         self.tracker = tracker
+        self.analytics = analytics if analytics is not None and analytics.active else None
         if tracker is not None:
             tracker.reset()  # track ids never carry over from another source
         self.class_ids = class_ids
@@ -159,14 +162,22 @@ class Pipeline:
             extra=[f"dropped {self.frames.dropped}"] if self.frames.dropped else [],
         )
         annotated = self.renderer.annotate(frame.image, dets, info)
+        events: list[dict[str, Any]] = []
+        extra: dict[str, Any] = {}
+        if self.analytics is not None:
+            events, extra = self.analytics.update(frame, dets)
+            self.analytics.draw(annotated)
         t2 = time.perf_counter()
         self.stats.stages["overlay"].add((t2 - t) * 1000)
         latency = (time.monotonic() - frame.capture_time) * 1000
-        result = FrameResult(frame=frame, detections=dets, annotated=annotated, latency_ms=latency)
+        result = FrameResult(
+            frame=frame, detections=dets, annotated=annotated, latency_ms=latency, extra=extra
+        )
         with _signals_held():  # a Ctrl-C here would leave one sink a frame ahead of another
             for sink in self.sinks:
                 sink.write(result)
             self.stats.frames_processed += 1
+        self._events(events)
         self.stats.stages["write"].add((time.perf_counter() - t2) * 1000)
         self.stats.latency.add(latency)
         if self.stats.first_frame_seconds is None:
@@ -176,6 +187,11 @@ class Pipeline:
         self.fps_meter.tick()
         if self.window is not None:
             self.window.write(result)
+
+    def _events(self, records: list[dict[str, Any]]) -> None:
+        for record in records:
+            for sink in self.sinks:
+                sink.event(record)
 
     def run(self) -> RunStats:
         t0 = time.monotonic()
@@ -187,10 +203,11 @@ class Pipeline:
                 if isinstance(item, EndOfStream):
                     if item.error is not None:
                         raise item.error
+                    if self.analytics is not None:
+                        self._events(self.analytics.finish())
                     break
                 if isinstance(item, StreamEvent):
-                    for sink in self.sinks:
-                        sink.event(item.record)
+                    self._events([item.record])
                     continue
                 self._emit(item)
                 if self.progress is not None:
