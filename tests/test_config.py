@@ -83,7 +83,25 @@ def test_classes_accept_names_ids_and_commas():
     assert load_settings(None, {"classes": ["person,2", "car"]}, env={}).classes == ["person", 2, "car"]
 
 
-@pytest.mark.parametrize("name", ["default.yaml", "webcam.yaml", "video-file.yaml"])
+SHIPPED = sorted(p.name for p in (ROOT / "configs").glob("*.yaml"))
+
+
+def test_every_use_case_has_a_config():
+    assert set(SHIPPED) >= {"default.yaml", "webcam.yaml", "video-file.yaml", "count-people-doorway.yaml",
+                            "traffic-zones.yaml"}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", SHIPPED)
 def test_shipped_configs_load(name):
     s = load_settings(ROOT / "configs" / name, env={})
     assert 0 < s.conf <= 1
+    if name == "count-people-doorway.yaml":
+        assert s.tracker == "bytetrack" and [line.name for line in s.lines] == ["door"]
+    if name == "traffic-zones.yaml":
+        assert [z.name for z in s.zones] == ["lot", "driveway"] and s.trails is not None
+
+
+def test_duplicate_line_names_are_rejected(tmp_path):
+    text = "lines:\n  - {name: a, start: [0, 0], end: [1, 1]}\n  - {name: a, start: [0, 1], end: [1, 0]}\n"
+    with pytest.raises(UserError, match="line names must be unique; 'a' is used twice"):
+        load_settings(write(tmp_path, text), env={})
