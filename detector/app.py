@@ -210,6 +210,16 @@ def run(
         stats = pipeline.run()
         if stats.frames_read == 0:  # e.g. a header without data: say so, leave no empty outputs
             raise SourceError(f"input {info.name} gave no frames that decode (truncated or corrupt?)")
+        declared = info.frame_count or 0
+        if (
+            info.kind == "file"
+            and not settings.max_frames
+            and stats.frames_read < declared - max(2, declared // 100)
+        ):
+            log.warning(
+                "%s ended after %d of the %d frames its header declares (truncated?)",
+                *(info.name, stats.frames_read, declared),
+            )
         stats.outputs = [str(p) for p in created]
         return stats
     except BaseException:
