@@ -136,7 +136,9 @@ class Job:
         return [self.video, self.json, *([self.report] if self.report else [])]
 
     def task(self) -> Task:
-        return Task(str(self.input), str(self.video), str(self.json), self.report and str(self.report))
+        return Task(
+            str(self.input), str(self.video), str(self.json), str(self.report) if self.report else None
+        )
 
 
 def plan_jobs(

@@ -139,9 +139,6 @@ class WorkerCore:
             "wall_s": round(wall, 3),
         }
 
-    def ping(self) -> str:
-        return self.label
-
 
 # -- local worker processes -------------------------------------------------------------------------
 
