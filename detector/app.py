@@ -152,7 +152,7 @@ def run(
             f", ~{info.frame_count} frames" if info.frame_count else "",
         )
         if detector is None:
-            detector = load_detector(settings)
+            detector = load_detector(settings, requests=1 if info.live else 2)
         log.info("model %s (%s backend)", detector.model_path, detector.backend)
         class_ids = resolve_classes(settings.classes, detector.names)
         tracker = load_tracker(settings.tracker) if settings.tracker else None

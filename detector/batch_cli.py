@@ -124,7 +124,7 @@ def add_batch_parser(subparsers: Any) -> None:
     f = p.add_argument_group("frames and encoder")
     f.add_argument("--max-frames", type=_int(1), help="stop each file after N frames (default: all)")
     f.add_argument("--vid-stride", type=_int(1), help="process every Nth frame (default: 1)")
-    f.add_argument("--preset", help="x264 preset (default: superfast)")
+    f.add_argument("--preset", help="x264 preset (default: ultrafast)")
     f.add_argument("--crf", type=_int(0), help="x264 quality, 0-51 (default: 23)")
     f.add_argument("--no-panel", action="store_true", help="hide the FPS/count panel")
     g = p.add_argument_group("general")

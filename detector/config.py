@@ -37,7 +37,7 @@ class EncoderSettings(_Strict):
 
     preset: Literal[
         "ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow"
-    ] = "superfast"
+    ] = "ultrafast"
     crf: int = Field(23, ge=0, le=51)
     threads: int = Field(0, ge=0, le=64, description="0 = sized to the machine")
     fragment_seconds: float = Field(1.0, gt=0, le=10, description="keyframe / MP4 fragment interval")

@@ -99,8 +99,11 @@ def openvino_export(model: str, imgsz: int) -> str:
     return str(export_openvino(str(src), imgsz, dest))
 
 
-def load_detector(settings: Settings) -> Detector:
-    """Load the model the settings name, with the backend they ask for (``auto`` picks the fastest)."""
+def load_detector(settings: Settings, *, requests: int = 1) -> Detector:
+    """Load the model the settings name, with the backend they ask for (``auto`` picks the fastest).
+
+    ``requests``: frames the pipeline may keep in flight (2 for files: OpenVINO's throughput
+    mode; 1 for live sources: lowest latency)."""
     model = settings.resolved_model()
     check_model_exists(model)
     backend = settings.backend
@@ -129,6 +132,7 @@ def load_detector(settings: Settings) -> Detector:
             max_det=settings.max_det,
             device=settings.device,
             cache_dir=cache_dir() / "openvino",
+            requests=requests,
         )
     from detector.yolo_backend import UltralyticsDetector
 

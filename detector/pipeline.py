@@ -14,7 +14,8 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -128,7 +129,23 @@ class Pipeline:
 
     # -- inference stage (its own thread; owns the model) ---------------------------------
     def _infer_loop(self) -> None:
+        """Files keep ``depth`` frames in flight (backends with ``submit``); results leave in order."""
         timer = self.stats.stages["inference"]
+        submit = getattr(self.detector, "submit", None)
+        depth = (
+            1 if self.source.info.live or submit is None else max(1, getattr(self.detector, "requests", 1))
+        )
+        pending: deque[tuple[Frame, Callable[[], Detections], float]] = deque()
+
+        def finish_oldest() -> bool:
+            frame, result, spent = pending.popleft()
+            t = time.perf_counter()
+            dets = filter_classes(result(), self.class_ids)
+            if self.tracker is not None:
+                dets = self.tracker.update(dets, frame.image)
+            timer.add(spent + (time.perf_counter() - t) * 1000)  # this thread's time for the frame
+            return self.detected.put(Detected(frame, dets))
+
         try:
             while True:
                 try:
@@ -137,16 +154,21 @@ class Pipeline:
                     return
                 if isinstance(item, Frame):
                     t = time.perf_counter()
-                    dets = filter_classes(self.detector.detect(item.image), self.class_ids)
-                    if self.tracker is not None:
-                        dets = self.tracker.update(dets, item.image)
-                    timer.add((time.perf_counter() - t) * 1000)
-                    if not self.detected.put(Detected(item, dets)):
+                    if depth > 1 and submit is not None:
+                        result = submit(item.image)
+                    else:
+                        dets = self.detector.detect(item.image)
+                        result = lambda dets=dets: dets  # noqa: E731
+                    pending.append((item, result, (time.perf_counter() - t) * 1000))
+                    if len(pending) >= depth and not finish_oldest():
                         return
-                else:
-                    self.detected.put(item, control=True)
-                    if isinstance(item, EndOfStream):
+                    continue
+                while pending:  # a control item: everything before it leaves first
+                    if not finish_oldest():
                         return
+                self.detected.put(item, control=True)
+                if isinstance(item, EndOfStream):
+                    return
         except BaseException as exc:
             self.detected.put(EndOfStream(exc), control=True)
 

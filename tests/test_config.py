@@ -28,16 +28,16 @@ def test_precedence_defaults_yaml_env_flags(tmp_path):
         0.5,
         "from-config.pt",
         30,
-        "superfast",
+        "ultrafast",
     )
     s = load_settings(cfg, {}, env={"DETECTOR_MODEL": "from-env.pt"})
     assert s.model == "from-env.pt"
     s = load_settings(
         cfg,
-        {"conf": 0.6, "model": "flag.pt", "encoder": {"preset": "ultrafast"}},
+        {"conf": 0.6, "model": "flag.pt", "encoder": {"preset": "veryfast"}},
         env={"DETECTOR_MODEL": "from-env.pt"},
     )
-    assert (s.conf, s.iou, s.model, s.encoder.crf, s.encoder.preset) == (0.6, 0.5, "flag.pt", 30, "ultrafast")
+    assert (s.conf, s.iou, s.model, s.encoder.crf, s.encoder.preset) == (0.6, 0.5, "flag.pt", 30, "veryfast")
 
 
 @pytest.mark.parametrize(

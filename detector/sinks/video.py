@@ -75,7 +75,7 @@ class VideoWriterSink:
         *,
         fps: Fraction | float,
         live: bool,
-        preset: str = "superfast",
+        preset: str = "ultrafast",
         crf: int = 23,
         threads: int = 0,
         fragment_seconds: float = 1.0,
