@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from detector.argtypes import at_least, number
 from detector.config import DEFAULT_MODEL, MODEL_ENV, Settings, load_settings
 from detector.errors import UserError
 
@@ -20,26 +21,6 @@ log = logging.getLogger(__name__)
 EXIT_SOME_FAILED = 3
 INFERENCE_THREADS = 2  # threads one file's inference uses well; sizes the default worker count
 D = Settings()
-
-
-def _int(minimum: int) -> Any:
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
-        return value
-
-    return parse
-
-
-def _float(text: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
 
 
 def add_batch_parser(subparsers: Any) -> None:
@@ -85,17 +66,17 @@ def add_batch_parser(subparsers: Any) -> None:
     run.add_argument(
         "-w",
         "--workers",
-        type=_int(1),
+        type=at_least(1),
         help=f"files processed at once (default: cores // {INFERENCE_THREADS}, at least 1; with "
         f"--ray-address: cluster CPUs // --num-cpus)",
     )
     run.add_argument(
         "--num-cpus",
-        type=_int(1),
+        type=at_least(1),
         help="CPUs (threads) per worker; with Ray, what each task reserves (default: cores // workers; "
         f"with --ray-address: {INFERENCE_THREADS})",
     )
-    run.add_argument("--num-gpus", type=_float, help="Ray only: GPUs each task reserves (default: 0)")
+    run.add_argument("--num-gpus", type=number, help="Ray only: GPUs each task reserves (default: 0)")
     run.add_argument(
         "--ray-address",
         metavar="ADDR",
@@ -114,18 +95,18 @@ def add_batch_parser(subparsers: Any) -> None:
         choices=["auto", "torch", "openvino", "onnx"],
         help=f"inference backend (default: {D.backend})",
     )
-    m.add_argument("--conf", type=_float, help=f"confidence threshold (default: {D.conf})")
-    m.add_argument("--iou", type=_float, help=f"NMS IoU threshold (default: {D.iou})")
-    m.add_argument("--imgsz", type=_int(32), help=f"inference size (default: {D.imgsz})")
+    m.add_argument("--conf", type=number, help=f"confidence threshold (default: {D.conf})")
+    m.add_argument("--iou", type=number, help=f"NMS IoU threshold (default: {D.iou})")
+    m.add_argument("--imgsz", type=at_least(32), help=f"inference size (default: {D.imgsz})")
     m.add_argument("--classes", nargs="+", metavar="CLASS", help="keep only these classes (default: all)")
     m.add_argument("--device", help=f"cpu, cuda:0, ... (default: {D.device})")
     m.add_argument("--half", action="store_true", default=None, help="FP16 inference on GPU")
-    m.add_argument("--max-det", type=_int(1), help=f"max detections per frame (default: {D.max_det})")
+    m.add_argument("--max-det", type=at_least(1), help=f"max detections per frame (default: {D.max_det})")
     f = p.add_argument_group("frames and encoder")
-    f.add_argument("--max-frames", type=_int(1), help="stop each file after N frames (default: all)")
-    f.add_argument("--vid-stride", type=_int(1), help="process every Nth frame (default: 1)")
+    f.add_argument("--max-frames", type=at_least(1), help="stop each file after N frames (default: all)")
+    f.add_argument("--vid-stride", type=at_least(1), help="process every Nth frame (default: 1)")
     f.add_argument("--preset", help="x264 preset (default: ultrafast)")
-    f.add_argument("--crf", type=_int(0), help="x264 quality, 0-51 (default: 23)")
+    f.add_argument("--crf", type=at_least(0), help="x264 quality, 0-51 (default: 23)")
     f.add_argument("--no-panel", action="store_true", help="hide the FPS/count panel")
     g = p.add_argument_group("general")
     g.add_argument("-c", "--config", metavar="FILE.yaml", help="YAML settings, as for `detector run`")

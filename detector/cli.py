@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from detector import __version__
+from detector.argtypes import number, whole_number
 from detector.batch_cli import add_batch_parser, cmd_batch
 from detector.config import DEFAULT_MODEL, MODEL_ENV, EncoderSettings, Settings, load_settings
 from detector.errors import Terminated, UserError
@@ -30,20 +31,6 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         raise UserError(f"{message} (see `{self.prog} --help`)")
-
-
-def _positive_int(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-
-
-def _float(text: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -108,9 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["auto", "torch", "openvino", "onnx"],
         help=f"inference backend (default: {D.backend})",
     )
-    m.add_argument("--conf", type=_float, help=f"confidence threshold in (0, 1] (default: {D.conf})")
-    m.add_argument("--iou", type=_float, help=f"NMS IoU threshold in (0, 1] (default: {D.iou})")
-    m.add_argument("--imgsz", type=_positive_int, help=f"inference size, multiple of 32 (default: {D.imgsz})")
+    m.add_argument("--conf", type=number, help=f"confidence threshold in (0, 1] (default: {D.conf})")
+    m.add_argument("--iou", type=number, help=f"NMS IoU threshold in (0, 1] (default: {D.iou})")
+    m.add_argument("--imgsz", type=whole_number, help=f"inference size, multiple of 32 (default: {D.imgsz})")
     m.add_argument(
         "--classes",
         nargs="+",
@@ -127,36 +114,36 @@ def build_parser() -> argparse.ArgumentParser:
     )
     m.add_argument("--device", help=f"cpu, cuda:0, ... (default: {D.device})")
     m.add_argument("--half", action="store_true", default=None, help="FP16 inference on GPU (default: off)")
-    m.add_argument("--max-det", type=_positive_int, help=f"max detections per frame (default: {D.max_det})")
+    m.add_argument("--max-det", type=whole_number, help=f"max detections per frame (default: {D.max_det})")
     f = run.add_argument_group("frames")
-    f.add_argument("--max-frames", type=_positive_int, help="stop after N processed frames (default: all)")
+    f.add_argument("--max-frames", type=whole_number, help="stop after N processed frames (default: all)")
     f.add_argument(
         "--vid-stride",
-        type=_positive_int,
+        type=whole_number,
         help=f"process every Nth frame; output fps is divided by N (default: {D.vid_stride})",
     )
     f.add_argument(
-        "--image-fps", type=_float, help=f"frame rate for image folders (default: {D.image_fps:g})"
+        "--image-fps", type=number, help=f"frame rate for image folders (default: {D.image_fps:g})"
     )
     live = run.add_argument_group("live sources")
     live.add_argument(
         "--stall-timeout",
-        type=_float,
+        type=number,
         help=f"seconds without a frame before reconnecting (default: {D.stall_timeout:g})",
     )
     live.add_argument(
         "--reconnect-max",
-        type=_positive_int,
+        type=whole_number,
         help=f"reconnect attempts before giving up, 0 = none (default: {D.reconnect_max})",
     )
     live.add_argument(
         "--camera-size", metavar="WxH", help="camera resolution, e.g. 1280x720 (default: camera's)"
     )
-    live.add_argument("--camera-fps", type=_float, help="camera frame rate (default: camera's)")
+    live.add_argument("--camera-fps", type=number, help="camera frame rate (default: camera's)")
     enc = run.add_argument_group("encoder")
     enc.add_argument("--preset", help=f"x264 preset (default: {E.preset})")
     enc.add_argument(
-        "--crf", type=_positive_int, help=f"x264 quality, 0-51, lower is better (default: {E.crf})"
+        "--crf", type=whole_number, help=f"x264 quality, 0-51, lower is better (default: {E.crf})"
     )
     gen = run.add_argument_group("general")
     gen.add_argument("-c", "--config", metavar="FILE.yaml", help="YAML settings (see configs/default.yaml)")
@@ -172,13 +159,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("source", metavar="SOURCE", help="a video file or image folder")
     bench.add_argument("-m", "--model", metavar="PATH", help="model (default: as for run)")
-    bench.add_argument("--frames", type=_positive_int, default=300, help="frames per run (default: 300)")
+    bench.add_argument("--frames", type=whole_number, default=300, help="frames per run (default: 300)")
     bench.add_argument(
-        "--rounds", type=_positive_int, default=2, help="rounds, alternating order (default: 2)"
+        "--rounds", type=whole_number, default=2, help="rounds, alternating order (default: 2)"
     )
     bench.add_argument("--backend", choices=["auto", "torch", "openvino", "onnx"], help="(default: auto)")
     bench.add_argument("--preset", help=f"x264 preset (default: {E.preset})")
-    bench.add_argument("--imgsz", type=_positive_int, help=f"inference size (default: {D.imgsz})")
+    bench.add_argument("--imgsz", type=whole_number, help=f"inference size (default: {D.imgsz})")
     bench.add_argument("-c", "--config", metavar="FILE.yaml", help="YAML settings")
     bench.add_argument("--json", action="store_true", help="print JSON instead of a table")
     bench.add_argument("--debug", action="store_true", help="debug logging and tracebacks")
@@ -186,7 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_batch_parser(sub)
     cams = sub.add_parser("cameras", help="list available cameras (index, resolution, backend)")
     cams.add_argument(
-        "--max-index", type=_positive_int, default=10, help="probe indices below this (default: 10)"
+        "--max-index", type=whole_number, default=10, help="probe indices below this (default: 10)"
     )
     cams.add_argument("--debug", action="store_true", help="debug logging and tracebacks")
     return parser
