@@ -17,7 +17,7 @@ from detector.progress import Progress
 from detector.report import build_report, check_report_path, format_table, write_report
 from detector.sinks.audio import audio_codec
 from detector.sinks.base import Sink
-from detector.sinks.jsonl import JsonLinesSink, check_json_output_path
+from detector.sinks.jsonl import JsonLinesSink, check_json_output_path, check_output_file
 from detector.sinks.tables import CsvSink, MotSink
 from detector.sinks.video import VideoWriterSink, check_video_output_path
 from detector.sinks.window import WindowSink, display_available
@@ -50,17 +50,29 @@ def _audio_source(spec: str, kind: str, wanted: bool) -> Path | None:
     return Path(spec) if codec else None
 
 
-def _check_outputs(settings: Settings) -> dict[str, Path]:
-    """Validate every output path before the first frame is read."""
+def _check_outputs(settings: Settings, source_spec: str) -> dict[str, Path]:
+    """Validate every output path before the first frame is read: writable, not clobbering an
+    existing file (unless --overwrite), not the input, and no two outputs on one file."""
     paths: dict[str, Path] = {}
     if settings.output:
         paths["output"] = check_video_output_path(settings.output, settings.overwrite)
-    for key, value in (("json", settings.json_path), ("csv", settings.csv), ("mot", settings.mot)):
-        checked = check_json_output_path(value, settings.overwrite) if value else None
-        if checked is not None:
-            paths[key] = checked
+    json_path = check_json_output_path(settings.json_path, settings.overwrite) if settings.json_path else None
+    if json_path is not None:
+        paths["json"] = json_path
+    for key, value, what in (("csv", settings.csv, "CSV output"), ("mot", settings.mot, "MOT output")):
+        if value:
+            paths[key] = check_output_file(value, settings.overwrite, what)
     if settings.report:
         paths["report"] = check_report_path(settings.report, settings.overwrite)
+    source = Path(source_spec).expanduser()
+    seen: dict[Path, str] = {}
+    for key, path in paths.items():
+        resolved = path.resolve()
+        if source.is_file() and resolved == source.resolve():
+            raise UserError(f"--{key} {path} is the input file; choose another output path")
+        if resolved in seen:
+            raise UserError(f"--{seen[resolved]} and --{key} both write {path}; give each its own file")
+        seen[resolved] = key
     return paths
 
 
@@ -121,7 +133,7 @@ def run(
     """Run the whole pipeline once. ``stats_out`` receives the stats even if the run is interrupted.
 
     ``detector``: an already-loaded model to use instead of loading one (``detector batch`` workers)."""
-    paths = _check_outputs(settings)
+    paths = _check_outputs(settings, source_spec)
     read_timeout = settings.stall_timeout
     spec = source_spec.strip()
     if "://" in spec:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from detector.argtypes import at_least, number
-from detector.config import DEFAULT_MODEL, MODEL_ENV, Settings, load_settings
+from detector.config import DEFAULT_MODEL, MODEL_ENV, EncoderSettings, Settings, load_settings
 from detector.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -105,8 +105,8 @@ def add_batch_parser(subparsers: Any) -> None:
     f = p.add_argument_group("frames and encoder")
     f.add_argument("--max-frames", type=at_least(1), help="stop each file after N frames (default: all)")
     f.add_argument("--vid-stride", type=at_least(1), help="process every Nth frame (default: 1)")
-    f.add_argument("--preset", help="x264 preset (default: ultrafast)")
-    f.add_argument("--crf", type=at_least(0), help="x264 quality, 0-51 (default: 23)")
+    f.add_argument("--preset", help=f"x264 preset (default: {EncoderSettings().preset})")
+    f.add_argument("--crf", type=at_least(0), help=f"x264 quality, 0-51 (default: {EncoderSettings().crf})")
     f.add_argument("--no-panel", action="store_true", help="hide the FPS/count panel")
     g = p.add_argument_group("general")
     g.add_argument("-c", "--config", metavar="FILE.yaml", help="YAML settings, as for `detector run`")

@@ -99,7 +99,7 @@ class WorkerCore:
 
         self.label = label
         self.settings = settings
-        self.detector = load_detector(settings)
+        self.detector = load_detector(settings, requests=2)
         self.busy_since: float | None = None
         log.info("ready: %s (%s backend), %d threads", settings.model, self.detector.backend, threads)
 
@@ -191,7 +191,7 @@ def _local_worker(
             result = failed("interrupted")
         finally:
             irq.busy = False
-            signal.signal(signal.SIGINT, irq.handler)  # the pipeline restores the default handler
+            signal.signal(signal.SIGINT, irq.handler)  # ours again, whatever ran in between
         results.put(("result", slot, result))
 
 

@@ -129,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     live.add_argument(
         "--stall-timeout",
         type=number,
-        help=f"seconds without a frame before reconnecting (default: {D.stall_timeout:g})",
+        help=f"network streams: seconds without data before reconnecting (default: {D.stall_timeout:g})",
     )
     live.add_argument(
         "--reconnect-max",

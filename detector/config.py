@@ -160,7 +160,8 @@ def _describe(err: Mapping[str, Any], flags: set[str], config_path: str | None) 
     loc = tuple(err["loc"])
     key = ".".join(str(p) for p in loc if not isinstance(p, int))
     top = str(loc[0]) if loc else ""
-    where = f"--{top.replace('_', '-')}" if top in flags else f"config {config_path}: key '{key}'"
+    flag = str(loc[-1]) if top in ("encoder", "overlay") and len(loc) > 1 else top  # --crf, not --encoder
+    where = f"--{flag.replace('_', '-')}" if top in flags else f"config {config_path}: key '{key}'"
     if config_path is None and top not in flags:
         where = f"setting '{key}'"
     if err["type"] == "extra_forbidden":
@@ -221,10 +222,13 @@ def load_settings(
     env = os.environ if env is None else env
     file_data = read_config_file(config_path) if config_path is not None else {}
     cfg_name = None if config_path is None else str(config_path)
+    log.disabled = True  # the merged settings below give the warnings (once)
     try:
-        Settings.model_validate(file_data)
+        Settings.model_validate(file_data)  # first alone, so its errors name the config file
     except ValidationError as exc:
         raise UserError(_describe(exc.errors()[0], set(), cfg_name)) from exc
+    finally:
+        log.disabled = False
     data = dict(file_data)
     if env.get(MODEL_ENV):
         data["model"] = env[MODEL_ENV]

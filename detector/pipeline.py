@@ -101,6 +101,7 @@ class Pipeline:
         self.sinks = list(sinks)
         self.window = window
         self.tracker = tracker
+        self.max_frames = max_frames
         self.analytics = analytics if analytics is not None and analytics.active else None
         if tracker is not None:
             tracker.reset()  # track ids never carry over from another source
@@ -120,7 +121,7 @@ class Pipeline:
             self.frames,
             self.stop_event,
             self.stats,
-            max_frames=max_frames,
+            max_frames=None if live else max_frames,  # live: counted where frames are processed
             vid_stride=vid_stride,
             reconnect_max=reconnect_max,
         )
@@ -234,6 +235,8 @@ class Pipeline:
                 self._emit(item)
                 if self.progress is not None:
                     self.progress.update(self.stats.frames_processed, self.fps_meter.value or 0.0)
+                if self.max_frames is not None and self.stats.frames_processed >= self.max_frames:
+                    break
                 if self.window is not None and self.window.quit_requested:
                     log.info("quit requested from the window")
                     break
@@ -244,8 +247,9 @@ class Pipeline:
 
     def _shutdown(self) -> None:
         """Stop every stage and close every output, whatever happened. A second Ctrl-C forces exit."""
-        if threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGINT, _force_exit)
+        in_main = threading.current_thread() is threading.main_thread()
+        if in_main:  # a second Ctrl-C or SIGTERM during shutdown exits at once
+            old = {sig: signal.signal(sig, _force_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
             self.stop_event.set()
             self.reader.stop()
@@ -267,5 +271,6 @@ class Pipeline:
             if errors:
                 raise errors[0]
         finally:
-            if threading.current_thread() is threading.main_thread():
-                signal.signal(signal.SIGINT, signal.default_int_handler)
+            if in_main:
+                for sig, handler in old.items():
+                    signal.signal(sig, handler)

@@ -187,7 +187,7 @@ class PyAVSource:
         except av.error.ExitError as exc:  # read timeout on a stream
             if self.kind == "stream":
                 raise TimeoutError(f"no data from {self.target} for {self._read_timeout:g} s") from exc
-            raise
+            raise SourceError(f"reading {self.target} stalled for {self._read_timeout:g} s") from exc
         except (av.error.FFmpegError, OSError) as exc:
             if self.kind == "stream":
                 raise ConnectionError(f"{self.target}: {_reason(exc)}") from exc

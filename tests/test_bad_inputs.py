@@ -343,3 +343,37 @@ def test_unknown_class_lists_names_and_leaves_no_files(
     )
     assert msg.endswith("toothbrush")
     assert [p.name for p in tmp_path.iterdir() if p.is_file()] == ["clip.mp4"], "no partial outputs"
+
+
+# -- outputs that would clobber the input or each other ------------------------------------
+
+
+def test_output_equal_to_input_is_refused_and_input_kept(capfd, model_path, tmp_path):
+    from conftest import write_clip
+
+    clip = write_clip(tmp_path / "in.mp4", frames=10)
+    before = clip.read_bytes()
+    code = main(["run", str(clip), "--model", str(model_path), "-o", str(clip), "--overwrite"])
+    err = capfd.readouterr().err
+    assert code == 2 and "--output" in err and "is the input file" in err
+    assert clip.read_bytes() == before
+
+
+def test_two_outputs_on_one_file_are_refused(capfd, model_path, tmp_path):
+    from conftest import write_clip
+
+    clip = write_clip(tmp_path / "in.mp4", frames=5)
+    same = tmp_path / "a.jsonl"
+    code = main(["run", str(clip), "--model", str(model_path), "--json", str(same), "--csv", str(same)])
+    err = capfd.readouterr().err
+    assert code == 2 and "--json and --csv both write" in err
+    assert not same.exists(), "nothing is created by a refused start"
+
+
+def test_csv_and_mot_name_themselves_in_errors(capfd, model_path, tmp_path):
+    from conftest import write_clip
+
+    clip = write_clip(tmp_path / "in.mp4", frames=5)
+    (tmp_path / "x.csv").write_text("old")
+    code = main(["run", str(clip), "--model", str(model_path), "--csv", str(tmp_path / "x.csv")])
+    assert code == 2 and "CSV output" in capfd.readouterr().err

@@ -73,6 +73,19 @@ def test_flag_errors_name_the_flag():
         load_settings(None, {"imgsz": 0}, env={})
 
 
+def test_nested_flag_errors_name_the_flag_the_user_typed():
+    with pytest.raises(UserError, match=r"^--crf should be less than or equal to 51 \(got 99\)$"):
+        load_settings(None, {"encoder": {"crf": 99}}, env={})
+    with pytest.raises(UserError, match=r"^--preset should be"):
+        load_settings(None, {"encoder": {"preset": "warp"}}, env={})
+
+
+def test_imgsz_warning_once_with_config_and_flags(tmp_path, caplog):
+    s = load_settings(write(tmp_path, "imgsz: 100\n"), {"conf": 0.5}, env={})
+    assert s.imgsz == 128
+    assert caplog.text.count("not a multiple of 32") == 1
+
+
 def test_imgsz_rounds_up_to_stride(caplog):
     s = load_settings(None, {"imgsz": 100}, env={})
     assert s.imgsz == 128

@@ -92,3 +92,11 @@ def test_csv_and_mot_have_one_row_per_detection(doorway_run):
     x, y, w, h = map(float, mot[0][2:6])
     assert (x, y) == pytest.approx(d["xyxy"][:2], abs=0.06)  # JSONL keeps 0.1 px
     assert (w, h) == pytest.approx((d["xyxy"][2] - d["xyxy"][0], d["xyxy"][3] - d["xyxy"][1]), abs=0.11)
+
+
+def test_report_counts_tracks_without_lines_or_zones(model_path, videos_dir, tmp_path):
+    report = tmp_path / "r.json"
+    clip = str(videos_dir / "person-bicycle-car-detection.gif")
+    assert main(["run", clip, "--model", str(model_path), "--track", "--report", str(report), "-q"]) == 0
+    tracks = json.loads(report.read_text())["tracks_per_class"]
+    assert tracks.get("car", 0) >= 1 and tracks.get("person", 0) >= 1, tracks

@@ -43,13 +43,14 @@ class AnalyticsStage:
         self.zones = [ZoneCounter(spec, frame_size) for spec in zones]
         self.trails = TrailAnnotator(trails.length) if trails is not None else None
         self.tracks = TrackTally()
+        self.tracking = tracking
         if (self.lines or self.trails) and not tracking:
             log.warning("lines and trails need track ids; add --track (or tracker: bytetrack) to count them")
         self._last: Frame | None = None
 
     @property
     def active(self) -> bool:
-        return bool(self.lines or self.zones or self.trails)
+        return bool(self.lines or self.zones or self.trails or self.tracking)
 
     def update(self, frame: Frame, detections: Detections) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         """Events completed by this frame, and extras for its JSONL line."""
