@@ -6,6 +6,9 @@ the outputs must hold every frame. Runtime: ~70 s on 2 cores (18000 frames = a 1
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import threading
 import time
 from fractions import Fraction
@@ -78,7 +81,9 @@ class RssProbe:
         pass
 
 
-def test_soak_memory_flat_threads_gone_outputs_complete(tmp_path: Path) -> None:
+def soak(folder: str) -> dict[str, Any]:
+    """The run itself; executed in a fresh process so RSS reflects this run, not earlier tests."""
+    tmp_path = Path(folder)
     clip = long_clip(tmp_path / "long.mp4")
     video, js = tmp_path / "out.mp4", tmp_path / "out.jsonl"
     source = open_source(str(clip))
@@ -93,27 +98,45 @@ def test_soak_memory_flat_threads_gone_outputs_complete(tmp_path: Path) -> None:
     started = time.perf_counter()
     stats = pipe.run()
     seconds = time.perf_counter() - started
-    end_rss = rss_mb()
+    time.sleep(0.2)
+    return {
+        "frames": stats.frames_processed,
+        "dropped": stats.frames_dropped,
+        "seconds": seconds,
+        "warm": probe.samples[WARMUP],
+        "peak": max(probe.samples.values()),
+        "end": rss_mb(),
+        "left": [t.name for t in threading.enumerate() if t not in threads_before and t.is_alive()],
+        "video": str(video),
+        "jsonl": str(js),
+    }
 
-    warm = probe.samples[WARMUP]
-    growth = max(probe.samples.values()) - warm
-    fps = stats.frames_processed / seconds
+
+def test_soak_memory_flat_threads_gone_outputs_complete(tmp_path: Path) -> None:
+    code = (
+        "import json, sys; sys.path.insert(0, sys.argv[1]); import test_soak; "
+        "print(json.dumps(test_soak.soak(sys.argv[2])))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(Path(__file__).parent), str(tmp_path)],
+        capture_output=True, text=True, timeout=280,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r = json.loads(proc.stdout.strip().splitlines()[-1])
+    growth = r["peak"] - r["warm"]
     report = (
-        f"soak: {stats.frames_processed} frames in {seconds:.1f} s ({fps:.0f} fps); "
-        f"RSS after {WARMUP} frames {warm:.1f} MB, peak {max(probe.samples.values()):.1f} MB, "
-        f"at the end {end_rss:.1f} MB, growth {growth:+.1f} MB"
+        f"soak: {r['frames']} frames in {r['seconds']:.1f} s ({r['frames'] / r['seconds']:.0f} fps); "
+        f"RSS after {WARMUP} frames {r['warm']:.1f} MB, peak {r['peak']:.1f} MB, "
+        f"at the end {r['end']:.1f} MB, growth {growth:+.1f} MB"
     )
     print(report)  # shown with -rP
-    assert stats.frames_processed == FRAMES and stats.frames_dropped == 0
+    assert r["frames"] == FRAMES and r["dropped"] == 0
     assert growth < MAX_GROWTH_MB, report
-    assert end_rss - warm < MAX_GROWTH_MB, report
+    assert r["end"] - r["warm"] < MAX_GROWTH_MB, report
+    assert not r["left"], f"threads still running after the run: {r['left']}"
 
-    left = [t.name for t in threading.enumerate() if t not in threads_before and t.is_alive()]
-    assert not left, f"threads still running after the run: {left}"
-    assert not pipe.reader._thread.is_alive() and not pipe._infer_thread.is_alive()
-
-    records = read_jsonl(js)
-    assert [r["frame"] for r in records] == list(range(FRAMES))
-    assert sum(1 for r in records if r["detections"]) > FRAMES * 0.95, "the fake detector sees the square"
-    _, n, rate, size, codec = decode(video)
+    records = read_jsonl(Path(r["jsonl"]))
+    assert [x["frame"] for x in records] == list(range(FRAMES))
+    assert sum(1 for x in records if x["detections"]) > FRAMES * 0.95, "the fake detector sees the square"
+    _, n, rate, size, codec = decode(Path(r["video"]))
     assert (n, rate, size, codec) == (FRAMES, FPS, SIZE, "h264")
