@@ -2,7 +2,7 @@
 
 CI starts ``Xvfb :97`` and exports ``DETECTOR_TEST_DISPLAY=:97`` (see .ci/run). Locally::
 
-    apt-get install -y xvfb xdotool x11-utils && Xvfb :97 -screen 0 1280x800x24 &
+    apt-get install -y xvfb xdotool x11-utils && Xvfb :97 -screen 0 1280x800x24 -noreset &
     DETECTOR_TEST_DISPLAY=:97 pytest tests/test_display.py
 
 One run of the real console script: space pauses (no frame is written while paused), the screen
@@ -15,10 +15,9 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import av
@@ -26,9 +25,8 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 import pytest
+from detector_process import DetectorProcess
 from streaming import ffmpeg_exe
-
-from detector.sinks.jsonl import read_jsonl
 
 pytestmark = [pytest.mark.display, pytest.mark.model]
 
@@ -52,42 +50,17 @@ def display() -> str:
     return name
 
 
-class Window:
+class Window(DetectorProcess):
     """The detector process and its window, seen and poked from outside like a user would."""
 
     def __init__(self, display: str, clip: Path, model: Path, folder: Path) -> None:
         self.display = display
-        self.jsonl, self.mp4, self.err_path = folder / "out.jsonl", folder / "out.mp4", folder / "stderr.txt"
         env = {k: v for k, v in os.environ.items() if k != "WAYLAND_DISPLAY"}
         env.update(DISPLAY=display, PYTHONUNBUFFERED="1")
         cmd = ["detector", "run", str(clip), "--model", str(model), "--show"]
-        cmd += ["--json", str(self.jsonl), "--output", str(self.mp4)]
-        with open(self.err_path, "wb") as err:
-            self.proc = subprocess.Popen(
-                cmd,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=err,
-                env=env,
-                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-            )
+        cmd += ["--json", str(folder / "out.jsonl"), "--output", str(folder / "out.mp4")]
+        super().__init__(cmd, folder, env)
         self.id = ""
-
-    @property
-    def stderr(self) -> str:
-        return self.err_path.read_text(errors="replace")
-
-    def frames(self) -> list[dict]:
-        return [r for r in read_jsonl(self.jsonl) if "frame" in r] if self.jsonl.exists() else []
-
-    def wait_until(self, what: str, ready: Callable[[], object], timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while not ready():
-            if self.proc.poll() is not None:
-                pytest.fail(f"detector exited ({self.proc.returncode}) before {what}:\n{self.stderr}")
-            if time.monotonic() > deadline:
-                pytest.fail(f"no {what} within {timeout:g} s:\n{self.stderr}")
-            time.sleep(0.05)
 
     def xdotool(self, *args: str) -> str:
         env = {**os.environ, "DISPLAY": self.display}

@@ -8,20 +8,17 @@ Runtime: about 45 s (the streams play in real time).
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import statistics
 import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import av
 import pytest
+from detector_process import DetectorProcess
 from streaming import StreamServer, ffmpeg_exe, free_port
-
-from detector.sinks.jsonl import read_jsonl
 
 pytestmark = pytest.mark.model
 
@@ -35,59 +32,14 @@ def headless_env() -> dict[str, str]:
     return env
 
 
-class Detector:
+class Detector(DetectorProcess):
     """The real ``detector run`` console script in a subprocess, writing JSONL and MP4 into ``folder``."""
 
     def __init__(self, source: str, model: Path, folder: Path, *extra: str, outputs: bool = True) -> None:
-        self.jsonl = folder / "out.jsonl"
-        self.mp4 = folder / "out.mp4"
-        self.err_path = folder / "stderr.txt"
         cmd = ["detector", "run", source, "--model", str(model), *extra]
         if outputs:
-            cmd += ["--json", str(self.jsonl), "--output", str(self.mp4), "--overwrite"]
-        self.started = time.monotonic()
-        with open(self.err_path, "wb") as err:
-            self.proc = subprocess.Popen(
-                cmd,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=err,
-                env=headless_env(),
-                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-            )
-
-    def records(self) -> list[dict[str, Any]]:
-        return read_jsonl(self.jsonl) if self.jsonl.exists() else []
-
-    def frames(self) -> list[dict[str, Any]]:
-        return [r for r in self.records() if "frame" in r]
-
-    def wait_until(self, what: str, ready: Callable[[], bool], timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while not ready():
-            if self.proc.poll() is not None:
-                pytest.fail(f"detector exited ({self.proc.returncode}) before {what}:\n{self.stderr}")
-            if time.monotonic() > deadline:
-                pytest.fail(f"no {what} within {timeout:g} s:\n{self.stderr}")
-            time.sleep(0.02)
-
-    def finish(self, timeout: float) -> int:
-        """Wait for the exit (killing it after ``timeout``, which fails the test); returns the code."""
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            pytest.fail(f"detector still running after {timeout:g} s:\n{self.stderr}")
-
-    @property
-    def stderr(self) -> str:
-        return self.err_path.read_text(errors="replace")
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
+            cmd += ["--json", str(folder / "out.jsonl"), "--output", str(folder / "out.mp4"), "--overwrite"]
+        super().__init__(cmd, folder, headless_env())
 
 
 @pytest.fixture
