@@ -76,6 +76,23 @@ def _check_outputs(settings: Settings, source_spec: str) -> dict[str, Path]:
     return paths
 
 
+def video_sink(
+    settings: Settings, path: Path, fps: Fraction, *, live: bool, audio_from: Path | None = None
+) -> VideoWriterSink:
+    """The annotated-video sink with the encoder settings."""
+    enc = settings.encoder
+    return VideoWriterSink(
+        path,
+        fps=fps,
+        live=live,
+        preset=enc.preset,
+        crf=enc.crf,
+        threads=enc.threads,
+        fragment_seconds=enc.fragment_seconds,
+        audio_from=audio_from,
+    )
+
+
 def _build_sinks(
     settings: Settings, paths: dict[str, Path], info: SourceInfo, source_spec: str, created: list[Path]
 ) -> list[Sink]:
@@ -88,16 +105,12 @@ def _build_sinks(
     if "mot" in paths:
         sinks.append(MotSink(paths["mot"], overwrite=settings.overwrite))
     if "output" in paths:
-        enc = settings.encoder
         sinks.append(
-            VideoWriterSink(
+            video_sink(
+                settings,
                 paths["output"],
-                fps=Fraction(info.fps) / settings.vid_stride,
+                Fraction(info.fps) / settings.vid_stride,
                 live=info.live,
-                preset=enc.preset,
-                crf=enc.crf,
-                threads=enc.threads,
-                fragment_seconds=enc.fragment_seconds,
                 audio_from=_audio_source(source_spec, info.kind, settings.audio),
             )
         )

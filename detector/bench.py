@@ -16,6 +16,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+from detector.app import video_sink
 from detector.config import Settings
 from detector.detection import Detector, load_detector
 from detector.errors import UserError
@@ -31,16 +32,7 @@ MODES = ("infer-only", "sequential", "pipelined")
 
 
 def _writer(settings: Settings, folder: Path, name: str, fps: Fraction) -> VideoWriterSink:
-    enc = settings.encoder
-    return VideoWriterSink(
-        folder / f"{name}.mp4",
-        fps=fps,
-        live=False,
-        preset=enc.preset,
-        crf=enc.crf,
-        threads=enc.threads,
-        fragment_seconds=enc.fragment_seconds,
-    )
+    return video_sink(settings, folder / f"{name}.mp4", fps, live=False)
 
 
 def _sequential(

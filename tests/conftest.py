@@ -59,11 +59,12 @@ def write_clip(
     size: tuple[int, int] = (320, 240),
     fps: Fraction = Fraction(30),
     codec: str = "libx264",
+    options: dict[str, str] | None = None,
 ) -> Path:
     """A small synthetic clip: a white square moving over a grey gradient."""
     w, h = size
     with av.open(str(path), "w") as out:
-        stream = out.add_stream(codec, rate=fps)
+        stream = out.add_stream(codec, rate=fps, options=options or {})
         stream.width, stream.height = w, h
         stream.pix_fmt = "yuv420p"
         base = np.tile(np.linspace(40, 200, w, dtype=np.uint8), (h, 1))

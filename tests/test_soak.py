@@ -15,11 +15,8 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-import av
-import cv2
-import numpy as np
 import pytest
-from conftest import FakeDetector, decode
+from conftest import FakeDetector, decode, write_clip
 
 from detector.overlay import OverlayRenderer
 from detector.pipeline import Pipeline
@@ -46,21 +43,8 @@ def rss_mb() -> float:
 
 
 def long_clip(path: Path) -> Path:
-    """FRAMES frames of a white square bouncing over a gradient (x264 ultrafast: a few seconds)."""
-    w, h = SIZE
-    base = cv2.cvtColor(np.tile(np.linspace(40, 200, w, dtype=np.uint8), (h, 1)), cv2.COLOR_GRAY2BGR)
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("libx264", rate=FPS, options={"preset": "ultrafast", "crf": "30"})
-        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
-        for i in range(FRAMES):
-            img = base.copy()
-            x = abs((i * 3) % (2 * (w - 40)) - (w - 40))
-            cv2.rectangle(img, (x, h // 2 - 20), (x + 40, h // 2 + 20), (255, 255, 255), -1)
-            for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="bgr24")):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
-    return path
+    """FRAMES frames of a white square moving over a gradient (x264 ultrafast: a few seconds)."""
+    return write_clip(path, FRAMES, SIZE, FPS, options={"preset": "ultrafast", "crf": "30"})
 
 
 class RssProbe:
