@@ -16,15 +16,14 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from detector.app import video_sink
-from detector.config import Settings
-from detector.detection import Detector, load_detector
+from detector.backends import Detector, load_detector
 from detector.errors import UserError
-from detector.overlay import OverlayRenderer, PanelInfo
-from detector.pipeline import Pipeline
+from detector.pipeline.engine import Pipeline, PipelineOptions
+from detector.settings import Settings
 from detector.sinks.base import FrameResult
 from detector.sinks.video import VideoWriterSink
 from detector.sources import open_source
+from detector.stages.overlay import OverlayStage, PanelInfo
 from detector.stats import STAGES, StageTimer
 
 log = logging.getLogger(__name__)
@@ -32,7 +31,11 @@ MODES = ("infer-only", "sequential", "pipelined")
 
 
 def _writer(settings: Settings, folder: Path, name: str, fps: Fraction) -> VideoWriterSink:
-    return video_sink(settings, folder / f"{name}.mp4", fps, live=False)
+    return VideoWriterSink.from_settings(settings.encoder, folder / f"{name}.mp4", fps, live=False)
+
+
+def _overlay() -> OverlayStage:
+    return OverlayStage(status=lambda: PanelInfo(fps=None))
 
 
 def _sequential(
@@ -43,7 +46,7 @@ def _sequential(
         source.close()
         raise UserError("bench needs a video file or image folder, not a live source")
     timers = {s: StageTimer() for s in STAGES}
-    renderer = OverlayRenderer()
+    overlay = _overlay()
     writer = _writer(settings, folder, "sequential", source.info.fps) if draw else None
     n = 0
     t0 = time.perf_counter()
@@ -59,10 +62,10 @@ def _sequential(
             timers["decode"].add((t1 - t) * 1000)
             timers["inference"].add((t2 - t1) * 1000)
             if writer is not None:
-                annotated = renderer.annotate(frame.image, dets, PanelInfo(fps=None))
+                annotated = overlay.annotate(frame.image.copy(), dets)
                 t3 = time.perf_counter()
                 writer.write(FrameResult(frame, dets, annotated, 0.0))
-                timers["overlay"].add((t3 - t2) * 1000)
+                timers["stages"].add((t3 - t2) * 1000)
                 timers["write"].add((time.perf_counter() - t3) * 1000)
             n += 1
         if writer is not None:
@@ -76,11 +79,10 @@ def _sequential(
 def _pipelined(spec: str, detector: Detector, settings: Settings, frames: int, folder: Path) -> dict:
     source = open_source(spec)
     writer = _writer(settings, folder, "pipelined", source.info.fps)
-    pipe = Pipeline(
-        source, detector, OverlayRenderer(), [writer], max_frames=frames, queue_size=settings.queue_size
-    )
+    options = PipelineOptions(max_frames=frames, queue_size=settings.queue_size)
+    pipe = Pipeline.single(source, detector, [_overlay()], [writer], options)
     t0 = time.perf_counter()
-    stats = pipe.run()
+    [stats] = pipe.run()
     return _result(stats.frames_processed, time.perf_counter() - t0, stats.stages)
 
 

@@ -1,10 +1,13 @@
 """Exceptions that map to exit codes.
 
-``UserError`` is anything the user can fix (exit 2): the CLI prints its message as
-one line, without a traceback. Anything else escaping ``main`` is a bug (exit 1).
+``UserError`` is anything the user can fix (exit 2): the CLI prints its message as one line,
+without a traceback. ``Interrupted`` ends a run after Ctrl-C (130) or SIGTERM (143), outputs
+closed. Anything else escaping ``main`` is a bug (exit 1).
 """
 
 from __future__ import annotations
+
+import signal
 
 
 class UserError(Exception):
@@ -25,7 +28,17 @@ class StreamLost(UserError):
     """A live source went away and could not be reconnected."""
 
 
-class Terminated(BaseException):
-    """Raised in the main thread on SIGTERM so ``finally`` blocks close outputs (exit 143)."""
+class Interrupted(BaseException):
+    """The run was stopped by a signal; raised after outputs were closed (see ``detector.signals``)."""
 
-    exit_code = 143
+    def __init__(self, signum: int = signal.SIGINT) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = int(signum)
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+    @property
+    def word(self) -> str:
+        return "terminated" if self.signum == signal.SIGTERM else "interrupted"

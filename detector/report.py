@@ -1,8 +1,8 @@
-"""The end-of-run report: one JSON document (``--report``) and a short table for the terminal.
+"""The end of a run: one report (``--report FILE.json``) and the one summary printed from it.
 
-``build_report`` gathers the source facts, model, frame counts, speed and latency
-(from ``RunStats.as_dict()``), detections and tracks per class, line and zone totals
-and the output files. ``TrackTally`` counts distinct tracks per class during the run.
+``build_report`` gathers the source facts, model, frame counts, speed and latency (from
+``RunStats.as_dict()``), detections per class, what the stages add (tracks per class, line and
+zone totals) and the output files. ``format_summary`` is the plain-text screen printed at the end.
 """
 
 from __future__ import annotations
@@ -11,49 +11,21 @@ import json
 import logging
 import os
 import tempfile
-from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from detector.analytics.lines import LineCounter
-from detector.analytics.zones import ZoneCounter
 from detector.errors import UserError
-from detector.sinks.jsonl import check_output_file, dumps_line
-from detector.sources import SourceInfo
+from detector.settings import BUNDLED_MODEL
+from detector.sinks.jsonl import dumps_line
+from detector.sources.base import SourceInfo
 from detector.stats import RunStats
-from detector.types import Detections
+from detector.text import by_count, counts_text
 
 log = logging.getLogger(__name__)
 
 REPORT_VERSION = 1
-
-
-class TrackTally:
-    """Distinct track ids per class, counted under the class of their first sighting.
-
-    Ids unseen for ``forget_after_s`` seconds (pts) are forgotten, so memory stays flat;
-    trackers never reuse an id, so a forgotten id is never counted twice.
-    """
-
-    def __init__(self, forget_after_s: float = 60.0) -> None:
-        self.forget_after_s = forget_after_s
-        self.counts: Counter[str] = Counter()
-        self._last_seen: dict[int, float] = {}
-
-    def update(self, detections: Detections, pts: float) -> None:
-        if detections.tracker_id is not None:
-            for tid, cid in zip(detections.tracker_id.tolist(), detections.class_id.tolist(), strict=True):
-                if tid not in self._last_seen:
-                    self.counts[detections.class_name(cid)] += 1
-                self._last_seen[tid] = pts
-        stale = [t for t, seen in self._last_seen.items() if abs(pts - seen) > self.forget_after_s]
-        for t in stale:
-            del self._last_seen[t]
-
-    def per_class(self) -> dict[str, int]:
-        return dict(self.counts.most_common())
 
 
 def _fps_text(fps: Fraction) -> str:
@@ -80,9 +52,7 @@ def build_report(
     source_info: SourceInfo,
     model: str,
     backend: str,
-    line_counters: Iterable[LineCounter] = (),
-    zone_counters: Iterable[ZoneCounter] = (),
-    tracks_per_class: Mapping[str, int] | None = None,
+    stage_reports: Iterable[Mapping[str, Any]] = (),
     outputs: Sequence[str] = (),
 ) -> dict[str, Any]:
     """The report as a JSON-ready dict (see the module doc for what it holds)."""
@@ -90,22 +60,19 @@ def build_report(
     run.pop("source", None)
     run.pop("backend", None)
     files = list(dict.fromkeys([*run.pop("outputs", []), *outputs]))  # ordered, no duplicates
+    extra: dict[str, Any] = {"tracks_per_class": {}, "lines": {}, "zones": {}}
+    for part in stage_reports:
+        extra.update(part)
+    extra["tracks_per_class"] = by_count(extra["tracks_per_class"])
     return {
         "version": REPORT_VERSION,
         "source": source_facts(source_info),
         "model": model,
         "backend": backend or stats.backend,
         **run,
-        "tracks_per_class": dict(sorted((tracks_per_class or {}).items(), key=lambda kv: (-kv[1], kv[0]))),
-        "lines": {c.name: c.summary() for c in line_counters},
-        "zones": {c.name: c.summary() for c in zone_counters},
+        **extra,
         "outputs": files,
     }
-
-
-def check_report_path(path: str | Path, overwrite: bool) -> Path:
-    """Validate the report path before the run starts (``UserError`` with one line)."""
-    return check_output_file(path, overwrite, "report")
 
 
 def write_report(path: str | Path, report: Mapping[str, Any]) -> Path:
@@ -129,48 +96,50 @@ def write_report(path: str | Path, report: Mapping[str, Any]) -> Path:
     return p
 
 
-def _classes(counts: Mapping[str, int]) -> str:
-    return ", ".join(f"{k} {v}" for k, v in counts.items())
-
-
-def format_table(report: Mapping[str, Any]) -> str:
-    """A short plain-text summary of a report for the end of the run."""
-    src = report["source"]
-    frames = report["frames"]
-    lat = report["latency_ms"]
-    size = f"{src['width']}x{src['height']}"
-    fps = f"{src['fps']} fps" + (f" = {src['fps_value']:.2f}" if src.get("fps_value") else "")
+def format_summary(report: Mapping[str, Any]) -> str:
+    """One screen of plain text for the end of a run (stderr)."""
+    src, frames, lat = report["source"], report["frames"], report["latency_ms"]
     facts = ", ".join(
         s
-        for s in (src.get("codec"), size, fps, f"{src['duration_s']:.1f} s" if src.get("duration_s") else "")
+        for s in (
+            src.get("codec"),
+            f"{src['width']}x{src['height']}",
+            f"{src['fps_value']:.4g} fps" if src.get("fps_value") else "",
+            f"{src['duration_s']:.1f} s" if src.get("duration_s") else "",
+        )
         if s
     )
+    first = report.get("first_frame_seconds")
+    model = str(report["model"])
+    if model and Path(model).resolve() == BUNDLED_MODEL:
+        model = f"{BUNDLED_MODEL.name} (bundled)"
+    stage = "  ".join(f"{name} {v['mean']:.1f}" for name, v in report["stage_ms"].items())
+    dropped = f", dropped {frames['dropped']}, corrupt {frames['corrupt']}"
     lines = [
-        f"source   {src['name']} ({facts})",
-        f"model    {report['model']} ({report['backend']})",
-        f"frames   processed {frames['processed']} of {frames['read']} read, "
-        f"dropped {frames['dropped']}, corrupt {frames['corrupt']}",
-        f"speed    {report['fps']:.1f} fps over {report['wall_seconds']:.1f} s; "
-        f"latency p50 {lat['p50']:.0f} ms, p95 {lat['p95']:.0f} ms",
+        f"source     {src['name']}  ({facts})",
+        f"model      {model}  ({report['backend']})",
+        f"frames     read {frames['read']}, processed {frames['processed']}{dropped}"
+        + (f", gaps {report['gaps']}" if report.get("gaps") else ""),
+        f"speed      {report['fps']:.1f} fps over {report['wall_seconds']:.1f} s"
+        + (f", first frame after {first:.2f} s" if first else ""),
+        f"stage ms   {stage}  (mean per frame)",
+        f"latency    p50 {lat['p50']:.0f} ms, p95 {lat['p95']:.0f} ms",
+        f"detections {counts_text(dict(list(report['detections_per_class'].items())[:8]))}",
     ]
-    dets, tracks = report["detections_per_class"], report.get("tracks_per_class") or {}
-    names = list(dict.fromkeys([*dets, *tracks]))
-    if names:
-        width = max(12, *(len(n) for n in names))
-        lines.append(f"{'class':<{width}} {'detections':>10} {'tracks':>7}")
-        lines.extend(f"{n:<{width}} {dets.get(n, 0):>10} {tracks.get(n, '-'):>7}" for n in names)
+    if report.get("tracks_per_class"):
+        lines.append(f"tracks     {counts_text(report['tracks_per_class'])}")
     for name, c in report.get("lines", {}).items():
         t = c["total"]
-        ins = f"in {t['in']}" + (f" ({_classes(c['in'])})" if c["in"] else "")
-        outs = f"out {t['out']}" + (f" ({_classes(c['out'])})" if c["out"] else "")
-        lines.append(f"line {name}: {ins}, {outs}")
+        ins = f"in {t['in']}" + (f" ({counts_text(c['in'])})" if c["in"] else "")
+        outs = f"out {t['out']}" + (f" ({counts_text(c['out'])})" if c["out"] else "")
+        lines.append(f"line       {name}: {ins}, {outs}")
     for name, z in report.get("zones", {}).items():
-        entered, dwell = sum(z["entered"].values()), z["dwell_s"]
-        text = f"zone {name}: entered {entered}, exited {sum(z['exited'].values())}"
+        dwell = z["dwell_s"]
+        text = f"zone       {name}: entered {sum(z['entered'].values())}, exited {sum(z['exited'].values())}"
         text += f", most inside at once {z['max_inside']}"
         if dwell["count"]:
             text += f", dwell mean {dwell['mean']:.1f} s, max {dwell['max']:.1f} s"
         lines.append(text)
     if report.get("outputs"):
-        lines.append(f"outputs  {', '.join(report['outputs'])}")
+        lines.append(f"outputs    {', '.join(report['outputs'])}")
     return "\n".join(lines)

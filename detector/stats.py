@@ -1,15 +1,52 @@
-"""Run statistics: per-stage timings, latency percentiles, counts, and the end-of-run summary."""
+"""Run statistics of one source: per-stage timings, latency percentiles, counts, and the live frame rate."""
 
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-STAGES = ("decode", "inference", "overlay", "write")
+from detector.text import by_count
+
+STAGES = ("decode", "inference", "stages", "write")  # per-frame ms, each in its own thread
+
+
+class FpsMeter:
+    """Measured frame rate: exponential moving average of the intervals between ticks.
+
+    ``value`` is None until two ticks have been seen; ``tick`` returns 0.0 until then.
+    """
+
+    def __init__(self, alpha: float = 0.1) -> None:
+        if not 0.0 < alpha <= 1.0:
+            raise ValueError(f"alpha must be in (0, 1], got {alpha}")
+        self.alpha = alpha
+        self._last: float | None = None
+        self._interval: float | None = None
+
+    def tick(self, now: float | None = None) -> float:
+        now = time.monotonic() if now is None else float(now)
+        if self._last is not None:
+            dt = now - self._last
+            if dt > 0.0:  # the first interval seeds the average; repeated timestamps are ignored
+                self._interval = (
+                    dt if self._interval is None else self._interval + self.alpha * (dt - self._interval)
+                )
+        self._last = now
+        return self.value or 0.0
+
+    @property
+    def value(self) -> float | None:
+        return None if self._interval is None else 1.0 / self._interval
+
+    def reset(self) -> None:
+        """Forget history, e.g. after a pause, so the gap does not drag the average down."""
+        self._last = None
+        self._interval = None
 
 
 class StageTimer:
@@ -59,6 +96,17 @@ class RunStats:
     latency: StageTimer = field(default_factory=StageTimer)
     detections_per_class: Counter[str] = field(default_factory=Counter)
     outputs: list[str] = field(default_factory=list)
+    fps_meter: FpsMeter = field(default_factory=FpsMeter)  # recent frame rate, for the panel
+
+    def count_frame(self, detections_counts: dict[str, int], latency_ms: float, started_at: float) -> None:
+        """Book one processed frame (called once per frame that reached the sinks)."""
+        self.frames_processed += 1
+        self.latency.add(latency_ms)
+        if self.first_frame_seconds is None:
+            self.first_frame_seconds = time.monotonic() - started_at
+        for name, n in detections_counts.items():
+            self.detections_per_class[name] += n
+        self.fps_meter.tick()
 
     @property
     def fps(self) -> float:
@@ -89,25 +137,6 @@ class RunStats:
                 "p95": round(self.latency.percentile(95), 1),
                 "max": round(max(self.latency.values(), default=0.0), 1),
             },
-            "detections_per_class": dict(self.detections_per_class.most_common()),
+            "detections_per_class": by_count(self.detections_per_class),
             "outputs": list(self.outputs),
         }
-
-    def summary(self) -> str:
-        """One screen, plain text, for the end of a run."""
-        stage = "  ".join(f"{n} {t.mean:.1f}" for n, t in self.stages.items())
-        classes = ", ".join(f"{k} {v}" for k, v in self.detections_per_class.most_common(8)) or "none"
-        lines = [
-            f"source     {self.source}  ({self.backend})",
-            f"frames     read {self.frames_read}, processed {self.frames_processed}, "
-            f"dropped {self.frames_dropped}, corrupt {self.frames_corrupt}"
-            + (f", gaps {self.gaps}" if self.gaps else ""),
-            f"speed      {self.fps:.1f} fps over {self.wall_seconds:.1f} s"
-            + (f", first frame after {self.first_frame_seconds:.2f} s" if self.first_frame_seconds else ""),
-            f"stage ms   {stage}  (mean per frame)",
-            f"latency    p50 {self.latency.percentile(50):.0f} ms, p95 {self.latency.percentile(95):.0f} ms",
-            f"detections {classes}",
-        ]
-        if self.outputs:
-            lines.append(f"outputs    {', '.join(self.outputs)}")
-        return "\n".join(lines)

@@ -1,15 +1,20 @@
-"""Core data types: a captured ``Frame`` and the ``Detections`` found in it."""
+"""Core data types: a captured ``Frame``, the ``Detections`` found in it, and ``Event`` records."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from detector.text import by_count
+
 FloatArray = npt.NDArray[np.float32]
 IntArray = npt.NDArray[np.int64]
+Image = npt.NDArray[np.uint8]  # BGR uint8 (H, W, 3)
+Event = dict[str, Any]  # a JSONL record that is not a frame: {"event": "line_cross", ...}
 
 
 @dataclass(frozen=True)
@@ -22,7 +27,7 @@ class Frame:
     ``time.monotonic()`` at which the frame left the decoder.
     """
 
-    image: npt.NDArray[np.uint8]
+    image: Image
     index: int
     pts: float
     capture_time: float
@@ -97,11 +102,7 @@ class Detections:
     def counts(self) -> dict[str, int]:
         """Number of detections per class name, most frequent first."""
         ids, counts = np.unique(self.class_id, return_counts=True)
-        pairs = sorted(
-            ((self.class_name(i), int(c)) for i, c in zip(ids, counts, strict=True)),
-            key=lambda p: (-p[1], p[0]),
-        )
-        return dict(pairs)
+        return by_count({self.class_name(i): int(c) for i, c in zip(ids, counts, strict=True)})
 
     def to_records(self) -> list[dict[str, object]]:
         """Per-detection dicts as written to JSON lines."""

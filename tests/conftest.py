@@ -1,10 +1,11 @@
-"""Shared fixtures: the real model and footage (from env vars), sample images, fakes, tiny clips."""
+"""Shared fixtures: the real model (bundled, or DETECTOR_TEST_MODEL), footage (DETECTOR_TEST_VIDEOS),
+sample images, fakes, tiny clips."""
 
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from fractions import Fraction
 from pathlib import Path
 
@@ -13,6 +14,8 @@ import cv2
 import numpy as np
 import pytest
 
+from detector.backends.base import Done
+from detector.settings import BUNDLED_MODEL
 from detector.types import Detections
 
 os.environ.setdefault("YOLO_OFFLINE", "1")
@@ -29,9 +32,18 @@ def _env_path(var: str) -> Path:
     return path
 
 
+def default_model() -> Path:
+    """``DETECTOR_TEST_MODEL`` when set, else the model the package ships (YOLO11n INT8, OpenVINO)."""
+    value = os.environ.get("DETECTOR_TEST_MODEL")
+    path = Path(value) if value else BUNDLED_MODEL
+    if not path.exists():
+        pytest.fail(f"model {path} does not exist")
+    return path
+
+
 @pytest.fixture(scope="session")
 def model_path() -> Path:
-    return _env_path("DETECTOR_TEST_MODEL")
+    return default_model()
 
 
 @pytest.fixture(scope="session")
@@ -89,6 +101,7 @@ class FakeDetector:
 
     backend = "fake"
     model_path = "fake"
+    max_in_flight = 1
 
     def __init__(self, delay: float = 0.0, fail_at: int | None = None) -> None:
         self.names = {0: "person", 1: "car"}
@@ -111,8 +124,8 @@ class FakeDetector:
             xyxy=box, confidence=np.array([0.9], np.float32), class_id=np.array([0]), names=self.names
         )
 
-    def reset(self) -> None:
-        pass
+    def submit(self, image: np.ndarray, on_ready: Callable[[], None] | None = None) -> Done:
+        return Done(self.detect(image))
 
 
 @pytest.fixture
@@ -132,6 +145,13 @@ def decode(path: Path) -> tuple[av.video.stream.VideoStream, int, Fraction, tupl
             (s.codec_context.width, s.codec_context.height),
             s.codec_context.name,
         )
+
+
+def frame_times(path: Path) -> list[float]:
+    """Presentation time (s) of every decoded frame, relative to the first one."""
+    with av.open(str(path)) as c:
+        times = [float(f.time) for f in c.decode(c.streams.video[0])]
+    return [t - times[0] for t in times]
 
 
 @pytest.fixture

@@ -314,10 +314,10 @@ def test_bad_config(
     ("flags", "expected"),
     [
         (["--conf", "1.5"], "--conf should be less than or equal to 1 (got 1.5)"),
-        (["--conf", "0"], "--conf should be greater than 0 (got 0.0)"),
+        (["--conf", "0"], "--conf should be greater than 0 (got 0)"),
         (["--imgsz", "0"], "--imgsz should be greater than 0 (got 0)"),
         (["--imgsz", "-32"], "--imgsz should be greater than 0 (got -32)"),
-        (["--conf", "abc"], "argument --conf: expected a number, got 'abc' (see `detector run --help`)"),
+        (["--conf", "abc"], "--conf should be a valid number, unable to parse string as a number (got abc)"),
         (["--bogus"], "unrecognized arguments: --bogus (see `detector --help`)"),
     ],
 )

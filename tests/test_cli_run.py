@@ -11,7 +11,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, decode, write_clip
+from conftest import ROOT, decode, frame_times, write_clip
 
 from detector.cli import main
 
@@ -97,8 +97,12 @@ def test_gif_yields_person_and_car(capsys, model_path, videos_dir, tmp_path):
     assert code == 0, err
     seen = classes_seen(jsonl(js))
     assert seen.get("person", 0) >= 10 and seen.get("car", 0) >= 10, seen
-    _, n, rate, size, codec = decode(video)
-    assert (n, rate, size, codec) == (41, Fraction(25, 2), (480, 270), "h264")
+    _, n, _, size, codec = decode(video)
+    assert (n, size, codec) == (41, (480, 270), "h264")
+    source, ours = frame_times(videos_dir / "person-bicycle-car-detection.gif"), frame_times(video)
+    assert max(abs(a - b) for a, b in zip(source, ours, strict=True)) < 0.001, (
+        "GIF delays (8 or 9 cs) are kept"
+    )
 
 
 def test_mkv_with_lying_header_gives_109_frames(capsys, model_path, videos_dir, tmp_path):
@@ -194,5 +198,42 @@ def test_python_dash_m_and_help_show_defaults():
         [sys.executable, "-m", "detector", "run", "--help"], capture_output=True, text=True, timeout=60
     )
     assert proc.returncode == 0
-    for text in ("default: 0.25", "default: 0.7", "default: 640", "yolo26n.pt", "--output", "--json"):
+    for text in ("default: 0.25", "default: 0.7", "default: 640", "bundled YOLO11n", "--output", "--json"):
         assert text in proc.stdout
+
+
+def _vfr_clip(path: Path) -> Path:
+    """What a phone records: 2 s at 30 fps, then 2 s at 10 fps (ffmpeg's setpts), with 4 s of audio."""
+    import imageio_ffmpeg
+
+    ffmpeg = imageio_ffmpeg.get_ffmpeg_exe()
+    pts = "if(lt(N,60),N/30,2+(N-60)/10)/TB"
+    cmd = [
+        ffmpeg, "-hide_banner", "-loglevel", "error", "-y",
+        "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=30",
+        "-f", "lavfi", "-i", "sine=frequency=440:duration=4",
+        "-frames:v", "80", "-vf", f"setpts='{pts}'", "-fps_mode", "passthrough",
+        "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest", str(path),
+    ]  # fmt: skip
+    subprocess.run(cmd, check=True, timeout=60)
+    return path
+
+
+def test_variable_frame_rate_keeps_source_timing_and_audio_sync(capsys, model_path, tmp_path):
+    clip = _vfr_clip(tmp_path / "phone.mp4")
+    source = frame_times(clip)
+    assert len(source) == 80 and source[-1] == pytest.approx(3.9, abs=0.01), "the clip is variable frame rate"
+    out = tmp_path / "out.mp4"
+    code, _, err = run_main(capsys, "run", str(clip), "--model", str(model_path), "--output", str(out))
+    assert code == 0, err
+    ours = frame_times(out)
+    assert len(ours) == 80
+    worst = max(abs(a - b) for a, b in zip(source, ours, strict=True))
+    assert worst < 1 / 30, f"an output frame is {worst:.3f} s from its source time"
+    import av
+
+    with av.open(str(out)) as c:
+        video_s = float(c.streams.video[0].duration * c.streams.video[0].time_base)
+        audio_s = float(c.streams.audio[0].duration * c.streams.audio[0].time_base)
+    assert 3.9 < video_s < 4.05, video_s  # the last frame starts at 3.9 s, as in the source
+    assert audio_s == pytest.approx(video_s, abs=0.05), (video_s, audio_s)

@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from detector.config import DEFAULT_MODEL, load_settings
 from detector.errors import UserError
+from detector.settings import DEFAULT_MODEL, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 

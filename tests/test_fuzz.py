@@ -16,9 +16,11 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from detector.cli import build_parser, error_line, overrides_from_args
-from detector.config import EncoderSettings, OverlaySettings, Settings, load_settings
+from detector.cli import build_parser
+from detector.cli.common import error_line
 from detector.errors import UserError
+from detector.settings import EncoderSettings, OverlaySettings, Settings, load_settings
+from detector.settings.flags import setting_overrides
 from detector.sinks.jsonl import JsonLinesSink, read_jsonl
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -179,7 +181,7 @@ def test_cli_parse_to_settings(argv: list[str]) -> None:
         args = build_parser().parse_args(argv)
         if args.command != "run":
             return
-        s = load_settings(args.config, overrides_from_args(args), env={})
+        s = load_settings(args.config, setting_overrides(args), env={})
     except UserError as exc:
         assert_one_line(exc)
         return

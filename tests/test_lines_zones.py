@@ -12,21 +12,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from detector.analytics import (
-    LineCounter,
-    LineSpec,
-    TrailAnnotator,
-    ZoneCounter,
-    ZoneSpec,
-    check_classes,
-    draw_line,
-    draw_zone,
-)
+from detector.backends.base import Done
 from detector.errors import UserError
-from detector.overlay import OverlayRenderer, class_color
-from detector.pipeline import Pipeline
+from detector.pipeline.engine import Pipeline
+from detector.settings import LineSpec, ZoneSpec
 from detector.sinks.base import FrameResult
 from detector.sources import SourceInfo
+from detector.stages.classes import resolve_classes
+from detector.stages.drawing import class_color
+from detector.stages.lines import LineAnnotator, LineCounter, LinesStage
+from detector.stages.overlay import OverlayStage
+from detector.stages.trails import TrailsStage
+from detector.stages.zones import ZoneAnnotator, ZoneCounter, ZonesStage
 from detector.types import Detections, Frame
 
 W, H = 320, 240
@@ -109,7 +106,7 @@ def test_line_counts_known_crossings_exactly_once():
 def test_swapping_ends_swaps_directions_and_classes_filter():
     flipped, _ = run_line(LineSpec(name="gate", start=(288, 120), end=(32, 120)))
     assert flipped.counts == {"in": EXPECTED_OUT, "out": EXPECTED_IN}
-    cars, events = run_line(GATE.model_copy(update={"classes": ["car"]}))
+    cars, events = run_line(GATE, class_ids=[2])
     assert cars.counts == {"in": {"car": 1}, "out": {}}
     assert [e["track_id"] for e in events] == [3]
 
@@ -167,15 +164,15 @@ def test_points_in_fractions_or_pixels_and_validation():
     with pytest.raises(ValidationError, match="Extra inputs"):
         LineSpec.model_validate({"name": "x", "start": [0, 0], "end": [1, 1], "clases": ["person"]})
     assert LineSpec(name="x", start=(0, 0), end=(1, 1), classes="person, car").classes == ["person", "car"]  # type: ignore[arg-type]
-    assert check_classes("line 'x'", ["car", "0"], NAMES) == [2, 0]
-    with pytest.raises(UserError, match="line 'x': unknown class 'persn'; did you mean 'person'"):
-        check_classes("line 'x'", ["persn"], NAMES)
+    assert resolve_classes(["car", "0"], NAMES, "line 'x': ") == [0, 2]
+    with pytest.raises(UserError, match="line 'x': unknown class name 'persn'; did you mean 'person'"):
+        resolve_classes(["persn"], NAMES, "line 'x': ")
 
 
 def test_draw_line_draws_in_place_on_the_line():
     counter, _ = run_line(GATE)
     img = np.zeros((H, W, 3), np.uint8)
-    out = draw_line(img, counter)
+    out = LineAnnotator().annotate(img, counter)
     assert out is img
     assert (img[120, 40:60] > 0).any(axis=1).all(), "the line is drawn along y=120"
     assert img[20:60, 280:].max() == 0 and img[200:, :20].max() == 0, "nothing far from the line"
@@ -258,7 +255,7 @@ def test_zone_border_jitter_after_entering_is_not_an_exit():
 
 
 def test_zone_classes_untracked_and_fractions():
-    cars = ZoneCounter(ZONE.model_copy(update={"classes": ["car"]}), (W, H), lost_after_s=0.95)
+    cars = ZoneCounter(ZONE, (W, H), class_ids=[2], lost_after_s=0.95)
     kinds = [e["class_name"] for i in range(N) for e in cars.update(zone_frame(i), i, i / 10)]
     assert kinds == ["car", "car"]
     untracked = ZoneCounter(ZONE, (W, H))
@@ -279,7 +276,7 @@ def test_draw_zone_tints_only_the_polygon():
     zone = ZoneCounter(ZoneSpec(name="tri", polygon=[(100, 60), (300, 60), (300, 220)]), (W, H))
     zone.update(zone_frame(12), 12, 1.2)
     img = np.full((H, W, 3), 128, np.uint8)
-    assert draw_zone(img, zone) is img
+    assert ZoneAnnotator().annotate(img, zone) is img
     assert (img[200, 290] != 128).any(), "inside the triangle is tinted"
     assert (img[200, 110] == 128).all(), "inside the bounding rectangle but outside the triangle: untouched"
     assert (img[:, :60] == 128).all(), "outside the bounding rectangle: untouched"
@@ -289,10 +286,10 @@ def test_draw_zone_tints_only_the_polygon():
 
 
 def test_trail_draws_fading_path_of_recent_points():
-    trails = TrailAnnotator(length=10)
+    trails = TrailsStage(length=10)
     for i in range(20):  # centre moves from x=20 to x=210 along y=100
         x = 20 + 10 * i
-        trails.update(Detections([[x - 5, 95, x + 5, 105]], [0.9], [2], tracker_id=[7], names=NAMES), i)
+        trails.remember(Detections([[x - 5, 95, x + 5, 105]], [0.9], [2], tracker_id=[7], names=NAMES), i)
     img = np.zeros((H, W, 3), np.uint8)
     assert trails.draw(img) is img
     color = np.array(class_color(2))
@@ -301,21 +298,21 @@ def test_trail_draws_fading_path_of_recent_points():
     assert 0 < oldest.max() < 0.5 * newest.max() < middle.max() < newest.max(), "older = fainter"
     assert img[100, 20:100].max() == 0, "points older than `length` are dropped"
     assert img[150:].max() == 0 and img[:50].max() == 0, "nothing away from the path"
-    trails.update(Detections.empty(NAMES), 20)
+    trails.remember(Detections.empty(NAMES), 20)
     blank = np.zeros((H, W, 3), np.uint8)
     trails.draw(blank)
     assert blank.max() == 0, "a track not in the latest frame is not drawn"
 
 
 def test_trail_memory_is_bounded():
-    trails = TrailAnnotator(length=5, forget_after=10)
+    trails = TrailsStage(length=5, forget_after=10)
     for i in range(1000):  # a new track every frame, each seen three times
         ids = [i, i - 1, i - 2]
         boxes = [[i % 300, 10, i % 300 + 10, 20]] * 3
-        trails.update(Detections(boxes, [0.9] * 3, [0] * 3, tracker_id=ids, names=NAMES), i)
+        trails.remember(Detections(boxes, [0.9] * 3, [0] * 3, tracker_id=ids, names=NAMES), i)
     assert len(trails) <= 13
     assert max(len(t.points) for t in trails._trails.values()) <= 5
-    trails.update(Detections([[0, 0, 5, 5]], [0.9], [0], names=NAMES), 1000)  # untracked: no trail
+    trails.remember(Detections([[0, 0, 5, 5]], [0.9], [0], names=NAMES), 1000)  # untracked: no trail
     assert len(trails) <= 13
 
 
@@ -352,7 +349,9 @@ class ColorTracker:
     """Finds each track's colour in the frame: its box, class and id (a perfect tracker)."""
 
     backend = "fake"
+    model_path = "fake"
     names = NAMES
+    max_in_flight = 1
 
     def detect(self, image: np.ndarray) -> Detections:
         boxes, classes, tids = [], [], []
@@ -364,31 +363,47 @@ class ColorTracker:
                 tids.append(tid)
         return Detections(boxes, [0.9] * len(boxes), classes, tracker_id=tids, names=NAMES)
 
-    def reset(self) -> None:
-        pass
+    def submit(self, image: np.ndarray, on_ready: Any = None) -> Done:
+        return Done(self.detect(image))
 
 
-class AnalyticsSink:
+class RecordingSink:
     def __init__(self) -> None:
-        self.line = LineCounter(GATE, (W, H))
+        self.results: list[FrameResult] = []
         self.events: list[dict[str, Any]] = []
-        self.drawn = 0
 
     def write(self, result: FrameResult) -> None:
-        self.events += self.line.update(result.detections, result.frame.index, result.frame.pts)
-        draw_line(result.annotated, self.line)
-        self.drawn += 1
+        self.results.append(result)
 
     def event(self, record: dict[str, Any]) -> None:
-        pass
+        self.events.append(record)
 
     def close(self) -> None:
         pass
 
 
+BOTTOM = ZoneSpec(name="bottom", polygon=[(0, 130), (W, 130), (W, H), (0, H)])
+
+
 def test_pipeline_end_to_end_counts():
-    sink = AnalyticsSink()
-    stats = Pipeline(SceneSource(), ColorTracker(), OverlayRenderer(), [sink]).run()  # type: ignore[arg-type]
-    assert stats.frames_processed == N and sink.drawn == N
-    assert sink.line.counts == {"in": EXPECTED_IN, "out": EXPECTED_OUT}
-    assert sorted(e["track_id"] for e in sink.events) == [1, 2, 3, 4, 7]
+    """The pipeline's own line and zone stages on the scene: events, JSONL extras, drawing, report."""
+    sink = RecordingSink()
+    lines, zones = LinesStage([GATE], (W, H), NAMES), ZonesStage([BOTTOM], (W, H), NAMES)
+    stages = [lines, zones, OverlayStage()]
+    [stats] = Pipeline.single(SceneSource(), ColorTracker(), stages, [sink]).run()  # type: ignore[arg-type]
+    assert stats.frames_processed == N and len(sink.results) == N
+    crossings = [e for e in sink.events if e["event"] == "line_cross"]
+    counted: dict[str, dict[str, int]] = {"in": {}, "out": {}}
+    for e in crossings:
+        counted[e["direction"]][e["class_name"]] = counted[e["direction"]].get(e["class_name"], 0) + 1
+    assert counted == {"in": EXPECTED_IN, "out": EXPECTED_OUT}
+    assert sorted(e["track_id"] for e in crossings) == [1, 2, 3, 4, 7]
+    assert lines.report()["lines"]["gate"]["total"] == {"in": 4, "out": 1}
+    # in the last frame, tracks 1, 4, 6, 7 (persons) and 3 (car) stand below y=130
+    assert sink.results[-1].extra["zones"] == {"bottom": {"person": 4, "car": 1}}
+    ends = [e for e in sink.events if e["event"] == "zone_exit" and e.get("reason") == "end"]
+    assert sorted(e["track_id"] for e in ends) == [1, 3, 4, 6, 7], (
+        "the end of the source closes who is inside"
+    )
+    last = sink.results[-1].annotated
+    assert (last[120, 40:60] != 90).any(axis=1).all(), "the gate line is drawn on the output"

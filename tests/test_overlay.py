@@ -1,14 +1,22 @@
-"""OverlayRenderer, FpsMeter and class_color on synthetic frames (no model needed)."""
+"""The overlay stage, FpsMeter and class_color on synthetic frames (no model needed)."""
 
 from __future__ import annotations
 
+import threading
 import time
+from fractions import Fraction
 
 import numpy as np
 import pytest
 
-from detector.overlay import FpsMeter, OverlayRenderer, PanelInfo, class_color
-from detector.types import Detections
+from detector.pipeline.channel import Channel
+from detector.pipeline.lane import Lane
+from detector.sinks.base import FrameResult
+from detector.sources import SourceInfo
+from detector.stages.drawing import class_color
+from detector.stages.overlay import OverlayStage, PanelInfo
+from detector.stats import FpsMeter
+from detector.types import Detections, Frame
 
 NAMES = {0: "person", 1: "bicycle", 2: "car", 5: "bus"}
 W, H = 640, 360
@@ -30,6 +38,16 @@ def dets(
     )
 
 
+class OverlayRenderer(OverlayStage):
+    """The overlay stage as these tests use it: ``annotate`` draws on a copy, with this frame's panel info."""
+
+    def annotate(
+        self, scene: np.ndarray, detections: Detections, info: PanelInfo | None = None
+    ) -> np.ndarray:  # type: ignore[override]
+        self.status = None if info is None else (lambda: info)
+        return super().annotate(scene.copy(), detections)
+
+
 def black(w: int = W, h: int = H) -> np.ndarray:
     return np.zeros((h, w, 3), np.uint8)
 
@@ -39,17 +57,30 @@ def text_pixels(img: np.ndarray) -> int:
     return int((img.min(axis=2) > 200).sum())
 
 
-def test_input_untouched_and_output_same_shape_dtype() -> None:
+def test_draws_in_place_and_the_lane_keeps_the_source_frame_untouched() -> None:
     rng = np.random.default_rng(1)
     img = rng.integers(0, 256, (H, W, 3), dtype=np.uint8)
     before = img.copy()
-    out = OverlayRenderer().annotate(
-        img, dets([[10, 20, 200, 300], [300, 50, 500, 200]], [0, 5]), PanelInfo(fps=25.0)
-    )
-    np.testing.assert_array_equal(img, before)
+    d = dets([[10, 20, 200, 300], [300, 50, 500, 200]], [0, 5])
+    scene = img.copy()
+    assert OverlayStage().annotate(scene, d) is scene and (scene != before).any()
+
+    class Source:
+        info = SourceInfo(name="s", kind="file", width=W, height=H, fps=Fraction(30))
+        corrupt = 0
+
+    class Sink:
+        def write(self, result: FrameResult) -> None:
+            self.result = result
+
+    sink = Sink()
+    lane = Lane(Source(), [OverlayStage()], [sink])  # type: ignore[list-item, arg-type]
+    lane.frames = Channel(1, keep_latest=False, stop=threading.Event())
+    lane.emit(Frame(img, 0, 0.0, time.monotonic()), d)
+    np.testing.assert_array_equal(img, before)  # what the detector saw stays as it was
+    out = sink.result.annotated
     assert out.shape == img.shape and out.dtype == np.uint8
-    assert not np.shares_memory(out, img)
-    assert (out != img).any()
+    assert not np.shares_memory(out, img) and (out != img).any()
 
 
 def test_box_edge_has_class_colour() -> None:

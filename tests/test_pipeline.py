@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 from conftest import FakeDetector
 
-from detector.channel import Channel, Closed
 from detector.errors import StreamLost
-from detector.overlay import OverlayRenderer
-from detector.pipeline import Pipeline
+from detector.pipeline.channel import Channel, Closed
+from detector.pipeline.engine import Pipeline, PipelineOptions
 from detector.sinks.base import FrameResult
 from detector.sources import SourceInfo
+from detector.stages.overlay import OverlayStage
 from detector.types import Frame
 
 
@@ -92,7 +92,10 @@ class RecordingSink:
 
 
 def make(source: FakeSource, detector: Any = None, sink: RecordingSink | None = None, **kw: Any) -> Pipeline:
-    return Pipeline(source, detector or FakeDetector(), OverlayRenderer(), [sink or RecordingSink()], **kw)
+    options = PipelineOptions(**kw)
+    return Pipeline.single(
+        source, detector or FakeDetector(), [OverlayStage()], [sink or RecordingSink()], options
+    )
 
 
 def no_stage_threads() -> bool:
@@ -108,7 +111,7 @@ def no_stage_threads() -> bool:
 def test_file_frames_arrive_in_order_and_none_dropped(det_delay, sink_delay):
     sink = RecordingSink(delay=sink_delay)
     src = FakeSource(40)
-    stats = make(src, FakeDetector(delay=det_delay), sink).run()
+    [stats] = make(src, FakeDetector(delay=det_delay), sink).run()
     assert sink.indices == list(range(40))
     assert sink.pixels == list(range(40)), "output frame i must be input frame i"
     assert stats.frames_processed == 40 and stats.frames_dropped == 0 and stats.frames_read == 40
@@ -120,17 +123,17 @@ def test_live_source_keeps_newest_frame_and_counts_drops():
     sink = RecordingSink()
     src = FakeSource(60, kind="camera", pace=0.005)
     p = make(src, FakeDetector(delay=0.03), sink, reconnect_max=0)
-    stats = p.run()
+    [stats] = p.run()
     assert stats.frames_dropped > 10, "a slow detector on a live source must drop, not queue"
     assert stats.frames_processed + stats.frames_dropped == stats.frames_read
-    assert p.frames.max_depth <= 2, "the live queue holds only the newest frame (+ end marker)"
+    assert p.lanes[0].frames.max_depth <= 2, "the live queue holds only the newest frame (+ end marker)"
     assert sink.indices == sorted(sink.indices)
     assert sink.indices[-1] == 59, "the newest frame is never the one dropped"
 
 
 def test_max_frames_and_vid_stride():
     sink = RecordingSink()
-    stats = make(FakeSource(40), sink=sink, max_frames=5, vid_stride=3).run()
+    [stats] = make(FakeSource(40), sink=sink, max_frames=5, vid_stride=3).run()
     assert sink.indices == [0, 3, 6, 9, 12]
     assert stats.frames_processed == 5
 
@@ -153,8 +156,8 @@ def test_live_reconnect_records_the_gap():
     sink = RecordingSink()
     src = FakeSource(400, kind="stream", drop_after=10, pace=0.002)
     p = make(src, sink=sink, reconnect_max=3, max_frames=25)
-    p.reader.backoff = (0.01, 0.02)
-    stats = p.run()
+    p.lanes[0].reader.backoff = (0.01, 0.02)
+    [stats] = p.run()
     assert src.reopens == 1
     assert stats.gaps == 1
     assert sink.events and sink.events[0]["event"] == "gap" and sink.events[0]["after_frame"] == 9
@@ -165,7 +168,7 @@ def test_live_reconnect_records_the_gap():
 def test_live_gives_up_after_reconnect_max():
     src = FakeSource(30, kind="stream", drop_after=5, reopen_ok=False)
     p = make(src, reconnect_max=2)
-    p.reader.backoff = (0.01, 0.02)
+    p.lanes[0].reader.backoff = (0.01, 0.02)
     with pytest.raises(StreamLost, match="could not reconnect after 2 attempts"):
         p.run()
     assert src.reopens == 2

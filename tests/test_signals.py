@@ -23,10 +23,11 @@ import numpy as np
 import pytest
 from conftest import ROOT, FakeDetector, write_clip
 
-from detector.overlay import OverlayRenderer
-from detector.pipeline import Pipeline
+from detector.pipeline.engine import Pipeline, PipelineOptions
+from detector.signals import interrupts
 from detector.sinks.base import FrameResult
 from detector.sources import open_source
+from detector.stages.overlay import OverlayStage
 
 pytestmark = pytest.mark.model
 
@@ -202,10 +203,6 @@ def test_signal_inside_a_sink_write_keeps_sinks_in_step(tmp_path: Path, sig: int
 
     This is the window where a real Ctrl-C would leave the JSONL one line ahead of the MP4.
     """
-    from detector.cli import _on_sigterm
-    from detector.errors import Terminated
-
-    old_term = signal.signal(signal.SIGTERM, _on_sigterm)
 
     def kill_at_5(index: int) -> None:
         if index == 5:
@@ -214,11 +211,15 @@ def test_signal_inside_a_sink_write_keeps_sinks_in_step(tmp_path: Path, sig: int
 
     first, second = _Recorder(kill_at_5), _Recorder()
     source = open_source(str(write_clip(tmp_path / "c.mp4", frames=30)))
-    pipe = Pipeline(source, FakeDetector(), OverlayRenderer(), [first, second])
+    signals = interrupts()
+    assert signals.install()
     try:
-        with pytest.raises(KeyboardInterrupt if sig == signal.SIGINT else Terminated):
+        options = PipelineOptions(stop=(signals.stop,))
+        pipe = Pipeline.single(source, FakeDetector(), [OverlayStage()], [first, second], options)
+        with signals.deferred():
             pipe.run()
+        assert signals.signum == sig, "the signal was taken as a stop request"
     finally:
-        signal.signal(signal.SIGTERM, old_term)
+        signals.restore()
     assert first.frames == second.frames == [0, 1, 2, 3, 4, 5]
-    assert not pipe.reader._thread.is_alive() and not pipe._infer_thread.is_alive()
+    assert not pipe.lanes[0].reader._thread.is_alive() and not pipe.inference.thread.is_alive()

@@ -22,11 +22,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from detector.errors import UserError
-from detector.sinks import jsonl as jsonl_mod
+from detector.sinks import paths as paths_mod
 from detector.sinks import video as video_mod
 from detector.sinks.base import FrameResult
-from detector.sinks.jsonl import JsonLinesSink, check_json_output_path, read_jsonl
-from detector.sinks.video import VideoWriterSink, check_video_output_path
+from detector.sinks.jsonl import JsonLinesSink, read_jsonl
+from detector.sinks.paths import check_json_output_path, check_video_output_path
+from detector.sinks.video import VideoWriterSink
 from detector.types import Detections, Frame
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -281,7 +282,7 @@ def test_read_only_folder(tmp_path: Path, check: object) -> None:
 
 
 def test_not_writable_message(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(jsonl_mod.os, "access", lambda *a, **k: False)
+    monkeypatch.setattr(paths_mod.os, "access", lambda *a, **k: False)
     with pytest.raises(UserError, match="is not writable; choose another path"):
         check_video_output_path(tmp_path / "out.mp4", False)
 

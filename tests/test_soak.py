@@ -18,12 +18,12 @@ from typing import Any
 import pytest
 from conftest import FakeDetector, decode, write_clip
 
-from detector.overlay import OverlayRenderer
-from detector.pipeline import Pipeline
+from detector.pipeline.engine import Pipeline
 from detector.sinks.base import FrameResult
 from detector.sinks.jsonl import JsonLinesSink, read_jsonl
 from detector.sinks.video import VideoWriterSink
 from detector.sources import open_source
+from detector.stages.overlay import OverlayStage
 
 pytestmark = pytest.mark.slow
 
@@ -77,10 +77,10 @@ def soak(folder: str) -> dict[str, Any]:
         VideoWriterSink(video, fps=FPS, live=False, preset="ultrafast"),
         probe,
     ]
-    pipe = Pipeline(source, FakeDetector(), OverlayRenderer(), sinks)
+    pipe = Pipeline.single(source, FakeDetector(), [OverlayStage()], sinks)
     threads_before = set(threading.enumerate())
     started = time.perf_counter()
-    stats = pipe.run()
+    [stats] = pipe.run()
     seconds = time.perf_counter() - started
     time.sleep(0.2)
     return {

@@ -11,14 +11,18 @@ import numpy as np
 import pytest
 from conftest import FakeDetector, write_clip
 
-from detector.analytics import LineCounter, LineSpec, ZoneCounter, ZoneSpec
 from detector.errors import UserError
-from detector.overlay import OverlayRenderer
-from detector.pipeline import Pipeline
-from detector.report import TrackTally, build_report, check_report_path, format_table, write_report
+from detector.pipeline.engine import Pipeline
+from detector.report import build_report, format_summary, write_report
+from detector.settings import LineSpec, ZoneSpec
 from detector.sinks.base import FrameResult
+from detector.sinks.paths import check_report_path
 from detector.sinks.tables import CSV_HEADER, CsvSink, MotSink
 from detector.sources import SourceInfo, open_source
+from detector.stages.lines import LineCounter
+from detector.stages.overlay import OverlayStage
+from detector.stages.track import TrackTally
+from detector.stages.zones import ZoneCounter
 from detector.stats import RunStats
 from detector.types import Detections, Frame
 
@@ -103,7 +107,7 @@ def test_tables_through_the_pipeline_on_a_real_clip(tmp_path: Path):
     clip = write_clip(tmp_path / "clip.mp4", frames=20)
     csv_path, mot_path = tmp_path / "d.csv", tmp_path / "d.mot"
     sinks = [CsvSink(csv_path), MotSink(mot_path)]
-    stats = Pipeline(open_source(str(clip)), FakeDetector(), OverlayRenderer(), sinks).run()
+    [stats] = Pipeline.single(open_source(str(clip)), FakeDetector(), [OverlayStage()], sinks).run()
     assert stats.frames_processed == 20
     rows = read_rows(csv_path)
     assert len(rows) == 21, "header + one row per detection (the square, once per frame)"
@@ -159,10 +163,14 @@ def test_report_holds_what_it_was_fed(tmp_path: Path):
         name="clip.mp4", kind="file", width=640, height=360, fps=Fraction(179, 6), frame_count=120,
         codec="h264", duration=4.022,
     )  # fmt: skip
+    stage_reports = [
+        {"tracks_per_class": {"person": 1, "car": 2}},
+        {"lines": {line.name: line.summary()}},
+        {"zones": {zone.name: zone.summary()}},
+    ]
     report = build_report(
-        sample_stats(), info, "yolo11n.pt", "openvino", [line], [zone], {"car": 2, "person": 1},
-        ["out.jsonl", "out.mp4"],
-    )  # fmt: skip
+        sample_stats(), info, "yolo11n.pt", "openvino", stage_reports, ["out.jsonl", "out.mp4"]
+    )
     path = write_report(check_report_path(tmp_path / "report.json", False), report)
     back = json.loads(path.read_text())
     assert back["source"] == {
@@ -182,13 +190,13 @@ def test_report_holds_what_it_was_fed(tmp_path: Path):
     assert back["outputs"] == ["out.mp4", "out.jsonl"], "stats outputs and extra ones, no duplicates"
     assert list(tmp_path.iterdir()) == [path], "no temp file left behind"
 
-    table = format_table(back)
-    assert "clip.mp4 (h264, 640x360, 179/6 fps = 29.83, 4.0 s)" in table
-    assert "processed 118 of 120 read, dropped 2" in table
-    assert "line gate: in 1 (person 1), out 1 (car 1)" in table
-    assert "zone lot: entered 3, exited 1, most inside at once 2" in table
-    assert any(r.split() == ["person", "50", "1"] for r in table.splitlines())
-    assert table.splitlines()[-1] == "outputs  out.mp4, out.jsonl"
+    table = format_summary(back)
+    assert "source     clip.mp4  (h264, 640x360, 29.83 fps, 4.0 s)" in table
+    assert "frames     read 120, processed 118, dropped 2, corrupt 0" in table
+    assert "line       gate: in 1 (person 1), out 1 (car 1)" in table
+    assert "zone       lot: entered 3, exited 1, most inside at once 2" in table
+    assert "detections person 50, car 20" in table and "tracks     car 2, person 1" in table
+    assert table.splitlines()[-1] == "outputs    out.mp4, out.jsonl"
 
 
 def test_report_path_errors(tmp_path: Path):
@@ -205,8 +213,8 @@ def test_report_path_errors(tmp_path: Path):
 def test_track_tally_counts_distinct_tracks_with_flat_memory():
     tally = TrackTally(forget_after_s=1.0)
     for i in range(100):  # track 1 (person) all along; a new car track every 10 frames
-        tally.update(tracked(1, 0, 100), i / 10)
-        tally.update(tracked(100 + i // 10, 2, 100), i / 10)
-        tally.update(Detections([[0, 0, 1, 1]], [0.5], [2], names=NAMES), i / 10)  # untracked: ignored
+        tally.count(tracked(1, 0, 100), i / 10)
+        tally.count(tracked(100 + i // 10, 2, 100), i / 10)
+        tally.count(Detections([[0, 0, 1, 1]], [0.5], [2], names=NAMES), i / 10)  # untracked: ignored
     assert tally.per_class() == {"car": 10, "person": 1}
     assert len(tally._last_seen) <= 3

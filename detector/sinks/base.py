@@ -21,6 +21,7 @@ class FrameResult:
     annotated: npt.NDArray[np.uint8]
     latency_ms: float
     extra: Mapping[str, Any] = field(default_factory=dict)  # per-frame extras for JSONL, e.g. zone occupancy
+    source: str | None = None  # the source's name (several sources in one run)
 
 
 class Sink(Protocol):

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import sys
 from pathlib import Path
 from typing import IO, Any
@@ -19,40 +18,9 @@ import numpy as np
 
 from detector.errors import UserError
 from detector.sinks.base import FrameResult
+from detector.sinks.paths import check_json_output_path
 
 log = logging.getLogger(__name__)
-
-STDOUT = "-"
-
-
-def check_output_file(path: str | Path, overwrite: bool, what: str = "output") -> Path:
-    """Check that ``path`` can be created: folder exists and is writable, file absent unless overwrite.
-
-    Raises ``UserError`` with one line saying what to do. Shared by the file sinks.
-    """
-    p = Path(path).expanduser()
-    if p.is_dir():
-        raise UserError(f"{what} {p} is a folder; give a file name")
-    folder = p.parent
-    if not folder.exists():
-        raise UserError(f"{what} folder {folder} does not exist; create it or choose another path")
-    if not folder.is_dir():
-        raise UserError(f"{what} folder {folder} is not a folder; choose another path")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise UserError(f"{what} folder {folder} is not writable; choose another path")
-    if os.path.lexists(p):
-        if not overwrite:
-            raise UserError(f"{what} {p} exists; pass --overwrite to replace it")
-        if p.exists() and not os.access(p, os.W_OK):
-            raise UserError(f"{what} {p} exists and is not writable; choose another path")
-    return p
-
-
-def check_json_output_path(path: str | Path, overwrite: bool) -> Path | None:
-    """Validate a JSON-lines output before any frame is read; ``None`` means stdout (``-``)."""
-    if str(path) == STDOUT:
-        return None
-    return check_output_file(path, overwrite, "JSON output")
 
 
 def _clean(value: Any) -> Any:

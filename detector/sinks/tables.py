@@ -21,7 +21,7 @@ from typing import IO, Any
 
 from detector.errors import UserError
 from detector.sinks.base import FrameResult
-from detector.sinks.jsonl import check_output_file
+from detector.sinks.paths import check_output_file
 
 log = logging.getLogger(__name__)
 

@@ -25,37 +25,24 @@ import numpy.typing as npt
 from av.video.reformatter import ColorPrimaries, ColorRange, Colorspace, ColorTrc
 
 from detector.errors import UserError
+from detector.machine import cpu_count
+from detector.settings.model import X264_PRESETS, EncoderSettings
 from detector.sinks.audio import AudioSpan, AudioTrack, merge
 from detector.sinks.base import FrameResult
-from detector.sinks.jsonl import check_output_file
 
 log = logging.getLogger(__name__)
 
-VIDEO_EXTENSIONS = {".mp4", ".m4v", ".mov"}
-_PRESETS = "ultrafast superfast veryfast faster fast medium slow slower veryslow"
-X264_PRESETS = tuple(_PRESETS.split(" "))
 FRAGMENTED_MOVFLAGS = "frag_keyframe+empty_moov+default_base_moof"
 LIVE_TIME_BASE = Fraction(1, 90000)
+TICKS_PER_FRAME = 100  # source timing: a tick is 1/100 of a frame, so variable frame rates keep their times
+SNAP = 0.02  # a source time within 2% of a frame of the fps grid is on it (CFR stays exactly regular)
 MAX_AUTO_THREADS = 16  # more x264 frame threads add latency (frames lost on a crash) for little gain
-
-
-def check_video_output_path(path: str | Path, overwrite: bool) -> Path:
-    """Validate a video output before any frame is read; raises ``UserError``."""
-    p = Path(path).expanduser()
-    if p.suffix.lower() not in VIDEO_EXTENSIONS:
-        kind = f"'{p.suffix}'" if p.suffix else "a name without extension"
-        raise UserError(f"video output {p}: {kind} is not a video container; use a .mp4, .m4v or .mov name")
-    return check_output_file(p, overwrite, "video output")
 
 
 def _thread_count(threads: int) -> int:
     if threads > 0:
         return threads
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cpus = os.cpu_count() or 1
-    return max(1, min(cpus, MAX_AUTO_THREADS))
+    return max(1, min(cpu_count(), MAX_AUTO_THREADS))
 
 
 def _muxer(path: Path) -> str:
@@ -75,6 +62,7 @@ class VideoWriterSink:
         *,
         fps: Fraction | float,
         live: bool,
+        source_times: bool = False,
         preset: str = "ultrafast",
         crf: int = 23,
         threads: int = 0,
@@ -85,7 +73,7 @@ class VideoWriterSink:
         if fps <= 0:
             raise ValueError(f"fps must be > 0, got {fps}")
         if preset not in X264_PRESETS:
-            raise UserError(f"unknown x264 preset {preset!r}; use one of: {_PRESETS}")
+            raise UserError(f"unknown x264 preset {preset!r}; use one of: {' '.join(X264_PRESETS)}")
         if not 0 <= crf <= 51:
             raise UserError(f"crf must be 0..51 (lower is better quality), got {crf}")
         if fragment_seconds <= 0:
@@ -93,12 +81,16 @@ class VideoWriterSink:
         self.path = Path(path).expanduser()
         self.fps = fps
         self.live = live
+        # Frame times: live -> capture clock; source_times -> each frame's own source time (phones record
+        # at a variable frame rate); otherwise evenly spaced at ``fps`` (image folders, --vid-stride).
+        self.source_times = source_times and not live
         self.preset = preset
         self.crf = int(crf)
         self.threads = _thread_count(threads)
         self.fragment_seconds = float(fragment_seconds)
         self.gop = max(1, round(fps * Fraction(fragment_seconds)))
-        self.time_base = LIVE_TIME_BASE if live else 1 / fps
+        ticks = TICKS_PER_FRAME if self.source_times else 1
+        self.time_base = LIVE_TIME_BASE if live else 1 / (fps * ticks)
         self.frames_written = 0
         self._container: Any = None  # av.container.OutputContainer once open
         self._stream: Any = None
@@ -106,12 +98,36 @@ class VideoWriterSink:
         self._pad = (0, 0)  # (right, bottom) black pixels added
         self._t0 = 0.0
         self._last_pts = -1
-        self._frame_ticks = 1 if not live else max(1, round(1 / (fps * LIVE_TIME_BASE)))
+        self._frame_ticks = ticks if not live else max(1, round(1 / (fps * LIVE_TIME_BASE)))
         self._error: UserError | None = None
         self._resize_warned = False
         self._closed = False
         self.audio_from = audio_from  # a file whose audio track is kept, cut to the frames written
         self._span: tuple[float, float] | None = None  # source pts of the first and last frame written
+
+    @classmethod
+    def from_settings(
+        cls,
+        encoder: EncoderSettings,
+        path: Path,
+        fps: Fraction,
+        *,
+        live: bool,
+        source_times: bool = False,
+        audio_from: Path | None = None,
+    ) -> VideoWriterSink:
+        """The annotated-video sink with the ``encoder`` settings (run and bench build it the same way)."""
+        return cls(
+            path,
+            fps=fps,
+            live=live,
+            source_times=source_times,
+            preset=encoder.preset,
+            crf=encoder.crf,
+            threads=encoder.threads,
+            fragment_seconds=encoder.fragment_seconds,
+            audio_from=audio_from,
+        )
 
     # -- opening ---------------------------------------------------------------------------------
     def _open(self, width: int, height: int) -> None:
@@ -181,8 +197,12 @@ class VideoWriterSink:
         # cv2's SIMD BGR->I420 is ~4x faster than swscale; the encoder copies the planes.
         return np.asarray(cv2.cvtColor(img, cv2.COLOR_BGR2YUV_I420), dtype=np.uint8)  # no copy
 
-    def _next_pts(self, capture_time: float) -> int:
-        if not self.live:
+    def _next_pts(self, capture_time: float, source_pts: float) -> int:
+        if self.source_times:
+            t = source_pts * float(self.fps)  # in frames
+            n = round(t)
+            pts = n * self._frame_ticks if abs(t - n) < SNAP else round(t * self._frame_ticks)
+        elif not self.live:
             pts = self.frames_written
         elif self.frames_written == 0:
             self._t0, pts = capture_time, 0
@@ -207,7 +227,7 @@ class VideoWriterSink:
             frame = av.VideoFrame.from_ndarray(yuv, format="yuv420p")
         else:
             frame = av.VideoFrame.from_numpy_buffer(yuv, format="yuv420p")
-        frame.pts = self._next_pts(result.frame.capture_time)
+        frame.pts = self._next_pts(result.frame.capture_time, result.frame.pts)
         frame.time_base = self.time_base
         frame.duration = self._frame_ticks
         try:

@@ -38,7 +38,7 @@ def display_available() -> bool:
 
 
 class WindowSink:
-    """Shows annotated frames; call ``poll`` state via ``quit_requested`` after each ``write``."""
+    """Shows annotated frames. Pausing blocks ``write`` (so the run pauses); q/Esc calls ``on_quit``."""
 
     def __init__(
         self,
@@ -47,11 +47,13 @@ class WindowSink:
         snapshot_dir: Path,
         on_toggle_panel: Callable[[], None] | None = None,
         on_pause: Callable[[bool], None] | None = None,
+        on_quit: Callable[[], None] | None = None,
     ) -> None:
         self.title = f"detector - {title}"
         self.snapshot_dir = snapshot_dir
         self.on_toggle_panel = on_toggle_panel
         self.on_pause = on_pause
+        self.on_quit = on_quit
         self.quit_requested = False
         self.paused = False
         self.snapshots: list[Path] = []
@@ -79,11 +81,12 @@ class WindowSink:
         if key < 0:
             if self._created and cv2.getWindowProperty(self.title, cv2.WND_PROP_VISIBLE) < 1:
                 log.info("window closed; stopping")
-                self.quit_requested = True
+                self._quit()
             return
         key &= 0xFF
         if key in KEY_QUIT:
-            self.quit_requested = True
+            log.info("quit requested from the window")
+            self._quit()
         elif key == KEY_PAUSE:
             self.paused = not self.paused
             log.info("paused" if self.paused else "resumed")
@@ -95,6 +98,11 @@ class WindowSink:
             self.snapshot(self._last)
         elif key in KEY_PANEL and self.on_toggle_panel:
             self.on_toggle_panel()
+
+    def _quit(self) -> None:
+        self.quit_requested = True
+        if self.on_quit is not None:
+            self.on_quit()
 
     def _show_paused(self, image: np.ndarray) -> None:
         shown = image.copy()

@@ -1,0 +1,208 @@
+"""The Ultralytics backend: the only module that imports ``ultralytics`` (and so torch).
+
+- ``UltralyticsDetector`` loads ``.pt``, ``.yaml``, ONNX or an OpenVINO folder through
+  ``YOLO(path, task="detect")`` and runs predict on one BGR frame;
+- ``export_openvino`` exports a ``.pt`` once for the lean OpenVINO backend;
+- ``UltralyticsTracker`` runs ByteTrack / BoT-SORT on our ``Detections`` from any backend.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from detector.backends.base import Done, Pending
+from detector.errors import ModelError
+from detector.text import first_line
+from detector.types import Detections, Image
+
+log = logging.getLogger(__name__)
+
+os.environ.setdefault("YOLO_VERBOSE", "False")
+
+
+def _backend_name(model: str) -> str:
+    p = Path(model)
+    if p.suffix == ".onnx":
+        return "onnx"
+    if p.is_dir() or model.endswith("_openvino_model"):
+        return "openvino (ultralytics)"
+    return "torch"
+
+
+def _cannot_load(model: str, exc: BaseException) -> ModelError:
+    return ModelError(
+        f"model {model} cannot be loaded ({first_line(exc, 150)}); pass --model PATH to a valid YOLO model"
+    )
+
+
+def _not_detect(model: str, task: str) -> ModelError:
+    return ModelError(f"model {model} is a {task} model; detector needs a detection model (task 'detect')")
+
+
+class UltralyticsDetector:
+    """YOLO through Ultralytics, one synchronous prediction at a time. Not thread-safe."""
+
+    max_in_flight = 1
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        conf: float = 0.25,
+        iou: float = 0.7,
+        imgsz: int = 640,
+        device: str = "cpu",
+        half: bool = False,
+        max_det: int = 300,
+    ) -> None:
+        try:
+            from ultralytics import YOLO
+        except ImportError as exc:  # pragma: no cover - a broken install
+            raise ModelError(
+                f"ultralytics cannot be imported ({exc}); reinstall with pip install -e ."
+            ) from exc
+        self.model_path = model
+        self.backend = _backend_name(model)
+        try:
+            # A .yaml builds a fresh model: forcing task="detect" would hide a segment/classify head.
+            yaml_cfg = Path(model).suffix.lower() in (".yaml", ".yml")
+            self.model = YOLO(model, task=None if yaml_cfg else "detect")
+        except (ConnectionError, TimeoutError) as exc:
+            raise ModelError(
+                f"model {model} is not on disk and cannot be downloaded (no network?); "
+                "pass --model PATH to a local model (.pt, .onnx, OpenVINO folder)"
+            ) from exc
+        except FileNotFoundError as exc:
+            raise ModelError(f"model {model} not found; pass --model PATH to a local model") from exc
+        except Exception as exc:  # torch/onnx/openvino raise many kinds for a corrupt file
+            raise _cannot_load(model, exc) from exc
+        task = getattr(self.model, "task", "detect")
+        if task != "detect":
+            raise _not_detect(model, task)
+        self.names: dict[int, str] = {int(k): str(v) for k, v in dict(self.model.names).items()}
+        self.kwargs: dict[str, Any] = {
+            "conf": conf,
+            "iou": iou,
+            "imgsz": imgsz,
+            "device": device,
+            "half": half,
+            "max_det": max_det,
+            "verbose": False,
+        }
+
+    def submit(self, image: Image, on_ready: Callable[[], None] | None = None) -> Pending:
+        """Predicts at once (Ultralytics has no async API): the result is ready when this returns."""
+        return Done(self.detect(image))
+
+    def detect(self, image: Image) -> Detections:
+        results: Any
+        try:
+            results = self.model.predict(image, **self.kwargs)
+        except (RuntimeError, ValueError) as exc:
+            if "device" in str(exc).lower() or "cuda" in str(exc).lower():
+                raise ModelError(
+                    f"device {self.kwargs['device']} cannot be used: {str(exc).splitlines()[0]}"
+                ) from exc
+            raise
+        boxes: Any = results[0].boxes
+        if boxes is None or len(boxes) == 0:
+            return Detections.empty(self.names)
+        return Detections(
+            xyxy=boxes.xyxy.cpu().numpy(),
+            confidence=boxes.conf.cpu().numpy(),
+            class_id=boxes.cls.cpu().numpy().astype(np.int64),
+            names=self.names,
+        )
+
+
+def export_openvino(model: str, imgsz: int, dest: Path) -> Path:
+    """Export a ``.pt`` model to an OpenVINO folder at ``dest`` (FP32, static ``imgsz``)."""
+    from ultralytics import YOLO
+
+    try:
+        yolo = YOLO(model, task="detect")
+    except Exception as exc:  # a corrupt or non-YOLO file: say so, not "export failed"
+        raise _cannot_load(model, exc) from exc
+    if getattr(yolo, "task", "detect") != "detect":
+        raise _not_detect(model, str(yolo.task))
+    try:
+        out = Path(yolo.export(format="openvino", imgsz=imgsz, dynamic=False, half=False, verbose=False))
+    except Exception as exc:
+        raise ModelError(f"exporting {model} to OpenVINO failed: {first_line(exc, 200)}") from exc
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(dest.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    out.rename(tmp)
+    tmp.rename(dest)  # atomic: a half-exported cache is never picked up
+    return dest
+
+
+class UltralyticsTracker:
+    """ByteTrack or BoT-SORT from Ultralytics, run on our ``Detections`` from any backend.
+
+    Detection stays on the fast backend; only the association step comes from Ultralytics. The
+    trackers' documented input is detections "exposing conf, cls and xywh and supporting boolean
+    indexing", such as Ultralytics' public ``Boxes`` class over a NumPy array, which is what we give.
+    Only tracked boxes are returned, with ``tracker_id`` filled (as ``model.track`` does).
+    """
+
+    def __init__(self, tracker: str = "bytetrack") -> None:
+        from ultralytics.engine.results import Boxes
+        from ultralytics.trackers.bot_sort import BOTSORT
+        from ultralytics.trackers.byte_tracker import BYTETracker
+        from ultralytics.utils import YAML, IterableSimpleNamespace
+        from ultralytics.utils.checks import check_yaml
+
+        name = tracker if tracker.endswith(".yaml") else f"{tracker}.yaml"
+        try:
+            cfg = IterableSimpleNamespace(**YAML.load(check_yaml(name)))
+        except (FileNotFoundError, OSError) as exc:
+            raise ModelError(f"tracker {tracker} not found; use bytetrack or botsort") from exc
+        kinds = {"bytetrack": BYTETracker, "botsort": BOTSORT}
+        if cfg.tracker_type not in kinds:
+            raise ModelError(f"tracker type {cfg.tracker_type} is not supported; use bytetrack or botsort")
+        if getattr(cfg, "with_reid", False):
+            log.warning("ReID needs extra weights that cannot be downloaded offline; tracking without ReID")
+            cfg.with_reid = False
+        self._boxes = Boxes
+        self._make = lambda: kinds[cfg.tracker_type](args=cfg)
+        self.name = str(cfg.tracker_type)
+        self._tracker = self._make()
+
+    def update(self, detections: Detections, image: Image) -> Detections:
+        data = np.concatenate(
+            [
+                detections.xyxy,
+                detections.confidence[:, None],
+                detections.class_id[:, None].astype(np.float32),
+            ],
+            axis=1,
+        )
+        rows = self._tracker.update(self._boxes(data, image.shape[:2]), image)
+        if len(rows) == 0:
+            return Detections(
+                xyxy=np.zeros((0, 4), np.float32),
+                confidence=np.zeros(0, np.float32),
+                class_id=np.zeros(0, np.int64),
+                tracker_id=np.zeros(0, np.int64),
+                names=detections.names,
+            )
+        rows = np.asarray(rows)
+        return Detections(
+            xyxy=rows[:, :4],
+            confidence=rows[:, 5],
+            class_id=rows[:, 6].astype(np.int64),
+            tracker_id=rows[:, 4].astype(np.int64),
+            names=detections.names,
+        )
+
+    def reset(self) -> None:
+        self._tracker = self._make()

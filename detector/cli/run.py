@@ -1,0 +1,48 @@
+"""``detector run SOURCE``: detect objects in a video, camera, stream or image folder."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from detector.cli.common import add_general_flags
+from detector.settings.base import RUN
+from detector.settings.flags import add_setting_flags, setting_overrides
+
+EPILOG = (
+    "Precedence: defaults < --config FILE < flags. Exit codes: 0 done, 2 usage/input error, "
+    "130 interrupted, 143 terminated, 1 internal error."
+)
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "run",
+        help="detect objects in a video, camera, stream or image folder",
+        description="Detect objects in SOURCE and show, save or stream the results.",
+        epilog=EPILOG,
+    )
+    p.add_argument(
+        "source",
+        metavar="SOURCE",
+        help="camera index (0), video file, URL (rtsp/rtmp/http/https), image folder, glob or image",
+    )
+    add_setting_flags(p, RUN)
+    add_general_flags(p)
+    p.set_defaults(handler=command)
+
+
+def command(args: argparse.Namespace, started_at: float) -> int:
+    from detector.report import format_summary
+    from detector.run import Run
+    from detector.settings import load_settings
+
+    settings = load_settings(args.config, setting_overrides(args), command=RUN)
+    run = Run(args.source, settings, started_at=started_at)
+    try:
+        run.execute()
+    finally:
+        if run.report is not None:
+            print(format_summary(run.report), file=sys.stderr)
+    return 0

@@ -1,0 +1,140 @@
+"""The inference loop: one thread that owns the model and serves every lane.
+
+It takes frames round-robin from the lanes that have one waiting (so no live source starves and
+each drops only its own oldest frames), keeps up to ``detector.max_in_flight`` of them in flight,
+and hands the results on in submit order, so each lane's frames stay in order. Control items (a
+reconnect gap, the end of a source) travel in the same queue, behind the lane's earlier frames.
+It sleeps on one ``bell``: set when any lane gets a frame and when a result becomes ready.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from detector.backends.base import Detector, Pending
+from detector.pipeline.capture import EndOfStream, Item, StreamEvent
+from detector.pipeline.channel import Channel, Empty
+from detector.pipeline.lane import Lane
+from detector.types import Detections, Frame
+
+
+@dataclass(frozen=True)
+class Detected:
+    """A frame with its raw detections, on its way to the lane's stages."""
+
+    frame: Frame
+    detections: Detections
+
+
+@dataclass(frozen=True)
+class Fatal:
+    """The inference thread failed: the whole run ends with ``error``."""
+
+    error: BaseException
+
+
+Routed = tuple[Lane | None, Detected | StreamEvent | EndOfStream | Fatal]
+
+
+@dataclass
+class _Job:
+    lane: Lane
+    item: Item
+    pending: Pending | None = None
+    submit_ms: float = 0.0
+
+
+class InferenceLoop:
+    def __init__(
+        self,
+        lanes: Sequence[Lane],
+        detector: Detector,
+        results: Channel[Routed],
+        halt: threading.Event,
+        bell: threading.Event,
+    ) -> None:
+        self.lanes = list(lanes)
+        self.detector = detector
+        self.results = results
+        self.halt = halt
+        self.bell = bell
+        self.depth = max(1, int(getattr(detector, "max_in_flight", 1)))
+        self._turn = 0
+        self.thread = threading.Thread(target=self.run, name="inference", daemon=True)
+
+    def run(self) -> None:
+        try:
+            self._loop()
+        except BaseException as exc:  # handed to the main thread, which ends the run with it
+            self.results.put((None, Fatal(exc)), control=True)
+
+    def _next(self, open_lanes: set[Lane]) -> tuple[Lane, Item] | None:
+        """The next waiting item, taking lanes in turn."""
+        n = len(self.lanes)
+        for k in range(n):
+            lane = self.lanes[(self._turn + k) % n]
+            if lane not in open_lanes:
+                continue
+            try:
+                item = lane.frames.get_nowait()
+            except Empty:
+                continue
+            self._turn = (self._turn + k + 1) % n
+            return lane, item
+        return None
+
+    def _loop(self) -> None:
+        pending: deque[_Job] = deque()
+        try:
+            self._serve(pending)
+        finally:  # never leave a request running: its completion would call back into a dying process
+            for job in pending:
+                if job.pending is not None:
+                    with contextlib.suppress(Exception):  # the run is ending anyway
+                        job.pending.result()
+
+    def _serve(self, pending: deque[_Job]) -> None:
+        open_lanes = set(self.lanes)
+        head_since = time.perf_counter()  # when the oldest job started waiting at the head of the queue
+        while open_lanes or pending:
+            if self.halt.is_set():
+                return
+            self.bell.clear()
+            delivered = False
+            while pending and (pending[0].pending is None or pending[0].pending.ready()):
+                if not self._deliver(pending.popleft(), head_since):
+                    return
+                head_since = time.perf_counter()
+                delivered = True
+            if len(pending) < self.depth and (got := self._next(open_lanes)) is not None:
+                lane, item = got
+                if isinstance(item, Frame):
+                    t = time.perf_counter()
+                    job = _Job(lane, item, self.detector.submit(item.image, on_ready=self.bell.set))
+                    job.submit_ms = (time.perf_counter() - t) * 1000
+                    if not pending:
+                        head_since = time.perf_counter()
+                    pending.append(job)
+                else:
+                    if not pending:
+                        head_since = time.perf_counter()
+                    if isinstance(item, EndOfStream):
+                        open_lanes.discard(lane)
+                    pending.append(_Job(lane, item))
+                continue
+            if not delivered:
+                self.bell.wait(0.1)
+
+    def _deliver(self, job: _Job, head_since: float) -> bool:
+        if job.pending is None:
+            return self.results.put((job.lane, job.item), control=True)  # type: ignore[arg-type]
+        detections = job.pending.result()
+        assert isinstance(job.item, Frame)
+        spent = job.submit_ms + (time.perf_counter() - head_since) * 1000  # this thread's time for it
+        job.lane.stats.stages["inference"].add(spent)
+        return self.results.put((job.lane, Detected(job.item, detections)))

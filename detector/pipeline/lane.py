@@ -1,0 +1,129 @@
+"""A lane: one source and everything downstream of it — its stages, sinks, stats and progress.
+
+The pipeline feeds each lane its detected frames, in order, on the main thread. ``emit`` runs the
+stages (every ``update`` in order, then every drawing stage's ``annotate`` by layer) and hands the
+result to the sinks: a frame reaches all of its lane's sinks or none. ``end`` closes the lane.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from detector.pipeline.capture import FrameReader, Item
+from detector.pipeline.channel import Channel
+from detector.progress import Progress
+from detector.sinks.base import FrameResult, Sink
+from detector.sources.base import Source
+from detector.stages.base import Stage
+from detector.stats import RunStats
+from detector.types import Detections, Event, Frame
+
+log = logging.getLogger(__name__)
+
+
+class Lane:
+    def __init__(
+        self,
+        source: Source,
+        stages: Sequence[Stage] = (),
+        sinks: Sequence[Sink] = (),
+        *,
+        name: str | None = None,
+        stats: RunStats | None = None,
+        progress: Progress | None = None,
+    ) -> None:
+        self.source = source
+        self.stages = list(stages)
+        self.drawers = sorted((s for s in self.stages if s.layer is not None), key=lambda s: s.layer or 0)
+        self.sinks = list(sinks)
+        self.name = name or source.info.name
+        self.stats = stats or RunStats(source=source.info.name)
+        self.progress = progress
+        self.stop = threading.Event()  # ends this lane's capture
+        self.error: BaseException | None = None
+        self.closed = False
+        self.started_at = time.monotonic()
+        self.frames: Channel[Item]  # set by the pipeline, with its queue policy
+        self.reader: FrameReader
+
+    @property
+    def live(self) -> bool:
+        return self.source.info.live
+
+    def emit(self, frame: Frame, detections: Detections) -> None:
+        """Run the stages on one frame and write it to every sink."""
+        t = time.perf_counter()
+        self.stats.frames_dropped = self.frames.dropped  # for the panel
+        events: list[Event] = []
+        extras: dict[str, Any] = {}
+        for stage in self.stages:
+            result = stage.update(frame, detections)
+            detections = result.detections
+            events.extend(result.events)
+            extras.update(result.extras)
+        annotated = frame.image
+        if self.drawers:
+            annotated = frame.image.copy()
+            for stage in self.drawers:
+                annotated = stage.annotate(annotated, detections)
+        t2 = time.perf_counter()
+        self.stats.stages["stages"].add((t2 - t) * 1000)
+        latency = (time.monotonic() - frame.capture_time) * 1000
+        out = FrameResult(frame, detections, annotated, latency, extras, source=self.name)
+        for sink in self.sinks:
+            sink.write(out)
+        self.stats.count_frame(detections.counts(), latency, self.started_at)
+        self.send(events)
+        self.stats.stages["write"].add((time.perf_counter() - t2) * 1000)
+        if self.progress is not None:
+            self.progress.update(self.stats.frames_processed, self.stats.fps_meter.value or 0.0)
+
+    def send(self, events: Sequence[Event]) -> None:
+        """Event records (gaps, line crossings...) to every sink, after the frame that completed them."""
+        for record in events:
+            for sink in self.sinks:
+                sink.event(record)
+
+    def end(self, error: BaseException | None = None) -> None:
+        """The source ended (or failed, or the run stops): open events are closed, outputs finalized."""
+        if self.closed:
+            return
+        self.stop_capture()
+        if error is None:
+            try:
+                self.send([event for stage in self.stages for event in stage.finish()])
+            except Exception as exc:  # a sink that cannot take them: still close everything
+                error = exc
+        self.error = self.error or error
+        self.close()
+
+    def stop_capture(self) -> None:
+        """Stop this lane's capture thread (drain, join with a timeout) before its source is closed."""
+        self.stop.set()
+        reader = getattr(self, "reader", None)
+        if reader is not None:
+            reader.stop()
+
+    def close(self) -> None:
+        """Close the sinks, the progress bar and the source; the first failure becomes ``error``.
+
+        The source is closed only once its capture thread has ended (a decoder closed under a
+        running thread crashes); one stuck in FFmpeg past the timeout keeps its source open."""
+        if self.closed:
+            return
+        self.closed = True
+        if self.progress is not None:
+            self.progress.close()
+        self.stop_capture()
+        capturing = getattr(self, "reader", None) is not None and self.reader.alive
+        closers: list[Sink | Source] = [*self.sinks, *([] if capturing else [self.source])]
+        for closer in closers:
+            try:
+                closer.close()
+            except Exception as exc:
+                log.error("%s: closing %s failed: %s", self.name, type(closer).__name__, exc)
+                self.error = self.error or exc

@@ -1,0 +1,211 @@
+"""``Settings``: every option of ``detector run`` / ``batch`` / ``bench``, declared once.
+
+Each field says its type, default, range and help, and (through ``option``) which flag each
+command offers for it. The flags (``settings.flags``), ``configs/default.yaml`` and the README's
+tables (``settings.docs``) are all made from these declarations.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import ConfigDict, Field, field_validator, model_validator
+
+from detector.settings.analytics import LineSpec, TrailSettings, ZoneSpec
+from detector.settings.base import BATCH, BENCH, RUN, StrictModel, option, split_list
+
+log = logging.getLogger(__name__)
+
+BUNDLED_MODEL = Path(__file__).resolve().parent.parent / "models" / "yolo11n_int8_openvino_model"
+DEFAULT_MODEL = str(BUNDLED_MODEL)
+MODEL_ENV = "DETECTOR_MODEL"
+ALL = (RUN, BATCH, BENCH)
+X264_PRESETS = (
+    "ultrafast",
+    "superfast",
+    "veryfast",
+    "faster",
+    "fast",
+    "medium",
+    "slow",
+    "slower",
+    "veryslow",
+)
+Preset = Literal[
+    "ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow"
+]
+
+
+class EncoderSettings(StrictModel):
+    """H.264 encoder settings for the annotated video."""
+
+    preset: Preset = option(
+        "ultrafast",
+        "x264 preset; ultrafast keeps up on 2 cores (1080p: ~9 ms a frame; superfast ~15 ms, 27% smaller)",
+        flag="--preset",
+        commands=ALL,
+    )
+    crf: int = option(
+        23, "x264 quality 0-51, lower = better and bigger", flag="--crf", commands=ALL, ge=0, le=51
+    )
+    threads: int = option(0, "encoder threads; 0 = sized to the machine", flag=False, ge=0, le=64)
+    fragment_seconds: float = option(
+        1.0,
+        "keyframe / MP4 fragment interval: a killed run keeps all but the last one",
+        flag=False,
+        gt=0,
+        le=10,
+    )
+
+
+class OverlaySettings(StrictModel):
+    """What the overlay draws."""
+
+    panel: bool = option(True, "FPS + per-class counts in the top-left corner", flag="--panel")
+    labels: bool = option(True, '"person 0.87" above each box', flag=False)
+    confidence: bool = option(True, "include the score in labels", flag=False)
+    line_width: int | None = option(
+        None, "box line width; null = scaled to the frame", flag=False, ge=1, le=32
+    )
+
+
+class Settings(StrictModel):
+    """Everything a run needs. Precedence: defaults < ``--config`` file < $DETECTOR_MODEL (model) < flags."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, populate_by_name=True)
+
+    # -- model ------------------------------------------------------------------------------------------
+    model: str | None = option(
+        None,
+        "model: an OpenVINO folder, .pt, .yaml (random weights) or .onnx",
+        short="-m",
+        commands=ALL,
+        metavar="PATH",
+        default_text=f"${MODEL_ENV}, else config, else the bundled YOLO11n INT8",
+    )
+    backend: Literal["auto", "torch", "openvino", "onnx"] = option(
+        "auto", "inference backend; auto runs OpenVINO folders without torch", commands=ALL,
+        renamed={BATCH: "--model-backend"},
+    )  # fmt: skip
+    conf: float = option(0.25, "confidence threshold, (0, 1]", commands=ALL, gt=0, le=1)
+    iou: float = option(0.7, "NMS IoU threshold, (0, 1]", commands=ALL, gt=0, le=1)
+    imgsz: int = option(640, "inference size; rounded up to a multiple of 32", commands=ALL, gt=0, le=8192)
+    classes: list[int | str] | None = option(
+        None,
+        "keep only these classes, by name or id: person car, or 0,2",
+        metavar="CLASS",
+        default_text="all",
+    )
+    device: str = option("cpu", "cpu, cuda:0, ...", commands=ALL)
+    half: bool = option(False, "FP16 inference (GPU)", commands=ALL)
+    max_det: int = option(300, "max detections per frame", commands=ALL, ge=1, le=10000)
+    tracker: Literal["bytetrack", "botsort"] | None = option(
+        None,
+        "track objects: ids in labels and JSONL (lines, zone events and trails need them); "
+        "bytetrack when given alone",
+        flag="--track",
+        const="bytetrack",
+        default_text="off",
+    )
+    # -- outputs ----------------------------------------------------------------------------------------
+    output: str | None = option(None, "annotated H.264 MP4", short="-o", commands=(RUN,), metavar="FILE.mp4")
+    json_path: str | None = option(
+        None, "one JSON line per frame; '-' for stdout", flag="--json", commands=(RUN,), metavar="FILE.jsonl",
+        alias="json",
+    )  # fmt: skip
+    csv: str | None = option(None, "one CSV row per detection", commands=(RUN,), metavar="FILE.csv")
+    mot: str | None = option(
+        None, "MOTChallenge text file, 1-based frames", commands=(RUN,), metavar="FILE.txt"
+    )
+    report: str | None = option(
+        None, "run report: source, speed, counts, lines, zones", commands=(RUN,), metavar="FILE.json"
+    )
+    overwrite: bool = option(False, "replace existing outputs instead of refusing", commands=(RUN,))
+    audio: bool = option(True, "keep a file's audio track in the output video, cut to the processed span")
+    show: bool | None = option(
+        None, "window (keys: q quit, space pause, s snapshot, f panel)", commands=(RUN,),
+        default_text="on for cameras when a display exists",
+    )  # fmt: skip
+    # -- frames -----------------------------------------------------------------------------------------
+    max_frames: int | None = option(
+        None, "stop after N processed frames", ge=1, metavar="N", default_text="all"
+    )
+    vid_stride: int = option(1, "process every Nth frame; the output fps is divided by N", ge=1, le=1000)
+    image_fps: float = option(30.0, "frame rate written for image folders", commands=(RUN,), gt=0, le=1000)
+    queue_size: int = option(
+        4, "frames buffered between stages (files; live keeps only the newest)", flag=False, ge=1, le=256
+    )
+    # -- live sources -----------------------------------------------------------------------------------
+    stall_timeout: float = option(
+        5.0, "network streams: seconds without data before reconnecting", commands=(RUN,), gt=0, le=600
+    )
+    connect_timeout: float = option(
+        10.0, "live: seconds to wait when opening a URL", flag=False, gt=0, le=600
+    )
+    reconnect_max: int = option(
+        5, "live: reconnect attempts (exponential backoff) before giving up; 0 = none", commands=(RUN,),
+        ge=0, le=1000,
+    )  # fmt: skip
+    camera_size: str | None = option(
+        None, "camera resolution, e.g. 1280x720", commands=(RUN,), metavar="WxH", pattern=r"^\d+x\d+$",
+        default_text="camera's",
+    )  # fmt: skip
+    camera_fps: float | None = option(
+        None, "camera frame rate", commands=(RUN,), gt=0, le=1000, default_text="camera's"
+    )
+    log_interval: float = option(
+        5.0, "seconds between progress lines when stderr is not a terminal", flag=False, gt=0
+    )
+    # -- beyond boxes (config only) ---------------------------------------------------------------------
+    lines: list[LineSpec] = option(
+        help="counting lines: [{name, start: [x, y], end: [x, y], classes, anchor, hysteresis}]",
+        flag=False, default_factory=list,
+    )  # fmt: skip
+    zones: list[ZoneSpec] = option(
+        help="zones: [{name, polygon: [[x, y], ...], classes, anchor, hysteresis}]",
+        flag=False, default_factory=list,
+    )  # fmt: skip
+    trails: TrailSettings | None = option(
+        None, "{length: 30}: a fading trail of the last N centre points per track", flag=False
+    )
+    encoder: EncoderSettings = Field(default_factory=EncoderSettings, description="H.264 encoder")
+    overlay: OverlaySettings = Field(default_factory=OverlaySettings, description="what is drawn")
+
+    @field_validator("imgsz")
+    @classmethod
+    def _round_imgsz(cls, v: int) -> int:
+        if v % 32:
+            rounded = int(math.ceil(v / 32) * 32)
+            log.warning("imgsz %d is not a multiple of 32; using %d", v, rounded)
+            return rounded
+        return v
+
+    _split_classes = field_validator("classes", mode="before")(split_list)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> Settings:
+        for kind, items in (("line", self.lines), ("zone", self.zones)):
+            names = [x.name for x in items]
+            dup = sorted({n for n in names if names.count(n) > 1})
+            if dup:
+                raise ValueError(f"{kind} names must be unique; '{dup[0]}' is used twice")
+        return self
+
+    def resolved_model(self) -> str:
+        """``--model`` / $DETECTOR_MODEL / config (merged into ``model``), else the bundled model."""
+        return self.model or DEFAULT_MODEL
+
+    def output_paths(self) -> dict[str, str]:
+        """The per-run output files that are set, by field name."""
+        return {k: v for k in PER_RUN_OUTPUTS if isinstance(v := getattr(self, k), str) and v}
+
+
+PER_RUN_OUTPUTS = ("output", "json_path", "csv", "mot", "report")  # fields naming one run's files
+
+
+def with_updates(settings: Settings, **updates: Any) -> Settings:
+    """A validated copy with ``updates`` applied (``model_copy`` skips validation)."""
+    return Settings.model_validate({**settings.model_dump(by_alias=True), **updates})

@@ -1,0 +1,167 @@
+"""A video file or network stream decoded with FFmpeg (PyAV)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Iterator
+from fractions import Fraction
+
+import av
+import av.error
+import numpy as np
+
+from detector.errors import SourceError
+from detector.sources.base import SourceInfo, SourceKind, valid_rate
+from detector.types import Frame
+
+log = logging.getLogger(__name__)
+
+
+class PyAVSource:
+    """A video file or network stream decoded with FFmpeg (PyAV)."""
+
+    def __init__(
+        self, target: str, *, kind: SourceKind, connect_timeout: float = 10.0, read_timeout: float = 5.0
+    ) -> None:
+        self.target = target
+        self.kind: SourceKind = kind
+        self.corrupt = 0
+        self._connect_timeout = connect_timeout
+        self._read_timeout = read_timeout
+        self._index = 0
+        self._t0: float | None = None
+        self._start_pts: float | None = None
+        self._open()
+
+    def _open(self) -> None:
+        options: dict[str, str] = {}
+        if self.kind == "stream":
+            # No "fflags nobuffer": it throws away the packets read while probing, so the first
+            # picture (and the first after each reconnect) waited for the next keyframe.
+            options = {"probesize": "500000", "analyzeduration": "1000000"}
+            if self.target.startswith("rtsp"):
+                options["rtsp_transport"] = "tcp"
+        try:
+            self._container = av.open(
+                self.target, options=options, timeout=(self._connect_timeout, self._read_timeout)
+            )
+        except av.error.FileNotFoundError as exc:
+            raise SourceError(f"input {self.target} not found") from exc
+        except av.error.PermissionError as exc:
+            raise SourceError(f"input {self.target} cannot be read (permission denied)") from exc
+        except (av.error.InvalidDataError, ValueError, av.error.EOFError) as exc:
+            raise SourceError(
+                f"input {self.target} is not a video FFmpeg can read (corrupt, truncated or not a video: "
+                f"{_reason(exc)})"
+            ) from exc
+        except av.error.ExitError as exc:
+            raise SourceError(
+                f"could not connect to {self.target} within {self._connect_timeout:g} s"
+            ) from exc
+        except (av.error.FFmpegError, OSError) as exc:
+            what = "connect to" if self.kind == "stream" else "open"
+            raise SourceError(f"could not {what} {self.target}: {_reason(exc)}") from exc
+        if not self._container.streams.video:
+            self._container.close()
+            raise SourceError(f"input {self.target} has no video stream")
+        stream = self._container.streams.video[0]
+        # Frame threading holds back one frame per decoder thread (3 frames = 100 ms at 30 fps,
+        # unseen by the capture-to-sink latency); a live stream decodes with slice threads only.
+        stream.thread_type = "SLICE" if self.kind == "stream" else "AUTO"
+        ctx = stream.codec_context
+        if ctx is None or not ctx.name or ctx.width <= 0:
+            self._container.close()
+            raise SourceError(f"input {self.target} uses a video codec this FFmpeg cannot decode")
+        self._stream = stream
+        fps = (
+            valid_rate(stream.average_rate) or valid_rate(stream.guessed_rate) or valid_rate(stream.base_rate)
+        )
+        if fps is None:
+            log.warning("%s declares no usable frame rate; assuming 30 fps", self.target)
+            fps = Fraction(30)
+        duration = None
+        if stream.duration and stream.time_base:
+            duration = float(stream.duration * stream.time_base)
+        elif self._container.duration:
+            duration = self._container.duration / av.time_base
+        frames = stream.frames or (round(duration * float(fps)) if duration else None)
+        self.info = SourceInfo(
+            name=self.target,
+            kind=self.kind,
+            width=ctx.width,
+            height=ctx.height,
+            fps=fps,
+            frame_count=frames or None,
+            codec=ctx.name,
+            duration=duration,
+        )
+        self._frames = self._decode()
+
+    def _decode(self) -> Iterator[av.VideoFrame]:
+        """Yield decoded frames, skipping (and counting) packets that fail to decode."""
+        demux = self._container.demux(self._stream)
+        while True:
+            try:
+                packet = next(demux)
+            except StopIteration:
+                return
+            except av.error.EOFError:
+                return
+            except (av.error.InvalidDataError, ValueError) as exc:
+                self.corrupt += 1
+                log.debug("skipping unreadable packet: %s", exc)
+                continue
+            try:
+                yield from packet.decode()
+            except (av.error.InvalidDataError, ValueError, av.error.UndefinedError) as exc:
+                self.corrupt += 1
+                log.debug("skipping frame that failed to decode: %s", exc)
+
+    def read(self) -> Frame | None:
+        try:
+            vf = next(self._frames, None)
+        except av.error.ExitError as exc:  # read timeout on a stream
+            if self.kind == "stream":
+                raise TimeoutError(f"no data from {self.target} for {self._read_timeout:g} s") from exc
+            raise SourceError(f"reading {self.target} stalled for {self._read_timeout:g} s") from exc
+        except (av.error.FFmpegError, OSError) as exc:
+            if self.kind == "stream":
+                raise ConnectionError(f"{self.target}: {_reason(exc)}") from exc
+            raise SourceError(f"reading {self.target} failed: {_reason(exc)}") from exc
+        if vf is None:
+            return None
+        now = time.monotonic()
+        image: np.ndarray = vf.to_ndarray(format="bgr24")
+        if self.kind == "stream":
+            if self._t0 is None:
+                self._t0 = now
+            pts = now - self._t0
+        else:
+            t = vf.time
+            if t is None:
+                t = self._index / float(self.info.fps)
+            if self._start_pts is None:
+                self._start_pts = t
+            pts = max(0.0, t - self._start_pts)
+        frame = Frame(image=image, index=self._index, pts=pts, capture_time=now)
+        self._index += 1
+        return frame
+
+    def reopen(self) -> None:
+        self.close()
+        t0, index = self._t0, self._index
+        self._open()
+        self._t0, self._index = t0, index  # indices and live clock continue across reconnects
+
+    def close(self) -> None:
+        container = getattr(self, "_container", None)
+        if container is not None:
+            with contextlib.suppress(av.error.FFmpegError):
+                container.close()
+
+
+def _reason(exc: BaseException) -> str:
+    text = getattr(exc, "strerror", None) or str(exc)
+    return str(text).split(":")[-1].strip() or type(exc).__name__

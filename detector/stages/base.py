@@ -1,0 +1,55 @@
+"""The one interface of per-frame work after detection.
+
+A stage sees each frame with the detections that reach it and returns a ``StageResult``: the
+detections it passes on (filtered, tracked...), the events it completed, and extras for the
+frame's JSONL line. A stage that draws sets ``layer`` and implements ``annotate``, which draws on
+the annotated copy of the frame (in place, returning it). The pipeline runs every stage's
+``update`` in list order, then every drawing stage's ``annotate`` in ``layer`` order, bottom first.
+At the end of a source, ``finish`` returns the events still open (a zone exit for whoever is still
+inside); ``report`` adds the stage's totals to the run report.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from detector.types import Detections, Event, Frame, Image
+
+
+@dataclass
+class StageResult:
+    detections: Detections
+    events: list[Event] = field(default_factory=list)
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+class Layer:
+    """Drawing order, bottom first: covering comes before anything is drawn on top."""
+
+    PRIVACY = 0
+    BACKGROUND = 10
+    ZONES = 20
+    TRAILS = 30
+    LINES = 40
+    BOXES = 50
+    HIGHLIGHT = 60
+
+
+class Stage:
+    """Base class with do-nothing defaults; a stage overrides what it does."""
+
+    name: ClassVar[str] = "stage"
+    layer: ClassVar[int | None] = None  # None: draws nothing
+
+    def update(self, frame: Frame, detections: Detections) -> StageResult:
+        return StageResult(detections)
+
+    def annotate(self, scene: Image, detections: Detections) -> Image:
+        return scene
+
+    def finish(self) -> list[Event]:
+        return []
+
+    def report(self) -> dict[str, Any]:
+        return {}

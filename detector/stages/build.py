@@ -1,0 +1,72 @@
+"""The one place where a source's stages are made from ``Settings``, in the order they run.
+
+Adding a per-frame feature means a stage module and one line here.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+
+from detector.settings import Settings
+from detector.stages.base import Stage
+from detector.stages.classes import ClassFilter, resolve_classes
+from detector.stages.lines import LinesStage
+from detector.stages.overlay import OverlayStage, PanelInfo
+from detector.stages.track import TrackStage, TrackTally, load_tracker
+from detector.stages.trails import TrailsStage
+from detector.stages.zones import ZonesStage
+from detector.stats import RunStats
+
+log = logging.getLogger(__name__)
+
+
+def panel_status(stats: RunStats, live: bool) -> Callable[[], PanelInfo]:
+    """What the overlay's corner panel shows for a source: its fps, latency (live) and drops."""
+
+    def status() -> PanelInfo:
+        latency = stats.latency.mean if live and stats.latency.count else None
+        extra = [f"dropped {stats.frames_dropped}"] if stats.frames_dropped else []
+        return PanelInfo(fps=stats.fps_meter.value, latency_ms=latency, extra=extra)
+
+    return status
+
+
+def check_classes(settings: Settings, names: Mapping[int, str]) -> None:
+    """Every class named in the settings exists in the model (``UserError`` otherwise), before any output."""
+    resolve_classes(settings.classes, names)
+    for line in settings.lines:
+        resolve_classes(line.classes, names, f"line '{line.name}': ")
+    for zone in settings.zones:
+        resolve_classes(zone.classes, names, f"zone '{zone.name}': ")
+
+
+def build_stages(
+    settings: Settings, frame_size: tuple[int, int], names: Mapping[int, str], stats: RunStats, *, live: bool
+) -> list[Stage]:
+    """A fresh set of stages for one source (``frame_size`` is its (width, height))."""
+    stages: list[Stage] = []
+    class_ids = resolve_classes(settings.classes, names)
+    if class_ids is not None:
+        stages.append(ClassFilter(class_ids))
+    if settings.tracker:
+        stages += [TrackStage(load_tracker(settings.tracker)), TrackTally()]
+    elif settings.lines or settings.trails:
+        log.warning("lines and trails need track ids; add --track (or tracker: bytetrack) to count them")
+    if settings.lines:
+        stages.append(LinesStage(settings.lines, frame_size, names))
+    if settings.zones:
+        stages.append(ZonesStage(settings.zones, frame_size, names))
+    if settings.trails is not None:
+        stages.append(TrailsStage(settings.trails.length))
+    overlay = settings.overlay
+    stages.append(
+        OverlayStage(
+            panel=overlay.panel,
+            labels=overlay.labels,
+            confidence=overlay.confidence,
+            line_width=overlay.line_width,
+            status=panel_status(stats, live),
+        )
+    )
+    return stages
