@@ -42,3 +42,9 @@ class Interrupted(BaseException):
     @property
     def word(self) -> str:
         return "terminated" if self.signum == signal.SIGTERM else "interrupted"
+
+
+class SourcesFailed(UserError):
+    """Some sources of a multi-source run failed while the others ran to the end (exit 3)."""
+
+    exit_code = 3

@@ -1,20 +1,26 @@
-"""Composition of one ``detector run``: check the outputs, open the source, load the model, build the
-stages and sinks, run the pipeline, and report. A failed start leaves no half-made outputs."""
+"""Composition of one ``detector run`` over one or several sources: check the outputs, load the model
+once, open every source, build each source's stages and sinks, run the pipeline, and report. A failed
+start leaves no half-made outputs; a source that fails during the run does not stop the others.
+
+Exit codes: 0 every source ended normally; 2 a source cannot be opened (nothing runs); 3 some
+source failed during the run (the others' outputs are complete).
+"""
 
 from __future__ import annotations
 
 import logging
 import threading
 import time
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 from detector.backends import Detector, load_detector
-from detector.errors import SourceError, UserError
+from detector.errors import SourceError, SourcesFailed, UserError
 from detector.pipeline.engine import Pipeline, PipelineOptions
 from detector.pipeline.lane import Lane
-from detector.progress import Progress
+from detector.progress import Progress, ProgressBoard
 from detector.report import build_report, write_report
 from detector.settings import Settings
 from detector.signals import interrupts
@@ -22,15 +28,50 @@ from detector.sinks.audio import audio_codec
 from detector.sinks.base import Sink
 from detector.sinks.jsonl import JsonLinesSink
 from detector.sinks.paths import check_outputs
+from detector.sinks.shared import shared
 from detector.sinks.tables import CsvSink, MotSink
 from detector.sinks.video import VideoWriterSink
-from detector.sinks.window import WindowSink, display_available
-from detector.sources import SourceInfo, check_url, is_live_spec, open_source
+from detector.sinks.window import Window, display_available
+from detector.sources import Source, SourceInfo, check_url, is_live_spec, open_source
+from detector.sources.naming import source_name, unique_names
 from detector.stages.build import build_stages, check_classes
 from detector.stages.overlay import OverlayStage
 from detector.stats import RunStats
 
 log = logging.getLogger(__name__)
+
+IN_FLIGHT = (
+    2  # frames in the model at once: OpenVINO's throughput mode keeps both cores of a 2-core machine busy
+)
+
+
+@dataclass
+class SourcePlan:
+    """One source of the run: its name (``{name}``), spec, and settings (its own lines and zones)."""
+
+    name: str
+    spec: str
+    settings: Settings
+
+
+def plan_sources(settings: Settings, specs: list[str]) -> list[SourcePlan]:
+    """The sources to run: SOURCE arguments, else the config's ``sources:``; names made unique."""
+    if specs:
+        entries = [(source_name(s), s.strip(), settings) for s in specs]
+    elif settings.sources:
+        entries = []
+        for src in settings.sources:
+            own: dict[str, Any] = {"lines": src.lines if src.lines is not None else settings.lines}
+            own["zones"] = src.zones if src.zones is not None else settings.zones
+            entries.append(
+                (src.name or source_name(src.source), src.source.strip(), settings.model_copy(update=own))
+            )
+    else:
+        raise UserError(
+            "no SOURCE given: pass a camera index, video file, URL or folder, or list `sources:` in a config"
+        )
+    names = unique_names([name for name, _, _ in entries])
+    return [SourcePlan(name, spec, s) for name, (_, spec, s) in zip(names, entries, strict=True)]
 
 
 def decide_show(settings: Settings, live_camera: bool) -> bool:
@@ -56,22 +97,25 @@ def _audio_source(spec: str, kind: str, wanted: bool) -> Path | None:
     return Path(spec) if codec else None
 
 
-def build_sinks(settings: Settings, paths: dict[str, Path], info: SourceInfo, spec: str) -> list[Sink]:
-    """File sinks in the order they write: JSON lines, tables, then the video."""
+def build_sinks(
+    settings: Settings, paths: dict[str, Path], info: SourceInfo, spec: str, *, with_source: bool = False
+) -> list[Sink]:
+    """One source's file sinks in the order they write: JSON lines, tables, then the video."""
     sinks: list[Sink] = []
-    if settings.json_path:
-        sinks.append(JsonLinesSink(settings.json_path, overwrite=settings.overwrite))
+    if "json_path" in paths or (settings.json_path == "-" and not with_source):
+        sinks.append(
+            JsonLinesSink(paths.get("json_path", "-"), overwrite=settings.overwrite, with_source=with_source)
+        )
     if "csv" in paths:
         sinks.append(CsvSink(paths["csv"], overwrite=settings.overwrite))
     if "mot" in paths:
         sinks.append(MotSink(paths["mot"], overwrite=settings.overwrite))
     if "output" in paths:
-        fps = Fraction(info.fps) / settings.vid_stride
         sinks.append(
             VideoWriterSink.from_settings(
                 settings.encoder,
                 paths["output"],
-                fps,
+                Fraction(info.fps) / settings.vid_stride,
                 live=info.live,
                 source_times=info.kind == "file" and settings.vid_stride == 1,
                 audio_from=_audio_source(spec, info.kind, settings.audio),
@@ -80,7 +124,7 @@ def build_sinks(settings: Settings, paths: dict[str, Path], info: SourceInfo, sp
     return sinks
 
 
-def _progress(settings: Settings, info: SourceInfo) -> Progress | None:
+def _progress(board: ProgressBoard, settings: Settings, name: str, info: SourceInfo) -> Progress | None:
     if info.live or settings.json_path == "-":
         return None
     total = info.frame_count
@@ -88,122 +132,194 @@ def _progress(settings: Settings, info: SourceInfo) -> Progress | None:
         total = -(-total // settings.vid_stride)
     if settings.max_frames:
         total = min(total or settings.max_frames, settings.max_frames)
-    return Progress(Path(info.name).name, total, interval=settings.log_interval)
+    return board.task(name, total)
 
 
 class Run:
-    """One ``detector run``. ``report`` holds the run report once frames were processed, also when
-    the run ends with an error or a signal (the CLI prints its summary)."""
+    """One ``detector run``. ``reports`` holds each source's run report once it processed frames, also
+    when the run ends with an error or a signal (the CLI prints their summaries)."""
 
     def __init__(
         self,
-        source_spec: str,
         settings: Settings,
+        sources: list[str] | None = None,
         *,
         started_at: float | None = None,
         detector: Detector | None = None,
     ) -> None:
-        self.spec = source_spec.strip()
         self.settings = settings
+        self.plans = plan_sources(settings, list(sources or []))
         self.started_at = time.monotonic() if started_at is None else started_at
         self.detector = detector  # an already-loaded model (``detector batch`` workers)
-        self.report: dict[str, Any] | None = None
-        self.stats: RunStats | None = None
+        self.reports: list[dict[str, Any]] = []
+        self.lanes: list[Lane] = []
+        self._quit = threading.Event()  # the window's q
 
-    def execute(self) -> RunStats:
-        settings = self.settings
-        paths = check_outputs(settings.output_paths(), settings.overwrite, self.spec)
-        if "://" in self.spec:
-            check_url(self.spec)
-        if self.detector is None and is_live_spec(self.spec):
-            # Live: load the model first, so no frames pile up (and get dropped) while it loads.
-            self.detector = load_detector(settings)
-        source = open_source(
-            self.spec,
-            image_fps=settings.image_fps,
-            connect_timeout=settings.connect_timeout,
-            read_timeout=settings.stall_timeout,
-            camera_size=settings.camera_size,
-            camera_fps=settings.camera_fps,
+    @property
+    def stats(self) -> RunStats | None:
+        """The first source's stats (for one source: the run's)."""
+        return self.lanes[0].stats if self.lanes else None
+
+    def execute(self) -> list[RunStats]:
+        settings, plans = self.settings, self.plans
+        several = len(plans) > 1
+        outputs, shared_json = check_outputs(
+            settings.output_paths(), settings.overwrite, [(p.name, p.spec) for p in plans]
         )
-        created: list[Path] = []
-        lane: Lane | None = None
+        for plan in plans:
+            if "://" in plan.spec:
+                check_url(plan.spec)
+        if self.detector is None and any(is_live_spec(p.spec) for p in plans):
+            # Live: load the model first, so no frames pile up (and get dropped) while it loads.
+            self.detector = load_detector(settings, requests=IN_FLIGHT)
+        sources: list[Source] = []
+        created: list[Path] = [p for paths in outputs for k, p in paths.items() if k != "report"]
         try:
-            info = source.info
-            log.info(
-                "source %s: %s %dx%d @ %.3g fps%s",
-                *(info.kind, info.name, info.width, info.height, float(info.fps)),
-                f", ~{info.frame_count} frames" if info.frame_count else "",
-            )
+            for plan in plans:
+                sources.append(self._open(plan))
             if self.detector is None:
-                self.detector = load_detector(settings, requests=1 if info.live else 2)
-            detector = self.detector
-            log.info("model %s (%s backend)", detector.model_path, detector.backend)
-            check_classes(settings, detector.names)
-            self.stats = stats = RunStats(source=info.name, backend=detector.backend)
-            stages = build_stages(settings, (info.width, info.height), detector.names, stats, live=info.live)
-            show = decide_show(settings, info.kind == "camera")
-            sinks = build_sinks(settings, paths, info, self.spec)
-            created.extend(p for k, p in paths.items() if k != "report")
-            quit_event = threading.Event()
-            if show:
-                overlay = next(s for s in stages if isinstance(s, OverlayStage))
-                video_path = paths.get("output")
-                sinks.append(
-                    WindowSink(
-                        info.name,
-                        snapshot_dir=video_path.parent if video_path is not None else Path.cwd(),
-                        on_toggle_panel=overlay.toggle_panel,
-                        on_pause=lambda paused: None if paused else stats.fps_meter.reset(),
-                        on_quit=quit_event.set,
-                    )
-                )
-            lane = Lane(source, stages, sinks, stats=stats, progress=_progress(settings, info))
+                self.detector = load_detector(settings, requests=IN_FLIGHT)
+            log.info("model %s (%s backend)", self.detector.model_path, self.detector.backend)
+            self._build_lanes(sources, outputs, shared_json)
             options = PipelineOptions(
                 max_frames=settings.max_frames,
                 vid_stride=settings.vid_stride,
                 queue_size=settings.queue_size,
                 reconnect_max=settings.reconnect_max,
                 started_at=self.started_at,
-                stop=(quit_event, interrupts().stop),
+                stop=(self._quit, interrupts().stop),
             )
             with interrupts().deferred():
-                Pipeline(lane, detector, options).run()
-            if stats.frames_read == 0:  # e.g. a header without data: say so, leave no empty outputs
-                raise SourceError(f"input {info.name} gave no frames that decode (truncated or corrupt?)")
-            declared = info.frame_count or 0
-            if (
-                info.kind == "file"
-                and not settings.max_frames
-                and stats.frames_read < declared - max(2, declared // 100)
-            ):
-                log.warning(
-                    "%s ended after %d of the %d frames its header declares (truncated?)",
-                    *(info.name, stats.frames_read, declared),
-                )
-            stats.outputs = [str(p) for p in created]
+                Pipeline(self.lanes, self.detector, options).run()
+            self._check_decoded(several)
+            for lane, paths in zip(self.lanes, outputs, strict=True):
+                lane.stats.outputs = [str(p) for k, p in paths.items() if k != "report"]
             interrupts().raise_if_requested()
-            return stats
+            failed = [lane for lane in self.lanes if lane.error is not None]
+            if failed:
+                why = "; ".join(f"{lane.name}: {lane.error}" for lane in failed)
+                raise SourcesFailed(f"{len(failed)} of {len(self.lanes)} sources failed: {why}")
+            return [lane.stats for lane in self.lanes]
         except BaseException:
-            if self.stats is None or self.stats.frames_processed == 0:
+            if not any(lane.stats.frames_processed for lane in self.lanes):
                 for p in created:  # a failed start leaves nothing half-made behind
                     p.unlink(missing_ok=True)
             raise
         finally:
-            source.close()
-            if lane is not None and lane.stats.frames_processed:
-                self.report = build_report(
-                    lane.stats,
-                    source.info,
-                    self.detector.model_path if self.detector else "",
-                    self.detector.backend if self.detector else "",
-                    [stage.report() for stage in lane.stages],
-                    [str(p) for p in created],
+            for source in sources:
+                if not any(lane.source is source for lane in self.lanes):
+                    source.close()  # opened, but the run never got to it
+            self._report(outputs)
+
+    def _open(self, plan: SourcePlan) -> Source:
+        s = plan.settings
+        source = open_source(
+            plan.spec,
+            image_fps=s.image_fps,
+            connect_timeout=s.connect_timeout,
+            read_timeout=s.stall_timeout,
+            camera_size=s.camera_size,
+            camera_fps=s.camera_fps,
+        )
+        info = source.info
+        log.info(
+            "source %s (%s): %s %dx%d @ %.3g fps%s",
+            *(plan.name, info.kind, info.name, info.width, info.height, float(info.fps)),
+            f", ~{info.frame_count} frames" if info.frame_count else "",
+        )
+        return source
+
+    def _build_lanes(
+        self, sources: list[Source], outputs: list[dict[str, Path]], shared_json: str | None
+    ) -> None:
+        settings, plans, detector = self.settings, self.plans, self.detector
+        assert detector is not None
+        several = len(plans) > 1
+        for plan in plans:
+            check_classes(plan.settings, detector.names)
+        window = None
+        if decide_show(settings, any(s.info.kind == "camera" for s in sources)):
+            video = outputs[0].get("output")
+            title = plans[0].name if not several else f"{len(plans)} sources"
+            window = Window(
+                sources[0].info.name if not several else title,
+                [p.name for p in plans],
+                snapshot_dir=video.parent if video is not None else Path.cwd(),
+                on_toggle_panel=self._toggle_panels,
+                on_pause=lambda paused: None if paused else self._reset_fps(),
+                on_quit=self._quit.set,
+            )
+        json_handles = []
+        if shared_json is not None:
+            one = JsonLinesSink(shared_json, overwrite=settings.overwrite, with_source=True)
+            json_handles = shared(one, len(plans))
+        board = ProgressBoard(interval=settings.log_interval)
+        for k, (plan, source, paths) in enumerate(zip(plans, sources, outputs, strict=True)):
+            info = source.info
+            stats = RunStats(source=info.name, backend=detector.backend)
+            stages = build_stages(
+                plan.settings, (info.width, info.height), detector.names, stats, live=info.live
+            )
+            sinks = build_sinks(plan.settings, paths, info, plan.spec, with_source=several)
+            if json_handles:
+                sinks.insert(0, json_handles[k])
+            if window is not None:
+                sinks.append(window.tile(plan.name))
+            progress = _progress(board, plan.settings, plan.name if several else Path(info.name).name, info)
+            self.lanes.append(
+                Lane(
+                    source, stages, sinks, name=plan.name, stats=stats, progress=progress, tag_events=several
                 )
-                if "report" in paths:
-                    write_report(paths["report"], self.report)
+            )
+
+    def _toggle_panels(self) -> None:
+        for lane in self.lanes:
+            for stage in lane.stages:
+                if isinstance(stage, OverlayStage):
+                    stage.toggle_panel()
+
+    def _reset_fps(self) -> None:
+        for lane in self.lanes:
+            lane.stats.fps_meter.reset()
+
+    def _check_decoded(self, several: bool) -> None:
+        """A source that gave no frame failed; a file far shorter than its header says gets a warning."""
+        for lane in self.lanes:
+            stats, info = lane.stats, lane.source.info
+            if stats.frames_read == 0 and lane.error is None:
+                lane.error = SourceError(
+                    f"input {info.name} gave no frames that decode (truncated or corrupt?)"
+                )
+                if not several:
+                    raise lane.error
+            declared = info.frame_count or 0
+            short = stats.frames_read < declared - max(2, declared // 100)
+            if info.kind == "file" and not self.settings.max_frames and stats.frames_read and short:
+                log.warning(
+                    "%s ended after %d of the %d frames its header declares (truncated?)",
+                    *(info.name, stats.frames_read, declared),
+                )
+
+    def _report(self, outputs: list[dict[str, Path]]) -> None:
+        detector = self.detector
+        for lane, paths in zip(self.lanes, outputs, strict=False):
+            if not lane.stats.frames_processed:
+                continue
+            report = build_report(
+                lane.stats,
+                lane.source.info,
+                detector.model_path if detector else "",
+                detector.backend if detector else "",
+                [stage.report() for stage in lane.stages],
+                [str(p) for k, p in paths.items() if k != "report"],
+            )
+            if len(self.lanes) > 1:
+                report["name"] = lane.name
+            self.reports.append(report)
+            if "report" in paths:
+                write_report(paths["report"], report)
 
 
 def run(source_spec: str, settings: Settings, *, detector: Detector | None = None) -> RunStats:
-    """Run ``source_spec`` through the pipeline once (for tests and scripts)."""
-    return Run(source_spec, settings, detector=detector).execute()
+    """Run one source through the pipeline (for tests and scripts)."""
+    return Run(settings, [source_spec], detector=detector).execute()[0]

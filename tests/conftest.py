@@ -102,6 +102,7 @@ class FakeDetector:
     backend = "fake"
     model_path = "fake"
     max_in_flight = 1
+    max_batch = 1
 
     def __init__(self, delay: float = 0.0, fail_at: int | None = None) -> None:
         self.names = {0: "person", 1: "car"}
@@ -126,6 +127,9 @@ class FakeDetector:
 
     def submit(self, image: np.ndarray, on_ready: Callable[[], None] | None = None) -> Done:
         return Done(self.detect(image))
+
+    def submit_batch(self, images: list[np.ndarray]) -> list[Done]:
+        return [self.submit(image) for image in images]
 
 
 @pytest.fixture

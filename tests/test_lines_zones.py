@@ -352,6 +352,7 @@ class ColorTracker:
     model_path = "fake"
     names = NAMES
     max_in_flight = 1
+    max_batch = 1
 
     def detect(self, image: np.ndarray) -> Detections:
         boxes, classes, tids = [], [], []
@@ -365,6 +366,9 @@ class ColorTracker:
 
     def submit(self, image: np.ndarray, on_ready: Any = None) -> Done:
         return Done(self.detect(image))
+
+    def submit_batch(self, images: list[np.ndarray]) -> list[Done]:
+        return [self.submit(image) for image in images]
 
 
 class RecordingSink:

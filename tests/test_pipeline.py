@@ -14,6 +14,7 @@ from conftest import FakeDetector
 from detector.errors import StreamLost
 from detector.pipeline.channel import Channel, Closed
 from detector.pipeline.engine import Pipeline, PipelineOptions
+from detector.pipeline.lane import Lane
 from detector.sinks.base import FrameResult
 from detector.sources import SourceInfo
 from detector.stages.overlay import OverlayStage
@@ -193,3 +194,107 @@ def test_channel_blocks_for_files_and_drops_for_live():
     assert blocking.get() == 2
     with pytest.raises(Closed):
         blocking.get()
+
+
+# -- several sources, several frames in flight, batches ---------------------------------------------
+
+
+class AsyncDetector(FakeDetector):
+    """Up to ``in_flight`` frames at once on worker threads that finish in a scrambled order."""
+
+    def __init__(self, in_flight: int = 3, delay: float = 0.004) -> None:
+        super().__init__()
+        self.max_in_flight = in_flight
+        self.delay = delay
+        self.running = 0
+        self.most_running = 0
+        self._lock = threading.Lock()
+        self._rng = np.random.default_rng(0)
+
+    def submit(self, image: np.ndarray, on_ready: Any = None) -> Any:
+        done = threading.Event()
+        box: list[Any] = []
+        pause = float(self._rng.uniform(0, 2 * self.delay))
+
+        def work() -> None:
+            with self._lock:
+                self.running += 1
+                self.most_running = max(self.most_running, self.running)
+            time.sleep(pause)
+            box.append(FakeDetector.detect(self, image))
+            with self._lock:
+                self.running -= 1
+            done.set()
+            if on_ready is not None:
+                on_ready()
+
+        threading.Thread(target=work, daemon=True).start()
+
+        class Result:
+            def ready(self) -> bool:
+                return done.is_set()
+
+            def result(self) -> Any:
+                done.wait()
+                return box[0]
+
+        return Result()
+
+
+class BatchDetector(FakeDetector):
+    def __init__(self) -> None:
+        super().__init__()
+        self.max_batch = 4
+        self.batches: list[int] = []
+
+    def submit_batch(self, images: list[np.ndarray]) -> list[Any]:
+        self.batches.append(len(images))
+        return super().submit_batch(images)
+
+
+def lanes(*sources: FakeSource) -> tuple[list[Lane], list[RecordingSink]]:
+    sinks = [RecordingSink() for _ in sources]
+    made = [
+        Lane(src, [OverlayStage()], [sink], name=f"s{k}")
+        for k, (src, sink) in enumerate(zip(sources, sinks, strict=True))
+    ]
+    return made, sinks
+
+
+def test_frames_in_flight_leave_in_order():
+    det = AsyncDetector(in_flight=3)
+    made, sinks = lanes(FakeSource(60), FakeSource(45))
+    Pipeline(made, det).run()
+    assert det.most_running >= 2, "several frames were in the model at once"
+    assert sinks[0].pixels == list(range(60)) and sinks[1].pixels == list(range(45)), "each source in order"
+
+
+def test_several_sources_share_the_detector_fairly():
+    """Two live cameras and a file through one slow model: each camera its share, the file drops nothing."""
+    det = FakeDetector(delay=0.015)
+    cams = [FakeSource(150, kind="camera", pace=0.01) for _ in range(2)]
+    made, sinks = lanes(*cams, FakeSource(40))
+    stats = Pipeline(made, det, PipelineOptions(reconnect_max=0)).run()
+    live = [s.frames_processed for s in stats[:2]]
+    assert min(live) >= 0.6 * max(live), f"no camera starves: {live}"
+    assert all(s.frames_dropped > 0 for s in stats[:2]), (
+        "a camera too fast for the model drops its own frames"
+    )
+    assert sinks[2].pixels == list(range(40)) and stats[2].frames_dropped == 0, "the file keeps every frame"
+
+
+def test_frames_of_several_sources_go_in_one_batch():
+    det = BatchDetector()
+    made, sinks = lanes(FakeSource(30), FakeSource(30), FakeSource(30))
+    Pipeline(made, det).run()
+    assert max(det.batches) >= 3, f"frames of the three sources went in together: {det.batches}"
+    assert all(sink.pixels == list(range(30)) for sink in sinks)
+
+
+def test_one_source_failing_leaves_the_others_running():
+    made, sinks = lanes(FakeSource(200, fail_at=10), FakeSource(50), FakeSource(50))
+    stats = Pipeline(made, FakeDetector()).run()  # several sources: a failure does not raise
+    assert isinstance(made[0].error, RuntimeError) and made[0].closed and sinks[0].closed
+    assert [s.frames_processed for s in stats[1:]] == [50, 50]
+    assert all(sink.closed and sink.pixels == list(range(50)) for sink in sinks[1:])
+    assert no_stage_threads()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +72,7 @@ class _Slot:
         self.canvas = canvas
         self.done = threading.Event()
         self.on_ready: Callable[[], None] | None = None
+        self.size: tuple[int, int] | None = None  # (h, w) of the frame last letterboxed into ``canvas``
         request.set_callback(self._finished, None)
 
     def _finished(self, _userdata: object) -> None:  # an OpenVINO thread
@@ -99,6 +100,7 @@ class OpenVINODetector:
     """YOLO detection on an OpenVINO IR folder. Not thread-safe: one thread owns it."""
 
     backend = "openvino"
+    max_batch = 1  # the exported model has a static batch of one; frames in flight overlap instead
 
     def __init__(
         self,
@@ -200,8 +202,7 @@ class OpenVINODetector:
             request.set_input_tensor(ov.Tensor(canvas, shared_memory=True))
             self._slots.append(_Slot(request, canvas))
         self._next = 0
-        self._geom_key: tuple[int, int] | None = None
-        self._geom: tuple[int, int, int, int, float, float] = (0, 0, 0, 0, 1.0, 1.0)
+        self._geometries: dict[tuple[int, int], tuple[int, int, int, int, float, float]] = {}
         log.debug("OpenVINO model %s on %s, input %dx%d, %d classes", xml, device_name, w, h, nc)
 
     @staticmethod
@@ -218,21 +219,24 @@ class OpenVINODetector:
         return meta
 
     def _geometry(self, h: int, w: int) -> tuple[int, int, int, int, float, float]:
-        """Letterbox (new_w, new_h, left, top) and scale_boxes gains for a source size, cached."""
-        if self._geom_key != (h, w):
+        """Letterbox (new_w, new_h, left, top) and scale_boxes gains for a source size, cached per size
+        (several sources of different sizes share the model)."""
+        geometry = self._geometries.get((h, w))
+        if geometry is None:
             ih, iw = self.input_hw
             r = min(ih / h, iw / w)
             nw, nh = max(round(w * r), 1), max(round(h * r), 1)
             left, top = round((iw - nw) / 2 - 0.1), round((ih - nh) / 2 - 0.1)
-            for slot in self._slots:
-                slot.canvas.fill(PAD_VALUE)
-            self._geom = (nw, nh, left, top, nw / w, nh / h)
-            self._geom_key = (h, w)
-        return self._geom
+            geometry = self._geometries[(h, w)] = (nw, nh, left, top, nw / w, nh / h)
+        return geometry
 
     def detect(self, image: Image) -> Detections:
         """Detect objects in one BGR uint8 (H, W, 3) image; boxes are in source pixels."""
         return self.submit(image).result()
+
+    def submit_batch(self, images: Sequence[Image]) -> list[Pending]:
+        """The model takes one frame at a time (static batch 1): ``max_batch`` is 1, frames go one by one."""
+        return [self.submit(image) for image in images]
 
     def submit(self, image: Image, on_ready: Callable[[], None] | None = None) -> Pending:
         """Start inference on ``image``; the returned ``Pending`` gives its ``Detections``.
@@ -246,6 +250,9 @@ class OpenVINODetector:
         self._next = (self._next + 1) % len(self._slots)
         h, w = image.shape[:2]
         nw, nh, left, top, gain_x, gain_y = self._geometry(h, w)
+        if slot.size != (h, w):  # another size than this slot's last frame: fresh padding (slot is idle)
+            slot.canvas.fill(PAD_VALUE)
+            slot.size = (h, w)
         view = slot.canvas[0, top : top + nh, left : left + nw]
         if (w, h) == (nw, nh):
             view[...] = image

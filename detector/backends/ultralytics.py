@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -47,9 +47,12 @@ def _not_detect(model: str, task: str) -> ModelError:
 
 
 class UltralyticsDetector:
-    """YOLO through Ultralytics, one synchronous prediction at a time. Not thread-safe."""
+    """YOLO through Ultralytics: synchronous predictions, several frames of the same size in one batch
+    (frames of several sources; a batch of one size gives the same boxes as one frame at a time, since
+    Ultralytics letterboxes a batch of equal shapes as it does one image). Not thread-safe."""
 
     max_in_flight = 1
+    max_batch = 8
 
     def __init__(
         self,
@@ -101,17 +104,33 @@ class UltralyticsDetector:
         """Predicts at once (Ultralytics has no async API): the result is ready when this returns."""
         return Done(self.detect(image))
 
+    def submit_batch(self, images: Sequence[Image]) -> list[Pending]:
+        """One prediction per group of equal-sized frames; results in the order of ``images``."""
+        out: list[Pending | None] = [None] * len(images)
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for i, image in enumerate(images):
+            groups.setdefault(image.shape, []).append(i)
+        for indices in groups.values():
+            for i, detections in zip(indices, self._predict([images[i] for i in indices]), strict=True):
+                out[i] = Done(detections)
+        return [p for p in out if p is not None]
+
     def detect(self, image: Image) -> Detections:
+        return self._predict([image])[0]
+
+    def _predict(self, images: list[Image]) -> list[Detections]:
         results: Any
         try:
-            results = self.model.predict(image, **self.kwargs)
+            results = self.model.predict(images if len(images) > 1 else images[0], **self.kwargs)
         except (RuntimeError, ValueError) as exc:
             if "device" in str(exc).lower() or "cuda" in str(exc).lower():
                 raise ModelError(
                     f"device {self.kwargs['device']} cannot be used: {str(exc).splitlines()[0]}"
                 ) from exc
             raise
-        boxes: Any = results[0].boxes
+        return [self._detections(r.boxes) for r in results]
+
+    def _detections(self, boxes: Any) -> Detections:
         if boxes is None or len(boxes) == 0:
             return Detections.empty(self.names)
         return Detections(
@@ -143,6 +162,13 @@ def export_openvino(model: str, imgsz: int, dest: Path) -> Path:
     out.rename(tmp)
     tmp.rename(dest)  # atomic: a half-exported cache is never picked up
     return dest
+
+
+def import_trackers() -> None:
+    """Import what ``UltralyticsTracker`` needs (torch included), e.g. in a thread ahead of time."""
+    import ultralytics.engine.results
+    import ultralytics.trackers.bot_sort
+    import ultralytics.trackers.byte_tracker  # noqa: F401
 
 
 class UltralyticsTracker:

@@ -69,7 +69,7 @@ class Worker:
 
         t0 = time.monotonic()
         log.info("start %s", job.input)
-        run = Run(str(job.input), job.settings(self.settings), detector=self.detector)
+        run = Run(job.settings(self.settings), [str(job.input)], detector=self.detector)
         try:
             run.execute()
             error = None

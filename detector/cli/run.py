@@ -24,9 +24,11 @@ def add_parser(sub: Any) -> None:
         epilog=EPILOG,
     )
     p.add_argument(
-        "source",
+        "sources",
+        nargs="*",
         metavar="SOURCE",
-        help="camera index (0), video file, URL (rtsp/rtmp/http/https), image folder, glob or image",
+        help="camera index (0), video file, URL (rtsp/rtmp/http/https), image folder, glob or image; "
+        "several run together through one model (default: the config's sources:)",
     )
     add_setting_flags(p, RUN)
     add_general_flags(p)
@@ -39,10 +41,14 @@ def command(args: argparse.Namespace, started_at: float) -> int:
     from detector.settings import load_settings
 
     settings = load_settings(args.config, setting_overrides(args), command=RUN)
-    run = Run(args.source, settings, started_at=started_at)
+    if settings.tracker:
+        from detector.stages.track import preload_tracker
+
+        preload_tracker()  # torch imports while the model loads and the sources open
+    run = Run(settings, args.sources, started_at=started_at)
     try:
         run.execute()
     finally:
-        if run.report is not None:
-            print(format_summary(run.report), file=sys.stderr)
+        if run.reports:
+            print("\n\n".join(format_summary(r) for r in run.reports), file=sys.stderr)
     return 0

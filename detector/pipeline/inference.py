@@ -63,7 +63,8 @@ class InferenceLoop:
         self.results = results
         self.halt = halt
         self.bell = bell
-        self.depth = max(1, int(getattr(detector, "max_in_flight", 1)))
+        self.depth = max(1, detector.max_in_flight)
+        self.batch = max(1, detector.max_batch)
         self._turn = 0
         self.thread = threading.Thread(target=self.run, name="inference", daemon=True)
 
@@ -88,6 +89,33 @@ class InferenceLoop:
             return lane, item
         return None
 
+    def _take(self, open_lanes: set[Lane]) -> list[tuple[Lane, Item]]:
+        """The next item, or up to ``batch`` of them (a control item ends the batch)."""
+        taken: list[tuple[Lane, Item]] = []
+        while len(taken) < self.batch and (got := self._next(open_lanes)) is not None:
+            taken.append(got)
+            if not isinstance(got[1], Frame):
+                break
+        return taken
+
+    def _submit(self, taken: list[tuple[Lane, Item]], open_lanes: set[Lane]) -> list[_Job]:
+        """Start inference on the frames taken (one batch, or one frame in flight); controls follow them."""
+        frames = [(lane, item) for lane, item in taken if isinstance(item, Frame)]
+        jobs: list[_Job] = []
+        if frames:
+            t = time.perf_counter()
+            if len(frames) == 1:
+                pendings = [self.detector.submit(frames[0][1].image, on_ready=self.bell.set)]
+            else:
+                pendings = self.detector.submit_batch([item.image for _, item in frames])
+            each = (time.perf_counter() - t) * 1000 / len(frames)
+            jobs = [_Job(lane, item, p, each) for (lane, item), p in zip(frames, pendings, strict=True)]
+        for lane, item in taken[len(frames) :]:
+            if isinstance(item, EndOfStream):
+                open_lanes.discard(lane)
+            jobs.append(_Job(lane, item))
+        return jobs
+
     def _loop(self) -> None:
         pending: deque[_Job] = deque()
         try:
@@ -111,21 +139,11 @@ class InferenceLoop:
                     return
                 head_since = time.perf_counter()
                 delivered = True
-            if len(pending) < self.depth and (got := self._next(open_lanes)) is not None:
-                lane, item = got
-                if isinstance(item, Frame):
-                    t = time.perf_counter()
-                    job = _Job(lane, item, self.detector.submit(item.image, on_ready=self.bell.set))
-                    job.submit_ms = (time.perf_counter() - t) * 1000
-                    if not pending:
-                        head_since = time.perf_counter()
-                    pending.append(job)
-                else:
-                    if not pending:
-                        head_since = time.perf_counter()
-                    if isinstance(item, EndOfStream):
-                        open_lanes.discard(lane)
-                    pending.append(_Job(lane, item))
+            if len(pending) < self.depth and (taken := self._take(open_lanes)):
+                was_empty = not pending
+                pending.extend(self._submit(taken, open_lanes))
+                if was_empty:
+                    head_since = time.perf_counter()
                 continue
             if not delivered:
                 self.bell.wait(0.1)

@@ -35,6 +35,7 @@ class Lane:
         name: str | None = None,
         stats: RunStats | None = None,
         progress: Progress | None = None,
+        tag_events: bool = False,
     ) -> None:
         self.source = source
         self.stages = list(stages)
@@ -43,6 +44,7 @@ class Lane:
         self.name = name or source.info.name
         self.stats = stats or RunStats(source=source.info.name)
         self.progress = progress
+        self.tag_events = tag_events  # events carry "source" (several sources in the run)
         self.stop = threading.Event()  # ends this lane's capture
         self.error: BaseException | None = None
         self.closed = False
@@ -85,6 +87,8 @@ class Lane:
     def send(self, events: Sequence[Event]) -> None:
         """Event records (gaps, line crossings...) to every sink, after the frame that completed them."""
         for record in events:
+            if self.tag_events:
+                record = {"source": self.name, **record}
             for sink in self.sinks:
                 sink.event(record)
 

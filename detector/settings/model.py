@@ -16,6 +16,7 @@ from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from detector.settings.analytics import LineSpec, TrailSettings, ZoneSpec
 from detector.settings.base import BATCH, BENCH, RUN, StrictModel, option, split_list
+from detector.settings.sources import SourceSpec
 
 log = logging.getLogger(__name__)
 
@@ -171,6 +172,11 @@ class Settings(StrictModel):
     trails: TrailSettings | None = option(
         None, "{length: 30}: a fading trail of the last N centre points per track", flag=False
     )
+    sources: list[SourceSpec] = option(
+        help="several sources in one run: [{source, name, lines, zones}]; SOURCE arguments replace them",
+        flag=False,
+        default_factory=list,
+    )
     encoder: EncoderSettings = Field(default_factory=EncoderSettings, description="H.264 encoder")
     overlay: OverlaySettings = Field(default_factory=OverlaySettings, description="what is drawn")
 
@@ -187,7 +193,11 @@ class Settings(StrictModel):
 
     @model_validator(mode="after")
     def _unique_names(self) -> Settings:
-        for kind, items in (("line", self.lines), ("zone", self.zones)):
+        groups: list[tuple[str, list[Any]]] = [("line", self.lines), ("zone", self.zones)]
+        for src in self.sources:
+            groups += [("line", src.lines or []), ("zone", src.zones or [])]
+        groups.append(("source", [s for s in self.sources if s.name]))
+        for kind, items in groups:
             names = [x.name for x in items]
             dup = sorted({n for n in names if names.count(n) > 1})
             if dup:

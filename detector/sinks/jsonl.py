@@ -61,10 +61,12 @@ def _ascii_line(line: str) -> str:
     return json.dumps(json.loads(line), separators=(",", ":"), ensure_ascii=True) + "\n"
 
 
-def frame_record(result: FrameResult) -> dict[str, Any]:
-    """The JSON record for one processed frame."""
+def frame_record(result: FrameResult, with_source: bool = False) -> dict[str, Any]:
+    """The JSON record for one processed frame (``"source"`` first, in a run with several sources)."""
     frame = result.frame
+    head = {"source": result.source} if with_source else {}
     return {
+        **head,
         "frame": int(frame.index),
         "pts": round(float(frame.pts), 6),
         "latency_ms": round(float(result.latency_ms), 1),
@@ -74,10 +76,14 @@ def frame_record(result: FrameResult) -> dict[str, Any]:
 
 
 class JsonLinesSink:
-    """Writes one JSON line per frame (and per event) to a file or, for ``-``, to stdout."""
+    """Writes one JSON line per frame (and per event) to a file or, for ``-``, to stdout.
 
-    def __init__(self, path: str | Path, overwrite: bool = False) -> None:
+    ``with_source``: frame lines carry ``"source"`` (several sources in the run; their lanes tag
+    event records themselves)."""
+
+    def __init__(self, path: str | Path, overwrite: bool = False, *, with_source: bool = False) -> None:
         self.path: Path | None = check_json_output_path(path, overwrite)
+        self.with_source = with_source
         self.lines_written = 0
         self._raw: IO[bytes] | None = None
         self._closed = False
@@ -92,7 +98,7 @@ class JsonLinesSink:
         return "stdout" if self.path is None else str(self.path)
 
     def write(self, result: FrameResult) -> None:
-        self._write_line(dumps_line(frame_record(result)))
+        self._write_line(dumps_line(frame_record(result, self.with_source)))
 
     def event(self, record: dict[str, Any]) -> None:
         self._write_line(dumps_line(record))

@@ -5,7 +5,7 @@ is the input, and no two outputs share a file. Every problem is one ``UserError`
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from detector.errors import UserError
@@ -67,22 +67,63 @@ _CHECKS = {
 _FLAG = {"output": "output", "json_path": "json", "csv": "csv", "mot": "mot", "report": "report"}
 
 
-def check_outputs(outputs: Mapping[str, str], overwrite: bool, source_spec: str) -> dict[str, Path]:
-    """Validate every output (by settings field name) before anything runs; stdout JSON is left out."""
-    paths: dict[str, Path] = {}
+NAME = "{name}"  # in an output path: the source's name (see ``sources.naming``)
+ONE_PER_SOURCE = ("output", "csv", "mot", "report")  # with several sources, these need {name}
+_EXAMPLE = {
+    "output": "out/{name}.mp4",
+    "csv": "out/{name}.csv",
+    "mot": "out/{name}.txt",
+    "report": "out/{name}.json",
+}
+
+
+def check_outputs(
+    outputs: Mapping[str, str], overwrite: bool, sources: Sequence[tuple[str, str]]
+) -> tuple[list[dict[str, Path]], str | None]:
+    """Validate every output before anything runs. ``outputs``: settings field -> path, where ``{name}``
+    stands for each source's name; ``sources``: (name, spec) pairs.
+
+    Returns each source's checked paths ({name} filled in; stdout JSON left out), and the JSON-lines
+    path all sources share (a ``--json`` without ``{name}`` in a run with several sources), if any.
+    Errors: a per-source output without ``{name}`` when there are several sources, an output that is
+    an input file, two outputs on one file.
+    """
+    several = len(sources) > 1
+    shared_json: str | None = None
     for key, value in outputs.items():
-        checked = _CHECKS[key](value, overwrite)
-        if checked is not None:
-            paths[key] = checked
-    source = Path(source_spec).expanduser()
+        if several and key in ONE_PER_SOURCE and NAME not in value:
+            raise UserError(
+                f"--{_FLAG[key]} {value}: each of the {len(sources)} sources needs its own file; "
+                f"put {NAME} in the path, e.g. {_EXAMPLE[key]}"
+            )
+    json_path = outputs.get("json_path")
+    inputs = {Path(spec).expanduser().resolve() for _, spec in sources if Path(spec).expanduser().is_file()}
     seen: dict[Path, str] = {}
-    for key, path in paths.items():
+
+    def claim(key: str, path: Path) -> None:
         resolved = path.resolve()
-        if source.is_file() and resolved == source.resolve():
+        if resolved in inputs:
             raise UserError(f"--{_FLAG[key]} {path} is the input file; choose another output path")
         if resolved in seen:
             raise UserError(
                 f"--{_FLAG[seen[resolved]]} and --{_FLAG[key]} both write {path}; give each its own file"
             )
         seen[resolved] = key
-    return paths
+
+    if several and json_path and NAME not in json_path:
+        shared_json = json_path  # one file for all; each line says its "source"
+        checked_json = check_json_output_path(json_path, overwrite)
+        if checked_json is not None:
+            claim("json_path", checked_json)
+    per_source: list[dict[str, Path]] = []
+    for name, _ in sources:
+        paths: dict[str, Path] = {}
+        for key, value in outputs.items():
+            if key == "json_path" and shared_json is not None:
+                continue
+            checked = _CHECKS[key](value.replace(NAME, name), overwrite)
+            if checked is not None:
+                claim(key, checked)
+                paths[key] = checked
+        per_source.append(paths)
+    return per_source, shared_json

@@ -1,16 +1,20 @@
-"""The display sink: an OpenCV window with keys.
+"""The display: one OpenCV window for the whole run, a grid of tiles with several sources.
 
-q / Esc quit (outputs are finalized), space pauses and resumes, s saves a PNG snapshot
-of the annotated frame, f toggles the info panel.
+Each source writes to its own ``WindowTile`` sink; the ``Window`` shows one source's frame as it is,
+or several in a grid (each tile is that source's annotated frame, with its own FPS and counts
+panel, and its name). Keys: q / Esc quit (outputs are finalized), space pauses and resumes the
+whole run (``write`` blocks while paused), s saves a PNG snapshot of what the window shows, f
+toggles the info panels.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +22,13 @@ import cv2
 import numpy as np
 
 from detector.sinks.base import FrameResult
+from detector.types import Image
 
 log = logging.getLogger(__name__)
 
 MAX_WINDOW = (1600, 900)  # a 4K source is shown scaled down to fit a common screen
+GRID = (1280, 720)  # several sources: the grid fits this, each tile at most 640x360
+GRID_REFRESH_S = 1 / 30  # with several sources, redraw the grid at most this often
 KEY_QUIT = {ord("q"), ord("Q"), 27}
 KEY_PAUSE = ord(" ")
 KEY_SNAPSHOT = {ord("s"), ord("S")}
@@ -37,12 +44,24 @@ def display_available() -> bool:
     return not (gui and gui.group(1).upper() == "NONE")
 
 
-class WindowSink:
-    """Shows annotated frames. Pausing blocks ``write`` (so the run pauses); q/Esc calls ``on_quit``."""
+def _fit(image: Image, width: int, height: int) -> Image:
+    """``image`` scaled to fit (width, height), centred on black."""
+    h, w = image.shape[:2]
+    scale = min(width / w, height / h)
+    nw, nh = max(1, int(w * scale)), max(1, int(h * scale))
+    cell = np.zeros((height, width, 3), np.uint8)
+    x, y = (width - nw) // 2, (height - nh) // 2
+    cell[y : y + nh, x : x + nw] = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_AREA)
+    return cell
+
+
+class Window:
+    """The run's window; ``tile(name)`` is the sink of one source."""
 
     def __init__(
         self,
         title: str,
+        names: Sequence[str],
         *,
         snapshot_dir: Path,
         on_toggle_panel: Callable[[], None] | None = None,
@@ -50,6 +69,7 @@ class WindowSink:
         on_quit: Callable[[], None] | None = None,
     ) -> None:
         self.title = f"detector - {title}"
+        self.names = list(names)
         self.snapshot_dir = snapshot_dir
         self.on_toggle_panel = on_toggle_panel
         self.on_pause = on_pause
@@ -57,8 +77,47 @@ class WindowSink:
         self.quit_requested = False
         self.paused = False
         self.snapshots: list[Path] = []
+        self._latest: dict[str, tuple[Image, int]] = {}
+        self._shown: Image | None = None
+        self._open_tiles = len(self.names)
         self._created = False
-        self._last: FrameResult | None = None
+        self._drawn_at = 0.0
+        cols = math.ceil(math.sqrt(len(self.names)))
+        self._grid = (cols, math.ceil(len(self.names) / cols))
+
+    def tile(self, name: str) -> WindowTile:
+        return WindowTile(self, name)
+
+    def _compose(self) -> Image:
+        if len(self.names) == 1:
+            return next(iter(self._latest.values()))[0]
+        cols, rows = self._grid
+        cell_w, cell_h = min(640, GRID[0] // cols), min(360, GRID[1] // rows)
+        canvas = np.zeros((rows * cell_h, cols * cell_w, 3), np.uint8)
+        for k, name in enumerate(self.names):
+            if name not in self._latest:
+                continue
+            y, x = (k // cols) * cell_h, (k % cols) * cell_w
+            cell = canvas[y : y + cell_h, x : x + cell_w]
+            cell[...] = _fit(self._latest[name][0], cell_w, cell_h)
+            cv2.putText(
+                cell, name, (8, cell_h - 10), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 2, cv2.LINE_AA
+            )
+        return canvas
+
+    def show(self, name: str, result: FrameResult) -> None:
+        self._latest[name] = (result.annotated, result.frame.index)
+        now = time.monotonic()
+        if len(self.names) > 1 and now - self._drawn_at < GRID_REFRESH_S:
+            return
+        self._drawn_at = now
+        self._shown = self._compose()
+        if not self._created:
+            self._create(self._shown.shape[1], self._shown.shape[0])
+        cv2.imshow(self.title, self._shown)
+        self._handle(cv2.waitKey(1))
+        while self.paused and not self.quit_requested:
+            self._handle(cv2.waitKey(50))
 
     def _create(self, width: int, height: int) -> None:
         # GUI_NORMAL: no Qt toolbar or status bar, which took space from the picture and shrank it.
@@ -66,16 +125,6 @@ class WindowSink:
         scale = min(1.0, MAX_WINDOW[0] / width, MAX_WINDOW[1] / height)
         cv2.resizeWindow(self.title, max(1, int(width * scale)), max(1, int(height * scale)))
         self._created = True
-
-    def write(self, result: FrameResult) -> None:
-        if not self._created:
-            h, w = result.annotated.shape[:2]
-            self._create(w, h)
-        self._last = result
-        cv2.imshow(self.title, result.annotated)
-        self._handle(cv2.waitKey(1))
-        while self.paused and not self.quit_requested:
-            self._handle(cv2.waitKey(50))
 
     def _handle(self, key: int) -> None:
         if key < 0:
@@ -92,10 +141,10 @@ class WindowSink:
             log.info("paused" if self.paused else "resumed")
             if self.on_pause:
                 self.on_pause(self.paused)
-            if self._last is not None and self.paused:
-                self._show_paused(self._last.annotated)
-        elif key in KEY_SNAPSHOT and self._last is not None:
-            self.snapshot(self._last)
+            if self._shown is not None and self.paused:
+                self._show_paused(self._shown)
+        elif key in KEY_SNAPSHOT and self._shown is not None:
+            self.snapshot()
         elif key in KEY_PANEL and self.on_toggle_panel:
             self.on_toggle_panel()
 
@@ -104,39 +153,57 @@ class WindowSink:
         if self.on_quit is not None:
             self.on_quit()
 
-    def _show_paused(self, image: np.ndarray) -> None:
+    def _show_paused(self, image: Image) -> None:
         shown = image.copy()
         scale = max(0.6, image.shape[0] / 600)
+        org = (int(20 * scale), image.shape[0] - int(20 * scale))
+        thickness = max(1, int(2 * scale))
         cv2.putText(
-            shown,
-            "PAUSED",
-            (int(20 * scale), image.shape[0] - int(20 * scale)),
-            cv2.FONT_HERSHEY_SIMPLEX,
-            scale,
-            (255, 255, 255),
-            max(1, int(2 * scale)),
-            cv2.LINE_AA,
+            shown, "PAUSED", org, cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thickness, cv2.LINE_AA
         )
         cv2.imshow(self.title, shown)
 
-    def snapshot(self, result: FrameResult) -> Path:
+    def snapshot(self) -> Path | None:
+        """Save what the window shows (one source: its annotated frame) as a PNG."""
+        if self._shown is None:
+            return None
         stamp = time.strftime("%Y%m%d-%H%M%S")
-        path = self.snapshot_dir / f"snapshot-{stamp}-frame{result.frame.index:06d}.png"
-        if cv2.imwrite(str(path), result.annotated):
+        frame = f"-frame{self._latest[self.names[0]][1]:06d}" if len(self.names) == 1 else ""
+        path = self.snapshot_dir / f"snapshot-{stamp}{frame}.png"
+        if cv2.imwrite(str(path), self._shown):
             log.info("snapshot saved: %s", path)
             self.snapshots.append(path)
         else:
             log.warning("could not save snapshot %s", path)
         return path
 
-    def event(self, record: dict[str, Any]) -> None:
-        pass
-
-    def close(self) -> None:
-        if self._created:
+    def release(self) -> None:
+        """A tile closed; the window closes with the last one."""
+        self._open_tiles -= 1
+        if self._open_tiles <= 0 and self._created:
             try:
                 cv2.destroyWindow(self.title)
                 cv2.waitKey(1)
             except cv2.error:  # pragma: no cover - the window was already gone
                 pass
             self._created = False
+
+
+class WindowTile:
+    """The sink of one source in the window."""
+
+    def __init__(self, window: Window, name: str) -> None:
+        self.window = window
+        self.name = name
+        self._closed = False
+
+    def write(self, result: FrameResult) -> None:
+        self.window.show(self.name, result)
+
+    def event(self, record: dict[str, Any]) -> None:
+        pass
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self.window.release()

@@ -1,0 +1,32 @@
+"""The ``sources:`` section: several sources in one run, each with a name and its own lines and zones.
+
+    sources:
+      - name: door
+        source: rtsp://127.0.0.1:8554/door
+        lines: [{name: in, start: [0.5, 0], end: [0.5, 1]}]
+      - source: videos/lot.mp4          # name: the file's stem, "lot"
+        zones: [...]
+
+A source without its own ``lines`` / ``zones`` uses the top-level ones.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from detector.settings.analytics import LineSpec, ZoneSpec
+from detector.settings.base import StrictModel
+
+
+class SourceSpec(StrictModel):
+    source: str = Field(min_length=1, description="camera index, file, URL, image folder or glob")
+    name: str | None = Field(
+        None,
+        min_length=1,
+        pattern=r"^[A-Za-z0-9._-]+$",
+        description="letters, digits, . _ -; default from the source",
+    )
+    lines: list[LineSpec] | None = Field(
+        None, description="this source's counting lines (else the top-level ones)"
+    )
+    zones: list[ZoneSpec] | None = Field(None, description="this source's zones (else the top-level ones)")
