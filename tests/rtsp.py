@@ -11,14 +11,9 @@ gstreamer1.0-plugins-good gstreamer1.0-plugins-bad`` (``.ci/run`` installs them)
 from __future__ import annotations
 
 import subprocess
-import tempfile
-import threading
-import time
 from pathlib import Path
-from types import TracebackType
-from typing import IO
 
-from streaming import HOST, _die_with_parent, free_port, is_listening
+from streaming import HOST, StreamServer
 
 SYSTEM_PYTHON = "/usr/bin/python3"
 SERVER = """
@@ -54,75 +49,18 @@ def rtsp_missing() -> str | None:
     return None
 
 
-class RtspServer:
+class RtspServer(StreamServer):
+    """``clip`` (H.264 in MP4) as an RTSP camera at ``rtsp://127.0.0.1:PORT/<mount>``."""
+
     def __init__(
         self, clip: Path, *, mount: str = "cam", lifetime: float = 90.0, ready_timeout: float = 15.0
     ):
-        if not clip.is_file():
-            raise FileNotFoundError(clip)
-        self.clip = clip
+        super().__init__(clip, lifetime=lifetime, ready_timeout=ready_timeout)
         self.mount = mount
-        self.lifetime = lifetime
-        self.ready_timeout = ready_timeout
-        self.port = free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
-        self._stderr: IO[bytes] | None = None
-        self._watchdog: threading.Timer | None = None
 
     @property
     def url(self) -> str:
         return f"rtsp://{HOST}:{self.port}/{self.mount}"
 
-    def start(self) -> RtspServer:
-        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - closed in stop()
-        cmd = [SYSTEM_PYTHON, "-c", SERVER, HOST, str(self.port), self.mount, str(self.clip)]
-        self.proc = subprocess.Popen(
-            cmd,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=self._stderr,
-            preexec_fn=_die_with_parent,
-        )
-        self._watchdog = threading.Timer(self.lifetime, self.stop)
-        self._watchdog.daemon = True
-        self._watchdog.start()
-        deadline = time.monotonic() + self.ready_timeout
-        while not is_listening(self.port):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                err = self._errors()
-                self.stop()
-                raise RuntimeError(f"the RTSP server did not start on {self.url}: {err[-500:]}")
-            time.sleep(0.02)
-        return self
-
-    def _errors(self) -> str:
-        if self._stderr is None:
-            return ""
-        self._stderr.seek(0)
-        return self._stderr.read().decode("utf-8", "replace")
-
-    def stop(self) -> None:
-        proc, self.proc = self.proc, None
-        if self._watchdog is not None:
-            self._watchdog.cancel()
-        if proc is not None and proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=10)
-        if self._stderr is not None:
-            self._stderr.close()
-            self._stderr = None
-
-    def restart(self) -> RtspServer:
-        self.stop()
-        deadline = time.monotonic() + 10
-        while is_listening(self.port) and time.monotonic() < deadline:  # the old socket goes away
-            time.sleep(0.05)
-        return self.start()
-
-    def __enter__(self) -> RtspServer:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
+    def command(self) -> list[str]:
+        return [SYSTEM_PYTHON, "-c", SERVER, HOST, str(self.port), self.mount, str(self.clip)]

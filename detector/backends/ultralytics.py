@@ -125,7 +125,7 @@ class UltralyticsDetector:
         except (RuntimeError, ValueError) as exc:
             if "device" in str(exc).lower() or "cuda" in str(exc).lower():
                 raise ModelError(
-                    f"device {self.kwargs['device']} cannot be used: {str(exc).splitlines()[0]}"
+                    f"device {self.kwargs['device']} cannot be used: {first_line(exc)}"
                 ) from exc
             raise
         return [self._detections(r.boxes) for r in results]
