@@ -29,6 +29,8 @@ from detector.sources import SourceInfo, check_url, is_live_spec, open_source
 from detector.stages.build import build_stages, check_classes
 from detector.stages.overlay import OverlayStage
 from detector.stats import RunStats
+from detector.web.feeds import Phase
+from detector.web.view import WebView, web_view
 
 log = logging.getLogger(__name__)
 
@@ -109,15 +111,25 @@ class Run:
         self.detector = detector  # an already-loaded model (``detector batch`` workers)
         self.report: dict[str, Any] | None = None
         self.stats: RunStats | None = None
+        self.web: WebView | None = None
 
     def execute(self) -> RunStats:
+        self.web = web_view(self.settings)  # --serve: up first, so the page shows the model loading
+        try:
+            return self._execute(self.web)
+        finally:
+            self.web.close()
+
+    def _execute(self, web: WebView) -> RunStats:
         settings = self.settings
         paths = check_outputs(settings.output_paths(), settings.overwrite, self.spec)
         if "://" in self.spec:
             check_url(self.spec)
         if self.detector is None and is_live_spec(self.spec):
             # Live: load the model first, so no frames pile up (and get dropped) while it loads.
+            web.set_phase(Phase.LOADING)
             self.detector = load_detector(settings)
+        web.set_phase(Phase.CONNECTING)
         source = open_source(
             self.spec,
             image_fps=settings.image_fps,
@@ -136,14 +148,17 @@ class Run:
                 f", ~{info.frame_count} frames" if info.frame_count else "",
             )
             if self.detector is None:
+                web.set_phase(Phase.LOADING)
                 self.detector = load_detector(settings, requests=1 if info.live else 2)
             detector = self.detector
+            web.set_model(detector.model_path, detector.backend)
             log.info("model %s (%s backend)", detector.model_path, detector.backend)
             check_classes(settings, detector.names)
             self.stats = stats = RunStats(source=info.name, backend=detector.backend)
             stages = build_stages(settings, (info.width, info.height), detector.names, stats, live=info.live)
             show = decide_show(settings, info.kind == "camera")
             sinks = build_sinks(settings, paths, info, self.spec)
+            sinks += web.add_source(info.name, info, stats, stages)
             created.extend(p for k, p in paths.items() if k != "report")
             quit_event = threading.Event()
             if show:

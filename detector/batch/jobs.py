@@ -35,6 +35,7 @@ _NOT_IN_KEY = {
     "log_interval",
     "queue_size",
     "stall_timeout",
+    "serve",
     "connect_timeout",
     "reconnect_max",
     "camera_size",
