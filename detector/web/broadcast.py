@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import threading
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Executor
-from typing import Any
+from typing import Any, NamedTuple
 
 import cv2
 import numpy as np
@@ -29,20 +30,40 @@ from detector.sinks.base import FrameResult
 from detector.sinks.jsonl import dumps_line, frame_record
 from detector.web.feeds import Feed
 
-PART_HEADER = b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n"
+# Each part names its frame (the JSONL's "frame"), so a client can match what it sees to the records.
+PART_HEADER = b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\nX-Frame: %d\r\n\r\n"
 BOUNDARY = "frame"
 
 
 def encode_jpeg(image: np.ndarray, max_width: int, quality: int) -> bytes:
-    """JPEG of ``image``, scaled down (area filter) to at most ``max_width`` pixels wide."""
+    """JPEG of ``image``, scaled down to at most ``max_width`` pixels wide: bilinear up to 2x (1080p
+    to 1280 wide: ~1.4 ms, where the area filter took ~5 ms), the area filter beyond (no aliasing)."""
     h, w = image.shape[:2]
     if w > max_width:
         size = (max_width, max(1, round(h * max_width / w)))
-        image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+        interpolation = cv2.INTER_AREA if w > 2 * max_width else cv2.INTER_LINEAR
+        image = cv2.resize(image, size, interpolation=interpolation)
     ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
     if not ok:  # pragma: no cover - OpenCV encodes any uint8 BGR image
         raise RuntimeError("JPEG encoding failed")
     return buf.tobytes()
+
+
+class Jpeg(NamedTuple):
+    seq: int  # the feed's sequence number
+    frame: int  # the source's frame index
+    data: bytes
+
+    def part(self) -> bytes:
+        """One part of the multipart MJPEG stream."""
+        return PART_HEADER % (len(self.data), self.frame) + self.data + b"\r\n"
+
+
+def lower_priority() -> None:
+    """Run the calling thread at a lower CPU priority (Linux: nice +10 for this thread alone), so that
+    under load the scheduler favours detection over encoding for viewers. Best effort elsewhere."""
+    with contextlib.suppress(AttributeError, OSError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
 
 
 class Slots:
@@ -78,8 +99,7 @@ class JpegFeed:
         self.closing = closing
         self.waiting = 0  # viewers waiting for a newer frame (read by the pipeline's thread)
         self.encodes = 0
-        self._jpeg = b""
-        self._jpeg_seq = 0
+        self._jpeg = Jpeg(0, -1, b"")
         self._new = asyncio.Event()
         self._lock = asyncio.Lock()
 
@@ -88,7 +108,7 @@ class JpegFeed:
         self._new.set()
         self._new = asyncio.Event()
 
-    async def next(self, after: int) -> tuple[int, bytes] | None:
+    async def next(self, after: int) -> Jpeg | None:
         """The newest frame after sequence number ``after``; None once the server closes."""
         while self.feed.seq <= after:
             if self.closing.is_set():
@@ -102,20 +122,20 @@ class JpegFeed:
                 self.waiting -= 1
         return await self.newest()
 
-    async def newest(self) -> tuple[int, bytes] | None:
+    async def newest(self) -> Jpeg | None:
         """The newest frame, encoded now unless that was done already; None before the first one."""
         async with self._lock:  # one encode at a time; those who waited get its bytes
             latest = self.feed.latest
             if latest is None:
                 return None
             seq, result = latest
-            if self._jpeg_seq < seq:
+            if self._jpeg.seq < seq:
                 loop = asyncio.get_running_loop()
                 args = (result.annotated, self.width, self.quality)
-                self._jpeg = await loop.run_in_executor(self.executor, encode_jpeg, *args)
-                self._jpeg_seq = seq
+                data = await loop.run_in_executor(self.executor, encode_jpeg, *args)
+                self._jpeg = Jpeg(seq, result.frame.index, data)
                 self.encodes += 1
-            return self._jpeg_seq, self._jpeg
+            return self._jpeg
 
 
 class Subscriber:

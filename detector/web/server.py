@@ -36,7 +36,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from detector.errors import UserError
 from detector.sinks.jsonl import dumps_line
-from detector.web.broadcast import BOUNDARY, PART_HEADER, JpegFeed, Relay, Slots, Subscriber
+from detector.web.broadcast import BOUNDARY, JpegFeed, Relay, Slots, Subscriber, lower_priority
 from detector.web.config import ServeConfig
 from detector.web.feeds import Board, Feed
 from detector.web.metrics import CONTENT_TYPE, Metrics
@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 
 GRACE_SECONDS = 0.5  # uvicorn's graceful shutdown: then streams still open are cancelled
 JOIN_SECONDS = 1.2  # then the server thread is left behind (a daemon)
+STUCK_SECONDS = 60.0  # a stream that could not send for this long is cut off, its slot given back
 KEEPALIVE_SECONDS = 15.0
 PAGE_CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
@@ -121,16 +122,32 @@ class Guard:
 
 
 class _Held(StreamingResponse):
-    """A stream that gives its viewer slot back however it ends (done, disconnected, cancelled)."""
+    """A stream that gives its viewer slot back however it ends (done, disconnected, cut off), and
+    notes when it last got a message out (``sent_at``: the watchdog cuts off stuck ones)."""
 
-    def __init__(self, content: AsyncIterator[bytes], release: Callable[[], None], **kw: Any) -> None:
+    def __init__(
+        self, content: AsyncIterator[bytes], release: Callable[[], None], held: set[_Held], **kw: Any
+    ) -> None:
         super().__init__(content, **kw)
         self._release = release
+        self._held = held
+        self.client: tuple[str, int] | None = None
+        self.sent_at = 0.0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        loop = asyncio.get_running_loop()
+        self.client = tuple(scope["client"]) if scope.get("client") else None
+        self.sent_at = loop.time()
+
+        async def noted(message: Message) -> None:
+            await send(message)
+            self.sent_at = loop.time()
+
+        self._held.add(self)
         try:
-            await super().__call__(scope, receive, send)
+            await super().__call__(scope, receive, noted)
         finally:
+            self._held.discard(self)
             self._release()
 
 
@@ -151,7 +168,7 @@ class WebServer:
         self.url = f"http://{config.url_host}:{self.sock.getsockname()[1]}/"
         self.video = Slots(config.max_viewers)
         self.streams = Slots(config.max_viewers)
-        self.executor = ThreadPoolExecutor(2, thread_name_prefix="web-jpeg")
+        self.executor = ThreadPoolExecutor(2, thread_name_prefix="web-jpeg", initializer=lower_priority)
         self.metrics = Metrics(board, self.viewer_counts, self.encodes)
         self.page = _asset("index.html")
         self.assets = {path: _asset(path.lstrip("/")) for path in ASSETS}
@@ -171,6 +188,7 @@ class WebServer:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.closing = asyncio.Event()
         self.relay: Relay | None = None
+        self.held: set[_Held] = set()  # the open streams
         self._ready = threading.Event()
         self._error: BaseException | None = None
         self.thread = threading.Thread(target=self._run, name="web", daemon=True)
@@ -195,13 +213,42 @@ class WebServer:
         self.loop = asyncio.get_running_loop()
         self.relay = Relay(self.loop, lambda: len(self.board.feeds) > 1)
         self._ready.set()
+        watchdog = asyncio.create_task(self._watchdog())
         try:
             await self.server.serve(sockets=[self.sock])
         finally:
-            for connection in list(self.server.server_state.connections):
-                transport = getattr(connection, "transport", None)
-                if transport is not None:
-                    transport.abort()  # a viewer that never read: its buffered bytes are dropped
+            watchdog.cancel()
+            self._abort()
+
+    def _abort(self, client: tuple[str, int] | None = None) -> None:
+        """Drop the connection of ``client`` (all when None) at once, unsent bytes and all; its
+        stream then ends as if the viewer had gone (uvicorn's connections, found by address)."""
+        for connection in list(self.server.server_state.connections):
+            transport = getattr(connection, "transport", None)
+            if transport is not None and (client is None or getattr(connection, "client", None) == client):
+                transport.abort()
+
+    async def _watchdog(self) -> None:
+        """Cut off streams whose viewer took nothing for ``STUCK_SECONDS``: a slot is not held forever."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(min(5.0, STUCK_SECONDS / 4))
+            for held in list(self.held):
+                if loop.time() - held.sent_at > STUCK_SECONDS and held.client is not None:
+                    log.info("web view: cutting off %s:%d, stuck for %.0f s", *held.client, STUCK_SECONDS)
+                    self._abort(held.client)
+
+    async def _wind_down(self) -> None:
+        """End every stream: those that can finish do, the rest (stuck viewers) are cut off."""
+        self.closing.set()
+        if self.relay is not None:
+            for sub in self.relay.subscribers:
+                sub.wake()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 0.3
+        while self.held and loop.time() < deadline:
+            await asyncio.sleep(0.02)
+        self._abort()
 
     def attach(self, feed: Feed) -> None:
         """Serve a source (from the run's thread)."""
@@ -217,9 +264,9 @@ class WebServer:
         self.metrics.detach()
         for feed in self.board.sources():
             feed.listener = None
-        if self.loop is not None:
-            with contextlib.suppress(RuntimeError):  # the loop has already ended
-                self.loop.call_soon_threadsafe(self._end_streams)
+        if self.loop is not None and self.thread.is_alive():
+            with contextlib.suppress(Exception):  # the loop has ended, or winding down took too long
+                asyncio.run_coroutine_threadsafe(self._wind_down(), self.loop).result(timeout=1.0)
         self.server.should_exit = True
         self.thread.join(JOIN_SECONDS)
         if self.thread.is_alive():
@@ -228,12 +275,6 @@ class WebServer:
         self.executor.shutdown(wait=False, cancel_futures=True)
         with contextlib.suppress(OSError):
             self.sock.close()
-
-    def _end_streams(self) -> None:
-        self.closing.set()
-        if self.relay is not None:
-            for sub in self.relay.subscribers:
-                sub.wake()
 
     # -- figures ----------------------------------------------------------------------------------------
     def viewer_counts(self) -> dict[str, int]:
@@ -288,17 +329,17 @@ class WebServer:
         async def parts() -> AsyncIterator[bytes]:
             seq = 0
             while (got := await jpeg.next(seq)) is not None:
-                seq, data = got
-                yield PART_HEADER % len(data) + data + b"\r\n"
+                seq = got.seq
+                yield got.part()
 
         media = f"multipart/x-mixed-replace; boundary={BOUNDARY}"
-        return _Held(parts(), self.video.release, media_type=media)
+        return _Held(parts(), self.video.release, self.held, media_type=media)
 
     async def snapshot(self, request: Request) -> Response:
         got = await self._feed(request).newest()
         if got is None:
             return PlainTextResponse("503 no frame yet\n", status_code=503, headers={"Retry-After": "1"})
-        return Response(got[1], media_type="image/jpeg")
+        return Response(got.data, media_type="image/jpeg", headers={"X-Frame": str(got.frame)})
 
     async def events(self, request: Request) -> Response:
         assert self.relay is not None
@@ -322,7 +363,7 @@ class WebServer:
                 yield data or b": keep-alive\n\n"
 
         headers = {"X-Accel-Buffering": "no"}
-        return _Held(lines(), release, media_type="text/event-stream", headers=headers)
+        return _Held(lines(), release, self.held, media_type="text/event-stream", headers=headers)
 
     async def status(self, request: Request) -> Response:
         return _json(build_status(self.board, self.viewer_counts()))
