@@ -11,6 +11,7 @@ import os
 import re
 import signal
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -24,7 +25,9 @@ from streaming import StreamServer
 from test_signals import decode_tolerant
 from web_client import EventReader, Viewer, get, wait_for
 
+from detector.sinks.base import FrameResult
 from detector.stages.drawing import class_color
+from detector.types import Detections, Frame
 
 pytestmark = pytest.mark.model
 
@@ -284,3 +287,55 @@ def test_a_file_run_serves_until_it_ends_and_the_summary_is_unchanged(
     assert code == 0, run.stderr
     assert len(run.frames()) == 240 and "processed 240," in run.stderr
     assert re.search(r"web view on http://127\.0\.0\.1:\d+/", run.stderr)
+
+
+def test_several_sources_show_as_a_grid_and_a_click_opens_one(chromium: Any) -> None:
+    """Two sources fed by the test (blue and red frames) into a real server: the page shows a grid
+    of both; clicking the second opens its live video alone."""
+    from selenium.webdriver.common.by import By
+    from test_web_server import add_camera
+
+    from detector.web.config import ServeConfig
+    from detector.web.view import WebView
+
+    view = WebView(ServeConfig("127.0.0.1", 0, None)).start()
+    colours = {"door": (200, 60, 20), "yard": (20, 40, 210)}  # BGR
+    sinks = {name: add_camera(view, name)[0] for name in colours}
+    stop = threading.Event()
+
+    def feed() -> None:
+        i = 0
+        while not stop.is_set():
+            for name, sink in sinks.items():
+                image = np.full((360, 640, 3), colours[name], np.uint8)
+                frame = Frame(image, i, i / 30, time.monotonic())
+                sink.write(FrameResult(frame, Detections.empty({0: "person"}), image, 5.0))
+            i += 1
+            time.sleep(1 / 30)
+
+    thread = threading.Thread(target=feed, daemon=True)
+    thread.start()
+    try:
+        assert view.url is not None
+        chromium.get(view.url)
+        wait_for("two tiles", lambda: len(chromium.find_elements(By.CSS_SELECTOR, "#grid .tile")) == 2)
+        tiles = chromium.find_elements(By.CSS_SELECTOR, "#grid .tile")
+        for tile, name in zip(tiles, colours, strict=True):
+            img = tile.find_element(By.TAG_NAME, "img")
+            wait_for(
+                f"{name}'s snapshot",
+                lambda img=img: chromium.execute_script("return arguments[0].naturalWidth", img) > 0,
+            )  # noqa: E501
+            assert box_pixels(img.screenshot_as_png, colours[name], 30) > 1000, name
+            assert name in tile.text
+        tiles[1].click()
+        video = chromium.find_element(By.ID, "video")
+        wait_for("the yard alone", lambda: "source=yard" in (video.get_attribute("src") or ""))
+        wait_for("its frames", lambda: chromium.execute_script("return arguments[0].naturalWidth", video) > 0)
+        assert box_pixels(video.screenshot_as_png, colours["yard"], 30) > 10000
+        assert chromium.find_element(By.ID, "grid").is_displayed() is False
+        assert chromium.find_element(By.ID, "title").text == "yard"
+    finally:
+        stop.set()
+        thread.join(5)
+        view.close()
