@@ -325,7 +325,7 @@ def test_several_sources_show_as_a_grid_and_a_click_opens_one(chromium: Any) -> 
             wait_for(
                 f"{name}'s snapshot",
                 lambda img=img: chromium.execute_script("return arguments[0].naturalWidth", img) > 0,
-            )  # noqa: E501
+            )
             assert box_pixels(img.screenshot_as_png, colours[name], 30) > 1000, name
             assert name in tile.text
         tiles[1].click()
