@@ -314,13 +314,17 @@ def test_viewers_are_capped_and_a_freed_slot_is_given_again(serve: Callable[...,
         v.close()
 
 
-def test_unknown_source_is_404_and_no_source_yet_is_503(serve: Callable[..., WebView]) -> None:
+def test_a_viewer_before_the_source_waits_and_an_unknown_source_is_404(serve: Callable[..., WebView]) -> None:
     view = serve()
     url = view.url
     assert get(url, "/snapshot.jpg").status == 503
-    assert get(url, "/stream.mjpg").status == 503
-    add_camera(view, "door")
+    early = Viewer(url).start()  # while the model loads: the stream opens and waits
+    wait_for("the early viewer", lambda: viewers(url)["video"] == 1)
+    sink, _ = add_camera(view, "door")
     assert get(url, "/snapshot.jpg?source=door").status == 503  # no frame yet
+    sink.write(result(7))
+    wait_for("the first frame at the early viewer", lambda: early.frames == [7])
+    early.close()
     for path in ("/stream.mjpg?source=hall", "/snapshot.jpg?source=hall"):
         reply = get(url, path)
         assert reply.status == 404 and b"there are: door" in reply.body, path

@@ -296,8 +296,8 @@ class WebServer:
             Route("/healthz", self.health),
         ]
 
-    def _feed(self, request: Request) -> JpegFeed:
-        """The source a request names (``?source=``), else the first; 404 / 503 when there is none."""
+    def _feed(self, request: Request) -> JpegFeed | None:
+        """The source a request names (``?source=``, 404 if unknown), else the first (None: none yet)."""
         assert self.relay is not None
         name = request.query_params.get("source")
         feeds = self.relay.jpeg
@@ -306,9 +306,14 @@ class WebServer:
                 known = ", ".join(feeds) or "none yet"
                 raise HTTPException(404, f"no source named {name!r}; there are: {known}")
             return feeds[name]
-        if not feeds:
-            raise HTTPException(503, f"no source yet ({self.board.phase})", headers={"Retry-After": "1"})
-        return next(iter(feeds.values()))
+        return next(iter(feeds.values()), None)
+
+    async def _first_source(self) -> JpegFeed | None:
+        """Wait while the run starts (the model loads, the source connects); None if it ends first."""
+        assert self.relay is not None
+        while not self.relay.jpeg and not self.closing.is_set():
+            await asyncio.sleep(0.1)
+        return next(iter(self.relay.jpeg.values()), None)
 
     async def index(self, request: Request) -> Response:
         token = request.query_params.get("token") if self.config.token else None
@@ -322,13 +327,14 @@ class WebServer:
         return Response(self.assets[path], media_type=ASSETS[path])
 
     async def stream(self, request: Request) -> Response:
-        jpeg = self._feed(request)
+        chosen = self._feed(request)
         if not self.video.acquire():
             return _busy("video streams", self.config.max_viewers)
 
         async def parts() -> AsyncIterator[bytes]:
+            jpeg = chosen or await self._first_source()  # a viewer may come before the source does
             seq = 0
-            while (got := await jpeg.next(seq)) is not None:
+            while jpeg is not None and (got := await jpeg.next(seq)) is not None:
                 seq = got.seq
                 yield got.part()
 
@@ -336,7 +342,8 @@ class WebServer:
         return _Held(parts(), self.video.release, self.held, media_type=media)
 
     async def snapshot(self, request: Request) -> Response:
-        got = await self._feed(request).newest()
+        jpeg = self._feed(request)
+        got = await jpeg.newest() if jpeg is not None else None
         if got is None:
             return PlainTextResponse("503 no frame yet\n", status_code=503, headers={"Retry-After": "1"})
         return Response(got.data, media_type="image/jpeg", headers={"X-Frame": str(got.frame)})
