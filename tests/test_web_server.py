@@ -416,3 +416,12 @@ def test_metrics_of_a_real_pipeline_parse_and_add_up(serve: Callable[..., WebVie
     assert m["detector_latency_seconds_bucket{le=+Inf,source=tiny}"] == 30
     assert 0 < m["detector_latency_seconds_sum{source=tiny}"] == pytest.approx(stats.latency.total / 1000)
     assert m["detector_viewers{kind=video}"] == 0 and m["detector_uptime_seconds{}"] > 0
+
+
+def test_batch_runs_never_serve(tmp_path: Path) -> None:
+    """A config's serve.bind is for ``detector run``; batch workers would all take the same port."""
+    from detector.batch.jobs import Job
+
+    base = Settings.model_validate({"serve": {"bind": "8080", "token": "t"}})
+    job = Job(tmp_path / "a.mp4", "a", tmp_path / "a.out.mp4", tmp_path / "a.jsonl")
+    assert serve_config(job.settings(base)) is None
