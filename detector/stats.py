@@ -76,10 +76,9 @@ class StageTimer:
         return self.total / self.count if self.count else 0.0
 
     def percentile(self, q: float) -> float:
-        with self._lock:
-            if not self._recent:
-                return 0.0
-            return float(np.percentile(np.fromiter(self._recent, float), q))
+        with self._lock:  # copy under the lock, compute outside it: ``add`` never waits on numpy
+            recent = list(self._recent)
+        return float(np.percentile(np.asarray(recent, float), q)) if recent else 0.0
 
     def values(self) -> list[float]:
         with self._lock:

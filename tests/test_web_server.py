@@ -133,6 +133,15 @@ def test_only_the_page_and_its_assets_are_served_every_other_path_404(serve: Cal
         assert headers["cache-control"] == "no-store", path
 
 
+def test_without_a_token_only_requests_for_this_machine_are_answered(serve: Callable[..., WebView]) -> None:
+    """DNS rebinding: a page on evil.example resolved to 127.0.0.1 must not read the stream."""
+    url = serve().url
+    for host in ("evil.example", "evil.example:8080", "127.0.0.1.evil.example", "10.0.0.1"):
+        assert get(url, "/api/status", {"Host": host}).status == 403, host
+    for host in ("127.0.0.1:8080", "localhost:1234", "localhost", "[::1]:8080", "127.0.0.2"):
+        assert get(url, "/api/status", {"Host": host}).status == 200, host
+
+
 def test_a_token_guards_every_request(serve: Callable[..., WebView]) -> None:
     token = "s3cret-token_with/odd+chars"
     view = serve(token=token)

@@ -41,7 +41,8 @@ def get(base: str, path: str, headers: dict[str, str] | None = None, timeout: fl
     host, port = address(base)
     conn = http.client.HTTPConnection(host, port, timeout=timeout)
     try:
-        conn.putrequest("GET", path, skip_accept_encoding=True)
+        skip_host = any(k.lower() == "host" for k in headers or {})
+        conn.putrequest("GET", path, skip_host=skip_host, skip_accept_encoding=True)
         for key, value in (headers or {}).items():
             conn.putheader(key, value)
         conn.endheaders()

@@ -37,7 +37,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from detector.errors import UserError
 from detector.sinks.jsonl import dumps_line
 from detector.web.broadcast import BOUNDARY, JpegFeed, Relay, Slots, Subscriber, lower_priority
-from detector.web.config import ServeConfig
+from detector.web.config import ServeConfig, is_loopback
 from detector.web.feeds import Board, Feed
 from detector.web.metrics import CONTENT_TYPE, Metrics
 from detector.web.status import build_health, build_status
@@ -77,9 +77,18 @@ def _asset(name: str) -> bytes:
     return (resources.files("detector.web") / "static" / name).read_bytes()
 
 
+def _loopback_host(scope: Scope) -> bool:
+    """The request's Host names this machine (127.x, localhost, [::1]), with or without a port."""
+    host = next((v.decode("latin-1") for k, v in scope.get("headers", []) if k == b"host"), "")
+    name = host[1 : host.find("]")] if host.startswith("[") else host.rsplit(":", 1)[0]
+    return is_loopback(name)
+
+
 class Guard:
     """Every response: ``nosniff`` and ``no-store``; with a token, 401 for a request without it
-    (``Authorization: Bearer`` or ``?token=``), compared in constant time."""
+    (``Authorization: Bearer`` or ``?token=``), compared in constant time. Without a token (loopback
+    only), a request whose Host is not this machine is refused: a web page cannot use DNS rebinding
+    to read the stream through a visitor's browser."""
 
     def __init__(self, app: ASGIApp, token: str | None) -> None:
         self.app = app
@@ -110,6 +119,10 @@ class Guard:
                 message = {**message, "headers": [*headers, *extra]}
             await send(message)
 
+        if self.token is None and not _loopback_host(scope):
+            refusal = PlainTextResponse("403 forbidden: this web view answers to 127.0.0.1 only\n", 403)
+            await refusal(scope, receive, send_guarded)
+            return
         if not self.authorized(scope):
             refusal = PlainTextResponse(
                 "401 unauthorized: give the token (Authorization: Bearer TOKEN, or ?token=TOKEN)\n",
