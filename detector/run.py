@@ -37,6 +37,8 @@ from detector.sources.naming import source_name, unique_names
 from detector.stages.build import build_stages, check_classes
 from detector.stages.overlay import OverlayStage
 from detector.stats import RunStats
+from detector.web.feeds import Phase
+from detector.web.view import WebView, web_view
 
 log = logging.getLogger(__name__)
 
@@ -154,6 +156,7 @@ class Run:
         self.reports: list[dict[str, Any]] = []
         self.lanes: list[Lane] = []
         self._quit = threading.Event()  # the window's q
+        self.web: WebView | None = None
 
     @property
     def stats(self) -> RunStats | None:
@@ -161,6 +164,13 @@ class Run:
         return self.lanes[0].stats if self.lanes else None
 
     def execute(self) -> list[RunStats]:
+        self.web = web_view(self.settings)  # --serve: up first, so the page shows the model loading
+        try:
+            return self._execute(self.web)
+        finally:
+            self.web.close()
+
+    def _execute(self, web: WebView) -> list[RunStats]:
         settings, plans = self.settings, self.plans
         several = len(plans) > 1
         outputs, shared_json = check_outputs(
@@ -171,16 +181,20 @@ class Run:
                 check_url(plan.spec)
         if self.detector is None and any(is_live_spec(p.spec) for p in plans):
             # Live: load the model first, so no frames pile up (and get dropped) while it loads.
+            web.set_phase(Phase.LOADING)
             self.detector = load_detector(settings, requests=IN_FLIGHT)
+        web.set_phase(Phase.CONNECTING)
         sources: list[Source] = []
         created: list[Path] = [p for paths in outputs for k, p in paths.items() if k != "report"]
         try:
             for plan in plans:
                 sources.append(self._open(plan))
             if self.detector is None:
+                web.set_phase(Phase.LOADING)
                 self.detector = load_detector(settings, requests=IN_FLIGHT)
+            web.set_model(self.detector.model_path, self.detector.backend)
             log.info("model %s (%s backend)", self.detector.model_path, self.detector.backend)
-            self._build_lanes(sources, outputs, shared_json)
+            self._build_lanes(sources, outputs, shared_json, web)
             options = PipelineOptions(
                 max_frames=settings.max_frames,
                 vid_stride=settings.vid_stride,
@@ -230,7 +244,7 @@ class Run:
         return source
 
     def _build_lanes(
-        self, sources: list[Source], outputs: list[dict[str, Path]], shared_json: str | None
+        self, sources: list[Source], outputs: list[dict[str, Path]], shared_json: str | None, web: WebView
     ) -> None:
         settings, plans, detector = self.settings, self.plans, self.detector
         assert detector is not None
@@ -263,6 +277,7 @@ class Run:
             sinks = build_sinks(plan.settings, paths, info, plan.spec, with_source=several)
             if json_handles:
                 sinks.insert(0, json_handles[k])
+            sinks += web.add_source(plan.name, info, stats, stages)
             if window is not None:
                 sinks.append(window.tile(plan.name))
             progress = _progress(board, plan.settings, plan.name if several else Path(info.name).name, info)

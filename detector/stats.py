@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,29 +51,34 @@ class FpsMeter:
 
 
 class StageTimer:
-    """Mean over the whole run plus percentiles over the most recent samples (memory stays flat)."""
+    """Mean over the whole run plus percentiles over the most recent samples (memory stays flat).
+
+    ``observers`` are called with every sample, on the thread that adds it (the web view's
+    Prometheus histograms)."""
 
     def __init__(self, window: int = 20000) -> None:
         self.count = 0
         self.total = 0.0
         self._recent: deque[float] = deque(maxlen=window)
         self._lock = threading.Lock()
+        self.observers: list[Callable[[float], None]] = []
 
     def add(self, ms: float) -> None:
         with self._lock:
             self.count += 1
             self.total += ms
             self._recent.append(ms)
+        for observe in self.observers:
+            observe(ms)
 
     @property
     def mean(self) -> float:
         return self.total / self.count if self.count else 0.0
 
     def percentile(self, q: float) -> float:
-        with self._lock:
-            if not self._recent:
-                return 0.0
-            return float(np.percentile(np.fromiter(self._recent, float), q))
+        with self._lock:  # copy under the lock, compute outside it: ``add`` never waits on numpy
+            recent = list(self._recent)
+        return float(np.percentile(np.asarray(recent, float), q)) if recent else 0.0
 
     def values(self) -> list[float]:
         with self._lock:
@@ -90,6 +96,7 @@ class RunStats:
     frames_dropped: int = 0
     frames_corrupt: int = 0
     gaps: int = 0
+    reconnecting: bool = False  # a live source is lost and being reconnected (the web view shows it)
     wall_seconds: float = 0.0
     first_frame_seconds: float | None = None
     stages: dict[str, StageTimer] = field(default_factory=lambda: {s: StageTimer() for s in STAGES})

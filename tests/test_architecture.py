@@ -111,7 +111,8 @@ def test_pipeline_takes_few_parameters() -> None:
 def test_start_up_path_imports_no_heavy_libraries() -> None:
     code = (
         "import sys; from detector.cli import build_parser; build_parser(); import detector.run; "
-        "heavy = ('torch', 'ultralytics', 'supervision', 'ray', 'starlette'); "
+        "heavy = ('torch', 'ultralytics', 'supervision', 'ray', 'starlette', 'uvicorn', "
+        "'prometheus_client'); "
         "print(sorted(m for m in heavy if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)

@@ -124,9 +124,7 @@ class UltralyticsDetector:
             results = self.model.predict(images if len(images) > 1 else images[0], **self.kwargs)
         except (RuntimeError, ValueError) as exc:
             if "device" in str(exc).lower() or "cuda" in str(exc).lower():
-                raise ModelError(
-                    f"device {self.kwargs['device']} cannot be used: {first_line(exc)}"
-                ) from exc
+                raise ModelError(f"device {self.kwargs['device']} cannot be used: {first_line(exc)}") from exc
             raise
         return [self._detections(r.boxes) for r in results]
 

@@ -22,6 +22,7 @@ import av
 
 from detector.settings import Settings
 from detector.settings.model import PER_RUN_OUTPUTS
+from detector.settings.serve import ServeSettings
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,7 @@ _NOT_IN_KEY = {
     "log_interval",
     "queue_size",
     "stall_timeout",
+    "serve",
     "connect_timeout",
     "reconnect_max",
     "camera_size",
@@ -76,9 +78,10 @@ class Job:
         return [self.video, self.json, *([self.report] if self.report else [])]
 
     def settings(self, base: Settings) -> Settings:
-        """The settings of this input's run: its own output files, nothing shown."""
+        """The settings of this input's run: its own output files, nothing shown, nothing served."""
         update: dict[str, object] = {k: None for k in PER_RUN_OUTPUTS}  # a config's csv/mot would collide
         update.update(output=str(self.video), json_path=str(self.json), overwrite=True, show=False)
+        update["serve"] = ServeSettings()  # a config's serve.bind: every worker would take the same port
         update["report"] = str(self.report) if self.report else None
         return base.model_copy(update=update)
 

@@ -106,6 +106,13 @@ class FrameReader:
             forwarded += 1
 
     def _reconnect(self, exc: BaseException, last: Frame | None) -> Frame | None:
+        self.stats.reconnecting = True
+        try:
+            return self._reconnect_attempts(exc, last)
+        finally:
+            self.stats.reconnecting = False
+
+    def _reconnect_attempts(self, exc: BaseException, last: Frame | None) -> Frame | None:
         name = self.source.info.name
         delay, cap = self.backoff
         lost_at = time.monotonic()

@@ -31,6 +31,7 @@ _GROUPS = {  # help groups, by the first key of the setting
     "camera_fps": "live sources",
     "encoder": "encoder and overlay",
     "overlay": "encoder and overlay",
+    "serve": "web view",
 }
 
 

@@ -16,6 +16,7 @@ from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from detector.settings.analytics import LineSpec, TrailSettings, ZoneSpec
 from detector.settings.base import BATCH, BENCH, RUN, StrictModel, option, split_list
+from detector.settings.serve import ServeSettings
 from detector.settings.sources import SourceSpec
 
 log = logging.getLogger(__name__)
@@ -179,6 +180,7 @@ class Settings(StrictModel):
     )
     encoder: EncoderSettings = Field(default_factory=EncoderSettings, description="H.264 encoder")
     overlay: OverlaySettings = Field(default_factory=OverlaySettings, description="what is drawn")
+    serve: ServeSettings = Field(default_factory=ServeSettings, description="the live web view")
 
     @field_validator("imgsz")
     @classmethod

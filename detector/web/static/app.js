@@ -1,0 +1,223 @@
+// The detector web view: the live video (MJPEG), a panel kept fresh from /api/status (every second)
+// and /events (Server-Sent Events), and, for several sources, a grid of snapshots. Plain JS, no build.
+"use strict";
+
+const token = new URLSearchParams(location.search).get("token");
+const $ = (id) => document.getElementById(id);
+let status = null; // the latest /api/status
+let everUp = false; // the run answered at least once
+let ended = false; // it stopped answering after that
+let streamed = null; // the source the <img> streams, null for none
+let eventsFor; // the source the event stream follows ("" = all); undefined = none open
+let eventSource = null;
+let recent = []; // the latest events, newest first
+let inView = {}; // per class, in the newest frame (from /events)
+let lastFrameAt = 0;
+
+function url(path, params = {}) {
+  const q = new URLSearchParams(params);
+  if (token) q.set("token", token);
+  const s = q.toString();
+  return s ? `${path}?${s}` : path;
+}
+
+function el(tag, text, cls) {
+  const e = document.createElement(tag);
+  if (text !== undefined) e.textContent = text;
+  if (cls) e.className = cls;
+  return e;
+}
+
+function wanted() {
+  // The source the page shows alone: the one in #source=NAME, or the only one; null = the grid.
+  const m = /^#source=(.*)$/.exec(location.hash);
+  if (m) return decodeURIComponent(m[1]);
+  if (status && status.sources.length === 1) return status.sources[0].name;
+  return null;
+}
+
+function fmt(n, digits = 0) {
+  return n === null || n === undefined ? "–" : Number(n).toFixed(digits);
+}
+
+function duration(s) {
+  s = Math.floor(s);
+  const h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60), r = s % 60;
+  return h ? `${h} h ${m} min` : m ? `${m} min ${r} s` : `${r} s`;
+}
+
+function phaseText(st, src) {
+  if (ended) return "finished: the run has ended";
+  const phase = src ? src.phase : st.phase;
+  if (src && phase === "running" && !src.healthy) return "stalled: no frames";
+  return { "loading the model": "loading the model…", connecting: "connecting…", reconnecting: "reconnecting…" }[phase] || phase;
+}
+
+function setPhase(text, cls) {
+  const p = $("phase");
+  p.textContent = text;
+  p.className = "phase " + cls;
+}
+
+function fillRows(tbody, rows) {
+  tbody.replaceChildren(...rows.map((cells) => {
+    const tr = el("tr");
+    cells.forEach((c) => tr.appendChild(el("td", String(c))));
+    return tr;
+  }));
+}
+
+function sum(obj) {
+  return Object.values(obj || {}).reduce((a, b) => a + b, 0);
+}
+
+function describe(ev) {
+  const who = [ev.class_name, ev.track_id !== undefined && ev.track_id !== null ? `#${ev.track_id}` : ""].join(" ").trim();
+  const at = ev.pts !== undefined && ev.pts !== null ? ` at ${Number(ev.pts).toFixed(1)} s` : "";
+  const src = ev.source ? `[${ev.source}] ` : "";
+  switch (ev.event) {
+    case "line_cross": return `${src}${who} crossed ${ev.line} (${ev.direction})${at}`;
+    case "zone_enter": return `${src}${who} entered ${ev.zone}${at}`;
+    case "zone_exit": return `${src}${who} left ${ev.zone}${at}` + (ev.dwell_s !== undefined ? ` after ${ev.dwell_s} s` : "");
+    case "gap": return `${src}stream lost for ${ev.seconds} s, reconnected (attempt ${ev.attempts})`;
+    default: return `${src}${ev.event}`;
+  }
+}
+
+function renderPanel() {
+  const st = status;
+  const name = wanted();
+  const src = st.sources.find((s) => s.name === name);
+  const one = src || st; // one source's figures, or the run's sums for the grid
+  $("title").textContent = src ? src.name : `${st.sources.length} sources`;
+  $("model").textContent = st.model ? `${st.model.split("/").pop()} (${st.backend})` : "";
+  $("fps").textContent = fmt(one.fps, 1);
+  $("latency").textContent = `${fmt(one.latency_ms.p50)} / ${fmt(one.latency_ms.p95)} ms`;
+  $("frames").textContent = src ? src.frames.processed : st.frames;
+  $("dropped").textContent = src ? src.frames.dropped : st.dropped;
+  $("uptime").textContent = duration(st.uptime_s);
+  $("viewers").textContent = `${st.viewers.video} video, ${st.viewers.events} events`;
+  const live = lastFrameAt > Date.now() - 2000 ? inView : one.counts || {};
+  const totals = src ? src.detections : st.sources.reduce((acc, s) => {
+    for (const [k, v] of Object.entries(s.detections)) acc[k] = (acc[k] || 0) + v;
+    return acc;
+  }, {});
+  const classes = [...new Set([...Object.keys(live), ...Object.keys(totals)])].sort((a, b) => (totals[b] || 0) - (totals[a] || 0));
+  fillRows($("counts").tBodies[0], classes.slice(0, 20).map((c) => [c, live[c] || 0, totals[c] || 0]));
+  const lines = Object.entries(src ? src.lines : {});
+  $("lines-box").hidden = !lines.length;
+  fillRows($("lines").tBodies[0], lines.map(([n, l]) => [n, l.total.in, l.total.out]));
+  const zones = Object.entries(src ? src.zones : {});
+  $("zones-box").hidden = !zones.length;
+  fillRows($("zones").tBodies[0], zones.map(([n, z]) => [n, sum(z.inside), sum(z.entered), sum(z.exited)]));
+  if (!recent.length && src && src.events.length) recent = src.events.slice().reverse();
+  const list = $("events");
+  list.replaceChildren(...(recent.length ? recent.map((ev) => el("li", describe(ev))) : [el("li", "none yet", "muted")]));
+}
+
+function renderScreen() {
+  const name = wanted();
+  const src = status.sources.find((s) => s.name === name);
+  $("single").hidden = !src;
+  $("grid").hidden = !!src || status.sources.length < 2;
+  $("back").hidden = !(src && status.sources.length > 1);
+  if (src) {
+    $("waiting").hidden = src.frames.processed > 0;
+    $("waiting").textContent = phaseText(status, src);
+    if (streamed !== name && !ended) {
+      streamed = name;
+      $("video").src = url("/stream.mjpg", { source: name });
+    }
+  } else {
+    if (streamed !== null) { streamed = null; $("video").removeAttribute("src"); }
+    renderGrid();
+  }
+  const shown = src || status;
+  const text = phaseText(status, src);
+  setPhase(text, ended ? "ended" : src && !src.healthy ? "stalled" : (shown.phase || "").split(" ")[0]);
+}
+
+function renderGrid() {
+  const grid = $("grid");
+  for (const s of status.sources) {
+    let tile = grid.querySelector(`[data-source="${CSS.escape(s.name)}"]`);
+    if (!tile) {
+      tile = el("a", undefined, "tile");
+      tile.dataset.source = s.name;
+      tile.href = "#source=" + encodeURIComponent(s.name);
+      const img = el("img");
+      img.alt = s.name;
+      tile.append(img, el("span"));
+      grid.appendChild(tile);
+      refreshTile(img, s.name);
+    }
+    tile.querySelector("span").textContent = `${s.name} · ${phaseText(status, s)} · ${fmt(s.fps, 1)} fps`;
+  }
+}
+
+function refreshTile(img, name) {
+  // Snapshots, each fetched once the previous one has loaded: as fast as the link allows, no pile-up.
+  const next = (delay) => setTimeout(() => {
+    if (!ended && !$("grid").hidden) img.src = url("/snapshot.jpg", { source: name, t: Date.now() });
+    else next(1000);
+  }, delay);
+  img.onload = () => next(150);
+  img.onerror = () => next(1000);
+  next(0);
+}
+
+function followEvents() {
+  const name = wanted() || "";
+  if (eventsFor === name || ended) return;
+  if (eventSource) eventSource.close();
+  eventsFor = name;
+  recent = [];
+  inView = {};
+  eventSource = new EventSource(url("/events", name ? { source: name } : {}));
+  eventSource.onmessage = (msg) => {
+    const rec = JSON.parse(msg.data);
+    if (rec.event) {
+      recent.unshift(rec);
+      recent.length = Math.min(recent.length, 20);
+    } else if (rec.detections) {
+      const counts = {};
+      for (const d of rec.detections) counts[d.class_name] = (counts[d.class_name] || 0) + 1;
+      inView = counts;
+      lastFrameAt = Date.now();
+    }
+  };
+}
+
+async function poll() {
+  try {
+    const r = await fetch(url("/api/status"), { cache: "no-store" });
+    if (!r.ok) throw new Error(`status ${r.status}`);
+    status = await r.json();
+    everUp = true;
+    ended = false;
+    renderScreen();
+    renderPanel();
+    followEvents();
+  } catch (e) {
+    if (everUp && !ended) {
+      ended = true;
+      if (eventSource) eventSource.close();
+      setPhase(phaseText(status || {}, null), "ended");
+    } else if (!everUp) {
+      setPhase(`cannot reach the run (${e.message})`, "ended");
+    }
+  }
+  setTimeout(poll, 1000);
+}
+
+$("video").onerror = () => {
+  // The stream broke (a restart, a refused viewer): try again in a moment.
+  if (streamed !== null && !ended) {
+    const name = streamed;
+    streamed = null;
+    setTimeout(() => { if (!ended && wanted() === name) { streamed = name; $("video").src = url("/stream.mjpg", { source: name }); } }, 2000);
+  }
+};
+$("video").onload = () => { $("waiting").hidden = true; };
+window.addEventListener("hashchange", () => { if (status) { renderScreen(); renderPanel(); followEvents(); } });
+poll();
