@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -15,17 +16,19 @@ from detector.errors import SourceError, UserError
 from detector.pipeline.engine import Pipeline, PipelineOptions
 from detector.pipeline.lane import Lane
 from detector.progress import Progress
-from detector.report import build_report, write_report
+from detector.report import build_report, part_reports, write_report
 from detector.settings import Settings
 from detector.signals import interrupts
 from detector.sinks.audio import audio_codec
 from detector.sinks.base import Sink
+from detector.sinks.events import event_sinks, packet_outputs
 from detector.sinks.jsonl import JsonLinesSink
 from detector.sinks.paths import check_outputs
 from detector.sinks.tables import CsvSink, MotSink
 from detector.sinks.video import VideoWriterSink
 from detector.sinks.window import WindowSink, display_available
 from detector.sources import SourceInfo, check_url, is_live_spec, open_source
+from detector.stages.base import Stage
 from detector.stages.build import build_stages, check_classes
 from detector.stages.overlay import OverlayStage
 from detector.stats import RunStats
@@ -56,28 +59,34 @@ def _audio_source(spec: str, kind: str, wanted: bool) -> Path | None:
     return Path(spec) if codec else None
 
 
-def build_sinks(settings: Settings, paths: dict[str, Path], info: SourceInfo, spec: str) -> list[Sink]:
-    """File sinks in the order they write: JSON lines, tables, then the video."""
+def build_sinks(
+    settings: Settings, paths: dict[str, Path], info: SourceInfo, spec: str, stages: Sequence[Stage] = ()
+) -> list[Sink]:
+    """File sinks in the order they write: the video first (its clip recorder adds ``clip`` and
+    ``snapshot`` to event records before the others see them), JSON lines, tables, then the heatmap
+    and report pages."""
     sinks: list[Sink] = []
+    clips = packet_outputs(settings, paths, info)
+    if "output" in paths or clips:
+        fps = Fraction(info.fps) / settings.vid_stride
+        sinks.append(
+            VideoWriterSink.from_settings(
+                settings.encoder,
+                paths.get("output"),
+                fps,
+                live=info.live,
+                source_times=info.kind == "file" and settings.vid_stride == 1,
+                audio_from=_audio_source(spec, info.kind, settings.audio) if "output" in paths else None,
+                outputs=clips,
+            )
+        )
     if settings.json_path:
         sinks.append(JsonLinesSink(settings.json_path, overwrite=settings.overwrite))
     if "csv" in paths:
         sinks.append(CsvSink(paths["csv"], overwrite=settings.overwrite))
     if "mot" in paths:
         sinks.append(MotSink(paths["mot"], overwrite=settings.overwrite))
-    if "output" in paths:
-        fps = Fraction(info.fps) / settings.vid_stride
-        sinks.append(
-            VideoWriterSink.from_settings(
-                settings.encoder,
-                paths["output"],
-                fps,
-                live=info.live,
-                source_times=info.kind == "file" and settings.vid_stride == 1,
-                audio_from=_audio_source(spec, info.kind, settings.audio),
-            )
-        )
-    return sinks
+    return sinks + event_sinks(settings, paths, stages)
 
 
 def _progress(settings: Settings, info: SourceInfo) -> Progress | None:
@@ -143,7 +152,7 @@ class Run:
             self.stats = stats = RunStats(source=info.name, backend=detector.backend)
             stages = build_stages(settings, (info.width, info.height), detector.names, stats, live=info.live)
             show = decide_show(settings, info.kind == "camera")
-            sinks = build_sinks(settings, paths, info, self.spec)
+            sinks = build_sinks(settings, paths, info, self.spec, stages)
             created.extend(p for k, p in paths.items() if k != "report")
             quit_event = threading.Event()
             if show:
@@ -187,7 +196,8 @@ class Run:
         except BaseException:
             if self.stats is None or self.stats.frames_processed == 0:
                 for p in created:  # a failed start leaves nothing half-made behind
-                    p.unlink(missing_ok=True)
+                    if not p.is_dir():  # --clips: its recorder removes the folder it made
+                        p.unlink(missing_ok=True)
             raise
         finally:
             source.close()
@@ -197,7 +207,7 @@ class Run:
                     source.info,
                     self.detector.model_path if self.detector else "",
                     self.detector.backend if self.detector else "",
-                    [stage.report() for stage in lane.stages],
+                    part_reports(lane.stages, lane.sinks),
                     [str(p) for p in created],
                 )
                 if "report" in paths:

@@ -208,7 +208,8 @@ class Settings(StrictModel):
         flag=False, default_factory=list,
     )  # fmt: skip
     privacy_masks: list[PrivacyMaskSpec] = option(
-        help="polygons covered in every output, detected or not: [{name, polygon, cover: blur/pixelate/fill}]",
+        help="polygons covered in every output, detected or not: [{name, polygon, cover}], "
+        "cover: blur, pixelate or fill",
         flag=False, default_factory=list,
     )  # fmt: skip
     encoder: EncoderSettings = Field(default_factory=EncoderSettings, description="H.264 encoder")
@@ -248,6 +249,10 @@ class Settings(StrictModel):
     def resolved_model(self) -> str:
         """``--model`` / $DETECTOR_MODEL / config (merged into ``model``), else the bundled model."""
         return self.model or DEFAULT_MODEL
+
+    def html_report(self) -> bool:
+        """``--report`` names an HTML page (``.html`` / ``.htm``), not JSON."""
+        return bool(self.report) and Path(str(self.report)).suffix.lower() in (".html", ".htm")
 
     def output_paths(self) -> dict[str, str]:
         """The per-run output files that are set, by field name."""

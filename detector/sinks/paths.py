@@ -12,6 +12,8 @@ from detector.errors import UserError
 
 STDOUT = "-"
 VIDEO_OUTPUT_EXTENSIONS = {".mp4", ".m4v", ".mov"}
+IMAGE_OUTPUT_EXTENSIONS = {".png", ".jpg", ".jpeg"}
+EVENTS_FILE = "events.jsonl"
 
 
 def check_output_file(path: str | Path, overwrite: bool, what: str = "output") -> Path:
@@ -54,7 +56,30 @@ def check_video_output_path(path: str | Path, overwrite: bool) -> Path:
 
 
 def check_report_path(path: str | Path, overwrite: bool) -> Path:
+    """A report: a .html / .htm name gets the page with charts, any other name JSON."""
     return check_output_file(path, overwrite, "report")
+
+
+def check_image_output_path(path: str | Path, overwrite: bool) -> Path:
+    p = Path(path).expanduser()
+    if p.suffix.lower() not in IMAGE_OUTPUT_EXTENSIONS:
+        raise UserError(f"heatmap {p}: use a .png (or .jpg) name")
+    return check_output_file(p, overwrite, "heatmap")
+
+
+def check_clips_dir(path: str | Path, overwrite: bool) -> Path:
+    """A folder for clips: absent (made at start, in an existing folder) or a writable folder whose
+    ``events.jsonl`` is only replaced with ``--overwrite``."""
+    p = Path(path).expanduser()
+    if p.exists() and not p.is_dir():
+        raise UserError(f"clips folder {p} is a file; give a folder")
+    if not p.exists():
+        check_output_file(p, overwrite, "clips folder")
+        return p
+    if not os.access(p, os.W_OK | os.X_OK):
+        raise UserError(f"clips folder {p} is not writable; choose another path")
+    check_output_file(p / EVENTS_FILE, overwrite, "clips folder: events file")
+    return p
 
 
 _CHECKS = {
@@ -63,8 +88,10 @@ _CHECKS = {
     "csv": lambda p, o: check_output_file(p, o, "CSV output"),
     "mot": lambda p, o: check_output_file(p, o, "MOT output"),
     "report": check_report_path,
+    "clips": check_clips_dir,
+    "heatmap": check_image_output_path,
 }
-_FLAG = {"output": "output", "json_path": "json", "csv": "csv", "mot": "mot", "report": "report"}
+_FLAG = {k: k for k in _CHECKS} | {"json_path": "json"}
 
 
 def check_outputs(outputs: Mapping[str, str], overwrite: bool, source_spec: str) -> dict[str, Path]:

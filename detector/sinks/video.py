@@ -45,6 +45,10 @@ def _write_failed(path: Path, exc: OSError) -> UserError:
 class PacketOutput(Protocol):
     """Something made from the encoded video besides the ``--output`` file (event clips)."""
 
+    def attach(self, encoder: H264Encoder) -> None:
+        """The encoder whose packets it will get (its size, rate and time base)."""
+        ...
+
     def frame(self, result: FrameResult) -> None:
         """The annotated frame just encoded (its packets may come out a few frames later)."""
         ...
@@ -254,6 +258,8 @@ class VideoWriterSink:
             else Mp4Writer(self.path, self.encoder, audio_from=audio_from, fragment_seconds=fragment_seconds)
         )
         self.outputs = list(outputs)
+        for output in self.outputs:
+            output.attach(self.encoder)
         self._logged = False
         self._closed = False
 
@@ -317,6 +323,15 @@ class VideoWriterSink:
             *(" (live timestamps)" if enc.live else "", enc.gop, enc.threads),
         )
 
+    def report(self) -> dict[str, Any]:
+        """What the packet outputs (the clip recorder) add to the run report."""
+        out: dict[str, Any] = {}
+        for output in self.outputs:
+            report = getattr(output, "report", None)
+            if callable(report):
+                out.update(report())
+        return out
+
     def event(self, record: dict[str, Any]) -> None:
         """Events are not drawn into the video; the clip recorder makes clips of them."""
         for output in self.outputs:
@@ -333,7 +348,8 @@ class VideoWriterSink:
                 self._send(self.encoder.flush())
         except (OSError, UserError) as exc:
             errors.append(exc)
-        for closer in [*([self.file] if self.file is not None else []), *self.outputs]:
+        closers: list[Mp4Writer | PacketOutput] = [*([self.file] if self.file else []), *self.outputs]
+        for closer in closers:
             try:
                 closer.close()
             except (OSError, UserError) as exc:
