@@ -26,7 +26,7 @@ import math
 import re
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -91,7 +91,8 @@ class _Clip:
     start_pts: float | None  # source time of its first frame (None until known)
     next_seq: int  # the next packet (by sequence number) it takes
     events: int = 1
-    full: bool = False  # a packet past ``end`` was seen: nothing more is written unless it grows
+    held: list[Encoded] = field(default_factory=list)  # taken, past the end: written only if needed
+    shown_until: float = -math.inf  # the latest frame written
 
 
 class ClipRecorder:
@@ -155,7 +156,6 @@ class ClipRecorder:
         if last is not None and t - self.before <= last.end:
             last.end = max(last.end, t + self.after)
             last.events += 1
-            last.full = False
             clip = last
         else:
             clip = self._start(t)
@@ -203,22 +203,32 @@ class ClipRecorder:
         return clip
 
     def _catch_up(self, clip: _Clip) -> None:
-        """Write the ring's packets the clip has not taken yet, up to its end (in decode order)."""
-        if clip.full:
-            return
+        """Write the ring's packets the clip has not taken yet (in decode order) that show frames up to its
+        end. A packet past the end is held back: with B-frames an earlier frame may still follow it and
+        need it; it is written then (one frame past the end), or never."""
         for seq, packet in self.ring:
             if seq < clip.next_seq:
                 continue
-            if packet.source_pts > clip.end + 1e-6:
-                clip.full = True
-                return
-            if clip.writer.frames_written == 0 and not packet.keyframe:
-                clip.next_seq = seq + 1  # a clip starts at a keyframe
-                continue
-            if clip.start_pts is None:
-                clip.start_pts = packet.source_pts
-            clip.writer.write(packet)
             clip.next_seq = seq + 1
+            if clip.writer.frames_written == 0 and not clip.held and not packet.keyframe:
+                continue  # a clip starts at a keyframe
+            clip.held.append(packet)
+        self._release(clip)
+
+    def _release(self, clip: _Clip) -> None:
+        """Write the held packets up to the last one that shows a frame at or before the clip's end (or
+        before a frame already written, so a B-frame between written frames is never left out)."""
+        while clip.held:
+            limit = max(clip.end, clip.shown_until) + 1e-6
+            last = max((k for k, p in enumerate(clip.held) if p.source_pts <= limit), default=-1)
+            if last < 0:
+                return
+            for packet in clip.held[: last + 1]:
+                if clip.start_pts is None:
+                    clip.start_pts = packet.source_pts
+                clip.writer.write(packet)
+                clip.shown_until = max(clip.shown_until, packet.source_pts)
+            del clip.held[: last + 1]
 
     def _finish(self, clip: _Clip) -> None:
         self.open.remove(clip)
