@@ -44,11 +44,13 @@ EVENTS_FILE = "events.jsonl"
 
 
 def slug(name: str) -> str:
-    """A file-name-safe short form of a source name (``rtsp://cam/x`` -> ``cam-x``)."""
-    stem = Path(name.split("://", 1)[-1].rstrip("/")).name
-    stem = stem.rsplit(".", 1)[0] if "." in stem else stem
-    text = re.sub(r"[^A-Za-z0-9_-]+", "-", stem).strip("-")
-    return text[:60] or "source"
+    """A file-name-safe short form of a source name: ``videos/door.mp4`` -> ``door``,
+    ``rtsp://cam.local/live`` -> ``cam-local-live``, camera ``0`` -> ``0``."""
+    scheme, _, rest = name.rpartition("://")
+    path = Path(name)
+    stem = rest.split("@")[-1].rstrip("/") if scheme else path.stem  # no credentials in names
+    text = re.sub(r"[^A-Za-z0-9_]+", "-", stem).strip("-") or re.sub(r"[^A-Za-z0-9_]+", "-", path.parent.name)
+    return text.strip("-")[-60:] or "source"
 
 
 class EventLog:

@@ -3,8 +3,8 @@
 Each kept detection (of ``class_ids``, all when None) adds one count at its box centre to a grid of
 cells (about 480 across the frame's long side, so memory and time stay small at any resolution).
 Rendering smooths the counts with a Gaussian of 2% of the frame diagonal, scales them to their 99.5th
-percentile, colours them with OpenCV's TURBO map and blends that over the background with an opacity
-that follows the square root of the heat (rarely visited places still show).
+percentile, colours them with OpenCV's TURBO map (dark blue to bright red) and blends that over the
+background with an opacity that follows the square root of the heat (rarely visited places still show).
 
 The background is the emptiest frame seen (fewest detections, checked once a second), taken at
 ``Layer.BACKGROUND``: after privacy covering, before anything is drawn, so it is covered like every
@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 GRID_CELLS = 480  # cells along the long side of the frame
 SIGMA = 0.02  # smoothing, as a fraction of the frame diagonal
 OPACITY = 0.65  # of the hottest place
+TOP_INDEX = 230  # of TURBO's 255: its last tenth darkens to maroon, which reads as cold on a dark scene
 BACKGROUND_EVERY_S = 1.0
 LIVE_EVERY_S = 0.5
 
@@ -104,7 +105,7 @@ class HeatmapStage(Stage):
         """The colour map and its per-pixel opacity at ``size`` (width, height)."""
         level = cv2.resize(self.heat(), size, interpolation=cv2.INTER_LINEAR)
         coloured = np.asarray(
-            cv2.applyColorMap(np.rint(level * 255).astype(np.uint8), cv2.COLORMAP_TURBO), dtype=np.uint8
+            cv2.applyColorMap(np.rint(level * TOP_INDEX).astype(np.uint8), cv2.COLORMAP_TURBO), dtype=np.uint8
         )
         weight = (OPACITY * np.sqrt(level)).astype(np.float32)
         weight[level < 0.01] = 0.0
