@@ -39,35 +39,44 @@ _MIN_BLOCK = 6
 _PAD = 0.05  # boxes grow by this fraction of their size on each side: detections are often tight
 
 
-def blur(region: Image) -> Image:
-    """A heavily blurred copy of ``region``."""
+def _shrink(region: Image, width: int, height: int) -> Image:
+    """``region`` averaged down to ``width`` x ``height``. A large region is first sampled every few
+    pixels (about 8 samples a side per output pixel): the same averages to within noise, at 1/20 of the
+    cost of averaging every pixel of a 1080p person."""
+    h, w = region.shape[:2]
+    step = max(1, min(w // max(1, width), h // max(1, height)) // 8)
+    return np.asarray(cv2.resize(region[::step, ::step], (width, height), interpolation=cv2.INTER_AREA))
+
+
+def blur(region: Image, out: Image | None = None) -> Image:
+    """``region`` heavily blurred, into ``out`` (may be ``region`` itself; default a new image)."""
     h, w = region.shape[:2]
     scale = min(1.0, _BLUR_CELLS / max(1, min(w, h)))
-    small = cv2.resize(
-        region, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA
-    )
-    small = cv2.GaussianBlur(small, (3, 3), 0)
-    return np.asarray(cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR), dtype=np.uint8)
+    small = _shrink(region, max(1, round(w * scale)), max(1, round(h * scale)))
+    small = np.asarray(cv2.GaussianBlur(small, (3, 3), 0), dtype=np.uint8)
+    return np.asarray(cv2.resize(small, (w, h), dst=out, interpolation=cv2.INTER_LINEAR), dtype=np.uint8)
 
 
-def pixelate(region: Image) -> Image:
-    """``region`` as coarse blocks of its average colours."""
+def pixelate(region: Image, out: Image | None = None) -> Image:
+    """``region`` as coarse blocks of its average colours, into ``out`` (may be ``region``)."""
     h, w = region.shape[:2]
     block = max(_MIN_BLOCK, min(w, h) // _PIXEL_BLOCKS)
-    small = cv2.resize(
-        region, (max(1, math.ceil(w / block)), max(1, math.ceil(h / block))), interpolation=cv2.INTER_AREA
-    )
+    small = _shrink(region, max(1, math.ceil(w / block)), max(1, math.ceil(h / block)))
     blocks = cv2.resize(small, (w, h), interpolation=cv2.INTER_NEAREST)
     # Soften the block edges by a pixel: the grid itself is not detail, and hard edges would read as it.
-    return np.asarray(cv2.blur(blocks, (3, 3)), dtype=np.uint8)
+    return np.asarray(cv2.blur(blocks, (3, 3), dst=out), dtype=np.uint8)
 
 
-def cover(region: Image, how: Cover) -> Image:
+def cover(region: Image, how: Cover, out: Image | None = None) -> Image:
+    """``region`` covered ``how``, into ``out`` (may be ``region`` itself; default a new image)."""
     if how == "blur":
-        return blur(region)
+        return blur(region, out)
     if how == "pixelate":
-        return pixelate(region)
-    return np.zeros_like(region)
+        return pixelate(region, out)
+    if out is None:
+        return np.zeros_like(region)
+    out[:] = 0
+    return out
 
 
 @dataclass(frozen=True)
@@ -133,7 +142,7 @@ class PrivacyStage(Stage):
         # Pixelated boxes last: for one object in both lists, the pixelation is what stays.
         for x0, y0, x1, y1, how in sorted(self._boxes, key=lambda b: b[4] == "pixelate"):
             roi = scene[y0:y1, x0:x1]
-            roi[:] = cover(roi, how)
+            cover(roi, how, out=roi)
         return scene
 
     def report(self) -> dict[str, object]:
