@@ -158,6 +158,11 @@ def format_summary(report: Mapping[str, Any]) -> str:
         if dwell["count"]:
             text += f", dwell mean {dwell['mean']:.1f} s, max {dwell['max']:.1f} s"
         lines.append(text)
+    if report.get("ignored"):
+        lines.append(f"ignored    {counts_text(report['ignored'])}")
+    if report.get("clips"):
+        c = report["clips"]
+        lines.append(f"clips      {c['clips']} clips, {c['events']} events, in {c['folder']}")
     if report.get("outputs"):
         lines.append(f"outputs    {', '.join(report['outputs'])}")
     return "\n".join(lines)

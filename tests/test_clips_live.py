@@ -58,6 +58,7 @@ def test_a_clip_cut_off_by_a_signal_is_closed_and_plays(
     finally:
         run.kill()
     assert "Traceback" not in run.stderr
+    assert f"clips      1 clips, 1 events, in {tmp_path / 'clips'}" in run.stderr, "the summary says it"
     [event] = logged(tmp_path)
     last = max(r["frame"] for r in run.frames())
     frames, end = decoded(tmp_path / "clips" / event["clip"])

@@ -154,7 +154,7 @@ class Settings(StrictModel):
     )  # fmt: skip
     # -- privacy ----------------------------------------------------------------------------------------
     blur: list[int | str] | None = option(
-        None, "blur these classes in every output (video, clips, snapshots, window, heatmap)",
+        None, "blur these classes in every output: video, clips, snapshots, window, web view, heatmap",
         metavar="CLASS", default_text="none",
     )  # fmt: skip
     pixelate: list[int | str] | None = option(
