@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 import pytest
 
+from detector.sinks import clips as clips_mod
 from detector.sinks.base import FrameResult
 from detector.sinks.clips import ClipRecorder, EventLog
 from detector.sinks.encoder import H264Encoder
@@ -123,6 +124,20 @@ def test_overlapping_events_extend_one_clip(tmp_path: Path) -> None:
     assert indices == list(range(20, 86))
     assert [r["clip_offset_s"] for r in records] == [pytest.approx(2.0), pytest.approx(5.0)]
     assert sorted(p.name for p in clips.glob("*.mp4")) == ["cam-clip-0001.mp4"]
+
+
+def test_a_busy_scene_makes_clips_of_bounded_length(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(clips_mod, "MAX_CLIP_S", 6.0)
+    clips = tmp_path / "clips"
+    run(clips, 200, {i: crossing(i) for i in range(30, 180, 15)})  # an event every 1.5 s
+    records = events_file(clips)
+    names = sorted({r["clip"] for r in records})
+    assert len(names) >= 3, "not one endless clip"
+    for name in names:
+        indices, times = decoded_indices(clips / name)
+        assert times[-1] <= 6.0 and indices == list(range(indices[0], indices[0] + len(indices)))
+    covered = {i for name in names for i in decoded_indices(clips / name)[0]}
+    assert all(r["frame"] in covered for r in records), "every event is in a clip"
 
 
 def test_clips_are_the_outputs_own_packets(tmp_path: Path) -> None:

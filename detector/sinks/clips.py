@@ -8,10 +8,10 @@ encoded video (its bitrate; reported as ``preroll_bytes_per_s``).
 
 An event (a line crossing, a zone entry, or with ``--clip-on`` a new track) at source time ``t`` asks
 for ``[t - before, t + after]``. If that overlaps the clip still open, the clip grows to cover it;
-otherwise a new clip starts at the last keyframe at or before ``t - before``. A clip is finished once
-the video is ``before`` seconds past its end (no later event can overlap it any more), or when the
-run ends (end of input, Ctrl-C, SIGTERM). Each clip is written like ``--output``: fragmented while
-being written, a faststart MP4 when finished.
+otherwise (or when the clip would pass ``MAX_CLIP_S``) a new clip starts at the last keyframe at or
+before ``t - before``. A clip is finished once the video is ``before`` seconds past its end (no later
+event can overlap it any more), or when the run ends (end of input, Ctrl-C, SIGTERM). Each clip is
+written like ``--output``: fragmented while being written, a faststart MP4 when finished.
 
 Each event also gets a JPEG of its frame with the object highlighted, and a line in
 ``DIR/events.jsonl``: the event record plus ``clip``, ``clip_offset_s`` (where in the clip the event
@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 
 CLIP_EVENTS = ("line_cross", "zone_enter", "track_new")
 EVENTS_FILE = "events.jsonl"
+MAX_CLIP_S = 300.0  # a busy scene makes a new clip every 5 minutes, not one endless clip
 
 
 def slug(name: str) -> str:
@@ -155,7 +156,8 @@ class ClipRecorder:
             return
         t = float(record.get("pts", self._newest))
         last = self.open[-1] if self.open else None
-        if last is not None and t - self.before <= last.end:
+        start = last.start_pts if last is not None and last.start_pts is not None else t
+        if last is not None and t - self.before <= last.end and t + self.after - start <= MAX_CLIP_S:
             last.end = max(last.end, t + self.after)
             last.events += 1
             clip = last
