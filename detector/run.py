@@ -196,7 +196,7 @@ class Run:
         except BaseException:
             if self.stats is None or self.stats.frames_processed == 0:
                 for p in created:  # a failed start leaves nothing half-made behind
-                    if not p.is_dir():  # --clips: its recorder removes the folder it made
+                    if not p.is_dir():  # --clips names a folder (made only at the first event)
                         p.unlink(missing_ok=True)
             raise
         finally:

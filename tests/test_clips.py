@@ -188,7 +188,7 @@ def test_events_that_make_no_clip_are_left_out(tmp_path: Path) -> None:
     clips = tmp_path / "clips"
     exit_ = {"event": "zone_exit", "zone": "z", "track_id": 7, "frame": 30, "pts": 3.0}
     run(clips, 50, {30: exit_})
-    assert not clips.exists(), "a clips folder made for nothing is removed again"
+    assert not clips.exists(), "no clip events: no folder"
 
 
 def test_clip_cut_off_by_the_end_is_closed_and_plays(tmp_path: Path) -> None:

@@ -55,35 +55,38 @@ def slug(name: str) -> str:
 
 
 class EventLog:
-    """``DIR/events.jsonl``, shared by the recorders of every source writing to DIR; the folder is made
-    here, and removed again at close if this run made it and wrote nothing into it."""
+    """``DIR/events.jsonl``, shared by the recorders of every source writing to DIR. Nothing is made
+    until the first event: a run without events (or one that fails to start) leaves no folder."""
 
     def __init__(self, folder: Path, overwrite: bool) -> None:
         self.folder = folder
-        self.made = not folder.exists()
-        try:
-            folder.mkdir(exist_ok=True)
-        except OSError as exc:
-            raise UserError(f"cannot create clips folder {folder}: {exc.strerror or exc}") from exc
-        self.lines = JsonLinesSink(folder / EVENTS_FILE, overwrite=overwrite)
+        self.overwrite = overwrite
+        self.lines: JsonLinesSink | None = None
         self.users = 0
 
     def acquire(self) -> EventLog:
         self.users += 1
         return self
 
+    def open(self) -> None:
+        """Make the folder and start ``events.jsonl`` (once)."""
+        if self.lines is not None:
+            return
+        try:
+            self.folder.mkdir(exist_ok=True)
+        except OSError as exc:
+            raise UserError(f"cannot create clips folder {self.folder}: {exc.strerror or exc}") from exc
+        self.lines = JsonLinesSink(self.folder / EVENTS_FILE, overwrite=self.overwrite)
+
     def write(self, record: dict[str, Any]) -> None:
+        self.open()
+        assert self.lines is not None
         self.lines.event(record)
 
     def close(self) -> None:
         self.users -= 1
-        if self.users > 0:
-            return
-        self.lines.close()
-        if self.lines.lines_written == 0:
-            (self.folder / EVENTS_FILE).unlink(missing_ok=True)
-            if self.made and not any(self.folder.iterdir()):
-                self.folder.rmdir()
+        if self.users <= 0 and self.lines is not None:
+            self.lines.close()
 
 
 @dataclass
@@ -154,6 +157,7 @@ class ClipRecorder:
     def event(self, record: dict[str, Any]) -> None:
         if record.get("event") not in CLIP_EVENTS or self._closed:
             return
+        self.log.open()  # the folder the clip and snapshot go into
         t = float(record.get("pts", self._newest))
         last = self.open[-1] if self.open else None
         start = last.start_pts if last is not None and last.start_pts is not None else t
