@@ -75,13 +75,31 @@ def build_report(
     }
 
 
+def part_reports(*groups: Iterable[object]) -> list[Mapping[str, Any]]:
+    """What each stage and sink with a ``report()`` adds to the run report, in order."""
+    parts: list[Mapping[str, Any]] = []
+    for group in groups:
+        for part in group:
+            report = getattr(part, "report", None)
+            if callable(report):
+                parts.append(report())
+    return parts
+
+
 def write_report(path: str | Path, report: Mapping[str, Any]) -> Path:
-    """Write ``report`` as indented JSON, atomically (a temp file renamed over ``path``).
+    """Write ``report`` atomically (a temp file renamed over ``path``): indented JSON, or for a .html /
+    .htm name one self-contained page (``report_html``).
 
     Non-finite numbers become ``null``; numpy values become plain ones.
     """
     p = Path(path).expanduser()
-    text = json.dumps(json.loads(dumps_line(dict(report))), indent=2, ensure_ascii=False) + "\n"
+    clean = json.loads(dumps_line(dict(report)))
+    if p.suffix.lower() in (".html", ".htm"):
+        from detector.report_html import render_html  # only for HTML reports
+
+        text = render_html(clean, p.parent)
+    else:
+        text = json.dumps(clean, indent=2, ensure_ascii=False) + "\n"
     tmp = None
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
@@ -140,6 +158,11 @@ def format_summary(report: Mapping[str, Any]) -> str:
         if dwell["count"]:
             text += f", dwell mean {dwell['mean']:.1f} s, max {dwell['max']:.1f} s"
         lines.append(text)
+    if report.get("ignored"):
+        lines.append(f"ignored    {counts_text(report['ignored'])}")
+    if report.get("clips"):
+        c = report["clips"]
+        lines.append(f"clips      {c['clips']} clips, {c['events']} events, in {c['folder']}")
     if report.get("outputs"):
         lines.append(f"outputs    {', '.join(report['outputs'])}")
     return "\n".join(lines)

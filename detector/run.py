@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -21,19 +22,22 @@ from detector.errors import SourceError, SourcesFailed, UserError
 from detector.pipeline.engine import Pipeline, PipelineOptions
 from detector.pipeline.lane import Lane
 from detector.progress import Progress, ProgressBoard
-from detector.report import build_report, write_report
+from detector.report import build_report, part_reports, write_report
 from detector.settings import Settings
 from detector.signals import interrupts
 from detector.sinks.audio import audio_codec
 from detector.sinks.base import Sink
+from detector.sinks.clips import EventLog
+from detector.sinks.events import event_sinks, packet_outputs
 from detector.sinks.jsonl import JsonLinesSink
 from detector.sinks.paths import check_outputs
-from detector.sinks.shared import shared
+from detector.sinks.shared import shared_handles
 from detector.sinks.tables import CsvSink, MotSink
 from detector.sinks.video import VideoWriterSink
 from detector.sinks.window import Window, display_available
 from detector.sources import Source, SourceInfo, check_url, is_live_spec, open_source
 from detector.sources.naming import source_name, unique_names
+from detector.stages.base import Stage
 from detector.stages.build import build_stages, check_classes
 from detector.stages.overlay import OverlayStage
 from detector.stats import RunStats
@@ -100,10 +104,32 @@ def _audio_source(spec: str, kind: str, wanted: bool) -> Path | None:
 
 
 def build_sinks(
-    settings: Settings, paths: dict[str, Path], info: SourceInfo, spec: str, *, with_source: bool = False
+    settings: Settings,
+    paths: dict[str, Path],
+    info: SourceInfo,
+    spec: str,
+    stages: Sequence[Stage] = (),
+    *,
+    with_source: bool = False,
+    clip_log: EventLog | None = None,
 ) -> list[Sink]:
-    """One source's file sinks in the order they write: JSON lines, tables, then the video."""
+    """One source's file sinks in the order they write: the video first (its clip recorder adds
+    ``clip`` and ``snapshot`` to event records before the others see them), JSON lines, tables, then
+    the heatmap and report pages. ``clip_log``: the clips folder several sources share."""
     sinks: list[Sink] = []
+    clips = packet_outputs(settings, paths, info, clip_log) if clip_log or "clips" in paths else []
+    if "output" in paths or clips:
+        sinks.append(
+            VideoWriterSink.from_settings(
+                settings.encoder,
+                paths.get("output"),
+                Fraction(info.fps) / settings.vid_stride,
+                live=info.live,
+                source_times=info.kind == "file" and settings.vid_stride == 1,
+                audio_from=_audio_source(spec, info.kind, settings.audio) if "output" in paths else None,
+                outputs=clips,
+            )
+        )
     if "json_path" in paths or (settings.json_path == "-" and not with_source):
         sinks.append(
             JsonLinesSink(paths.get("json_path", "-"), overwrite=settings.overwrite, with_source=with_source)
@@ -112,18 +138,7 @@ def build_sinks(
         sinks.append(CsvSink(paths["csv"], overwrite=settings.overwrite))
     if "mot" in paths:
         sinks.append(MotSink(paths["mot"], overwrite=settings.overwrite))
-    if "output" in paths:
-        sinks.append(
-            VideoWriterSink.from_settings(
-                settings.encoder,
-                paths["output"],
-                Fraction(info.fps) / settings.vid_stride,
-                live=info.live,
-                source_times=info.kind == "file" and settings.vid_stride == 1,
-                audio_from=_audio_source(spec, info.kind, settings.audio),
-            )
-        )
-    return sinks
+    return sinks + event_sinks(settings, paths, stages)
 
 
 def _progress(board: ProgressBoard, settings: Settings, name: str, info: SourceInfo) -> Progress | None:
@@ -173,7 +188,7 @@ class Run:
     def _execute(self, web: WebView) -> list[RunStats]:
         settings, plans = self.settings, self.plans
         several = len(plans) > 1
-        outputs, shared_json = check_outputs(
+        outputs, shared = check_outputs(
             settings.output_paths(), settings.overwrite, [(p.name, p.spec) for p in plans]
         )
         for plan in plans:
@@ -186,6 +201,7 @@ class Run:
         web.set_phase(Phase.CONNECTING)
         sources: list[Source] = []
         created: list[Path] = [p for paths in outputs for k, p in paths.items() if k != "report"]
+        created += [Path(v) for k, v in shared.items() if k == "json_path" and v != "-"]
         try:
             for plan in plans:
                 sources.append(self._open(plan))
@@ -194,7 +210,7 @@ class Run:
                 self.detector = load_detector(settings, requests=IN_FLIGHT)
             web.set_model(self.detector.model_path, self.detector.backend)
             log.info("model %s (%s backend)", self.detector.model_path, self.detector.backend)
-            self._build_lanes(sources, outputs, shared_json, web)
+            self._build_lanes(sources, outputs, shared, web)
             options = PipelineOptions(
                 max_frames=settings.max_frames,
                 vid_stride=settings.vid_stride,
@@ -217,7 +233,8 @@ class Run:
         except BaseException:
             if not any(lane.stats.frames_processed for lane in self.lanes):
                 for p in created:  # a failed start leaves nothing half-made behind
-                    p.unlink(missing_ok=True)
+                    if not p.is_dir():  # --clips names a folder (made only at the first event)
+                        p.unlink(missing_ok=True)
             raise
         finally:
             for source in sources:
@@ -244,7 +261,7 @@ class Run:
         return source
 
     def _build_lanes(
-        self, sources: list[Source], outputs: list[dict[str, Path]], shared_json: str | None, web: WebView
+        self, sources: list[Source], outputs: list[dict[str, Path]], shared: dict[str, str], web: WebView
     ) -> None:
         settings, plans, detector = self.settings, self.plans, self.detector
         assert detector is not None
@@ -264,9 +281,10 @@ class Run:
                 on_quit=self._quit.set,
             )
         json_handles = []
-        if shared_json is not None:
-            one = JsonLinesSink(shared_json, overwrite=settings.overwrite, with_source=True)
-            json_handles = shared(one, len(plans))
+        clip_log = EventLog(Path(shared["clips"]), settings.overwrite) if "clips" in shared else None
+        if "json_path" in shared:
+            one = JsonLinesSink(shared["json_path"], overwrite=settings.overwrite, with_source=True)
+            json_handles = shared_handles(one, len(plans))
         board = ProgressBoard(interval=settings.log_interval)
         for k, (plan, source, paths) in enumerate(zip(plans, sources, outputs, strict=True)):
             info = source.info
@@ -274,7 +292,9 @@ class Run:
             stages = build_stages(
                 plan.settings, (info.width, info.height), detector.names, stats, live=info.live
             )
-            sinks = build_sinks(plan.settings, paths, info, plan.spec, with_source=several)
+            sinks = build_sinks(
+                plan.settings, paths, info, plan.spec, stages, with_source=several, clip_log=clip_log
+            )
             if json_handles:
                 sinks.insert(0, json_handles[k])
             sinks += web.add_source(plan.name, info, stats, stages)
@@ -325,7 +345,7 @@ class Run:
                 lane.source.info,
                 detector.model_path if detector else "",
                 detector.backend if detector else "",
-                [stage.report() for stage in lane.stages],
+                part_reports(lane.stages, lane.sinks),
                 [str(p) for k, p in paths.items() if k != "report"],
             )
             if len(self.lanes) > 1:

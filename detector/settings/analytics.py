@@ -1,4 +1,5 @@
-"""Config sections for what runs beyond boxes: counting lines, zones, trails (YAML only, no flags).
+"""Config sections for what runs beyond boxes: counting lines, zones, trails, ignore and privacy masks
+(YAML only, no flags).
 
 Coordinates: pixels of the source frame, unless *every* coordinate of the shape lies within
 [0, 1], in which case they are fractions of the frame width (x) and height (y).
@@ -8,7 +9,7 @@ Anchor: the point of a box tested against a line or zone; ``bottom_center`` (fee
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -16,7 +17,13 @@ from detector.settings.base import StrictModel, split_list
 
 Point = tuple[float, float]
 Anchor = Literal["bottom_center", "center"]
+Cover = Literal["blur", "pixelate", "fill"]
 ClassList = list[int | str]
+
+
+def bare_polygon(value: Any) -> Any:
+    """A mask given as just its points (``- [[x, y], ...]``) means ``{polygon: [[x, y], ...]}``."""
+    return {"polygon": value} if isinstance(value, list | tuple) else value
 
 
 class LineSpec(StrictModel):
@@ -58,3 +65,25 @@ class TrailSettings(StrictModel):
     """``trails:`` section (absent/null = no trails)."""
 
     length: int = Field(30, ge=2, le=1000, description="points kept per track")
+
+
+class IgnoreSpec(StrictModel):
+    """One ``ignore:`` polygon: detections whose anchor falls inside are dropped before anything else."""
+
+    name: str | None = None
+    polygon: list[Point] = Field(min_length=3, description="vertices in order, pixels or fractions")
+    classes: ClassList | None = Field(None, description="class names or ids to drop; null = all")
+    anchor: Anchor = "bottom_center"
+
+    _bare = model_validator(mode="before")(bare_polygon)
+    _split = field_validator("classes", mode="before")(split_list)
+
+
+class PrivacyMaskSpec(StrictModel):
+    """One ``privacy_masks:`` polygon, covered in every frame, detected or not."""
+
+    name: str | None = None
+    polygon: list[Point] = Field(min_length=3, description="vertices in order, pixels or fractions")
+    cover: Cover = Field("blur", description="blur, pixelate, or fill (solid black)")
+
+    _bare = model_validator(mode="before")(bare_polygon)

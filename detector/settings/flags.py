@@ -29,6 +29,8 @@ _GROUPS = {  # help groups, by the first key of the setting
     "reconnect_max": "live sources",
     "camera_size": "live sources",
     "camera_fps": "live sources",
+    "blur": "privacy",
+    "pixelate": "privacy",
     "encoder": "encoder and overlay",
     "overlay": "encoder and overlay",
     "serve": "web view",

@@ -12,9 +12,9 @@ import math
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from detector.settings.analytics import LineSpec, TrailSettings, ZoneSpec
+from detector.settings.analytics import IgnoreSpec, LineSpec, PrivacyMaskSpec, TrailSettings, ZoneSpec
 from detector.settings.base import BATCH, BENCH, RUN, StrictModel, option, split_list
 from detector.settings.serve import ServeSettings
 from detector.settings.sources import SourceSpec
@@ -72,6 +72,7 @@ class OverlaySettings(StrictModel):
     line_width: int | None = option(
         None, "box line width; null = scaled to the frame", flag=False, ge=1, le=32
     )
+    heatmap: bool = option(False, "draw the heatmap of the run so far under the boxes", flag=False)
 
 
 class Settings(StrictModel):
@@ -123,7 +124,29 @@ class Settings(StrictModel):
         None, "MOTChallenge text file, 1-based frames", commands=(RUN,), metavar="FILE.txt"
     )
     report: str | None = option(
-        None, "run report: source, speed, counts, lines, zones", commands=(RUN,), metavar="FILE.json"
+        None, "run report: source, speed, counts, lines, zones; .json, or .html for a page with charts",
+        commands=(RUN,), metavar="FILE.json|.html",
+    )  # fmt: skip
+    clips: str | None = option(
+        None, "folder for an MP4 clip and a JPEG snapshot per event, and events.jsonl", commands=(RUN,),
+        metavar="DIR",
+    )  # fmt: skip
+    clip_before: float = option(
+        3.0, "seconds of video before each event in its clip", commands=(RUN,), ge=0, le=60
+    )
+    clip_after: float = option(
+        3.0, "seconds of video after each event in its clip", commands=(RUN,), ge=0, le=600
+    )
+    clip_on: list[int | str] | None = option(
+        None, "also clip each new track of these classes (needs --track)", commands=(RUN,), metavar="CLASS",
+        default_text="line crossings and zone entries only",
+    )  # fmt: skip
+    heatmap: str | None = option(
+        None, "PNG of where the detections were, over a frame of the video", commands=(RUN,),
+        metavar="FILE.png",
+    )  # fmt: skip
+    heatmap_classes: list[int | str] | None = option(
+        None, "classes the heatmap counts", commands=(RUN,), metavar="CLASS", default_text="all kept classes"
     )
     overwrite: bool = option(False, "replace existing outputs instead of refusing", commands=(RUN,))
     audio: bool = option(True, "keep a file's audio track in the output video, cut to the processed span")
@@ -131,6 +154,14 @@ class Settings(StrictModel):
         None, "window (keys: q quit, space pause, s snapshot, f panel)", commands=(RUN,),
         default_text="on for cameras when a display exists",
     )  # fmt: skip
+    # -- privacy ----------------------------------------------------------------------------------------
+    blur: list[int | str] | None = option(
+        None, "blur these classes in every output: video, clips, snapshots, window, web view, heatmap",
+        metavar="CLASS", default_text="none",
+    )  # fmt: skip
+    pixelate: list[int | str] | None = option(
+        None, "pixelate these classes in every output", metavar="CLASS", default_text="none"
+    )
     # -- frames -----------------------------------------------------------------------------------------
     max_frames: int | None = option(
         None, "stop after N processed frames", ge=1, metavar="N", default_text="all"
@@ -178,6 +209,16 @@ class Settings(StrictModel):
         flag=False,
         default_factory=list,
     )
+    ignore: list[IgnoreSpec] = option(
+        help="polygons whose detections are dropped before tracking, counting and every output: "
+        "[{name, polygon: [[x, y], ...], classes, anchor}]",
+        flag=False, default_factory=list,
+    )  # fmt: skip
+    privacy_masks: list[PrivacyMaskSpec] = option(
+        help="polygons covered in every output, detected or not: [{name, polygon, cover}], "
+        "cover: blur, pixelate or fill",
+        flag=False, default_factory=list,
+    )  # fmt: skip
     encoder: EncoderSettings = Field(default_factory=EncoderSettings, description="H.264 encoder")
     overlay: OverlaySettings = Field(default_factory=OverlaySettings, description="what is drawn")
     serve: ServeSettings = Field(default_factory=ServeSettings, description="the live web view")
@@ -191,7 +232,18 @@ class Settings(StrictModel):
             return rounded
         return v
 
-    _split_classes = field_validator("classes", mode="before")(split_list)
+    _split_classes = field_validator(
+        "classes", "clip_on", "heatmap_classes", "blur", "pixelate", mode="before"
+    )(split_list)
+
+    @field_validator("clip_on")
+    @classmethod
+    def _clip_on_needs(cls, v: list[int | str] | None, info: ValidationInfo) -> list[int | str] | None:
+        if v is not None and not info.data.get("clips"):
+            raise ValueError("needs --clips DIR")
+        if v is not None and not info.data.get("tracker"):
+            raise ValueError("needs track ids; add --track")
+        return v
 
     @model_validator(mode="after")
     def _unique_names(self) -> Settings:
@@ -210,12 +262,24 @@ class Settings(StrictModel):
         """``--model`` / $DETECTOR_MODEL / config (merged into ``model``), else the bundled model."""
         return self.model or DEFAULT_MODEL
 
+    def html_report(self) -> bool:
+        """``--report`` names an HTML page (``.html`` / ``.htm``), not JSON."""
+        return bool(self.report) and Path(str(self.report)).suffix.lower() in (".html", ".htm")
+
     def output_paths(self) -> dict[str, str]:
         """The per-run output files that are set, by field name."""
         return {k: v for k in PER_RUN_OUTPUTS if isinstance(v := getattr(self, k), str) and v}
 
 
-PER_RUN_OUTPUTS = ("output", "json_path", "csv", "mot", "report")  # fields naming one run's files
+PER_RUN_OUTPUTS = (
+    "output",
+    "json_path",
+    "csv",
+    "mot",
+    "report",
+    "clips",
+    "heatmap",
+)  # fields naming one run's files
 
 
 def with_updates(settings: Settings, **updates: Any) -> Settings:

@@ -12,6 +12,8 @@ from detector.errors import UserError
 
 STDOUT = "-"
 VIDEO_OUTPUT_EXTENSIONS = {".mp4", ".m4v", ".mov"}
+IMAGE_OUTPUT_EXTENSIONS = {".png", ".jpg", ".jpeg"}
+EVENTS_FILE = "events.jsonl"
 
 
 def check_output_file(path: str | Path, overwrite: bool, what: str = "output") -> Path:
@@ -54,7 +56,30 @@ def check_video_output_path(path: str | Path, overwrite: bool) -> Path:
 
 
 def check_report_path(path: str | Path, overwrite: bool) -> Path:
+    """A report: a .html / .htm name gets the page with charts, any other name JSON."""
     return check_output_file(path, overwrite, "report")
+
+
+def check_image_output_path(path: str | Path, overwrite: bool) -> Path:
+    p = Path(path).expanduser()
+    if p.suffix.lower() not in IMAGE_OUTPUT_EXTENSIONS:
+        raise UserError(f"heatmap {p}: use a .png (or .jpg) name")
+    return check_output_file(p, overwrite, "heatmap")
+
+
+def check_clips_dir(path: str | Path, overwrite: bool) -> Path:
+    """A folder for clips: absent (made at start, in an existing folder) or a writable folder whose
+    ``events.jsonl`` is only replaced with ``--overwrite``."""
+    p = Path(path).expanduser()
+    if p.exists() and not p.is_dir():
+        raise UserError(f"clips folder {p} is a file; give a folder")
+    if not p.exists():
+        check_output_file(p, overwrite, "clips folder")
+        return p
+    if not os.access(p, os.W_OK | os.X_OK):
+        raise UserError(f"clips folder {p} is not writable; choose another path")
+    check_output_file(p / EVENTS_FILE, overwrite, "clips folder: events file")
+    return p
 
 
 _CHECKS = {
@@ -63,40 +88,42 @@ _CHECKS = {
     "csv": lambda p, o: check_output_file(p, o, "CSV output"),
     "mot": lambda p, o: check_output_file(p, o, "MOT output"),
     "report": check_report_path,
+    "clips": check_clips_dir,
+    "heatmap": check_image_output_path,
 }
-_FLAG = {"output": "output", "json_path": "json", "csv": "csv", "mot": "mot", "report": "report"}
+_FLAG = {k: k for k in _CHECKS} | {"json_path": "json"}
 
 
 NAME = "{name}"  # in an output path: the source's name (see ``sources.naming``)
-ONE_PER_SOURCE = ("output", "csv", "mot", "report")  # with several sources, these need {name}
+ONE_PER_SOURCE = ("output", "csv", "mot", "report", "heatmap")  # with several sources, these need {name}
+SHAREABLE = ("json_path", "clips")  # with several sources and no {name}: one for all, records say "source"
 _EXAMPLE = {
     "output": "out/{name}.mp4",
     "csv": "out/{name}.csv",
     "mot": "out/{name}.txt",
     "report": "out/{name}.json",
+    "heatmap": "out/{name}.png",
 }
 
 
 def check_outputs(
     outputs: Mapping[str, str], overwrite: bool, sources: Sequence[tuple[str, str]]
-) -> tuple[list[dict[str, Path]], str | None]:
+) -> tuple[list[dict[str, Path]], dict[str, str]]:
     """Validate every output before anything runs. ``outputs``: settings field -> path, where ``{name}``
     stands for each source's name; ``sources``: (name, spec) pairs.
 
-    Returns each source's checked paths ({name} filled in; stdout JSON left out), and the JSON-lines
-    path all sources share (a ``--json`` without ``{name}`` in a run with several sources), if any.
+    Returns each source's checked paths ({name} filled in; stdout JSON left out), and the outputs
+    all sources share (a ``--json`` or ``--clips`` without ``{name}`` in a run with several sources).
     Errors: a per-source output without ``{name}`` when there are several sources, an output that is
     an input file, two outputs on one file.
     """
     several = len(sources) > 1
-    shared_json: str | None = None
     for key, value in outputs.items():
         if several and key in ONE_PER_SOURCE and NAME not in value:
             raise UserError(
                 f"--{_FLAG[key]} {value}: each of the {len(sources)} sources needs its own file; "
                 f"put {NAME} in the path, e.g. {_EXAMPLE[key]}"
             )
-    json_path = outputs.get("json_path")
     inputs = {Path(spec).expanduser().resolve() for _, spec in sources if Path(spec).expanduser().is_file()}
     seen: dict[Path, str] = {}
 
@@ -110,20 +137,23 @@ def check_outputs(
             )
         seen[resolved] = key
 
-    if several and json_path and NAME not in json_path:
-        shared_json = json_path  # one file for all; each line says its "source"
-        checked_json = check_json_output_path(json_path, overwrite)
-        if checked_json is not None:
-            claim("json_path", checked_json)
+    shared: dict[str, str] = {}
+    for key in SHAREABLE:
+        value = outputs.get(key, "")
+        if several and value and NAME not in value:
+            shared[key] = value
+            checked = _CHECKS[key](value, overwrite)
+            if checked is not None:
+                claim(key, checked)
     per_source: list[dict[str, Path]] = []
     for name, _ in sources:
         paths: dict[str, Path] = {}
         for key, value in outputs.items():
-            if key == "json_path" and shared_json is not None:
+            if key in shared:
                 continue
             checked = _CHECKS[key](value.replace(NAME, name), overwrite)
             if checked is not None:
                 claim(key, checked)
                 paths[key] = checked
         per_source.append(paths)
-    return per_source, shared_json
+    return per_source, shared

@@ -36,7 +36,7 @@ class _Shared:
             self.sink.close()
 
 
-def shared(sink: Sink, users: int) -> list[Sink]:
+def shared_handles(sink: Sink, users: int) -> list[Sink]:
     """``users`` handles on ``sink``: writes go through; it closes when every handle has closed."""
     owner = _Shared(sink, users)
     return [_Handle(owner) for _ in range(users)]

@@ -11,8 +11,11 @@ from collections.abc import Callable, Mapping
 from detector.settings import Settings
 from detector.stages.base import Stage
 from detector.stages.classes import ClassFilter, resolve_classes
+from detector.stages.heatmap import HeatmapStage
+from detector.stages.ignore import IgnoreStage
 from detector.stages.lines import LinesStage
 from detector.stages.overlay import OverlayStage, PanelInfo
+from detector.stages.privacy import PrivacyStage
 from detector.stages.track import TrackStage, TrackTally, load_tracker
 from detector.stages.trails import TrailsStage
 from detector.stages.zones import ZonesStage
@@ -39,6 +42,15 @@ def check_classes(settings: Settings, names: Mapping[int, str]) -> None:
         resolve_classes(line.classes, names, f"line '{line.name}': ")
     for zone in settings.zones:
         resolve_classes(zone.classes, names, f"zone '{zone.name}': ")
+    for flag in ("blur", "pixelate", "clip_on", "heatmap_classes"):
+        resolve_classes(getattr(settings, flag), names, f"--{flag.replace('_', '-')}: ")
+    for k, mask in enumerate(settings.ignore):
+        resolve_classes(mask.classes, names, f"ignore mask {mask.name or f'#{k + 1}'}: ")
+
+
+def wants_heatmap(settings: Settings) -> bool:
+    """A heatmap is kept for --heatmap, for overlay.heatmap and for an HTML report (which shows it)."""
+    return bool(settings.heatmap or settings.overlay.heatmap or settings.html_report())
 
 
 def build_stages(
@@ -46,11 +58,17 @@ def build_stages(
 ) -> list[Stage]:
     """A fresh set of stages for one source (``frame_size`` is its (width, height))."""
     stages: list[Stage] = []
+    if settings.blur or settings.pixelate or settings.privacy_masks:  # first: it sees every detection
+        blur, pixelate = (resolve_classes(getattr(settings, k), names) for k in ("blur", "pixelate"))
+        stages.append(PrivacyStage(blur, pixelate, settings.privacy_masks, frame_size))
+    if settings.ignore:
+        stages.append(IgnoreStage(settings.ignore, frame_size, names))
     class_ids = resolve_classes(settings.classes, names)
     if class_ids is not None:
         stages.append(ClassFilter(class_ids))
     if settings.tracker:
-        stages += [TrackStage(load_tracker(settings.tracker)), TrackTally()]
+        announce = resolve_classes(settings.clip_on, names)
+        stages += [TrackStage(load_tracker(settings.tracker)), TrackTally(announce=announce)]
     elif settings.lines or settings.trails:
         log.warning("lines and trails need track ids; add --track (or tracker: bytetrack) to count them")
     if settings.lines:
@@ -59,6 +77,9 @@ def build_stages(
         stages.append(ZonesStage(settings.zones, frame_size, names))
     if settings.trails is not None:
         stages.append(TrailsStage(settings.trails.length))
+    if wants_heatmap(settings):
+        heat_ids = resolve_classes(settings.heatmap_classes, names)
+        stages.append(HeatmapStage(frame_size, heat_ids, names, live=settings.overlay.heatmap))
     overlay = settings.overlay
     stages.append(
         OverlayStage(

@@ -1,15 +1,17 @@
-"""Tracking: stable ``tracker_id``s across frames (``--track``), and the tally of distinct tracks."""
+"""Tracking: stable ``tracker_id``s across frames (``--track``), the tally of distinct tracks, and a
+``track_new`` event for each new track of chosen classes (``--clip-on``)."""
 
 from __future__ import annotations
 
 import logging
 import threading
 from collections import Counter
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 from detector.stages.base import Stage, StageResult
 from detector.text import by_count
-from detector.types import Detections, Frame, Image
+from detector.types import Detections, Event, Frame, Image
 
 
 class Tracker(Protocol):
@@ -68,29 +70,50 @@ class TrackTally(Stage):
     """Distinct track ids per class, counted under the class of their first sighting (for the report).
 
     Ids unseen for ``forget_after_s`` seconds (pts) are forgotten, so memory stays flat; trackers
-    never reuse an id, so a forgotten id is never counted twice.
+    never reuse an id, so a forgotten id is never counted twice. With ``announce`` (class ids), each
+    new track of those classes is also a ``track_new`` event (what ``--clip-on`` clips).
     """
 
     name = "tally"
 
-    def __init__(self, forget_after_s: float = 60.0) -> None:
+    def __init__(self, forget_after_s: float = 60.0, announce: Sequence[int] | None = None) -> None:
         self.forget_after_s = forget_after_s
+        self.announce = None if announce is None else set(announce)
         self.counts: Counter[str] = Counter()
         self._last_seen: dict[int, float] = {}
 
     def update(self, frame: Frame, detections: Detections) -> StageResult:
-        self.count(detections, frame.pts)
-        return StageResult(detections)
+        new = self.count(detections, frame.pts)
+        if not self.announce or not new:
+            return StageResult(detections)
+        assert detections.tracker_id is not None
+        events: list[Event] = [
+            {
+                "event": "track_new",
+                "track_id": int(detections.tracker_id[i]),
+                "class_name": detections.class_name(int(detections.class_id[i])),
+                "frame": int(frame.index),
+                "pts": round(float(frame.pts), 3),
+            }
+            for i in new
+            if int(detections.class_id[i]) in self.announce
+        ]
+        return StageResult(detections, events)
 
-    def count(self, detections: Detections, pts: float) -> None:
+    def count(self, detections: Detections, pts: float) -> list[int]:
+        """Book one frame's tracks; returns the indices of the detections whose track is new."""
+        new: list[int] = []
         if detections.tracker_id is not None:
-            for tid, cid in zip(detections.tracker_id.tolist(), detections.class_id.tolist(), strict=True):
+            pairs = zip(detections.tracker_id.tolist(), detections.class_id.tolist(), strict=True)
+            for i, (tid, cid) in enumerate(pairs):
                 if tid not in self._last_seen:
                     self.counts[detections.class_name(cid)] += 1
+                    new.append(i)
                 self._last_seen[tid] = pts
         stale = [t for t, seen in self._last_seen.items() if abs(pts - seen) > self.forget_after_s]
         for t in stale:
             del self._last_seen[t]
+        return new
 
     def per_class(self) -> dict[str, int]:
         return by_count(self.counts)

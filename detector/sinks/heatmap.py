@@ -1,0 +1,46 @@
+"""``--heatmap FILE.png``: the heatmap stage's picture of the whole run, written when the source ends."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import cv2
+
+from detector.errors import UserError
+from detector.sinks.base import FrameResult
+from detector.types import Image
+
+log = logging.getLogger(__name__)
+
+
+class HeatmapSink:
+    """Writes ``render()`` (the heatmap over a frame of the video, at the source's size) to ``path`` on
+    close, atomically, once at least one frame went through. PNG, or JPEG for a .jpg name."""
+
+    def __init__(self, path: Path, render: Callable[[], Image]) -> None:
+        self.path = path
+        self.render = render
+        self.frames = 0
+
+    def write(self, result: FrameResult) -> None:
+        self.frames += 1
+
+    def event(self, record: dict[str, Any]) -> None:
+        pass
+
+    def close(self) -> None:
+        if not self.frames:
+            return
+        tmp = self.path.with_name(f".{self.path.stem}.tmp{self.path.suffix}")
+        try:
+            if not cv2.imwrite(str(tmp), self.render()):
+                raise OSError(f"OpenCV could not encode {self.path.suffix}")
+            os.replace(tmp, self.path)
+        except (OSError, cv2.error) as exc:
+            tmp.unlink(missing_ok=True)
+            raise UserError(f"writing heatmap {self.path} failed: {exc}") from exc
+        log.info("heatmap written to %s", self.path)
