@@ -4,6 +4,9 @@ sample images, fakes, tiny clips."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from fractions import Fraction
@@ -152,6 +155,92 @@ def frame_times(path: Path) -> list[float]:
     with av.open(str(path)) as c:
         times = [float(f.time) for f in c.decode(c.streams.video[0])]
     return [t - times[0] for t in times]
+
+
+# -- file permissions, also when the suite runs as root (CI) ------------------------------------------
+# Root passes every permission check through CAP_DAC_OVERRIDE / CAP_DAC_READ_SEARCH. Without them it is
+# bound by the mode bits of its own files like any user, and it still reaches this interpreter (under
+# /root, mode 700 here, which is why ``setpriv --reuid=65534`` could not even start Python).
+DROP_DAC = (
+    "setpriv",
+    "--inh-caps=-dac_override,-dac_read_search",
+    "--bounding-set=-dac_override,-dac_read_search",
+    "--",
+)
+_unprivileged: tuple[str, ...] | str | None = None  # the prefix once probed, or why there is none
+
+
+def unprivileged_prefix() -> tuple[str, ...]:
+    """A command prefix under which file mode bits apply: none for a normal user; for root, ``setpriv``
+    dropping the two DAC capabilities. Skips, saying what is missing, where that does not work."""
+    global _unprivileged
+    if os.geteuid() != 0:
+        return ()
+    if _unprivileged is None:
+        with tempfile.NamedTemporaryFile() as locked:
+            os.chmod(locked.name, 0)
+            probe = "import detector.cli, sys\ntry: open(sys.argv[1])\nexcept PermissionError: print('ok')"
+            try:
+                cmd = [*DROP_DAC, sys.executable, "-c", probe, locked.name]
+                out = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+                ok = out.stdout.strip() == "ok"
+                why = (out.stderr.strip().splitlines() or [f"exit {out.returncode}"])[-1]
+            except OSError as exc:
+                ok, why = False, str(exc)
+        _unprivileged = (
+            DROP_DAC if ok else f"running as root, and setpriv cannot drop CAP_DAC_OVERRIDE here: {why}"
+        )
+    if isinstance(_unprivileged, str):
+        pytest.skip(_unprivileged)
+    return _unprivileged
+
+
+def run_unprivileged(*argv: str | Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """``python -m detector ARGV`` where file permissions apply (see ``unprivileged_prefix``)."""
+    cmd = [*unprivileged_prefix(), sys.executable, "-m", "detector", *map(str, argv)]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+def _mount(*args: str) -> None:
+    done = subprocess.run(["mount", *args], capture_output=True, text=True, check=False)
+    if done.returncode:
+        pytest.skip(f"running as root, and mount {' '.join(args[:-1])} failed: {done.stderr.strip()}")
+
+
+@pytest.fixture
+def read_only_dir(tmp_path: Path) -> Iterator[Path]:
+    """An empty folder this process cannot write into: mode 555 for a normal user; for root a tmpfs
+    mounted read-only (root writes through any mode bits, but not onto a read-only mount)."""
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    if os.geteuid() != 0:
+        folder.chmod(0o555)
+        yield folder
+        folder.chmod(0o755)
+        return
+    _mount("-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(folder))
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False, capture_output=True)
+
+
+@pytest.fixture
+def read_only_file(tmp_path: Path) -> Iterator[Path]:
+    """``old.mp4`` holding "old", in a writable folder, that this process cannot write: mode 444 for a
+    normal user; for root the file bind-mounted read-only onto itself."""
+    path = tmp_path / "old.mp4"
+    path.write_text("old")
+    if os.geteuid() != 0:
+        path.chmod(0o444)
+        yield path
+        return
+    _mount("--bind", str(path), str(path))
+    try:
+        _mount("-o", "remount,bind,ro", str(path))
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False, capture_output=True)
 
 
 @pytest.fixture

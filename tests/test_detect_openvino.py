@@ -122,8 +122,9 @@ def test_folder_without_xml(tmp_path: Path) -> None:
 
 
 def test_corrupt_ir(tmp_path: Path) -> None:
-    (tmp_path / "m.xml").write_text("this is not an IR")
+    (tmp_path / "m.xml").write_text("<net> this is not an IR")
     (tmp_path / "m.bin").write_bytes(b"\0" * 16)
+    (tmp_path / "metadata.yaml").write_text("task: detect\n")
     with pytest.raises(ModelError, match="cannot be loaded") as exc:
         OpenVINODetector(tmp_path, cache=tmp_path / "c")
     assert "\n" not in str(exc.value)
@@ -132,6 +133,7 @@ def test_corrupt_ir(tmp_path: Path) -> None:
 def test_unavailable_device(tmp_path: Path) -> None:
     (tmp_path / "m.xml").write_text("<net/>")
     (tmp_path / "m.bin").write_bytes(b"")
+    (tmp_path / "metadata.yaml").write_text("task: detect\n")
     if any(d.startswith("GPU") for d in ov.Core().available_devices):
         pytest.skip("this machine has an OpenVINO GPU")
     with pytest.raises(ModelError, match=r"OpenVINO device GPU .* not available"):

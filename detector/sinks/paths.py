@@ -17,9 +17,19 @@ VIDEO_OUTPUT_EXTENSIONS = {".mp4", ".m4v", ".mov"}
 def check_output_file(path: str | Path, overwrite: bool, what: str = "output") -> Path:
     """Check that ``path`` can be created: folder exists and is writable, file absent unless overwrite.
 
-    Raises ``UserError`` with one line saying what to do. Shared by the file sinks.
+    A new file is created and removed again, which also catches what no permission bit shows (a
+    name too long, a read-only or special file system). Raises ``UserError`` with one line saying
+    what to do. Shared by the file sinks.
     """
     p = Path(path).expanduser()
+    try:
+        return _check_output_file(p, overwrite, what)
+    except OSError as exc:
+        reason = "permission denied" if isinstance(exc, PermissionError) else exc.strerror or str(exc)
+        raise UserError(f"{what} {p} cannot be created ({reason}); choose another path") from exc
+
+
+def _check_output_file(p: Path, overwrite: bool, what: str) -> Path:
     if p.is_dir():
         raise UserError(f"{what} {p} is a folder; give a file name")
     folder = p.parent
@@ -34,6 +44,9 @@ def check_output_file(path: str | Path, overwrite: bool, what: str = "output") -
             raise UserError(f"{what} {p} exists; pass --overwrite to replace it")
         if p.exists() and not os.access(p, os.W_OK):
             raise UserError(f"{what} {p} exists and is not writable; choose another path")
+        return p
+    os.close(os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+    os.unlink(p)
     return p
 
 
@@ -57,6 +70,13 @@ def check_report_path(path: str | Path, overwrite: bool) -> Path:
     return check_output_file(path, overwrite, "report")
 
 
+def _resolved(path: Path) -> Path:
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):  # a symlink loop, a name too long...
+        return path.absolute()
+
+
 _CHECKS = {
     "output": check_video_output_path,
     "json_path": lambda p, o: check_json_output_path(p, o),
@@ -74,11 +94,11 @@ def check_outputs(outputs: Mapping[str, str], overwrite: bool, source_spec: str)
         checked = _CHECKS[key](value, overwrite)
         if checked is not None:
             paths[key] = checked
-    source = Path(source_spec).expanduser()
+    source = _resolved(Path(source_spec).expanduser())
     seen: dict[Path, str] = {}
     for key, path in paths.items():
-        resolved = path.resolve()
-        if source.is_file() and resolved == source.resolve():
+        resolved = _resolved(path)
+        if resolved == source and source.is_file():
             raise UserError(f"--{_FLAG[key]} {path} is the input file; choose another output path")
         if resolved in seen:
             raise UserError(
