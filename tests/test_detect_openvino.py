@@ -209,12 +209,35 @@ def test_classes_and_max_det(cache_dir: Path) -> None:
 
 @pytest.mark.model
 def test_odd_sizes(det: OpenVINODetector) -> None:
-    """Tall, tiny and exactly-input-sized images go through letterbox and back without error."""
-    rng = np.random.default_rng(0)
-    for shape in ((1000, 50, 3), (3, 7, 3), (640, 640, 3), (480, 640, 3)):
-        img = rng.integers(0, 255, shape, dtype=np.uint8)
-        dets = det.detect(img)
-        assert (dets.xyxy[:, 2] <= shape[1]).all() and (dets.xyxy[:, 3] <= shape[0]).all()
+    """Extreme shapes made of real pictures go through letterbox and back: the boxes are
+    Ultralytics' own on the same image, one for one, inside the frame, and every tiled copy of the
+    picture gets its objects where that copy is (so the scale back covers the whole frame)."""
+    yolo = pytest.importorskip("ultralytics").YOLO(str(_model_dir()), task="detect")
+    bus, zidane = _imread(_assets() / "bus.jpg"), _imread(_assets() / "zidane.jpg")  # 810x1080, 1280x720
+    cases = {
+        "three buses stacked, 810x3240": (np.vstack([bus] * 3), "bus", "y"),
+        "three zidanes side by side, 3840x720": (np.hstack([zidane] * 3), "person", "x"),
+        "the input size exactly, 640x640": (cv2.resize(bus, (640, 640)), "bus", None),
+        "odd sides, 641x479": (np.ascontiguousarray(bus[:479, :641]), "bus", None),
+        "a strip, 120x1080": (np.ascontiguousarray(bus[:, 300:420]), "bus", None),
+    }
+    for name, (img, cls, tiled_axis) in cases.items():
+        h, w = img.shape[:2]
+        ours = det.detect(img)
+        boxes = yolo.predict(img, verbose=False)[0].boxes
+        theirs, their_cls = boxes.xyxy.cpu().numpy(), boxes.cls.cpu().numpy().astype(np.int64)
+        assert len(theirs) > 0 and _match(ours, theirs, their_cls) == len(ours) == len(theirs), name
+        assert (
+            (ours.xyxy >= 0).all() and (ours.xyxy[:, [0, 2]] <= w).all() and (ours.xyxy[:, [1, 3]] <= h).all()
+        )
+        found = ours[ours.class_id == next(k for k, v in det.names.items() if v == cls)]
+        assert len(found) > 0, f"{name}: no {cls}"
+        if tiled_axis is not None:  # the centre of some box of that class in each third of the image
+            i, size = (1, h) if tiled_axis == "y" else (0, w)
+            centres = (found.xyxy[:, i] + found.xyxy[:, i + 2]) / 2
+            assert {int(c * 3 // size) for c in centres} == {0, 1, 2}, f"{name}: {centres}"
+    tiny = det.detect(cv2.resize(zidane, (7, 3)))  # 3x7: no object is that small; no error either
+    assert len(tiny) == 0 and tiny.xyxy.shape == (0, 4)
 
 
 @pytest.mark.model
