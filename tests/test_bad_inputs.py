@@ -76,32 +76,37 @@ def test_text_file_named_mp4(cli: Capture, tmp_path: Path, model_path: Path) -> 
 
 
 def test_truncated_mp4_processes_what_decodes(
-    cli: Capture, tmp_path: Path, model_path: Path, videos_dir: Path
+    cli: Capture, tmp_path: Path, model_path: Path, sample_clip: Path
 ) -> None:
-    """Half of a real clip (header intact): the frames that decode are processed, exit 0, no hang."""
-    data = (videos_dir / "one-by-one-person-detection.mp4").read_bytes()
+    """The first half of the sample clip (header intact): the frames whose data is all there are
+    processed (FFmpeg's own index of the whole file says which), exit 0, no hang."""
+    data = sample_clip.read_bytes()
     half = tmp_path / "half.mp4"
     half.write_bytes(data[: len(data) // 2])
+    with av.open(str(sample_clip)) as c:
+        complete = sum(1 for p in c.demux(c.streams.video[0]) if p.size and p.pos + p.size <= len(data) // 2)
     js = tmp_path / "half.jsonl"
-    code, lines, seconds = cli.run("run", half, "--model", model_path, "--json", js, "--vid-stride", "10")
+    code, lines, _ = cli.run("run", half, "--model", model_path, "--json", js, "--vid-stride", "10")
     text = "\n".join(lines)
     assert code == 0, text
     assert "Traceback" not in text and not [line for line in lines if NOISE.search(line)], text
     read = int(re.search(r"frames\s+read (\d+)", text).group(1))  # type: ignore[union-attr]
-    assert 0.35 * 1394 < read < 0.65 * 1394, f"{read} of 1394 frames decoded from half the file"
+    # all of them but the 2 or so still inside the decoder's frame threads when the data stops
+    assert complete - 3 <= read <= complete < 240, f"{read} frames read, {complete} complete in the file"
     assert _frames_in(js) == -(-read // 10)
-    assert seconds < 60
+    assert f"ended after {read} of the 240 frames its header declares (truncated?)" in text
 
 
 def test_header_only_mp4_is_refused_and_leaves_nothing(
-    cli: Capture, tmp_path: Path, model_path: Path, videos_dir: Path
+    cli: Capture, tmp_path: Path, model_path: Path, sample_clip: Path
 ) -> None:
-    """The first 30 kB of a real clip: a valid header, no frame data. Exit 2, and no empty outputs."""
+    """The first 12 kB of the sample clip: its whole header (moov, 3.5 kB), not one whole frame (the
+    first is 26 kB). Exit 2, and no empty outputs."""
     stub = tmp_path / "stub.mp4"
-    stub.write_bytes((videos_dir / "one-by-one-person-detection.mp4").read_bytes()[:30_000])
+    stub.write_bytes(sample_clip.read_bytes()[:12_000])
     out, js = tmp_path / "out.mp4", tmp_path / "out.jsonl"
     msg = cli.error("run", stub, "--model", model_path, "--output", out, "--json", js)
-    assert "gave no frames that decode" in msg
+    assert msg == f"input {stub} gave no frames that decode (truncated or corrupt?)"
     assert not out.exists() and not js.exists()
 
 

@@ -28,7 +28,7 @@ from streaming import StreamServer, ffmpeg_exe, free_port
 
 pytestmark = pytest.mark.model
 
-HD_SECONDS = 10
+HD_SECONDS = 8  # the sample clip, whole
 HD_FPS = 30
 
 
@@ -66,11 +66,11 @@ def launch(model_path: Path, tmp_path: Path) -> Iterator[Callable[..., Detector]
 
 
 @pytest.fixture(scope="session")
-def hd_clip(videos_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """10 s of people walking, upscaled to 1280x720 at 30 fps, a keyframe a second (like a camera)."""
-    out = tmp_path_factory.mktemp("live") / "people-720p30.mp4"
+def hd_clip(sample_clip: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The 8 s sample clip upscaled to 1280x720 at 30 fps, a keyframe a second (like a camera)."""
+    out = tmp_path_factory.mktemp("live") / "sample-720p30.mp4"
     cmd = [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-t", str(HD_SECONDS)]
-    cmd += ["-i", str(videos_dir / "one-by-one-person-detection.mp4"), "-vf", f"scale=1280:720,fps={HD_FPS}"]
+    cmd += ["-i", str(sample_clip), "-vf", f"scale=1280:720,fps={HD_FPS}"]
     cmd += [
         "-c:v",
         "libx264",
@@ -155,9 +155,9 @@ def test_hd_stream_in_real_time_keeps_latency_low_and_the_streams_timeline(launc
     assert frames[-1]["pts"] == pytest.approx(duration, abs=0.5)
 
 
-def test_reconnects_when_the_server_comes_back(launch, videos_dir):
+def test_reconnects_when_the_server_comes_back(launch, sample_clip):
     """Server killed mid-stream, back 2 s later: the run resumes and records the gap, then gives up."""
-    with StreamServer(videos_dir / "one-by-one-person-detection.mp4") as server:
+    with StreamServer(sample_clip) as server:
         run = launch(server.url, "--reconnect-max", "3", "--stall-timeout", "2")
         run.wait_until("10 frames", lambda: len(run.frames()) >= 10)
         stopped_at = time.monotonic()
@@ -202,9 +202,9 @@ def test_reconnects_when_the_server_comes_back(launch, videos_dir):
 
 
 @pytest.mark.parametrize("how", ["killed", "stalled"])
-def test_lost_stream_without_restart_exits_2_after_the_attempts(launch, videos_dir, how):
+def test_lost_stream_without_restart_exits_2_after_the_attempts(launch, sample_clip, how):
     """The server dies (EOF) or freezes (no data: --stall-timeout fires); nothing comes back."""
-    with StreamServer(videos_dir / "one-by-one-person-detection.mp4") as server:
+    with StreamServer(sample_clip) as server:
         run = launch(server.url, "--reconnect-max", "2", "--stall-timeout", "1")
         run.wait_until("5 frames", lambda: len(run.frames()) >= 5)
         lost_at = time.monotonic()
