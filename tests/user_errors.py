@@ -9,6 +9,7 @@ stderr, one line, no traceback, no library noise. Each error is printed as a ``T
 from __future__ import annotations
 
 import re
+import sys
 import time
 from pathlib import Path
 
@@ -44,7 +45,8 @@ class Capture:
         started = time.monotonic()
         code = main([str(a) for a in argv])
         self.seconds = time.monotonic() - started
-        _, err = self.capfd.readouterr()
+        out, err = self.capfd.readouterr()
+        sys.stdout.write(out)  # back into the capture: earlier TABLE lines stay for -rP
         return code, [line for line in err.splitlines() if line.strip()], self.seconds
 
     def error(self, *argv: str | Path) -> str:

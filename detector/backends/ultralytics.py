@@ -43,7 +43,10 @@ def _reason(exc: BaseException, *paths: str) -> str:
     text = first_line(exc, 300)
     for p in sorted(paths, key=len, reverse=True):
         text = text.replace(f"'{p}'", "it").replace(p, "it")
-    return re.sub(r"^\W*ERROR\W*", "", text).strip()[:150] or type(exc).__name__
+    text = re.sub(r"^\W*ERROR\W*", "", text).strip()
+    if len(text) > 160:
+        text = text[:160].rsplit(" ", 1)[0] + "..."
+    return text or type(exc).__name__
 
 
 def _cannot_load(model: str, exc: BaseException, *paths: str) -> ModelError:
