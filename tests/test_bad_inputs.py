@@ -242,6 +242,26 @@ def test_output_cannot_be_written(
     assert read_only_file.read_text() == "old"
 
 
+BATCH_DIR_ERRORS = {  # case: what may follow "--output-dir PATH"
+    "a file": ["is a file; give a folder"],
+    "name too long": ["is not writable: File name too long"],
+    "read-only": [
+        "is not writable: Read-only file system",
+        "is not writable: Permission denied",
+    ],  # root / user
+}
+
+
+@pytest.mark.parametrize("case", list(BATCH_DIR_ERRORS))
+def test_bad_batch_output_dir(
+    cli: Capture, clip: Path, model_path: Path, read_only_dir: Path, case: str
+) -> None:
+    """detector batch's --output-dir, checked (and created) before any input is opened."""
+    folder = {"a file": clip, "name too long": Path(TOO_LONG), "read-only": read_only_dir / "out"}[case]
+    msg = cli.error("batch", clip, "--model", model_path, "--output-dir", folder)
+    assert msg in [f"--output-dir {folder} {end}" for end in BATCH_DIR_ERRORS[case]]
+
+
 def test_output_folder_read_only(clip: Path, tmp_path: Path, model_path: Path) -> None:
     """A folder of mode 555, in a process bound by mode bits (also when the suite runs as root)."""
     ro = tmp_path / "ro"
