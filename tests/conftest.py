@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from fractions import Fraction
@@ -16,6 +14,7 @@ import av
 import cv2
 import numpy as np
 import pytest
+from user_errors import Capture
 
 from detector.backends.base import Done
 from detector.settings import BUNDLED_MODEL
@@ -157,50 +156,7 @@ def frame_times(path: Path) -> list[float]:
     return [t - times[0] for t in times]
 
 
-# -- file permissions, also when the suite runs as root (CI) ------------------------------------------
-# Root passes every permission check through CAP_DAC_OVERRIDE / CAP_DAC_READ_SEARCH. Without them it is
-# bound by the mode bits of its own files like any user, and it still reaches this interpreter (under
-# /root, mode 700 here, which is why ``setpriv --reuid=65534`` could not even start Python).
-DROP_DAC = (
-    "setpriv",
-    "--inh-caps=-dac_override,-dac_read_search",
-    "--bounding-set=-dac_override,-dac_read_search",
-    "--",
-)
-_unprivileged: tuple[str, ...] | str | None = None  # the prefix once probed, or why there is none
-
-
-def unprivileged_prefix() -> tuple[str, ...]:
-    """A command prefix under which file mode bits apply: none for a normal user; for root, ``setpriv``
-    dropping the two DAC capabilities. Skips, saying what is missing, where that does not work."""
-    global _unprivileged
-    if os.geteuid() != 0:
-        return ()
-    if _unprivileged is None:
-        with tempfile.NamedTemporaryFile() as locked:
-            os.chmod(locked.name, 0)
-            probe = "import detector.cli, sys\ntry: open(sys.argv[1])\nexcept PermissionError: print('ok')"
-            try:
-                cmd = [*DROP_DAC, sys.executable, "-c", probe, locked.name]
-                out = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
-                ok = out.stdout.strip() == "ok"
-                why = (out.stderr.strip().splitlines() or [f"exit {out.returncode}"])[-1]
-            except OSError as exc:
-                ok, why = False, str(exc)
-        _unprivileged = (
-            DROP_DAC if ok else f"running as root, and setpriv cannot drop CAP_DAC_OVERRIDE here: {why}"
-        )
-    if isinstance(_unprivileged, str):
-        pytest.skip(_unprivileged)
-    return _unprivileged
-
-
-def run_unprivileged(*argv: str | Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    """``python -m detector ARGV`` where file permissions apply (see ``unprivileged_prefix``)."""
-    cmd = [*unprivileged_prefix(), sys.executable, "-m", "detector", *map(str, argv)]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
-
-
+# -- read-only places, also when the suite runs as root (CI) ---------------------------------------
 def _mount(*args: str) -> None:
     done = subprocess.run(["mount", *args], capture_output=True, text=True, check=False)
     if done.returncode:
@@ -241,6 +197,29 @@ def read_only_file(tmp_path: Path) -> Iterator[Path]:
         yield path
     finally:
         subprocess.run(["umount", "-l", str(path)], check=False, capture_output=True)
+
+
+# -- the bad-input tests (test_bad_inputs, test_bad_models) ------------------------------------------
+@pytest.fixture
+def cli(capfd: pytest.CaptureFixture[str]) -> Capture:
+    """``detector.cli.main`` in this process, held to the one-line user error contract."""
+    return Capture(capfd)
+
+
+@pytest.fixture
+def clip(tmp_path: Path) -> Path:
+    return write_clip(tmp_path / "clip.mp4", frames=12)
+
+
+@pytest.fixture
+def user_error_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run in ``tmp_path`` (paths as a user types them): no exports in ~/.cache, no display, no
+    $DETECTOR_MODEL."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DETECTOR_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    monkeypatch.delenv("DETECTOR_MODEL", raising=False)
 
 
 @pytest.fixture

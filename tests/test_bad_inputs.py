@@ -3,7 +3,7 @@
 The error line is the last line on stderr (fd 2, so C libraries' noise would show too); INFO lines
 about what was opened may come before it. Uses the real model (``--model``), so nothing downloads.
 Inputs, models, configs and every output path; what needs file permissions to bite runs in a
-subprocess where they apply, also as root (``conftest.run_unprivileged``).
+subprocess where they apply, also as root (``user_errors.run_unprivileged``).
 Runtime: ~45 s on 2 cores (the .pt/.yaml cases import torch).
 """
 
@@ -25,26 +25,7 @@ from user_errors import NOISE, Capture, unprivileged_error
 
 from detector.cli import main
 
-pytestmark = pytest.mark.model
-
-
-@pytest.fixture
-def cli(capfd: pytest.CaptureFixture[str]) -> Capture:
-    return Capture(capfd)
-
-
-@pytest.fixture
-def clip(tmp_path: Path) -> Path:
-    return write_clip(tmp_path / "clip.mp4", frames=12)
-
-
-@pytest.fixture(autouse=True)
-def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("DETECTOR_CACHE", str(tmp_path / "cache"))  # no exports left in ~/.cache
-    monkeypatch.delenv("DISPLAY", raising=False)
-    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
-    monkeypatch.delenv("DETECTOR_MODEL", raising=False)
+pytestmark = [pytest.mark.model, pytest.mark.usefixtures("user_error_env")]
 
 
 def _frames_in(path: Path) -> int:

@@ -13,34 +13,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import write_clip
 from user_errors import Capture, unprivileged_error
 
 from detector.settings import BUNDLED_MODEL
 
-pytestmark = pytest.mark.model
+pytestmark = [pytest.mark.model, pytest.mark.usefixtures("user_error_env")]
 
 HINT = "pass --model PATH to a YOLO detection model (.pt, .onnx, .yaml or an OpenVINO folder)"
 REEXPORT = "re-export it with `yolo export format=openvino`"
-
-
-@pytest.fixture
-def cli(capfd: pytest.CaptureFixture[str]) -> Capture:
-    return Capture(capfd)
-
-
-@pytest.fixture
-def clip(tmp_path: Path) -> Path:
-    return write_clip(tmp_path / "clip.mp4", frames=12)
-
-
-@pytest.fixture(autouse=True)
-def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(tmp_path)  # models are named relative to it, as a user would
-    monkeypatch.setenv("DETECTOR_CACHE", str(tmp_path / "cache"))  # no exports left in ~/.cache
-    monkeypatch.delenv("DISPLAY", raising=False)
-    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
-    monkeypatch.delenv("DETECTOR_MODEL", raising=False)
 
 
 def openvino_copy(name: str, *, without: str = "", metadata: str | None = None) -> str:

@@ -8,13 +8,15 @@ stderr, one line, no traceback, no library noise. Each error is printed as a ``T
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import pytest
-from conftest import run_unprivileged
 
 from detector.cli import main
 
@@ -53,6 +55,50 @@ class Capture:
         """Run, assert the one-line user error contract, return the message (without the prefix)."""
         code, lines, _ = self.run(*argv)
         return user_error(code, lines, argv)
+
+
+# -- where file permissions apply, also when the suite runs as root (CI) ------------------------------
+# Root passes every permission check through CAP_DAC_OVERRIDE / CAP_DAC_READ_SEARCH. Without them it is
+# bound by the mode bits of its own files like any user, and it still reaches this interpreter (under
+# /root, mode 700 here, which is why ``setpriv --reuid=65534`` could not even start Python).
+DROP_DAC = (
+    "setpriv",
+    "--inh-caps=-dac_override,-dac_read_search",
+    "--bounding-set=-dac_override,-dac_read_search",
+    "--",
+)
+_unprivileged: tuple[str, ...] | str | None = None  # the prefix once probed, or why there is none
+
+
+def unprivileged_prefix() -> tuple[str, ...]:
+    """A command prefix under which file mode bits apply: none for a normal user; for root, ``setpriv``
+    dropping the two DAC capabilities. Skips, saying what is missing, where that does not work."""
+    global _unprivileged
+    if os.geteuid() != 0:
+        return ()
+    if _unprivileged is None:
+        with tempfile.NamedTemporaryFile() as locked:
+            os.chmod(locked.name, 0)
+            probe = "import detector.cli, sys\ntry: open(sys.argv[1])\nexcept PermissionError: print('ok')"
+            try:
+                cmd = [*DROP_DAC, sys.executable, "-c", probe, locked.name]
+                out = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+                ok = out.stdout.strip() == "ok"
+                why = (out.stderr.strip().splitlines() or [f"exit {out.returncode}"])[-1]
+            except OSError as exc:
+                ok, why = False, str(exc)
+        _unprivileged = (
+            DROP_DAC if ok else f"running as root, and setpriv cannot drop CAP_DAC_OVERRIDE here: {why}"
+        )
+    if isinstance(_unprivileged, str):
+        pytest.skip(_unprivileged)
+    return _unprivileged
+
+
+def run_unprivileged(*argv: str | Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """``python -m detector ARGV`` where file permissions apply (see ``unprivileged_prefix``)."""
+    cmd = [*unprivileged_prefix(), sys.executable, "-m", "detector", *map(str, argv)]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
 
 
 def unprivileged_error(*argv: str | Path) -> str:
