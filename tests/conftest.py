@@ -4,6 +4,7 @@ sample images, fakes, tiny clips."""
 from __future__ import annotations
 
 import os
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from fractions import Fraction
@@ -13,6 +14,7 @@ import av
 import cv2
 import numpy as np
 import pytest
+from user_errors import Capture
 
 from detector.backends.base import Done
 from detector.settings import BUNDLED_MODEL
@@ -156,6 +158,72 @@ def frame_times(path: Path) -> list[float]:
     with av.open(str(path)) as c:
         times = [float(f.time) for f in c.decode(c.streams.video[0])]
     return [t - times[0] for t in times]
+
+
+# -- read-only places, also when the suite runs as root (CI) ---------------------------------------
+def _mount(*args: str) -> None:
+    done = subprocess.run(["mount", *args], capture_output=True, text=True, check=False)
+    if done.returncode:
+        pytest.skip(f"running as root, and mount {' '.join(args[:-1])} failed: {done.stderr.strip()}")
+
+
+@pytest.fixture
+def read_only_dir(tmp_path: Path) -> Iterator[Path]:
+    """An empty folder this process cannot write into: mode 555 for a normal user; for root a tmpfs
+    mounted read-only (root writes through any mode bits, but not onto a read-only mount)."""
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    if os.geteuid() != 0:
+        folder.chmod(0o555)
+        yield folder
+        folder.chmod(0o755)
+        return
+    _mount("-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(folder))
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False, capture_output=True)
+
+
+@pytest.fixture
+def read_only_file(tmp_path: Path) -> Iterator[Path]:
+    """``old.mp4`` holding "old", in a writable folder, that this process cannot write: mode 444 for a
+    normal user; for root the file bind-mounted read-only onto itself."""
+    path = tmp_path / "old.mp4"
+    path.write_text("old")
+    if os.geteuid() != 0:
+        path.chmod(0o444)
+        yield path
+        return
+    _mount("--bind", str(path), str(path))
+    try:
+        _mount("-o", "remount,bind,ro", str(path))
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False, capture_output=True)
+
+
+# -- the bad-input tests (test_bad_inputs, test_bad_models) ------------------------------------------
+@pytest.fixture
+def cli(capfd: pytest.CaptureFixture[str]) -> Capture:
+    """``detector.cli.main`` in this process, held to the one-line user error contract."""
+    return Capture(capfd)
+
+
+@pytest.fixture
+def clip(tmp_path: Path) -> Path:
+    return write_clip(tmp_path / "clip.mp4", frames=12)
+
+
+@pytest.fixture
+def user_error_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run in ``tmp_path`` (paths as a user types them): no exports in ~/.cache, no display, no
+    $DETECTOR_MODEL."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DETECTOR_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    monkeypatch.delenv("DETECTOR_MODEL", raising=False)
 
 
 @pytest.fixture

@@ -60,22 +60,64 @@ def config_docs(draw: st.DrawFn) -> dict[Any, Any]:
     return doc
 
 
-def assert_one_line(exc: UserError) -> None:
-    """What main prints for it: one non-empty line (newlines in user text are escaped)."""
-    line = error_line(exc)
-    assert str(exc).strip() and "\n" not in line and "\r" not in line, repr(line)
+NOISE = ("Traceback", "validation error for", "For further information", "<unicode string>", "Error(")
+
+
+def _strings(value: Any) -> list[str]:
+    """Every string in a (nested) value: the user text an error message may quote."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [t for k, v in value.items() for t in _strings(k) + _strings(v)]
+    if isinstance(value, (list, tuple)):
+        return [t for v in value for t in _strings(v)]
+    return []
+
+
+def assert_one_line(exc: UserError, user_text: list[str]) -> None:
+    """The message itself is one line: a line break may only come from text the user gave (a key, a
+    flag value), which ``main`` escapes when it prints. No library message leaks through."""
+    msg = str(exc)
+    assert msg.strip(), "empty message"
+    own = msg
+    for text in sorted((t for t in user_text if "\n" in t or "\r" in t), key=len, reverse=True):
+        own = own.replace(text, "")
+    assert "\n" not in own and "\r" not in own, f"a line break of our own: {msg!r}"
+    assert not [n for n in NOISE if n in own], f"library text in the message: {msg!r}"
+    assert "\n" not in error_line(exc) and "\r" not in error_line(exc)
+
+
+def _parsed(text: str | bytes) -> Any:
+    """What PyYAML makes of the file, independently of our loader (``INVALID`` if nothing)."""
+    try:
+        raw = text if isinstance(text, str) else text.decode("utf-8")
+        if "\0" in raw:
+            return INVALID
+        return yaml.safe_load(raw)
+    except (UnicodeError, yaml.YAMLError):
+        return INVALID
+
+
+INVALID = object()
 
 
 def _load(text: str | bytes) -> Settings | None:
-    """load_settings on a file holding ``text``: Settings, or None after a one-line UserError."""
+    """load_settings on a file holding ``text``: Settings, or None after a one-line UserError. A file
+    that PyYAML does not read as a mapping of known keys is refused; one that loads keeps
+    the confidence it names."""
+    doc = _parsed(text)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "fuzz.yaml"
         path.write_bytes(text if isinstance(text, bytes) else text.encode("utf-8", "surrogatepass"))
         try:
-            return load_settings(path, env={})
+            s = load_settings(path, env={})
         except UserError as exc:
-            assert_one_line(exc)
+            assert_one_line(exc, _strings(doc) if doc is not INVALID else [])
             return None
+    assert isinstance(doc, dict) and set(doc) <= set(TOP_KEYS), f"accepted {text!r}"
+    if isinstance(doc.get("conf"), (int, float)) and not isinstance(doc["conf"], bool):
+        assert s.conf == doc["conf"]
+    return s
 
 
 @FUZZ
@@ -123,8 +165,7 @@ def test_config_random_text(text: str | bytes) -> None:
     ).map("".join)
 )
 def test_config_yaml_fragments(text: str) -> None:
-    s = _load(text)
-    assert s is None or isinstance(s, Settings)
+    _load(text)
 
 
 FLAGS: dict[str, st.SearchStrategy[str] | None] = {
@@ -183,7 +224,7 @@ def test_cli_parse_to_settings(argv: list[str]) -> None:
             return
         s = load_settings(args.config, setting_overrides(args), env={})
     except UserError as exc:
-        assert_one_line(exc)
+        assert_one_line(exc, argv)
         return
     assert 0 < s.conf <= 1 and 0 < s.iou <= 1 and s.imgsz % 32 == 0
     assert s.vid_stride >= 1 and (s.max_frames is None or s.max_frames >= 1)

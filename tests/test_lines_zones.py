@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-import time
-from fractions import Fraction
+import csv
+import json
+from collections import Counter
+from pathlib import Path
 from typing import Any
 
+import av
+import cv2
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -14,17 +18,13 @@ from pydantic import ValidationError
 
 from detector.backends.base import Done
 from detector.errors import UserError
-from detector.pipeline.engine import Pipeline
-from detector.settings import LineSpec, ZoneSpec
-from detector.sinks.base import FrameResult
-from detector.sources import SourceInfo
+from detector.run import run
+from detector.settings import LineSpec, ZoneSpec, load_settings
 from detector.stages.classes import resolve_classes
-from detector.stages.drawing import class_color
-from detector.stages.lines import LineAnnotator, LineCounter, LinesStage
-from detector.stages.overlay import OverlayStage
+from detector.stages.lines import LineAnnotator, LineCounter
 from detector.stages.trails import TrailsStage
-from detector.stages.zones import ZoneAnnotator, ZoneCounter, ZonesStage
-from detector.types import Detections, Frame
+from detector.stages.zones import ZoneAnnotator, ZoneCounter
+from detector.types import Detections
 
 W, H = 320, 240
 N = 40
@@ -292,7 +292,7 @@ def test_trail_draws_fading_path_of_recent_points():
         trails.remember(Detections([[x - 5, 95, x + 5, 105]], [0.9], [2], tracker_id=[7], names=NAMES), i)
     img = np.zeros((H, W, 3), np.uint8)
     assert trails.draw(img) is img
-    color = np.array(class_color(2))
+    color = np.array((243, 243, 243))  # class 2 in Ultralytics' palette: F3F3F3
     newest, middle, oldest = (img[100, x].astype(int) for x in (205, 165, 125))
     assert np.abs(newest - color).max() <= 10, "the newest segment is opaque in the class colour"
     assert 0 < oldest.max() < 0.5 * newest.max() < middle.max() < newest.max(), "older = fainter"
@@ -317,32 +317,6 @@ def test_trail_memory_is_bounded():
 
 
 # ---- end to end through the pipeline ---------------------------------------------------------------
-
-
-class SceneSource:
-    """The scene as frames: each track a rectangle in its own colour on grey."""
-
-    def __init__(self) -> None:
-        self.info = SourceInfo(name="scene", kind="file", width=W, height=H, fps=Fraction(10), frame_count=N)
-        self.i = 0
-        self.corrupt = 0
-
-    def read(self) -> Frame | None:
-        if self.i >= N:
-            return None
-        img = np.full((H, W, 3), 90, np.uint8)
-        for b, tid in zip(scene_detections(self.i).xyxy, scene_detections(self.i).tracker_id, strict=True):
-            x1, y1, x2, y2 = (int(v) for v in b)
-            img[y1:y2, x1:x2] = COLORS[int(tid)]
-        frame = Frame(img, self.i, self.i / 10, time.monotonic())
-        self.i += 1
-        return frame
-
-    def reopen(self) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
 
 
 class ColorTracker:
@@ -371,43 +345,74 @@ class ColorTracker:
         return [self.submit(image) for image in images]
 
 
-class RecordingSink:
-    def __init__(self) -> None:
-        self.results: list[FrameResult] = []
-        self.events: list[dict[str, Any]] = []
-
-    def write(self, result: FrameResult) -> None:
-        self.results.append(result)
-
-    def event(self, record: dict[str, Any]) -> None:
-        self.events.append(record)
-
-    def close(self) -> None:
-        pass
+def write_scene(folder: Path) -> Path:
+    """The scene as lossless PNG frames: each track a rectangle in its own colour on grey."""
+    folder.mkdir()
+    for i in range(N):
+        img = np.full((H, W, 3), 90, np.uint8)
+        d = scene_detections(i)
+        for b, tid in zip(d.xyxy, d.tracker_id, strict=True):  # type: ignore[arg-type]
+            x1, y1, x2, y2 = (int(v) for v in b)
+            img[y1:y2, x1:x2] = COLORS[int(tid)]
+        cv2.imwrite(str(folder / f"{i:03d}.png"), img)
+    return folder
 
 
-BOTTOM = ZoneSpec(name="bottom", polygon=[(0, 130), (W, 130), (W, H), (0, H)])
+SCENE_CONFIG = """
+image_fps: 10
+lines:
+  - {name: gate, start: [0.1, 0.5], end: [0.9, 0.5]}
+zones:
+  - {name: bottom, polygon: [[0, 130], [320, 130], [320, 240], [0, 240]]}
+"""
 
 
-def test_pipeline_end_to_end_counts():
-    """The pipeline's own line and zone stages on the scene: events, JSONL extras, drawing, report."""
-    sink = RecordingSink()
-    lines, zones = LinesStage([GATE], (W, H), NAMES), ZonesStage([BOTTOM], (W, H), NAMES)
-    stages = [lines, zones, OverlayStage()]
-    [stats] = Pipeline.single(SceneSource(), ColorTracker(), stages, [sink]).run()  # type: ignore[arg-type]
-    assert stats.frames_processed == N and len(sink.results) == N
-    crossings = [e for e in sink.events if e["event"] == "line_cross"]
-    counted: dict[str, dict[str, int]] = {"in": {}, "out": {}}
+def test_pipeline_end_to_end_counts(tmp_path: Path) -> None:
+    """The scene through a whole run (config file -> stages built from settings -> pipeline -> JSONL,
+    CSV, report, video): the counts a user reads in each file are the scene's, by hand.
+
+    Zone ``bottom`` (y >= 130, band 2 px): tracks 1, 3, 6 enter once; 2 starts inside and leaves; 4
+    wobbles in and out 4 times; 7 comes back below; 5 jitters above it. So 8 persons and 1 car enter,
+    and the same exit (3 of them at the end); at the end 1, 4, 6, 7 and the car are inside."""
+    config = tmp_path / "scene.yaml"
+    config.write_text(SCENE_CONFIG)
+    out = {"json": tmp_path / "s.jsonl", "csv": tmp_path / "s.csv", "report": tmp_path / "s.json",
+           "output": tmp_path / "s.mp4"}  # fmt: skip
+    settings = load_settings(config, {k: str(v) for k, v in out.items()}, env={})
+    stats = run(str(write_scene(tmp_path / "scene")), settings, detector=ColorTracker())  # type: ignore[arg-type]
+    assert stats.frames_processed == N
+
+    lines = [json.loads(x) for x in out["json"].read_text().splitlines()]
+    frames = [r for r in lines if "event" not in r]
+    events = [r for r in lines if "event" in r]
+    assert [r["frame"] for r in frames] == list(range(N))
+    crossings = [e for e in events if e["event"] == "line_cross"]
+    counted: dict[str, Counter[str]] = {"in": Counter(), "out": Counter()}
     for e in crossings:
-        counted[e["direction"]][e["class_name"]] = counted[e["direction"]].get(e["class_name"], 0) + 1
+        counted[e["direction"]][e["class_name"]] += 1
     assert counted == {"in": EXPECTED_IN, "out": EXPECTED_OUT}
     assert sorted(e["track_id"] for e in crossings) == [1, 2, 3, 4, 7]
-    assert lines.report()["lines"]["gate"]["total"] == {"in": 4, "out": 1}
-    # in the last frame, tracks 1, 4, 6, 7 (persons) and 3 (car) stand below y=130
-    assert sink.results[-1].extra["zones"] == {"bottom": {"person": 4, "car": 1}}
-    ends = [e for e in sink.events if e["event"] == "zone_exit" and e.get("reason") == "end"]
-    assert sorted(e["track_id"] for e in ends) == [1, 3, 4, 6, 7], (
-        "the end of the source closes who is inside"
+    assert frames[-1]["zones"] == {"bottom": {"person": 4, "car": 1}}
+    assert all(set(r["zones"]) == {"bottom"} for r in frames)
+    enters = Counter(e["class_name"] for e in events if e["event"] == "zone_enter")
+    exits = [e for e in events if e["event"] == "zone_exit"]
+    assert enters == {"person": 8, "car": 1} == Counter(e["class_name"] for e in exits)
+    assert sorted(e["track_id"] for e in exits if e.get("reason") == "end") == [1, 3, 4, 6, 7]
+    assert Counter(e["track_id"] for e in exits)[4] == 4, "the wobbling track leaves 4 times"
+
+    report = json.loads(out["report"].read_text())
+    assert report["lines"]["gate"] == {"in": EXPECTED_IN, "out": EXPECTED_OUT, "total": {"in": 4, "out": 1}}
+    zone = report["zones"]["bottom"]
+    assert zone["entered"] == zone["exited"] == {"person": 8, "car": 1}
+    assert zone["max_inside"] == 5 and zone["max_occupancy"] == {"person": 4, "car": 1}
+    assert zone["dwell_s"]["count"] == 9
+    with out["csv"].open() as f:
+        rows = list(csv.DictReader(f))
+    assert (
+        len(rows)
+        == sum(len(r["detections"]) for r in frames)
+        == sum(len(scene_detections(i)) for i in range(N))
     )
-    last = sink.results[-1].annotated
-    assert (last[120, 40:60] != 90).any(axis=1).all(), "the gate line is drawn on the output"
+    with av.open(str(out["output"])) as c:
+        last = [f.to_ndarray(format="bgr24") for f in c.decode(video=0)][-1]
+    assert (np.abs(last[120, 40:60].astype(int) - 90) > 40).any(axis=1).all(), "the gate line is drawn"

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import threading
 import time
 from fractions import Fraction
 
+import av
 import numpy as np
 import pytest
 
@@ -20,6 +22,10 @@ from detector.types import Detections, Frame
 
 NAMES = {0: "person", 1: "bicycle", 2: "car", 5: "bus"}
 W, H = 640, 360
+# Ultralytics' palette (RGB hex in ultralytics/utils/plotting.py), as the BGR OpenCV draws with
+PERSON_BLUE = (255, 42, 4)  # class 0: 042AFF
+LIGHT_GREY = (243, 243, 243)  # class 2: F3F3F3
+BUS_PINK = (221, 111, 255)  # class 5: FF6FDD
 
 
 def dets(
@@ -87,16 +93,16 @@ def test_box_edge_has_class_colour() -> None:
     out = OverlayRenderer(panel=False).annotate(
         black(), dets([[100, 100, 300, 250], [400, 80, 600, 300]], [0, 5])
     )
-    assert tuple(out[200, 100]) == class_color(0)  # left edge of the person box, below its label
-    assert tuple(out[250, 200]) == class_color(0)  # bottom edge
-    assert tuple(out[200, 600]) == class_color(5)  # right edge of the bus box
+    assert tuple(out[200, 100]) == PERSON_BLUE  # left edge of the person box, below its label
+    assert tuple(out[250, 200]) == PERSON_BLUE  # bottom edge
+    assert tuple(out[200, 600]) == BUS_PINK  # right edge of the bus box
     assert tuple(out[175, 200]) == (0, 0, 0)  # box interior stays clear
 
 
 def test_label_above_box_with_contrasting_text() -> None:
     out = OverlayRenderer(panel=False).annotate(black(), dets([[200, 150, 400, 300]]))
     above = out[100:150, 200:400]
-    assert (np.all(above == class_color(0), axis=2)).sum() > 200  # filled label background above the box
+    assert (np.all(above == PERSON_BLUE, axis=2)).sum() > 200  # filled label background above the box
     assert text_pixels(above) > 20  # white text on the dark blue background
     assert text_pixels(out[152:298, 202:398]) == 0  # nothing drawn inside the box
 
@@ -127,7 +133,7 @@ def test_label_fully_visible_at_edges_and_corners(where: str) -> None:
     out = renderer.annotate(black(), dets([_edge_boxes()[where]]))
     # The same label text must be drawn completely, i.e. none of it was cut off by the frame edge.
     assert text_pixels(out) == reference
-    assert (np.all(out == class_color(0), axis=2)).any()
+    assert (np.all(out == PERSON_BLUE, axis=2)).any()
 
 
 @pytest.mark.parametrize("box", [[0, 0, 120, 200], [0, 0, W, H], [5, 30, 100, 200]])
@@ -151,9 +157,8 @@ def test_label_text_variants() -> None:
 
 def test_light_class_colour_gets_dark_text() -> None:
     light = 2  # palette entry F3F3F3, almost white
-    assert min(class_color(light)) > 200
     out = OverlayRenderer(panel=False).annotate(black(), dets([[200, 150, 400, 300]], [light]))
-    on_bg = np.all(out[100:150] == class_color(light), axis=2)
+    on_bg = np.all(out[100:150] == LIGHT_GREY, axis=2)
     ys, xs = np.nonzero(on_bg)
     label = out[100:150][ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]  # the filled label rectangle
     assert label.shape[0] > 8 and label.shape[1] > 40
@@ -213,7 +218,7 @@ def test_sizes_scale_with_frame_and_line_width_overrides() -> None:
     def thickness(renderer: OverlayRenderer, w: int, h: int) -> int:
         s = w / W
         out = renderer.annotate(black(w, h), dets([[100 * s, 100 * s, 300 * s, 300 * s]]))
-        return int(np.all(out[int(200 * s)] == class_color(0), axis=1).sum()) // 2
+        return int(np.all(out[int(200 * s)] == PERSON_BLUE, axis=1).sum()) // 2
 
     def label_text(w: int, h: int) -> int:
         s = w / W
@@ -240,6 +245,9 @@ def test_rejects_non_bgr_image() -> None:
 
 
 def test_fast_enough_for_1080p() -> None:
+    """Drawing 20 boxes, labels and the panel on a 1080p frame costs a small part of what every
+    frame costs anyway: encoding it (libx264 ultrafast, one thread, as a yardstick timed in the same
+    loop). ~0.8 ms against ~17 ms here; a whole-frame pass per box would break the ratio."""
     rng = np.random.default_rng(0)
     xy = rng.uniform(0, 1, (20, 2)) * [1700, 900]
     d = Detections(
@@ -249,23 +257,36 @@ def test_fast_enough_for_1080p() -> None:
         names=NAMES,
     )
     img, renderer, info = np.full((1080, 1920, 3), 90, np.uint8), OverlayRenderer(), PanelInfo(29.9, 33.0)
-    times = []
-    for _ in range(30):
-        t0 = time.perf_counter()
-        renderer.annotate(img, d, info)
-        times.append(time.perf_counter() - t0)
-    assert float(np.median(times)) < 0.010  # ~1.3 ms measured; generous for loaded CI machines
+    drawing, encoding = [], []
+    with av.open(io.BytesIO(), "w", format="mp4") as out:
+        stream = out.add_stream("libx264", rate=30, options={"preset": "ultrafast", "threads": "1"})
+        stream.width, stream.height, stream.pix_fmt = 1920, 1080, "yuv420p"
+        for i in range(12):
+            t0 = time.perf_counter()
+            annotated = renderer.annotate(img, d, info)
+            t1 = time.perf_counter()
+            packets = stream.encode(av.VideoFrame.from_ndarray(annotated, format="bgr24"))
+            t2 = time.perf_counter()
+            for packet in packets:
+                out.mux(packet)
+            if i >= 2:  # the encoder's first frames set it up
+                drawing.append(t1 - t0)
+                encoding.append(t2 - t1)
+    ratio = float(np.median(drawing) / np.median(encoding))
+    assert ratio < 0.25, (
+        f"drawing {np.median(drawing) * 1e3:.1f} ms, encoding {np.median(encoding) * 1e3:.1f} ms"
+    )
 
 
 def test_class_color_stable_distinct_and_matches_ultralytics() -> None:
     from ultralytics.utils.plotting import colors
 
     palette = [class_color(i) for i in range(20)]
+    assert palette == [tuple(colors(i, bgr=True)) for i in range(20)]  # Ultralytics' own, as BGR
+    assert (palette[0], palette[2], palette[5]) == (PERSON_BLUE, LIGHT_GREY, BUS_PINK)
     assert len(set(palette)) == 20
-    assert palette == [class_color(i) for i in range(20)]
-    assert class_color(20) == class_color(0) and class_color(47) == class_color(7)
-    assert all(len(c) == 3 and all(isinstance(v, int) and 0 <= v <= 255 for v in c) for c in palette)
-    assert palette == [tuple(colors(i, bgr=True)) for i in range(20)]
+    assert [class_color(i) for i in (20, 47, 85)] == [PERSON_BLUE, palette[7], BUS_PINK]  # by id modulo 20
+    assert all(len(c) == 3 and all(type(v) is int and 0 <= v <= 255 for v in c) for c in palette)
 
 
 def test_fps_meter_measures_and_smooths() -> None:

@@ -37,11 +37,28 @@ def matched(ours: list[tuple[int, np.ndarray]], theirs: list[tuple[int, np.ndarr
 
 
 @pytest.fixture(scope="module")
-def random_pt(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def random_pt(tmp_path_factory: pytest.TempPathFactory, assets_dir: Path) -> Path:
+    """YOLO11n with random weights whose BatchNorm statistics come from one real image, so that it
+    finds boxes: with plain random weights the activations fade layer by layer and nothing passes
+    even conf 0.001, and two empty results would compare equal."""
+    import cv2
+    import torch
     from ultralytics import YOLO
 
+    torch.manual_seed(0)
+    yolo = YOLO("yolo11n.yaml")
+    net = yolo.model
+    assert isinstance(net, torch.nn.Module)
+    for module in net.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.momentum = 1.0  # running statistics := those of the next batch
+    image = cv2.resize(cv2.imread(str(assets_dir / "bus.jpg")), (640, 640))
+    net.train()
+    with torch.no_grad():
+        net(torch.from_numpy(image[:, :, ::-1].copy()).permute(2, 0, 1)[None].float() / 255)
+    net.eval()
     path = tmp_path_factory.mktemp("pt") / "rand11n.pt"
-    YOLO("yolo11n.yaml").save(str(path))
+    yolo.save(str(path))
     return path
 
 
@@ -67,25 +84,30 @@ def test_auto_backend_exports_pt_once_and_reuses_it(random_pt, tmp_path, monkeyp
     assert "exporting" not in caplog.text and "using the OpenVINO export" in caplog.text
     assert exports[0].stat().st_mtime_ns == stamp and len(list(exports[0].parent.iterdir())) == 1
     b = second.detect(image)
-    assert len(a) == len(b) and np.allclose(a.xyxy, b.xyxy) and (a.class_id == b.class_id).all()
+    assert len(a) > 0, "the model finds boxes, so equal results mean something"
+    assert len(a) == len(b) and np.array_equal(a.xyxy, b.xyxy) and np.array_equal(a.class_id, b.class_id)
+    assert np.array_equal(a.confidence, b.confidence), "the reused export is the same network"
 
     forced = load_detector(load_settings(None, {"model": str(random_pt), "backend": "torch"}, env={}))
     assert forced.backend == "torch"
 
 
 @pytest.mark.model
-def test_pipeline_boxes_equal_ultralytics_predict(capsys, model_path, videos_dir, tmp_path):
-    """Per-frame boxes of `detector run` match YOLO(model).predict on the same frames (>= 98%)."""
+def test_pipeline_boxes_equal_ultralytics_predict(capsys, model_path, sample_clip, tmp_path):
+    """Per-frame boxes of `detector run` (every 3rd frame of the sample clip) match
+    YOLO(model).predict on the same frames (>= 98% both ways)."""
     from ultralytics import YOLO
 
-    clip = videos_dir / "book.mkv"
-    out = tmp_path / "book.jsonl"
-    assert main(["run", str(clip), "--model", str(model_path), "--json", str(out)]) == 0
-    ours = [json.loads(line) for line in out.read_text().splitlines()]
+    out = tmp_path / "sample.jsonl"
+    argv = ["run", str(sample_clip), "--model", str(model_path), "--json", str(out), "--vid-stride", "3"]
+    assert main(argv) == 0
+    ours = {r["frame"]: r for r in map(json.loads, out.read_text().splitlines())}
     model = YOLO(str(model_path), task="detect")
     total = hits = ours_total = ours_hits = 0
-    with av.open(str(clip)) as c:
+    with av.open(str(sample_clip)) as c:
         for i, vf in enumerate(c.decode(video=0)):
+            if i % 3:
+                continue
             r = model.predict(vf.to_ndarray(format="bgr24"), verbose=False)[0]
             theirs = [(int(k), b) for k, b in zip(r.boxes.cls.tolist(), r.boxes.xyxy.numpy(), strict=True)]
             mine = [(d["class_id"], np.array(d["xyxy"])) for d in ours[i]["detections"]]
@@ -93,18 +115,21 @@ def test_pipeline_boxes_equal_ultralytics_predict(capsys, model_path, videos_dir
             hits += matched(mine, theirs)
             ours_total += len(mine)
             ours_hits += matched(theirs, mine)
-    assert i + 1 == len(ours) == 109
-    assert total > 100, "book.mkv has a person and a monitor in every frame"
+    assert sorted(ours) == list(range(0, 240, 3))
+    assert total > 160, "the sample clip has people in every frame"
     assert hits / total >= 0.98, f"{hits}/{total} of Ultralytics' boxes found"
     assert ours_hits / ours_total >= 0.98, f"{ours_hits}/{ours_total} of our boxes confirmed"
 
 
 @pytest.mark.model
-def test_bench_reports_ratios_as_json(capsys, model_path, videos_dir):
+def test_bench_reports_ratios_as_json(capsys, model_path, sample_clip):
+    """The figures hang together: each fps is its frames over its wall time, each ratio the quotient
+    of two runs of its round, and in the one-thing-after-another loops the per-stage times add up to
+    the wall time (paired, so whatever the machine's speed)."""
     code = main(
         [
             "bench",
-            str(videos_dir / "person-bicycle-car-detection.gif"),
+            str(sample_clip),
             "--model",
             str(model_path),
             "--frames",
@@ -124,8 +149,25 @@ def test_bench_reports_ratios_as_json(capsys, model_path, videos_dir):
         (2, "sequential"),
         (2, "infer-only"),
     ], "alternating order"
-    assert all(r["frames"] == 20 and r["fps"] > 0 for r in result["runs"])
-    assert {"decode", "inference", "stages", "write"} <= set(result["runs"][2]["stage_ms"])
+    stages = {"infer-only": {"decode", "inference"}, "sequential": {"decode", "inference", "stages", "write"}}
+    for run in result["runs"]:
+        assert run["frames"] == 20
+        assert run["fps"] == pytest.approx(20 / run["wall_s"], rel=0.01), run
+        if run["mode"] in stages:
+            assert set(run["stage_ms"]) == stages[run["mode"]], run
+            spent = sum(s["mean"] for s in run["stage_ms"].values()) * run["frames"] / 1000
+            assert 0.6 * run["wall_s"] <= spent <= 1.01 * run["wall_s"], (
+                f"stages add up to {spent:.3f} s: {run}"
+            )
+        else:
+            assert {"decode", "inference", "stages", "write"} <= set(run["stage_ms"])
     assert [r["round"] for r in result["ratios"]] == [1, 2]
-    assert all(r["pipelined_vs_sequential"] > 0 for r in result["ratios"])
+    for ratio in result["ratios"]:
+        fps = {r["mode"]: r["fps"] for r in result["runs"] if r["round"] == ratio["round"]}
+        assert ratio["pipelined_vs_sequential"] == pytest.approx(
+            fps["pipelined"] / fps["sequential"], abs=2e-3
+        )
+        assert ratio["pipelined_vs_infer_only"] == pytest.approx(
+            fps["pipelined"] / fps["infer-only"], abs=2e-3
+        )
     assert result["backend"] == "openvino" and "ultrafast" in result["encoder"]

@@ -4,6 +4,7 @@ Backends are imported lazily, so the lean OpenVINO path never imports torch:
 - ``backends.openvino``: an OpenVINO model folder, run directly (fast start, no torch);
 - ``backends.ultralytics``: everything else through Ultralytics (.pt, .yaml, ONNX).
 A ``.pt`` on the CPU is exported to OpenVINO once (cached) when the backend is ``auto``.
+Every model is first checked by ``backends.checks.check_model`` (one-line errors, nothing imported).
 """
 
 from __future__ import annotations
@@ -13,34 +14,14 @@ import logging
 from pathlib import Path
 
 from detector.backends.base import Detector
+from detector.backends.checks import check_model, is_openvino, is_openvino_dir
 from detector.errors import ModelError
 from detector.machine import cache_dir
 from detector.settings import Settings
 
 log = logging.getLogger(__name__)
 
-
-def _looks_like_path(model: str) -> bool:
-    return "/" in model or "\\" in model or model.startswith(".")
-
-
-def check_model_exists(model: str) -> None:
-    """Fail fast, before any output is created, on a model path that does not exist."""
-    p = Path(model).expanduser()
-    if p.exists():
-        if p.is_file() and p.stat().st_size == 0:
-            raise ModelError(f"model {model} is empty (0 bytes); pass --model PATH to a valid model")
-        return
-    if _looks_like_path(model) or p.suffix.lower() in (".onnx", ".xml", ".engine"):
-        raise ModelError(
-            f"model {model} not found; pass --model PATH to a local model (.pt, .onnx, OpenVINO folder)"
-        )
-
-
-def is_openvino_dir(path: str | Path) -> bool:
-    """True if ``path`` is a folder holding an OpenVINO IR (an ``.xml`` with its ``.bin``)."""
-    p = Path(path)
-    return p.is_dir() and any(x.with_suffix(".bin").is_file() for x in p.glob("*.xml"))
+__all__ = ["check_model", "exported", "is_openvino_dir", "load_detector", "wants_export"]
 
 
 def wants_export(settings: Settings) -> bool:
@@ -71,7 +52,7 @@ def openvino_export(model: str, imgsz: int) -> str:
     log.info(
         "backend auto: exporting %s to OpenVINO once (CPU inference is ~3x faster); cache: %s", model, dest
     )
-    return str(export_openvino(str(src), imgsz, dest))
+    return str(export_openvino(str(src), imgsz, dest, name=model))
 
 
 def exported(settings: Settings) -> Settings:
@@ -85,19 +66,19 @@ def load_detector(settings: Settings, *, requests: int = 1) -> Detector:
     """Load the model the settings name, with the backend they ask for (``auto`` picks the fastest).
 
     ``requests``: frames the pipeline may keep in flight (2 for files: OpenVINO's throughput mode)."""
-    check_model_exists(settings.resolved_model())
     backend = settings.backend
     model = settings.resolved_model()
+    check_model(model)
     if backend == "onnx" and not model.endswith(".onnx"):
         raise ModelError(
             f"--backend onnx needs an .onnx model, got {model}; export one with `yolo export format=onnx`"
         )
-    if backend == "torch" and (is_openvino_dir(model) or model.endswith(".onnx")):
+    if backend == "torch" and (is_openvino(model) or model.endswith(".onnx")):
         raise ModelError(f"--backend torch needs a .pt or .yaml model, got {model}")
     model = exported(settings).resolved_model()
-    if backend == "openvino" and not is_openvino_dir(model):
+    if backend == "openvino" and not is_openvino(model):
         raise ModelError(f"--backend openvino needs a .pt model or an OpenVINO folder, got {model}")
-    if is_openvino_dir(model) and backend in ("auto", "openvino"):
+    if is_openvino(model) and backend in ("auto", "openvino"):
         from detector.backends.openvino import OpenVINODetector
 
         return OpenVINODetector(

@@ -18,10 +18,10 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 import openvino as ov
-import yaml
 from openvino.preprocess import ColorFormat, PrePostProcessor
 
 from detector.backends.base import Pending
+from detector.backends.checks import openvino_ir
 from detector.errors import ModelError
 from detector.machine import cache_dir, inference_threads
 from detector.text import first_line
@@ -117,21 +117,11 @@ class OpenVINODetector:
         path = Path(model_dir).expanduser()
         self.max_in_flight = max(1, int(requests))
         self.model_path = str(path)
-        if path.is_file() and path.suffix == ".xml":
-            xml, path = path, path.parent
-        elif not path.is_dir():
+        if not path.exists():
             raise ModelError(f"OpenVINO model folder {path} not found")
-        else:
-            xmls = sorted(path.glob("*.xml"))
-            if not xmls:
-                raise ModelError(f"OpenVINO model folder {path} has no .xml file (expected e.g. yolo11n.xml)")
-            xml = xmls[0]
-        if not xml.with_suffix(".bin").is_file():
-            raise ModelError(f"OpenVINO model {xml} has no weights file {xml.with_suffix('.bin').name}")
-        meta = self._read_metadata(path / "metadata.yaml")
-        task = str(meta.get("task", "detect"))
-        if task != "detect":
-            raise ModelError(f"model {path} is a {task} model; detector needs a detection model")
+        if path.is_file() and path.suffix.lower() != ".xml":
+            raise ModelError(f"OpenVINO model {path} is neither a model folder nor its .xml file")
+        xml, weights, meta = openvino_ir(path)  # the task is 'detect', or a ModelError
 
         self.conf, self.iou, self.max_det = float(conf), float(iou), int(max_det)
 
@@ -144,7 +134,7 @@ class OpenVINODetector:
             log.warning("OpenVINO cache folder %s unusable (%s); compiling without a cache", cache, exc)
         device_name = _device_name(device, core)
         try:
-            model = core.read_model(model=str(xml), weights=str(xml.with_suffix(".bin")))
+            model = core.read_model(model=str(xml), weights=str(weights))
         except RuntimeError as exc:
             raise ModelError(
                 f"model {xml} cannot be loaded ({first_line(exc, 200)}); re-export it with "
@@ -204,19 +194,6 @@ class OpenVINODetector:
         self._next = 0
         self._geometries: dict[tuple[int, int], tuple[int, int, int, int, float, float]] = {}
         log.debug("OpenVINO model %s on %s, input %dx%d, %d classes", xml, device_name, w, h, nc)
-
-    @staticmethod
-    def _read_metadata(path: Path) -> dict[str, Any]:
-        if not path.is_file():
-            log.warning("%s not found; assuming a detection model with numbered classes", path)
-            return {}
-        try:
-            meta = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-            raise ModelError(f"{path} cannot be read: {first_line(exc, 200)}") from exc
-        if not isinstance(meta, dict):
-            raise ModelError(f"{path} is not a YAML mapping")
-        return meta
 
     def _geometry(self, h: int, w: int) -> tuple[int, int, int, int, float, float]:
         """Letterbox (new_w, new_h, left, top) and scale_boxes gains for a source size, cached per size

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from detector.backends.base import Done, Pending
+from detector.backends.checks import HINT, OTHER_FORMATS, not_detect
 from detector.errors import ModelError
 from detector.text import first_line
 from detector.types import Detections, Image
@@ -36,14 +38,26 @@ def _backend_name(model: str) -> str:
     return "torch"
 
 
-def _cannot_load(model: str, exc: BaseException) -> ModelError:
-    return ModelError(
-        f"model {model} cannot be loaded ({first_line(exc, 150)}); pass --model PATH to a valid YOLO model"
-    )
+def _reason(exc: BaseException, *paths: str) -> str:
+    """Ultralytics' message for ``exc``, shorn of its "ERROR ❌" prefix and of the model's path."""
+    text = first_line(exc, 300)
+    for p in sorted(paths, key=len, reverse=True):
+        text = text.replace(f"'{p}'", "it").replace(p, "it")
+    text = re.sub(r"^\W*ERROR\W*", "", text).strip()
+    if len(text) > 160:
+        text = text[:160].rsplit(" ", 1)[0] + "..."
+    return text or type(exc).__name__
 
 
-def _not_detect(model: str, task: str) -> ModelError:
-    return ModelError(f"model {model} is a {task} model; detector needs a detection model (task 'detect')")
+def _cannot_load(model: str, exc: BaseException, *paths: str) -> ModelError:
+    if isinstance(exc, ModuleNotFoundError) and exc.name:
+        package = exc.name.split(".")[0]
+        return ModelError(f"model {model} needs the Python package {package}, which is not installed")
+    return ModelError(f"model {model} cannot be loaded ({_reason(exc, model, *paths)}); {HINT}")
+
+
+# Formats Ultralytics loads lazily, at the first predict: loaded at once here, so errors come first.
+_LOADED_AT_PREDICT = (".onnx", ".xml", *OTHER_FORMATS)
 
 
 class UltralyticsDetector:
@@ -79,17 +93,15 @@ class UltralyticsDetector:
             self.model = YOLO(model, task=None if yaml_cfg else "detect")
         except (ConnectionError, TimeoutError) as exc:
             raise ModelError(
-                f"model {model} is not on disk and cannot be downloaded (no network?); "
-                "pass --model PATH to a local model (.pt, .onnx, OpenVINO folder)"
+                f"model {model} is not on disk and cannot be downloaded (no network?); {HINT}"
             ) from exc
         except FileNotFoundError as exc:
-            raise ModelError(f"model {model} not found; pass --model PATH to a local model") from exc
+            raise ModelError(f"model {model} not found; {HINT}") from exc
         except Exception as exc:  # torch/onnx/openvino raise many kinds for a corrupt file
             raise _cannot_load(model, exc) from exc
         task = getattr(self.model, "task", "detect")
         if task != "detect":
-            raise _not_detect(model, task)
-        self.names: dict[int, str] = {int(k): str(v) for k, v in dict(self.model.names).items()}
+            raise not_detect(model, task)
         self.kwargs: dict[str, Any] = {
             "conf": conf,
             "iou": iou,
@@ -99,6 +111,12 @@ class UltralyticsDetector:
             "max_det": max_det,
             "verbose": False,
         }
+        if Path(model).suffix.lower() in _LOADED_AT_PREDICT or Path(model).is_dir():
+            try:
+                self.model.predict(np.zeros((64, 64, 3), np.uint8), **self.kwargs)
+            except Exception as exc:
+                raise _cannot_load(model, exc) from exc
+        self.names: dict[int, str] = {int(k): str(v) for k, v in dict(self.model.names).items()}
 
     def submit(self, image: Image, on_ready: Callable[[], None] | None = None) -> Pending:
         """Predicts at once (Ultralytics has no async API): the result is ready when this returns."""
@@ -139,20 +157,22 @@ class UltralyticsDetector:
         )
 
 
-def export_openvino(model: str, imgsz: int, dest: Path) -> Path:
-    """Export a ``.pt`` model to an OpenVINO folder at ``dest`` (FP32, static ``imgsz``)."""
+def export_openvino(model: str, imgsz: int, dest: Path, name: str | None = None) -> Path:
+    """Export a ``.pt`` model to an OpenVINO folder at ``dest`` (FP32, static ``imgsz``); errors name
+    the model as ``name`` (what the user gave) when set."""
     from ultralytics import YOLO
 
+    shown = name or model
     try:
         yolo = YOLO(model, task="detect")
     except Exception as exc:  # a corrupt or non-YOLO file: say so, not "export failed"
-        raise _cannot_load(model, exc) from exc
+        raise _cannot_load(shown, exc, model) from exc
     if getattr(yolo, "task", "detect") != "detect":
-        raise _not_detect(model, str(yolo.task))
+        raise not_detect(shown, str(yolo.task))
     try:
         out = Path(yolo.export(format="openvino", imgsz=imgsz, dynamic=False, half=False, verbose=False))
     except Exception as exc:
-        raise ModelError(f"exporting {model} to OpenVINO failed: {first_line(exc, 200)}") from exc
+        raise ModelError(f"exporting {shown} to OpenVINO failed: {first_line(exc, 200)}") from exc
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(dest.name + ".tmp")
     if tmp.exists():

@@ -62,9 +62,9 @@ def collect_inputs(specs: Sequence[str], exclude: Path | None = None) -> list[Pa
 def prepare_output_dir(path: str | Path) -> Path:
     """Create the output folder if needed and prove it is writable (``UserError`` otherwise)."""
     p = Path(path).expanduser()
-    if p.exists() and not p.is_dir():
-        raise UserError(f"--output-dir {p} is a file; give a folder")
     try:
+        if p.exists() and not p.is_dir():
+            raise UserError(f"--output-dir {p} is a file; give a folder")
         p.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=p):
             pass

@@ -87,7 +87,7 @@ def add_parser(sub: Any) -> None:
 
 
 def command(args: argparse.Namespace, started_at: float) -> int:
-    from detector.backends.loading import check_model_exists, exported
+    from detector.backends.loading import check_model, exported
     from detector.batch.dispatch import run_batch
     from detector.batch.inputs import collect_inputs, prepare_output_dir
     from detector.batch.pools import LocalPool, Pool, RayPool, import_ray
@@ -103,7 +103,7 @@ def command(args: argparse.Namespace, started_at: float) -> int:
     inputs = collect_inputs(args.inputs, exclude=Path(args.output_dir).expanduser().resolve())
     out_dir = prepare_output_dir(args.output_dir)
     cluster = args.batch_backend == "ray" and bool(args.ray_address)
-    check_model_exists(settings.resolved_model())
+    check_model(settings.resolved_model())
     if not cluster:
         settings = exported(settings)  # a .pt is exported here, once, so N workers do not race to do it
     cores = cpu_count()

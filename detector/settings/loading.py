@@ -69,12 +69,15 @@ def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     p = Path(path).expanduser()
     if p.is_dir():
         raise UserError(f"config file {p} is a folder; give a YAML file (see configs/default.yaml)")
-    if not p.is_file():
+    if not p.exists():
         raise UserError(f"config file {p} not found")
+    if not p.is_file():
+        raise UserError(f"config file {p} is not a regular file; give a YAML file")
     try:
         raw = p.read_bytes()
     except OSError as exc:
-        raise UserError(f"config file {p} cannot be read: {exc.strerror or exc}") from exc
+        reason = "permission denied" if isinstance(exc, PermissionError) else exc.strerror or str(exc)
+        raise UserError(f"config file {p} cannot be read ({reason})") from exc
     if b"\0" in raw:
         raise UserError(f"config file {p} is not a text file (binary data); give a YAML file")
     try:

@@ -19,9 +19,19 @@ EVENTS_FILE = "events.jsonl"
 def check_output_file(path: str | Path, overwrite: bool, what: str = "output") -> Path:
     """Check that ``path`` can be created: folder exists and is writable, file absent unless overwrite.
 
-    Raises ``UserError`` with one line saying what to do. Shared by the file sinks.
+    A new file is created and removed again, which also catches what no permission bit shows (a
+    name too long, a read-only or special file system). Raises ``UserError`` with one line saying
+    what to do. Shared by the file sinks.
     """
     p = Path(path).expanduser()
+    try:
+        return _check_output_file(p, overwrite, what)
+    except OSError as exc:
+        reason = "permission denied" if isinstance(exc, PermissionError) else exc.strerror or str(exc)
+        raise UserError(f"{what} {p} cannot be created ({reason}); choose another path") from exc
+
+
+def _check_output_file(p: Path, overwrite: bool, what: str) -> Path:
     if p.is_dir():
         raise UserError(f"{what} {p} is a folder; give a file name")
     folder = p.parent
@@ -36,6 +46,9 @@ def check_output_file(path: str | Path, overwrite: bool, what: str = "output") -
             raise UserError(f"{what} {p} exists; pass --overwrite to replace it")
         if p.exists() and not os.access(p, os.W_OK):
             raise UserError(f"{what} {p} exists and is not writable; choose another path")
+        return p
+    os.close(os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+    os.unlink(p)
     return p
 
 
@@ -58,6 +71,13 @@ def check_video_output_path(path: str | Path, overwrite: bool) -> Path:
 def check_report_path(path: str | Path, overwrite: bool) -> Path:
     """A report: a .html / .htm name gets the page with charts, any other name JSON."""
     return check_output_file(path, overwrite, "report")
+
+
+def _resolved(path: Path) -> Path:
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):  # a symlink loop, a name too long...
+        return path.absolute()
 
 
 def check_image_output_path(path: str | Path, overwrite: bool) -> Path:
@@ -124,11 +144,11 @@ def check_outputs(
                 f"--{_FLAG[key]} {value}: each of the {len(sources)} sources needs its own file; "
                 f"put {NAME} in the path, e.g. {_EXAMPLE[key]}"
             )
-    inputs = {Path(spec).expanduser().resolve() for _, spec in sources if Path(spec).expanduser().is_file()}
+    inputs = {_resolved(Path(spec).expanduser()) for _, spec in sources if Path(spec).expanduser().is_file()}
     seen: dict[Path, str] = {}
 
     def claim(key: str, path: Path) -> None:
-        resolved = path.resolve()
+        resolved = _resolved(path)
         if resolved in inputs:
             raise UserError(f"--{_FLAG[key]} {path} is the input file; choose another output path")
         if resolved in seen:
