@@ -10,7 +10,7 @@ SIGTERM asks for a stop (``stop`` is set, ``signum`` remembered). What happens t
 
 A second signal exits the process at once with 128 + its number, as users expect of a second Ctrl-C.
 Outside the main thread nothing is installed, and ``request`` (a parent asking a worker to stop)
-goes through the same path as a signal.
+asks for a stop the same way, without counting as a signal.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ class Interrupts:
     def __init__(self) -> None:
         self.stop = threading.Event()
         self.signum: int | None = None
+        self._signalled = False  # a real signal came (a second one exits at once)
         self._deferring = 0
         self._old: dict[int, Any] = {}
 
@@ -51,11 +52,13 @@ class Interrupts:
 
     def reset(self) -> None:
         self.signum = None
+        self._signalled = False
         self.stop.clear()
 
     def _handle(self, signum: int, _frame: object) -> None:
-        if self.signum is not None:  # the second one: no more waiting
+        if self._signalled:  # the second one: no more waiting
             os._exit(128 + signum)
+        self._signalled = True
         self.request(signum)
         if not self._deferring:
             raise Interrupted(signum)
@@ -74,6 +77,10 @@ class Interrupts:
             yield self.stop
         finally:
             self._deferring -= 1
+
+    def always_defer(self) -> None:
+        """From now on a first signal only asks for a stop (a batch worker, between files too)."""
+        self._deferring += 1
 
     def raise_if_requested(self) -> None:
         if self.signum is not None:

@@ -110,7 +110,7 @@ def init_process(settings: Settings, threads: int, log_level: int, stop: Any, co
     _stop = stop
     signals = interrupts()
     signals.install()
-    signals.deferred().__enter__()  # for the worker's whole life: a signal stops the run in progress
+    signals.always_defer()  # for the worker's whole life: a signal stops the run in progress
     threading.Thread(target=_watch_parent, args=(stop,), daemon=True, name="stop-watch").start()
     try:
         _worker = Worker(settings, threads, label, log_level)
