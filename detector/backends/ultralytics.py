@@ -182,13 +182,6 @@ def export_openvino(model: str, imgsz: int, dest: Path, name: str | None = None)
     return dest
 
 
-def import_trackers() -> None:
-    """Import what ``UltralyticsTracker`` needs (torch included), e.g. in a thread ahead of time."""
-    import ultralytics.engine.results
-    import ultralytics.trackers.bot_sort
-    import ultralytics.trackers.byte_tracker  # noqa: F401
-
-
 class UltralyticsTracker:
     """ByteTrack or BoT-SORT from Ultralytics, run on our ``Detections`` from any backend.
 

@@ -41,10 +41,6 @@ def command(args: argparse.Namespace, started_at: float) -> int:
     from detector.settings import load_settings
 
     settings = load_settings(args.config, setting_overrides(args), command=RUN)
-    if settings.tracker:
-        from detector.stages.track import preload_tracker
-
-        preload_tracker()  # torch imports while the model loads and the sources open
     run = Run(settings, args.sources, started_at=started_at)
     try:
         run.execute()

@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import logging
-import threading
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any, Protocol
@@ -22,32 +20,12 @@ class Tracker(Protocol):
     def update(self, detections: Detections, image: Image) -> Detections: ...
 
 
-log = logging.getLogger(__name__)
-_preload: threading.Thread | None = None
-
-
-def _import_trackers() -> None:
-    try:
-        from detector.backends.ultralytics import import_trackers
-
-        import_trackers()
-    except Exception as exc:  # load_tracker imports again and reports it properly
-        log.debug("preloading the tracker failed: %s", exc)
-
-
-def preload_tracker() -> None:
-    """Start importing the tracker (Ultralytics, so torch: ~1.5 s) in a thread, while the model compiles
-    and the sources open, so the first tracked frame is not late by that import."""
-    global _preload
-    if _preload is None:
-        _preload = threading.Thread(target=_import_trackers, name="tracker-import", daemon=True)
-        _preload.start()
-
-
 def load_tracker(name: str) -> Tracker:
-    """ByteTrack or BoT-SORT (Ultralytics' implementations), run on any backend's detections."""
-    if _preload is not None:
-        _preload.join()
+    """ByteTrack or BoT-SORT (Ultralytics' implementations), run on any backend's detections.
+
+    Importing them imports torch (~0.9 s warm, ~1.9 s from a cold disk cache, this machine). Doing
+    that in a thread while the model compiles was measured and not kept: both contend for the GIL
+    and the CPU, so the first frame came no sooner warm and later cold."""
     from detector.backends.ultralytics import UltralyticsTracker
 
     return UltralyticsTracker(name)
