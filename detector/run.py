@@ -12,6 +12,7 @@ import logging
 import threading
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -203,8 +204,7 @@ class Run:
         created: list[Path] = [p for paths in outputs for k, p in paths.items() if k != "report"]
         created += [Path(v) for k, v in shared.items() if k == "json_path" and v != "-"]
         try:
-            for plan in plans:
-                sources.append(self._open(plan))
+            sources.extend(self._open_all())
             if self.detector is None:
                 web.set_phase(Phase.LOADING)
                 self.detector = load_detector(settings, requests=IN_FLIGHT)
@@ -241,6 +241,23 @@ class Run:
                 if not any(lane.source is source for lane in self.lanes):
                     source.close()  # opened, but the run never got to it
             self._report(outputs)
+
+    def _open_all(self) -> list[Source]:
+        """Open every source, at the same time (a stream buffers from the moment it connects, so one
+        opened long before the run starts would begin with a burst of stale frames). If one cannot be
+        opened, the others are closed and its error is raised."""
+        if len(self.plans) == 1:
+            return [self._open(self.plans[0])]
+        with ThreadPoolExecutor(len(self.plans), thread_name_prefix="open") as pool:
+            futures = [pool.submit(self._open, plan) for plan in self.plans]
+            wait(futures)
+        opened = [f.result() for f in futures if f.exception() is None]
+        failed = next((f.exception() for f in futures if f.exception() is not None), None)
+        if failed is not None:
+            for source in opened:
+                source.close()
+            raise failed
+        return opened
 
     def _open(self, plan: SourcePlan) -> Source:
         s = plan.settings

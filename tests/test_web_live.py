@@ -131,17 +131,16 @@ def test_a_real_browser_shows_the_live_video_and_the_panel_moves(
         frames = chromium.find_element(By.ID, "frames")
         first = int(frames.text)
         wait_for("the panel's frame count to go up", lambda: int(frames.text) >= first + 20, timeout=30)
-        counts = chromium.find_element(By.ID, "counts")
-        rows = {
-            r.find_elements(By.TAG_NAME, "td")[0].text: int(r.find_elements(By.TAG_NAME, "td")[2].text)
-            for r in counts.find_elements(By.CSS_SELECTOR, "tbody tr")
-        }
-        assert rows.get("person", 0) > 0, rows
-        wait_for(
-            "the person total to go up",
-            lambda: int(counts.find_element(By.XPATH, ".//tr[td[1]='person']/td[3]").text) > rows["person"],
-            timeout=30,
-        )
+        table = "return Array.from(document.querySelectorAll('#counts tbody tr'))"
+        table += ".map(r => Array.from(r.cells).map(c => c.textContent))"
+
+        def person_total() -> int:  # read in one script: the panel re-renders its rows every second
+            rows = {cells[0]: int(cells[2]) for cells in chromium.execute_script(table) if len(cells) > 2}
+            return rows.get("person", 0)
+
+        first_total = person_total()
+        assert first_total > 0
+        wait_for("the person total to go up", lambda: person_total() > first_total, timeout=30)
         assert chromium.find_element(By.ID, "phase").text == "running"
         assert "yolo11n" in chromium.find_element(By.ID, "model").text
         logs = [e for e in chromium.get_log("browser") if e["level"] == "SEVERE"]

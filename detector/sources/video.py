@@ -40,7 +40,7 @@ class PyAVSource:
         if self.kind == "stream":
             # No "fflags nobuffer": it throws away the packets read while probing, so the first
             # picture (and the first after each reconnect) waited for the next keyframe.
-            options = {"probesize": "500000", "analyzeduration": "1000000"}
+            options = {"probesize": "500000", "analyzeduration": "500000"}
             if self.target.startswith("rtsp"):
                 options["rtsp_transport"] = "tcp"
         try:
