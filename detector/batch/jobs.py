@@ -41,6 +41,8 @@ _NOT_IN_KEY = {
     "reconnect_max",
     "camera_size",
     "camera_fps",
+    "clip_before",  # clips are per-run outputs a batch turns off
+    "clip_after",
 }
 
 
