@@ -1,6 +1,8 @@
 """detector: real-time object detection on video.
 
-Flow: ``sources`` (Frame) -> ``detection`` (Detections) -> ``overlay`` (annotated frame) -> ``sinks``.
+Flow: ``sources`` (Frame) -> ``pipeline`` (capture, inference with a ``backends`` Detector) ->
+``stages`` (filter, track, count, blur, draw) -> ``sinks``; ``run`` composes one run, ``cli`` the
+commands. See the README's "How a frame flows".
 """
 
 from detector.types import Detections, Frame

@@ -231,6 +231,8 @@ class Run:
                 raise SourcesFailed(f"{len(failed)} of {len(self.lanes)} sources failed: {why}")
             return [lane.stats for lane in self.lanes]
         except BaseException:
+            for lane in self.lanes:  # built but never run (a later lane failed to build): close its sinks
+                lane.close()
             if not any(lane.stats.frames_processed for lane in self.lanes):
                 for p in created:  # a failed start leaves nothing half-made behind
                     if not p.is_dir():  # --clips names a folder (made only at the first event)
@@ -288,9 +290,8 @@ class Run:
         window = None
         if decide_show(settings, any(s.info.kind == "camera" for s in sources)):
             video = outputs[0].get("output")
-            title = plans[0].name if not several else f"{len(plans)} sources"
             window = Window(
-                sources[0].info.name if not several else title,
+                sources[0].info.name if not several else f"{len(plans)} sources",
                 [p.name for p in plans],
                 snapshot_dir=video.parent if video is not None else Path.cwd(),
                 on_toggle_panel=self._toggle_panels,
