@@ -10,12 +10,16 @@ import numpy as np
 from detector.types import Image
 
 
-def fit_width(image: Image, width: int) -> Image:
-    """``image`` scaled down (never up) to ``width`` pixels across."""
+def fit_width(image: Image, width: int, *, fast: bool = False) -> Image:
+    """``image`` scaled down (never up) to ``width`` pixels across, with the area filter (no aliasing).
+
+    ``fast``: bilinear up to 2x (1080p to 1280 wide: ~1.4 ms, where the area filter took ~5 ms), the
+    area filter beyond (for the live web view)."""
     h, w = image.shape[:2]
     if w <= width:
         return image
-    small = cv2.resize(image, (width, round(h * width / w)), interpolation=cv2.INTER_AREA)
+    interpolation = cv2.INTER_LINEAR if fast and w <= 2 * width else cv2.INTER_AREA
+    small = cv2.resize(image, (width, max(1, round(h * width / w))), interpolation=interpolation)
     return np.asarray(small, dtype=np.uint8)
 
 

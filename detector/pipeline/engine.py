@@ -57,12 +57,13 @@ class Pipeline:
         self._quit = threading.Event()
         bell = threading.Event()
         opts = self.options
+        self._readers: list[FrameReader] = []
         for lane in self.lanes:
             lane.stats.backend = detector.backend
             live = lane.live
             # Live: keep only the newest frame. Files: block, never drop.
             lane.frames = Channel(1 if live else opts.queue_size, keep_latest=live, stop=lane.stop, bell=bell)
-            lane.reader = FrameReader(
+            lane.reader = reader = FrameReader(
                 lane.source,
                 lane.frames,
                 lane.stop,
@@ -71,6 +72,7 @@ class Pipeline:
                 vid_stride=opts.vid_stride,
                 reconnect_max=opts.reconnect_max,
             )
+            self._readers.append(reader)
         self.results: Channel[Routed] = Channel(2 * len(self.lanes), keep_latest=False, stop=self.halt)
         self.inference = InferenceLoop(self.lanes, detector, self.results, self.halt, bell)
 
@@ -103,9 +105,9 @@ class Pipeline:
         a failed source leaves its error in ``lane.error`` and the others go on."""
         t0 = time.monotonic()
         started_at = self.options.started_at if self.options.started_at is not None else t0
-        for lane in self.lanes:
+        for lane, reader in zip(self.lanes, self._readers, strict=True):
             lane.started_at = started_at
-            lane.reader.start()
+            reader.start()
         self.inference.thread.start()
         clean = False
         try:
@@ -150,7 +152,7 @@ class Pipeline:
         for lane in self.lanes:
             lane.stop.set()
         for lane in self.lanes:
-            lane.reader.stop()
+            lane.stop_capture()
         self.results.drain()
         self.inference.thread.join(5.0)
         if self.inference.thread.is_alive():  # pragma: no cover - a backend stuck in a native call

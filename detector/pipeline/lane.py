@@ -50,7 +50,7 @@ class Lane:
         self.closed = False
         self.started_at = time.monotonic()
         self.frames: Channel[Item]  # set by the pipeline, with its queue policy
-        self.reader: FrameReader
+        self.reader: FrameReader | None = None  # set by the pipeline
 
     @property
     def live(self) -> bool:
@@ -96,7 +96,6 @@ class Lane:
         """The source ended (or failed, or the run stops): open events are closed, outputs finalized."""
         if self.closed:
             return
-        self.stop_capture()
         if error is None:
             try:
                 self.send([event for stage in self.stages for event in stage.finish()])
@@ -108,9 +107,8 @@ class Lane:
     def stop_capture(self) -> None:
         """Stop this lane's capture thread (drain, join with a timeout) before its source is closed."""
         self.stop.set()
-        reader = getattr(self, "reader", None)
-        if reader is not None:
-            reader.stop()
+        if self.reader is not None:
+            self.reader.stop()
 
     def close(self) -> None:
         """Close the sinks, the progress bar and the source; the first failure becomes ``error``.
@@ -123,7 +121,7 @@ class Lane:
         if self.progress is not None:
             self.progress.close()
         self.stop_capture()
-        capturing = getattr(self, "reader", None) is not None and self.reader.alive
+        capturing = self.reader is not None and self.reader.alive
         closers: list[Sink | Source] = [*self.sinks, *([] if capturing else [self.source])]
         for closer in closers:
             try:

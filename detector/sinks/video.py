@@ -24,6 +24,7 @@ from typing import Any, Protocol
 import av
 
 from detector.errors import UserError
+from detector.report import part_reports
 from detector.settings.model import EncoderSettings
 from detector.sinks.audio import AudioSpan, AudioTrack, merge
 from detector.sinks.base import FrameResult
@@ -249,9 +250,6 @@ class VideoWriterSink:
             fragment_seconds=fragment_seconds,
             name=str(self.path or "clips"),
         )
-        self.fps = self.encoder.fps
-        self.live = live
-        self.fragment_seconds = float(fragment_seconds)
         self.file = (
             None
             if self.path is None
@@ -326,10 +324,8 @@ class VideoWriterSink:
     def report(self) -> dict[str, Any]:
         """What the packet outputs (the clip recorder) add to the run report."""
         out: dict[str, Any] = {}
-        for output in self.outputs:
-            report = getattr(output, "report", None)
-            if callable(report):
-                out.update(report())
+        for part in part_reports(self.outputs):
+            out.update(part)
         return out
 
     def event(self, record: dict[str, Any]) -> None:

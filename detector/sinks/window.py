@@ -22,12 +22,14 @@ import cv2
 import numpy as np
 
 from detector.sinks.base import FrameResult
+from detector.stages.drawing import draw_label_at, label_size, style_for
 from detector.types import Image
 
 log = logging.getLogger(__name__)
 
 MAX_WINDOW = (1600, 900)  # a 4K source is shown scaled down to fit a common screen
 GRID = (1280, 720)  # several sources: the grid fits this, each tile at most 640x360
+TILE_STYLE = style_for(360, 640)  # the name on each tile
 GRID_REFRESH_S = 1 / 30  # with several sources, redraw the grid at most this often
 KEY_QUIT = {ord("q"), ord("Q"), 27}
 KEY_PAUSE = ord(" ")
@@ -100,9 +102,8 @@ class Window:
             y, x = (k // cols) * cell_h, (k % cols) * cell_w
             cell = canvas[y : y + cell_h, x : x + cell_w]
             cell[...] = _fit(self._latest[name][0], cell_w, cell_h)
-            cv2.putText(
-                cell, name, (8, cell_h - 10), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 2, cv2.LINE_AA
-            )
+            width = label_size(name, TILE_STYLE)[0]
+            draw_label_at(cell, name, cell_w - width, 0, (0, 0, 0), TILE_STYLE)  # top right; panel: top left
         return canvas
 
     def show(self, name: str, result: FrameResult) -> None:
