@@ -39,7 +39,7 @@ from detector.sinks.window import Window, display_available
 from detector.sources import Source, SourceInfo, check_url, is_live_spec, open_source
 from detector.sources.naming import source_name, unique_names
 from detector.stages.base import Stage
-from detector.stages.build import build_stages, check_classes
+from detector.stages.build import build_stages
 from detector.stages.overlay import OverlayStage
 from detector.stats import RunStats
 from detector.web.feeds import Phase
@@ -285,8 +285,13 @@ class Run:
         settings, plans, detector = self.settings, self.plans, self.detector
         assert detector is not None
         several = len(plans) > 1
-        for plan in plans:
-            check_classes(plan.settings, detector.names)
+        # Every source's stages first: they check the class names, before any output file exists.
+        built = []
+        for plan, source in zip(plans, sources, strict=True):
+            info = source.info
+            stats = RunStats(source=info.name, backend=detector.backend)
+            size = (info.width, info.height)
+            built.append((stats, build_stages(plan.settings, size, detector.names, stats, live=info.live)))
         window = None
         if decide_show(settings, any(s.info.kind == "camera" for s in sources)):
             video = outputs[0].get("output")
@@ -304,12 +309,10 @@ class Run:
             one = JsonLinesSink(shared["json_path"], overwrite=settings.overwrite, with_source=True)
             json_handles = shared_handles(one, len(plans))
         board = ProgressBoard(interval=settings.log_interval)
-        for k, (plan, source, paths) in enumerate(zip(plans, sources, outputs, strict=True)):
+        for k, (plan, source, paths, (stats, stages)) in enumerate(
+            zip(plans, sources, outputs, built, strict=True)
+        ):
             info = source.info
-            stats = RunStats(source=info.name, backend=detector.backend)
-            stages = build_stages(
-                plan.settings, (info.width, info.height), detector.names, stats, live=info.live
-            )
             sinks = build_sinks(
                 plan.settings, paths, info, plan.spec, stages, with_source=several, clip_log=clip_log
             )

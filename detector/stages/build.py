@@ -35,19 +35,6 @@ def panel_status(stats: RunStats, live: bool) -> Callable[[], PanelInfo]:
     return status
 
 
-def check_classes(settings: Settings, names: Mapping[int, str]) -> None:
-    """Every class named in the settings exists in the model (``UserError`` otherwise), before any output."""
-    resolve_classes(settings.classes, names)
-    for line in settings.lines:
-        resolve_classes(line.classes, names, f"line '{line.name}': ")
-    for zone in settings.zones:
-        resolve_classes(zone.classes, names, f"zone '{zone.name}': ")
-    for flag in ("blur", "pixelate", "clip_on", "heatmap_classes"):
-        resolve_classes(getattr(settings, flag), names, f"--{flag.replace('_', '-')}: ")
-    for k, mask in enumerate(settings.ignore):
-        resolve_classes(mask.classes, names, f"ignore mask {mask.name or f'#{k + 1}'}: ")
-
-
 def wants_heatmap(settings: Settings) -> bool:
     """A heatmap is kept for --heatmap, for overlay.heatmap and for an HTML report (which shows it)."""
     return bool(settings.heatmap or settings.overlay.heatmap or settings.html_report())
@@ -59,7 +46,9 @@ def build_stages(
     """A fresh set of stages for one source (``frame_size`` is its (width, height))."""
     stages: list[Stage] = []
     if settings.blur or settings.pixelate or settings.privacy_masks:  # first: it sees every detection
-        blur, pixelate = (resolve_classes(getattr(settings, k), names) for k in ("blur", "pixelate"))
+        blur, pixelate = (
+            resolve_classes(getattr(settings, k), names, f"--{k}: ") for k in ("blur", "pixelate")
+        )
         stages.append(PrivacyStage(blur, pixelate, settings.privacy_masks, frame_size))
     if settings.ignore:
         stages.append(IgnoreStage(settings.ignore, frame_size, names))
@@ -67,7 +56,7 @@ def build_stages(
     if class_ids is not None:
         stages.append(ClassFilter(class_ids))
     if settings.tracker:
-        announce = resolve_classes(settings.clip_on, names)
+        announce = resolve_classes(settings.clip_on, names, "--clip-on: ")
         stages += [TrackStage(load_tracker(settings.tracker)), TrackTally(announce=announce)]
     elif settings.lines or settings.trails:
         log.warning("lines and trails need track ids; add --track (or tracker: bytetrack) to count them")
@@ -77,8 +66,10 @@ def build_stages(
         stages.append(ZonesStage(settings.zones, frame_size, names))
     if settings.trails is not None:
         stages.append(TrailsStage(settings.trails.length))
+    heat_ids = resolve_classes(
+        settings.heatmap_classes, names, "--heatmap-classes: "
+    )  # checked even if unused
     if wants_heatmap(settings):
-        heat_ids = resolve_classes(settings.heatmap_classes, names)
         stages.append(HeatmapStage(frame_size, heat_ids, names, live=settings.overlay.heatmap))
     overlay = settings.overlay
     stages.append(
