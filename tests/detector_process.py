@@ -8,9 +8,9 @@ from __future__ import annotations
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -66,3 +66,19 @@ class DetectorProcess:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+
+
+P = TypeVar("P", bound=DetectorProcess)
+
+
+def launched(make: Callable[..., P]) -> Iterator[Callable[..., P]]:
+    """For a fixture: a function that starts processes with ``make``; they are killed at teardown."""
+    started: list[P] = []
+
+    def launch(*args: Any, **kwargs: Any) -> P:
+        started.append(make(*args, **kwargs))
+        return started[-1]
+
+    yield launch
+    for run in started:
+        run.kill()

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import av
 import pytest
-from detector_process import DetectorProcess
+from detector_process import DetectorProcess, launched
 from streaming import StreamServer, ffmpeg_exe, free_port
 
 pytestmark = pytest.mark.model
@@ -53,16 +53,10 @@ class Detector(DetectorProcess):
 
 @pytest.fixture
 def launch(model_path: Path, tmp_path: Path) -> Iterator[Callable[..., Detector]]:
-    started: list[Detector] = []
+    def make(source: str, *extra: str, outputs: bool = True) -> Detector:
+        return Detector(source, model_path, tmp_path, *extra, outputs=outputs)
 
-    def _launch(source: str, *extra: str, outputs: bool = True) -> Detector:
-        run = Detector(source, model_path, tmp_path, *extra, outputs=outputs)
-        started.append(run)
-        return run
-
-    yield _launch
-    for run in started:
-        run.kill()
+    yield from launched(make)
 
 
 @pytest.fixture(scope="session")

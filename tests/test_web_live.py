@@ -20,7 +20,7 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
-from detector_process import DetectorProcess
+from detector_process import DetectorProcess, launched
 from streaming import StreamServer
 from test_signals import decode_tolerant
 from web_client import EventReader, Viewer, get, wait_for
@@ -69,16 +69,10 @@ class WebRun(DetectorProcess):
 
 @pytest.fixture
 def launch(model_path: Path, tmp_path: Path) -> Iterator[Callable[..., WebRun]]:
-    started: list[WebRun] = []
+    def make(source: str, *extra: str, outputs: bool = True) -> WebRun:
+        return WebRun(source, model_path, tmp_path, *extra, outputs=outputs)
 
-    def _launch(source: str, *extra: str, outputs: bool = True) -> WebRun:
-        run = WebRun(source, model_path, tmp_path, *extra, outputs=outputs)
-        started.append(run)
-        return run
-
-    yield _launch
-    for run in started:
-        run.kill()
+    yield from launched(make)
 
 
 @pytest.fixture(scope="module")
