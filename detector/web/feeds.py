@@ -20,10 +20,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from detector.report import part_reports
 from detector.sinks.base import FrameResult
 from detector.sources.base import SourceInfo
 from detector.stages.base import Stage
 from detector.stats import RunStats
+from detector.text import by_count
 
 SNAPSHOT_SECONDS = 0.25
 RECENT_EVENTS = 20
@@ -102,12 +104,12 @@ class Feed:
     def snapshot(self, result: FrameResult | None = None) -> None:
         """Copy what the status page shows and cannot read from another thread."""
         report: dict[str, Any] = {}
-        for stage in self.stages:
-            report.update(stage.report())
+        for part in part_reports(self.stages):
+            report.update(part)
         zones = report.get("zones", {})
         self.totals = {
             "counts": result.detections.counts() if result is not None else {},
-            "detections": dict(self.stats.detections_per_class.most_common()),
+            "detections": by_count(self.stats.detections_per_class),
             "tracks": report.get("tracks_per_class", {}),
             "lines": report.get("lines", {}),
             "zones": {name: {**z, "inside": _inside(result, name)} for name, z in zones.items()},

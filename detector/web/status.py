@@ -6,6 +6,7 @@ import time
 from collections import Counter
 from typing import Any
 
+from detector.text import by_count
 from detector.web.feeds import Board, Feed, Phase
 
 
@@ -65,7 +66,7 @@ def build_status(board: Board, viewers: dict[str, int]) -> dict[str, Any]:
             "p50": max((s["latency_ms"]["p50"] for s in sources), default=0.0),
             "p95": max((s["latency_ms"]["p95"] for s in sources), default=0.0),
         },
-        "counts": dict(counts.most_common()),
+        "counts": by_count(counts),
         "viewers": viewers,
         "sources": sources,
     }
