@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import base64
+import os
+from collections.abc import Sequence
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -28,3 +31,16 @@ def data_uri(image: Image, kind: str = "png", quality: int = 80) -> str | None:
     params = [cv2.IMWRITE_JPEG_QUALITY, quality] if kind == "jpeg" else []
     ok, data = cv2.imencode(".jpg" if kind == "jpeg" else ".png", image, params)
     return f"data:image/{kind};base64,{base64.b64encode(data.tobytes()).decode('ascii')}" if ok else None
+
+
+def write_image(path: Path, image: Image, params: Sequence[int] = ()) -> None:
+    """Write ``image`` atomically (a temp file beside ``path``, renamed over it); ``OSError`` if it cannot."""
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    try:
+        if not cv2.imwrite(str(tmp), image, list(params)):
+            raise OSError(f"OpenCV could not encode {path.suffix}")
+        os.replace(tmp, path)
+    except cv2.error as exc:
+        raise OSError(str(exc)) from exc
+    finally:
+        tmp.unlink(missing_ok=True)

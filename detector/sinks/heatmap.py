@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import cv2
-
 from detector.errors import UserError
+from detector.images import write_image
 from detector.sinks.base import FrameResult
 from detector.types import Image
 
@@ -35,12 +33,8 @@ class HeatmapSink:
     def close(self) -> None:
         if not self.frames:
             return
-        tmp = self.path.with_name(f".{self.path.stem}.tmp{self.path.suffix}")
         try:
-            if not cv2.imwrite(str(tmp), self.render()):
-                raise OSError(f"OpenCV could not encode {self.path.suffix}")
-            os.replace(tmp, self.path)
-        except (OSError, cv2.error) as exc:
-            tmp.unlink(missing_ok=True)
+            write_image(self.path, self.render())
+        except OSError as exc:
             raise UserError(f"writing heatmap {self.path} failed: {exc}") from exc
         log.info("heatmap written to %s", self.path)

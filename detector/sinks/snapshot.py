@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 
+from detector.images import write_image
 from detector.sinks.base import FrameResult
 from detector.stages.drawing import draw_label_at, label_size, style_of
 from detector.types import Image
@@ -55,15 +55,11 @@ def highlight(image: Image, result: FrameResult, record: dict[str, Any]) -> Imag
 
 def write_snapshot(path: Path, result: FrameResult, record: dict[str, Any]) -> bool:
     """Write the highlighted JPEG atomically; False (and a warning) when it cannot be written."""
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
     try:
-        ok = cv2.imwrite(
-            str(tmp), highlight(result.annotated, result, record), [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY]
+        write_image(
+            path, highlight(result.annotated, result, record), [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY]
         )
-        if ok:
-            os.replace(tmp, path)
-            return True
-    except (OSError, cv2.error) as exc:
+    except OSError as exc:
         log.warning("snapshot %s not written: %s", path, exc)
-    tmp.unlink(missing_ok=True)
-    return False
+        return False
+    return True
