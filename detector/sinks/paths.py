@@ -9,6 +9,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from detector.errors import UserError
+from detector.settings.base import flag_for
+from detector.settings.model import Settings
 
 STDOUT = "-"
 VIDEO_OUTPUT_EXTENSIONS = {".mp4", ".m4v", ".mov"}
@@ -111,7 +113,11 @@ _CHECKS = {
     "clips": check_clips_dir,
     "heatmap": check_image_output_path,
 }
-_FLAG = {k: k for k in _CHECKS} | {"json_path": "json"}
+
+
+def _flag(key: str) -> str:
+    """The flag of an output setting, as ``Settings`` declares it (``json_path`` -> ``--json``)."""
+    return flag_for(Settings, (key,)) or f"--{key}"
 
 
 NAME = "{name}"  # in an output path: the source's name (see ``sources.naming``)
@@ -141,7 +147,7 @@ def check_outputs(
     for key, value in outputs.items():
         if several and key in ONE_PER_SOURCE and NAME not in value:
             raise UserError(
-                f"--{_FLAG[key]} {value}: each of the {len(sources)} sources needs its own file; "
+                f"{_flag(key)} {value}: each of the {len(sources)} sources needs its own file; "
                 f"put {NAME} in the path, e.g. {_EXAMPLE[key]}"
             )
     inputs = {_resolved(Path(spec).expanduser()) for _, spec in sources if Path(spec).expanduser().is_file()}
@@ -150,10 +156,10 @@ def check_outputs(
     def claim(key: str, path: Path) -> None:
         resolved = _resolved(path)
         if resolved in inputs:
-            raise UserError(f"--{_FLAG[key]} {path} is the input file; choose another output path")
+            raise UserError(f"{_flag(key)} {path} is the input file; choose another output path")
         if resolved in seen:
             raise UserError(
-                f"--{_FLAG[seen[resolved]]} and --{_FLAG[key]} both write {path}; give each its own file"
+                f"{_flag(seen[resolved])} and {_flag(key)} both write {path}; give each its own file"
             )
         seen[resolved] = key
 
