@@ -254,49 +254,44 @@ def test_grid_window_shows_every_source_with_boxes(clips, model_path, tmp_path):
             done = subprocess.run(["xdotool", *args], capture_output=True, text=True, env=env, timeout=10)
             return done.stdout.strip()
 
-        ids: list[str] = []
+        def window_id() -> str:
+            found = xdotool("search", "--onlyvisible", "--name", "^detector - 2 sources$").split()
+            return found[0] if found else ""
+
+        run.wait_until("the window", window_id)
+        wid = window_id()
+
+        def sources_seen() -> Counter[str]:
+            return Counter(r["source"] for r in run.frames())
+
         run.wait_until(
-            "the window",
-            lambda: bool(
-                ids.extend(xdotool("search", "--onlyvisible", "--name", "^detector - 2 sources$").split())
-                or ids
-            ),
+            "20 frames of each", lambda: len(seen := sources_seen()) == 2 and min(seen.values()) >= 20
         )
-        run.wait_until(
-            "20 frames of each",
-            lambda: (
-                min(Counter(r["source"] for r in run.frames()).values(), default=0) >= 20
-                and len(Counter(r["source"] for r in run.frames())) == 2
-            ),
-        )
-        xdotool("key", "--window", ids[0], "space")  # pause, so the screenshot and the frames agree
-        time.sleep(0.5)
-        geo = dict(
-            line.split("=", 1) for line in xdotool("getwindowgeometry", "--shell", ids[0]).splitlines()
-        )
-        x, y, w, h = (int(geo[k]) for k in ("X", "Y", "WIDTH", "HEIGHT"))
+        xdotool("key", "--window", wid, "space")  # pause, so the screenshot and the frames agree
         shot = tmp_path / "grid.png"
-        grab = [
-            ffmpeg_exe(),
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-y",
-            "-f",
-            "x11grab",
-            "-video_size",
-            f"{w}x{h}",
-        ]
-        subprocess.run(
-            [*grab, "-i", f"{display}+{x},{y}", "-frames:v", "1", str(shot)], check=True, timeout=30
-        )
-        image = cv2.imread(str(shot))
-        assert image is not None and w > h, "two tiles side by side"
-        person = np.abs(image.astype(np.int16) - np.array(PERSON_BGR, np.int16)).max(axis=2) <= 40
-        left, right = int(person[:, : w // 2].sum()), int(person[:, w // 2 :].sum())
-        assert left > 100 and right > 100, f"boxes in both tiles: {left} and {right} person-colour pixels"
-        xdotool("key", "--window", ids[0], "space")
-        xdotool("key", "--window", ids[0], "q")
+        counts = [0, 0]
+
+        def boxes_in_both_tiles() -> bool:
+            """A screenshot (retried: under Xvfb the window's first paint after a key can lag)."""
+            geo = dict(
+                line.split("=", 1) for line in xdotool("getwindowgeometry", "--shell", wid).splitlines()
+            )
+            x, y, w, h = (int(geo[k]) for k in ("X", "Y", "WIDTH", "HEIGHT"))
+            grab = [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", "-f", "x11grab"]
+            grab += ["-video_size", f"{w}x{h}", "-i", f"{display}+{x},{y}", "-frames:v", "1", str(shot)]
+            subprocess.run(grab, check=True, timeout=30)
+            image = cv2.imread(str(shot))
+            assert image is not None and w > h, "two tiles side by side"
+            person = np.abs(image.astype(np.int16) - np.array(PERSON_BGR, np.int16)).max(axis=2) <= 40
+            counts[:] = [int(person[:, : w // 2].sum()), int(person[:, w // 2 :].sum())]
+            return min(counts) > 100
+
+        deadline = time.monotonic() + 10
+        while not boxes_in_both_tiles():
+            assert time.monotonic() < deadline, f"boxes in both tiles: {counts} person-colour pixels"
+            time.sleep(0.5)
+        xdotool("key", "--window", wid, "space")
+        xdotool("key", "--window", wid, "q")
         assert run.finish(timeout=60) == 0, run.stderr
     finally:
         run.kill()
