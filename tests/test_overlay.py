@@ -15,7 +15,7 @@ from detector.pipeline.channel import Channel
 from detector.pipeline.lane import Lane
 from detector.sinks.base import FrameResult
 from detector.sources import SourceInfo
-from detector.stages.drawing import class_color
+from detector.drawing import class_color
 from detector.stages.overlay import OverlayStage, PanelInfo
 from detector.stats import FpsMeter
 from detector.types import Detections, Frame

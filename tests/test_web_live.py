@@ -26,7 +26,7 @@ from test_signals import decode_tolerant
 from web_client import EventReader, Viewer, get, wait_for
 
 from detector.sinks.base import FrameResult
-from detector.stages.drawing import class_color
+from detector.drawing import class_color
 from detector.types import Detections, Frame
 
 pytestmark = pytest.mark.model

@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 
 from detector.sinks.base import FrameResult
-from detector.stages.drawing import draw_label_at, label_size, style_for
+from detector.drawing import draw_label_at, label_size, style_for
 from detector.types import Image
 
 log = logging.getLogger(__name__)

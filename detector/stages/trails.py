@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 
 from detector.stages.base import Layer, Stage, StageResult
-from detector.stages.drawing import Color, class_color, style_of
+from detector.drawing import Color, class_color, style_of
 from detector.types import Detections, Frame, Image
 
 log = logging.getLogger(__name__)

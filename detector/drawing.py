@@ -1,5 +1,6 @@
-"""What every drawing stage shares: the palette, sizes that follow the frame, readable text colours,
-and a text label on a filled box. One place, so boxes, lines, zones and trails always agree."""
+"""Drawing primitives every layer shares (stages, sinks, the window): the palette, sizes that follow the
+frame, readable text colours, and a text label on a filled box. One place, so boxes, lines, zones,
+trails, snapshots and the window always agree."""
 
 from __future__ import annotations
 
