@@ -11,11 +11,11 @@ import av
 import numpy as np
 import pytest
 
+from detector.drawing import class_color
 from detector.pipeline.channel import Channel
 from detector.pipeline.lane import Lane
 from detector.sinks.base import FrameResult
 from detector.sources import SourceInfo
-from detector.drawing import class_color
 from detector.stages.overlay import OverlayStage, PanelInfo
 from detector.stats import FpsMeter
 from detector.types import Detections, Frame

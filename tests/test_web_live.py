@@ -25,8 +25,8 @@ from streaming import StreamServer
 from test_signals import decode_tolerant
 from web_client import EventReader, Viewer, get, wait_for
 
-from detector.sinks.base import FrameResult
 from detector.drawing import class_color
+from detector.sinks.base import FrameResult
 from detector.types import Detections, Frame
 
 pytestmark = pytest.mark.model

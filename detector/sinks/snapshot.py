@@ -9,9 +9,9 @@ from typing import Any
 import cv2
 import numpy as np
 
+from detector.drawing import draw_label_at, label_size, style_of
 from detector.images import write_image
 from detector.sinks.base import FrameResult
-from detector.drawing import draw_label_at, label_size, style_of
 from detector.types import Image
 
 log = logging.getLogger(__name__)

@@ -21,8 +21,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from detector.sinks.base import FrameResult
 from detector.drawing import draw_label_at, label_size, style_for
+from detector.sinks.base import FrameResult
 from detector.types import Image
 
 log = logging.getLogger(__name__)

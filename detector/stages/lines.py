@@ -28,11 +28,11 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from detector.drawing import draw_label, name_color, style_of
 from detector.errors import UserError
 from detector.settings.analytics import LineSpec
 from detector.stages.base import Layer, Stage, StageResult
 from detector.stages.classes import class_mask, resolve_classes
-from detector.drawing import draw_label, name_color, style_of
 from detector.stages.geometry import anchor_points, default_band, resolve_points
 from detector.text import by_count
 from detector.types import Detections, Event, Frame, Image

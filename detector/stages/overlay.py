@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from detector.stages.base import Layer, Stage
 from detector.drawing import FONT, Color, Rect, Style, class_color, draw_label_at, label_size, style_of
+from detector.stages.base import Layer, Stage
 from detector.types import Detections, Image
 
 log = logging.getLogger(__name__)

@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from detector.stages.base import Layer, Stage, StageResult
 from detector.drawing import Color, class_color, style_of
+from detector.stages.base import Layer, Stage, StageResult
 from detector.types import Detections, Frame, Image
 
 log = logging.getLogger(__name__)

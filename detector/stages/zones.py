@@ -28,11 +28,11 @@ from typing import Any
 import cv2
 import numpy as np
 
+from detector.drawing import draw_label, name_color, style_of
 from detector.errors import UserError
 from detector.settings.analytics import ZoneSpec
 from detector.stages.base import Layer, Stage, StageResult
 from detector.stages.classes import class_mask, resolve_classes
-from detector.drawing import draw_label, name_color, style_of
 from detector.stages.geometry import anchor_points, default_band, resolve_points
 from detector.text import by_count, counts_text
 from detector.types import Detections, Event, Frame, Image
