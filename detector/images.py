@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import base64
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from detector.files import atomic_write
 from detector.types import Image
 
 
@@ -34,13 +34,14 @@ def data_uri(image: Image, kind: str = "png", quality: int = 80) -> str | None:
 
 
 def write_image(path: Path, image: Image, params: Sequence[int] = ()) -> None:
-    """Write ``image`` atomically (a temp file beside ``path``, renamed over it); ``OSError`` if it cannot."""
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    try:
-        if not cv2.imwrite(str(tmp), image, list(params)):
-            raise OSError(f"OpenCV could not encode {path.suffix}")
-        os.replace(tmp, path)
-    except cv2.error as exc:
-        raise OSError(str(exc)) from exc
-    finally:
-        tmp.unlink(missing_ok=True)
+    """Write ``image`` atomically (``files.atomic_write``); ``OSError`` if it cannot."""
+
+    def write(tmp: Path) -> None:
+        try:
+            ok = cv2.imwrite(str(tmp), image, list(params))
+        except cv2.error as exc:
+            raise OSError(str(exc)) from exc
+        if not ok:
+            raise OSError(f"OpenCV could not write {path.suffix} (unknown format, or the disk is full)")
+
+    atomic_write(path, write)

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 from detector.errors import UserError
+from detector.files import write_text
 from detector.settings import BUNDLED_MODEL
 from detector.sinks.jsonl import dumps_line
 from detector.sources.base import SourceInfo
@@ -87,8 +86,8 @@ def part_reports(*groups: Iterable[object]) -> list[Mapping[str, Any]]:
 
 
 def write_report(path: str | Path, report: Mapping[str, Any]) -> Path:
-    """Write ``report`` atomically (a temp file renamed over ``path``): indented JSON, or for a .html /
-    .htm name one self-contained page (``report_html``).
+    """Write ``report`` atomically (``files.write_text``): indented JSON, or for a .html / .htm name one
+    self-contained page (``report_html``).
 
     Non-finite numbers become ``null``; numpy values become plain ones.
     """
@@ -100,15 +99,9 @@ def write_report(path: str | Path, report: Mapping[str, Any]) -> Path:
         text = render_html(clean, p.parent)
     else:
         text = json.dumps(clean, indent=2, ensure_ascii=False) + "\n"
-    tmp = None
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, p)
+        write_text(p, text)
     except OSError as exc:
-        if tmp is not None and os.path.exists(tmp):
-            os.unlink(tmp)
         raise UserError(f"writing report {p} failed: {exc.strerror or exc}") from exc
     log.info("report written to %s", p)
     return p

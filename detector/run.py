@@ -4,6 +4,11 @@ start leaves no half-made outputs; a source that fails during the run does not s
 
 Exit codes: 0 every source ended normally; 2 a source cannot be opened (nothing runs); 3 some
 source failed during the run (the others' outputs are complete).
+
+A failed start removes only what this run made (``files.Preexisting``): an old output, replaced with
+``--overwrite``, stays as it was, since no file is opened before the first frame; a device is never
+touched. When a run fails, its first error is the one reported; a report that cannot be written then
+is logged, not raised over it.
 """
 
 from __future__ import annotations
@@ -11,15 +16,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 from detector.backends import Detector, load_detector
 from detector.errors import SourceError, SourcesFailed, UserError
+from detector.files import Preexisting
 from detector.pipeline.engine import Pipeline, PipelineOptions
 from detector.pipeline.lane import Lane
 from detector.progress import Progress, ProgressBoard
@@ -27,19 +31,14 @@ from detector.report import build_report, part_reports, write_report
 from detector.settings import Settings
 from detector.signals import interrupts
 from detector.sinks.audio import audio_codec
-from detector.sinks.base import Sink
-from detector.sinks.clips import EventLog
-from detector.sinks.events import event_sinks, packet_outputs
-from detector.sinks.jsonl import JsonLinesSink
+from detector.sinks.base import FileOutput
+from detector.sinks.build import Shared, build_sinks
 from detector.sinks.paths import check_outputs
-from detector.sinks.shared import shared_handles
-from detector.sinks.tables import CsvSink, MotSink
-from detector.sinks.video import VideoWriterSink
 from detector.sinks.window import Window, display_available
 from detector.sources import Source, SourceInfo, check_url, is_live_spec, open_source
-from detector.sources.naming import source_name, unique_names
-from detector.stages.base import Stage
+from detector.sources.naming import SourceIdentity, identities, source_name
 from detector.stages.build import build_stages
+from detector.stages.heatmap import HeatmapStage
 from detector.stages.overlay import OverlayStage
 from detector.stats import RunStats
 from detector.web.feeds import Phase
@@ -54,15 +53,21 @@ IN_FLIGHT = (
 
 @dataclass
 class SourcePlan:
-    """One source of the run: its name (``{name}``), spec, and settings (its own lines and zones)."""
+    """One source of the run: who it is, its spec as given (it may hold credentials: only the source
+    opener sees it), and its settings (its own lines and zones)."""
 
-    name: str
+    identity: SourceIdentity
     spec: str
     settings: Settings
 
+    @property
+    def name(self) -> str:
+        return self.identity.name
+
 
 def plan_sources(settings: Settings, specs: list[str]) -> list[SourcePlan]:
-    """The sources to run: SOURCE arguments, else the config's ``sources:``; names made unique."""
+    """The sources to run: SOURCE arguments, else the config's ``sources:``; each one's identity made
+    here, once (names made unique, URLs without credentials)."""
     if specs:
         entries = [(source_name(s), s.strip(), settings) for s in specs]
     elif settings.sources:
@@ -77,8 +82,8 @@ def plan_sources(settings: Settings, specs: list[str]) -> list[SourcePlan]:
         raise UserError(
             "no SOURCE given: pass a camera index, video file, URL or folder, or list `sources:` in a config"
         )
-    names = unique_names([name for name, _, _ in entries])
-    return [SourcePlan(name, spec, s) for name, (_, spec, s) in zip(names, entries, strict=True)]
+    ids = identities([(name, spec) for name, spec, _ in entries])
+    return [SourcePlan(ident, spec, s) for ident, (_, spec, s) in zip(ids, entries, strict=True)]
 
 
 def decide_show(settings: Settings, live_camera: bool) -> bool:
@@ -104,42 +109,10 @@ def _audio_source(spec: str, kind: str, wanted: bool) -> Path | None:
     return Path(spec) if codec else None
 
 
-def build_sinks(
-    settings: Settings,
-    paths: dict[str, Path],
-    info: SourceInfo,
-    spec: str,
-    stages: Sequence[Stage] = (),
-    *,
-    with_source: bool = False,
-    clip_log: EventLog | None = None,
-) -> list[Sink]:
-    """One source's file sinks in the order they write: the video first (its clip recorder adds
-    ``clip`` and ``snapshot`` to event records before the others see them), JSON lines, tables, then
-    the heatmap and report pages. ``clip_log``: the clips folder several sources share."""
-    sinks: list[Sink] = []
-    clips = packet_outputs(settings, paths, info, clip_log) if clip_log or "clips" in paths else []
-    if "output" in paths or clips:
-        sinks.append(
-            VideoWriterSink.from_settings(
-                settings.encoder,
-                paths.get("output"),
-                Fraction(info.fps) / settings.vid_stride,
-                live=info.live,
-                source_times=info.kind == "file" and settings.vid_stride == 1,
-                audio_from=_audio_source(spec, info.kind, settings.audio) if "output" in paths else None,
-                outputs=clips,
-            )
-        )
-    if "json_path" in paths or (settings.json_path == "-" and not with_source):
-        sinks.append(
-            JsonLinesSink(paths.get("json_path", "-"), overwrite=settings.overwrite, with_source=with_source)
-        )
-    if "csv" in paths:
-        sinks.append(CsvSink(paths["csv"], overwrite=settings.overwrite))
-    if "mot" in paths:
-        sinks.append(MotSink(paths["mot"], overwrite=settings.overwrite))
-    return sinks + event_sinks(settings, paths, stages)
+def _files(outputs: list[dict[str, Path]], shared: dict[str, str]) -> list[Path]:
+    """Every output path of the run: each source's own, then the shared ones (not stdout)."""
+    own = [p for paths in outputs for p in paths.values()]
+    return own + [Path(v).expanduser() for v in shared.values() if v != "-"]
 
 
 def _progress(board: ProgressBoard, settings: Settings, name: str, info: SourceInfo) -> Progress | None:
@@ -195,14 +168,14 @@ class Run:
         for plan in plans:
             if "://" in plan.spec:
                 check_url(plan.spec)
+        before = Preexisting(_files(outputs, shared))  # before anything can make a file
         if self.detector is None and any(is_live_spec(p.spec) for p in plans):
             # Live: load the model first, so no frames pile up (and get dropped) while it loads.
             web.set_phase(Phase.LOADING)
             self.detector = load_detector(settings, requests=IN_FLIGHT)
         web.set_phase(Phase.CONNECTING)
         sources: list[Source] = []
-        created: list[Path] = [p for paths in outputs for k, p in paths.items() if k != "report"]
-        created += [Path(v) for k, v in shared.items() if k == "json_path" and v != "-"]
+        failure: BaseException | None = None
         try:
             sources.extend(self._open_all())
             if self.detector is None:
@@ -222,27 +195,25 @@ class Run:
             with interrupts().deferred():
                 Pipeline(self.lanes, self.detector, options).run()
             self._check_decoded(several)
-            for lane, paths in zip(self.lanes, outputs, strict=True):
-                lane.stats.outputs = [str(p) for k, p in paths.items() if k != "report"]
             interrupts().raise_if_requested()
             failed = [lane for lane in self.lanes if lane.error is not None]
             if failed:
                 why = "; ".join(f"{lane.name}: {lane.error}" for lane in failed)
                 raise SourcesFailed(f"{len(failed)} of {len(self.lanes)} sources failed: {why}")
             return [lane.stats for lane in self.lanes]
-        except BaseException:
+        except BaseException as exc:
+            failure = exc
             for lane in self.lanes:  # built but never run (a later lane failed to build): close its sinks
                 lane.close()
             if not any(lane.stats.frames_processed for lane in self.lanes):
-                for p in created:  # a failed start leaves nothing half-made behind
-                    if not p.is_dir():  # --clips names a folder (made only at the first event)
-                        p.unlink(missing_ok=True)
+                before.remove_made()  # a failed start leaves nothing half-made behind, and no more
             raise
         finally:
             for source in sources:
                 if not any(lane.source is source for lane in self.lanes):
                     source.close()  # opened, but the run never got to it
-            self._report(outputs)
+            self._list_outputs(outputs, shared)
+            self._report(outputs, failing=failure is not None)
 
     def _open_all(self) -> list[Source]:
         """Open every source, at the same time (a stream buffers from the moment it connects, so one
@@ -285,7 +256,7 @@ class Run:
         settings, plans, detector = self.settings, self.plans, self.detector
         assert detector is not None
         several = len(plans) > 1
-        # Every source's stages first: they check the class names, before any output file exists.
+        # Every source's stages first: they check the class names, before any sink exists.
         built = []
         for plan, source in zip(plans, sources, strict=True):
             info = source.info
@@ -303,30 +274,33 @@ class Run:
                 on_pause=lambda paused: None if paused else self._reset_fps(),
                 on_quit=self._quit.set,
             )
-        json_handles = []
-        clip_log = EventLog(Path(shared["clips"]), settings.overwrite) if "clips" in shared else None
-        if "json_path" in shared:
-            one = JsonLinesSink(shared["json_path"], overwrite=settings.overwrite, with_source=True)
-            json_handles = shared_handles(one, len(plans))
+        together = Shared(settings, shared.get("json_path"), _files(outputs, shared))
         board = ProgressBoard(interval=settings.log_interval)
-        for k, (plan, source, paths, (stats, stages)) in enumerate(
-            zip(plans, sources, outputs, built, strict=True)
-        ):
+        for plan, source, paths, (stats, stages) in zip(plans, sources, outputs, built, strict=True):
             info = source.info
-            sinks = build_sinks(
-                plan.settings, paths, info, plan.spec, stages, with_source=several, clip_log=clip_log
+            clips = paths.get("clips") or (Path(shared["clips"]).expanduser() if "clips" in shared else None)
+            heat = next((s for s in stages if isinstance(s, HeatmapStage)), None)
+            made = build_sinks(
+                plan.settings,
+                plan.identity,
+                info,
+                paths,
+                together,
+                clips=clips,
+                audio_from=_audio_source(plan.spec, info.kind, plan.settings.audio),
+                heatmap=heat.render if heat is not None else None,
+                with_source=several,
             )
-            if json_handles:
-                sinks.insert(0, json_handles[k])
-            sinks += web.add_source(plan.name, info, stats, stages)
+            sinks = made.sinks + web.add_source(plan.name, info, stats, stages)
             if window is not None:
                 sinks.append(window.tile(plan.name))
             progress = _progress(board, plan.settings, plan.name if several else Path(info.name).name, info)
             self.lanes.append(
                 Lane(
-                    source, stages, sinks, name=plan.name, stats=stats, progress=progress, tag_events=several
+                    source, stages, sinks, name=plan.name, stats=stats, progress=progress,
+                    attachers=made.attachers,
                 )
-            )
+            )  # fmt: skip
 
     def _toggle_panels(self) -> None:
         for lane in self.lanes:
@@ -356,7 +330,22 @@ class Run:
                     *(info.name, stats.frames_read, declared),
                 )
 
-    def _report(self, outputs: list[dict[str, Path]]) -> None:
+    def _list_outputs(self, outputs: list[dict[str, Path]], shared: dict[str, str]) -> None:
+        """Each source's output files for its summary and report (its own, then the shared ones), each
+        marked when its sink failed part-way (``(incomplete: why)``)."""
+        for lane, paths in zip(self.lanes, outputs, strict=False):
+            broken = {
+                str(sink.path): sink.failed
+                for sink in lane.sinks
+                if isinstance(sink, FileOutput) and sink.path is not None and sink.failed
+            }
+            files = [str(p) for p in paths.values()] + [v for v in shared.values() if v != "-"]
+            lane.stats.outputs = [f"{f} (incomplete: {broken[f]})" if f in broken else f for f in files]
+
+    def _report(self, outputs: list[dict[str, Path]], *, failing: bool = False) -> None:
+        """Every source's report (``self.reports``), written where ``--report`` says. ``failing``: the
+        run is ending with an error, which stays the one reported: a report that cannot be written is
+        then only logged."""
         detector = self.detector
         for lane, paths in zip(self.lanes, outputs, strict=False):
             if not lane.stats.frames_processed:
@@ -367,13 +356,17 @@ class Run:
                 detector.model_path if detector else "",
                 detector.backend if detector else "",
                 part_reports(lane.stages, lane.sinks),
-                [str(p) for k, p in paths.items() if k != "report"],
             )
             if len(self.lanes) > 1:
                 report["name"] = lane.name
             self.reports.append(report)
             if "report" in paths:
-                write_report(paths["report"], report)
+                try:
+                    write_report(paths["report"], report)
+                except UserError as exc:
+                    if not failing:
+                        raise
+                    log.error("%s", exc)
 
 
 def run(source_spec: str, settings: Settings, *, detector: Detector | None = None) -> RunStats:

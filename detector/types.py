@@ -1,10 +1,9 @@
-"""Core data types: a captured ``Frame``, the ``Detections`` found in it, and ``Event`` records."""
+"""Core data types: a captured ``Frame`` and the ``Detections`` found in it (events: ``detector.events``)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -14,7 +13,6 @@ from detector.text import by_count
 FloatArray = npt.NDArray[np.float32]
 IntArray = npt.NDArray[np.int64]
 Image = npt.NDArray[np.uint8]  # BGR uint8 (H, W, 3)
-Event = dict[str, Any]  # a JSONL record that is not a frame: {"event": "line_cross", ...}
 
 
 @dataclass(frozen=True)

@@ -231,3 +231,24 @@ def no_display(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.delenv("DISPLAY", raising=False)
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
     yield
+
+
+# -- small and full disks: real tmpfs mounts (CI runs as root) ---------------------------------------
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Callable[[str], Path]]:
+    """``small_disk("300k")`` mounts a tmpfs of that size at a new folder and returns it; every mount
+    is undone after the test. Skips where mounting is not allowed (not root)."""
+    mounted: list[Path] = []
+
+    def mount(size: str) -> Path:
+        folder = tmp_path / f"disk{len(mounted)}"
+        folder.mkdir()
+        _mount("-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder))
+        mounted.append(folder)
+        return folder
+
+    try:
+        yield mount
+    finally:
+        for folder in mounted:
+            subprocess.run(["umount", "-l", str(folder)], check=False, capture_output=True)

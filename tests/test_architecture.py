@@ -79,6 +79,21 @@ def test_no_import_cycles_lazy_imports_included() -> None:
     assert not cycles, "import cycles: " + "; ".join(" -> ".join(c) for c in cycles)
 
 
+def test_layers_only_import_downwards() -> None:
+    """Sinks never reach into stages: what a sink needs of a stage (the heatmap's picture) is handed to
+    it; both take drawing primitives from ``detector.drawing``."""
+    modules = _modules()
+    known = set(modules)
+    wrong = sorted(
+        f"{name} -> {target}"
+        for name, path in modules.items()
+        if name.startswith("detector.sinks")
+        for target in _imports(path, name, known)
+        if target.startswith("detector.stages")
+    )
+    assert not wrong, "sinks import stages: " + ", ".join(wrong)
+
+
 def test_modules_stay_small() -> None:
     big = {
         name: n for name, path in _modules().items() if (n := len(path.read_text().splitlines())) > MAX_LINES

@@ -13,9 +13,9 @@ import contextlib
 import json
 import re
 import socket
-import subprocess
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import av
@@ -256,37 +256,30 @@ def test_output_not_a_video_container(cli: Capture, clip: Path, model_path: Path
     assert msg == "video output out.txt: '.txt' is not a video container; use a .mp4, .m4v or .mov name"
 
 
-def test_disk_full(cli: Capture, tmp_path: Path, model_path: Path, sample_clip: Path) -> None:
+def test_disk_full(
+    cli: Capture, small_disk: Callable[[str], Path], model_path: Path, sample_clip: Path
+) -> None:
     """The output folder is a 300 kB tmpfs: one line, exit 2, and what was written still plays: every
     packet in the file but the one being written when the disk filled, as the first frames in order."""
-    full = tmp_path / "full"
-    full.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=300k", "tmpfs", str(full)], capture_output=True, check=False
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
-    try:
-        out = full / "out.mp4"
-        msg = cli.error("run", sample_clip, "--model", model_path, "--output", out)
-        assert msg == f"writing {out} failed: No space left on device; the video up to here is kept"
-        torn: list[bool] = []
-        times: list[float] = []
-        with av.open(str(out)) as c:
-            stream = c.streams.video[0]
-            for packet in c.demux(stream):
-                if packet.size:
-                    torn.append(packet.is_corrupt)  # FFmpeg's demuxer: data cut short by the end of file
-                    if not packet.is_corrupt:
-                        times += [float(f.time) for f in stream.decode(packet)]
-            times += [float(f.time) for f in stream.decode(None)]
-        complete = torn.count(False)
-        assert complete >= 10 and torn in ([False] * complete, [False] * complete + [True]), torn
-        assert len(times) == complete, f"{complete} whole packets, {len(times)} frames decode"
-        assert times == pytest.approx([i / 30 for i in range(complete)], abs=1e-3), "not the first frames"
-        assert not [p.name for p in full.iterdir() if p.name != "out.mp4"], "no temp files left"
-    finally:
-        subprocess.run(["umount", "-l", str(full)], check=False)
+    full = small_disk("300k")
+    out = full / "out.mp4"
+    msg = cli.error("run", sample_clip, "--model", model_path, "--output", out)
+    assert msg == f"writing {out} failed: No space left on device; the video up to here is kept"
+    torn: list[bool] = []
+    times: list[float] = []
+    with av.open(str(out)) as c:
+        stream = c.streams.video[0]
+        for packet in c.demux(stream):
+            if packet.size:
+                torn.append(packet.is_corrupt)  # FFmpeg's demuxer: data cut short by the end of file
+                if not packet.is_corrupt:
+                    times += [float(f.time) for f in stream.decode(packet)]
+        times += [float(f.time) for f in stream.decode(None)]
+    complete = torn.count(False)
+    assert complete >= 10 and torn in ([False] * complete, [False] * complete + [True]), torn
+    assert len(times) == complete, f"{complete} whole packets, {len(times)} frames decode"
+    assert times == pytest.approx([i / 30 for i in range(complete)], abs=1e-3), "not the first frames"
+    assert not [p.name for p in full.iterdir() if p.name != "out.mp4"], "no temp files left"
 
 
 # -- flags ----------------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import time
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -16,9 +17,11 @@ import cv2
 import numpy as np
 import pytest
 
+from detector.events import EventRecord, LineCross, ZoneExit, stamp
 from detector.sinks import clips as clips_mod
 from detector.sinks.base import FrameResult
-from detector.sinks.clips import ClipRecorder, EventLog
+from detector.sinks.clipfolder import ClipFolder, EventsFile
+from detector.sinks.clips import ClipRecorder
 from detector.sinks.encoder import H264Encoder
 from detector.sinks.video import VideoWriterSink
 from detector.types import Detections, Frame
@@ -49,16 +52,16 @@ def result(i: int, *, live: bool = False) -> FrameResult:
     return FrameResult(frame, box, image(i), 20.0)
 
 
-def crossing(i: int) -> dict[str, Any]:
-    t = round(i / FPS, 3)
-    return {"event": "line_cross", "line": "door", "track_id": 7, "class_name": "person",
-            "direction": "in", "frame": i, "pts": t}  # fmt: skip
+def crossing(i: int) -> EventRecord:
+    return LineCross(
+        line="door", track_id=7, class_name="person", direction="in", frame=i, pts=round(i / FPS, 3)
+    )
 
 
 def run(
     folder: Path,
     frames: int,
-    events: dict[int, dict[str, Any]],
+    events: dict[int, EventRecord],
     *,
     output: Path | None = None,
     before: float = 2.0,
@@ -66,17 +69,21 @@ def run(
     live: bool = False,
     preset: str = "ultrafast",
 ) -> tuple[VideoWriterSink, ClipRecorder, list[dict[str, Any]]]:
-    """Frames 0..frames-1 through a video sink with a clip recorder; ``events`` by frame index."""
-    recorder = ClipRecorder(EventLog(folder, overwrite=False), before=before, after=after, source="cam.mp4")
+    """Frames 0..frames-1 through a video sink with a clip recorder; ``events`` by frame index, each
+    finished as a lane does it (stamped, then attached) and written to ``events.jsonl``."""
+    clip_folder = ClipFolder(folder)
+    recorder = ClipRecorder(clip_folder, before=before, after=after, source="cam")
+    index = EventsFile(clip_folder)
     sink = VideoWriterSink(output, fps=Fraction(FPS), live=live, preset=preset, threads=2, outputs=[recorder])
     sent = []
     for i in range(frames):
         sink.write(result(i, live=live))
         if i in events:
-            record = dict(events[i])
-            sink.event(record)
-            sent.append(record)
+            record = recorder.attach(stamp(events[i], "cam", time.time()))
+            index.event(record)
+            sent.append(record.to_dict())
     sink.close()
+    index.close()
     return sink, recorder, sent
 
 
@@ -170,12 +177,9 @@ def test_without_output_snapshots_and_records(tmp_path: Path) -> None:
     sink, _, sent = run(clips, 60, {30: crossing(30)})
     assert sink.path is None and not list(tmp_path.glob("*.mp4"))
     [record] = events_file(clips)
-    assert record["event"] == "line_cross" and record["source"] == "cam.mp4"
+    assert record["event"] == "line_cross" and record["source"] == "cam"
     assert record["snapshot"] == "cam-event-0001.jpg" and record["clip"] == "cam-clip-0001.mp4"
-    # Later sinks (--json) see the same fields: the record was completed in place.
-    assert {k: sent[0][k] for k in ("clip", "snapshot", "clip_offset_s")} == {
-        k: record[k] for k in ("clip", "snapshot", "clip_offset_s")
-    }
+    assert sent == [record], "every sink (--json too) gets the one finished record"
     snap = cv2.imread(str(clips / record["snapshot"]))
     assert snap.shape == (SIZE[1], SIZE[0], 3)
     # The object of the event is outlined in yellow around its box (x 210..250, y 100..140 at frame 30).
@@ -186,7 +190,7 @@ def test_without_output_snapshots_and_records(tmp_path: Path) -> None:
 
 def test_events_that_make_no_clip_are_left_out(tmp_path: Path) -> None:
     clips = tmp_path / "clips"
-    exit_ = {"event": "zone_exit", "zone": "z", "track_id": 7, "frame": 30, "pts": 3.0}
+    exit_ = ZoneExit(zone="z", dwell_s=1.0, track_id=7, frame=30, pts=3.0)
     run(clips, 50, {30: exit_})
     assert not clips.exists(), "no clip events: no folder"
 

@@ -18,10 +18,12 @@ from pydantic import ValidationError
 
 from detector.backends.base import Done
 from detector.errors import UserError
+from detector.events import ZoneExit
 from detector.run import run
 from detector.settings import LineSpec, ZoneSpec, load_settings
 from detector.stages.classes import resolve_classes
 from detector.stages.lines import LineAnnotator, LineCounter
+from detector.stages.track import TrackBook
 from detector.stages.trails import TrailsStage
 from detector.stages.zones import ZoneAnnotator, ZoneCounter
 from detector.types import Detections
@@ -79,8 +81,14 @@ def run_line(spec: LineSpec, **kw: Any) -> tuple[LineCounter, list[dict[str, Any
     counter = LineCounter(spec, (W, H), **kw)
     events = []
     for i in range(N):
-        events += counter.update(scene_detections(i), i, i / 10)
+        events += [e.to_dict() for e in counter.update(scene_detections(i), i, i / 10)]
     return counter, events
+
+
+def seen(book: TrackBook, detections: Detections) -> Detections:
+    """What ``TrackStage`` does for the other stages: book the frame's track ids."""
+    book.update([] if detections.tracker_id is None else detections.tracker_id.tolist())
+    return detections
 
 
 def test_line_counts_known_crossings_exactly_once():
@@ -92,14 +100,20 @@ def test_line_counts_known_crossings_exactly_once():
     assert set(by_track) == {1, 2, 3, 4, 7}, "the jittering track and the off-segment one never count"
     assert by_track[4]["direction"] == "in" and by_track[4]["frame"] == 4, "wobbler: its first crossing"
     assert by_track[7]["frame"] == 30, "a track lost on one side and found on the other counts on return"
+    frame = by_track[2]["frame"]
     assert by_track[2] == {
         "event": "line_cross",
-        "line": "gate",
+        "id": "",  # stamped by the lane
+        "source": "",
+        "wall_time": "",
         "track_id": 2,
         "class_name": "person",
+        "confidence": 0.9,
+        "xyxy": [round(float(v), 1) for v in scene_detections(frame).xyxy[1]],
+        "line": "gate",
         "direction": "out",
-        "frame": by_track[2]["frame"],
-        "pts": round(by_track[2]["frame"] / 10, 3),
+        "frame": frame,
+        "pts": round(frame / 10, 3),
     }
 
 
@@ -141,16 +155,17 @@ def test_line_counts_first_crossing_of_any_path(offsets: list[int]):
     sides = [1 if o > 5 else -1 for o in offsets if abs(o) > 5]
     if len(set(sides)) == 2:
         assert len(events) == 1
-        assert events[0]["direction"] == ("in" if sides[0] < 0 else "out")
+        assert events[0].direction == ("in" if sides[0] < 0 else "out")
     else:
         assert events == []
 
 
 def test_track_state_is_forgotten():
-    counter = LineCounter(GATE, (W, H), forget_after_s=1.0)
+    book = TrackBook(lost_frames=10)
+    counter = LineCounter(GATE, (W, H), book=book)
     for i in range(200):  # a new track every frame at 10 fps
         box = [[50, 60, 66, 90]]
-        counter.update(Detections(box, [0.9], [0], tracker_id=[i], names=NAMES), i, i / 10)
+        counter.update(seen(book, Detections(box, [0.9], [0], tracker_id=[i], names=NAMES)), i, i / 10)
     assert len(counter._tracks) <= 12
 
 
@@ -210,26 +225,32 @@ def zone_frame(i: int) -> Detections:
 
 
 def test_zone_enter_exit_dwell_and_occupancy():
-    zone = ZoneCounter(ZONE, (W, H), lost_after_s=0.95)
+    book = TrackBook(lost_frames=9)
+    zone = ZoneCounter(ZONE, (W, H), book=book)
     events, occupancy = [], []
     for i in range(N):
-        events += [dict(e, at=i) for e in zone.update(zone_frame(i), i, i / 10)]
+        events += [dict(e.to_dict(), at=i) for e in zone.update(seen(book, zone_frame(i)), i, i / 10)]
         occupancy.append(zone.occupancy())
-    events += zone.finish(N - 1, (N - 1) / 10)
+    events += [e.to_dict() for e in zone.finish(N - 1, (N - 1) / 10)]
     simple = [(e["event"], e["track_id"], e["frame"], e.get("dwell_s"), e.get("reason")) for e in events]
     assert simple == [
         ("zone_enter", 2, 5, None, None),  # first seen inside: enters at once
         ("zone_enter", 1, 10, None, None),
-        ("zone_exit", 2, 24, 0.9, "lost"),  # last seen at 1.4 s, gone for more than 0.95 s
+        ("zone_exit", 2, 24, 0.9, "lost"),  # last seen at frame 14: its track ends 10 frames later
         ("zone_exit", 1, 25, 1.5, None),
         ("zone_enter", 4, 30, None, None),
         ("zone_exit", 4, 39, 0.9, "end"),
     ], "the border jitterer (track 3) never enters or exits"
     assert events[0] == {
         "event": "zone_enter",
-        "zone": "lot",
+        "id": "",
+        "source": "",
+        "wall_time": "",
         "track_id": 2,
         "class_name": "car",
+        "confidence": 0.9,
+        "xyxy": [float(v) for v in _box(170, 170)],
+        "zone": "lot",
         "frame": 5,
         "pts": 0.5,
         "at": 5,
@@ -250,13 +271,14 @@ def test_zone_border_jitter_after_entering_is_not_an_exit():
     events = []
     for i, x in enumerate(xs):
         events += zone.update(Detections([_box(x, 150)], [0.9], [0], tracker_id=[5], names=NAMES), i, i)
-    assert [(e["event"], e["frame"]) for e in events] == [("zone_enter", 0), ("zone_exit", 13)]
-    assert events[1]["dwell_s"] == 13.0
+    assert [(e.kind, e.frame) for e in events] == [("zone_enter", 0), ("zone_exit", 13)]
+    assert isinstance(events[1], ZoneExit) and events[1].dwell_s == 13.0
 
 
 def test_zone_classes_untracked_and_fractions():
-    cars = ZoneCounter(ZONE, (W, H), class_ids=[2], lost_after_s=0.95)
-    kinds = [e["class_name"] for i in range(N) for e in cars.update(zone_frame(i), i, i / 10)]
+    book = TrackBook(lost_frames=9)
+    cars = ZoneCounter(ZONE, (W, H), class_ids=[2], book=book)
+    kinds = [e.class_name for i in range(N) for e in cars.update(seen(book, zone_frame(i)), i, i / 10)]
     assert kinds == ["car", "car"]
     untracked = ZoneCounter(ZONE, (W, H))
     dets = zone_frame(12)
@@ -289,7 +311,7 @@ def test_trail_draws_fading_path_of_recent_points():
     trails = TrailsStage(length=10)
     for i in range(20):  # centre moves from x=20 to x=210 along y=100
         x = 20 + 10 * i
-        trails.remember(Detections([[x - 5, 95, x + 5, 105]], [0.9], [2], tracker_id=[7], names=NAMES), i)
+        trails.remember(Detections([[x - 5, 95, x + 5, 105]], [0.9], [2], tracker_id=[7], names=NAMES))
     img = np.zeros((H, W, 3), np.uint8)
     assert trails.draw(img) is img
     color = np.array((243, 243, 243))  # class 2 in Ultralytics' palette: F3F3F3
@@ -298,21 +320,22 @@ def test_trail_draws_fading_path_of_recent_points():
     assert 0 < oldest.max() < 0.5 * newest.max() < middle.max() < newest.max(), "older = fainter"
     assert img[100, 20:100].max() == 0, "points older than `length` are dropped"
     assert img[150:].max() == 0 and img[:50].max() == 0, "nothing away from the path"
-    trails.remember(Detections.empty(NAMES), 20)
+    trails.remember(Detections.empty(NAMES))
     blank = np.zeros((H, W, 3), np.uint8)
     trails.draw(blank)
     assert blank.max() == 0, "a track not in the latest frame is not drawn"
 
 
 def test_trail_memory_is_bounded():
-    trails = TrailsStage(length=5, forget_after=10)
+    book = TrackBook(lost_frames=10)
+    trails = TrailsStage(length=5, book=book)
     for i in range(1000):  # a new track every frame, each seen three times
         ids = [i, i - 1, i - 2]
         boxes = [[i % 300, 10, i % 300 + 10, 20]] * 3
-        trails.remember(Detections(boxes, [0.9] * 3, [0] * 3, tracker_id=ids, names=NAMES), i)
+        trails.remember(seen(book, Detections(boxes, [0.9] * 3, [0] * 3, tracker_id=ids, names=NAMES)))
     assert len(trails) <= 13
     assert max(len(t.points) for t in trails._trails.values()) <= 5
-    trails.remember(Detections([[0, 0, 5, 5]], [0.9], [0], names=NAMES), 1000)  # untracked: no trail
+    trails.remember(seen(book, Detections([[0, 0, 5, 5]], [0.9], [0], names=NAMES)))  # untracked: no trail
     assert len(trails) <= 13
 
 

@@ -12,6 +12,7 @@ import pytest
 from conftest import FakeDetector
 
 from detector.errors import StreamLost
+from detector.events import EventRecord
 from detector.pipeline.channel import Channel, Closed
 from detector.pipeline.engine import Pipeline, PipelineOptions
 from detector.pipeline.lane import Lane
@@ -85,8 +86,8 @@ class RecordingSink:
         px = result.frame.image[0, 0]
         self.pixels.append(int(px[0]) + 256 * int(px[1]))
 
-    def event(self, record: dict[str, Any]) -> None:
-        self.events.append(record)
+    def event(self, record: EventRecord) -> None:
+        self.events.append(record.to_dict())
 
     def close(self) -> None:
         self.closed = True
@@ -162,6 +163,7 @@ def test_live_reconnect_records_the_gap():
     assert src.reopens == 1
     assert stats.gaps == 1
     assert sink.events and sink.events[0]["event"] == "gap" and sink.events[0]["after_frame"] == 9
+    assert sink.events[0]["id"] and sink.events[0]["wall_time"], "stamped by the lane before any sink"
     assert sink.indices == sorted(set(sink.indices)), "no fake or repeated frames fill the gap"
     assert stats.frames_processed == 25, "live --max-frames counts processed frames, not dropped ones"
 

@@ -22,8 +22,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from detector import files as files_mod
 from detector.errors import UserError
-from detector.sinks import video as video_mod
+from detector.events import Gap, LineCross
 from detector.sinks.base import FrameResult
 from detector.sinks.jsonl import JsonLinesSink, read_jsonl
 from detector.sinks.paths import check_json_output_path, check_video_output_path
@@ -209,7 +210,7 @@ def test_remux_failure_keeps_fragmented_file(
     def broken_replace(src: object, dst: object) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(video_mod.os, "replace", broken_replace)
+    monkeypatch.setattr(files_mod.os, "replace", broken_replace)
     out = tmp_path / "out.mp4"
     with caplog.at_level(logging.WARNING, logger="detector.sinks.video"):
         write_video(out, 40, Fraction(30), preset="ultrafast")
@@ -311,7 +312,17 @@ def test_jsonl_schema_and_flush(tmp_path: Path) -> None:
         sink.write(r)
         lines = out.read_text(encoding="utf-8").splitlines()  # before close: already flushed
         assert len(lines) == i + 1
-    sink.event({"event": "gap", "seconds": 2.5, "bad": float("nan"), "n": np.int64(3)})
+    sink.event(
+        Gap(
+            after_frame=2,
+            from_pts=0.667,
+            to_pts=3.0,
+            seconds=float("nan"),
+            attempts=np.int64(3),
+            frame=3,
+            pts=3.0,
+        )
+    )
     records = read_jsonl(out)
     sink.close()
     sink.close()
@@ -328,15 +339,18 @@ def test_jsonl_schema_and_flush(tmp_path: Path) -> None:
         "xyxy": [10.0, 20.0, 30.5, 40.3],
         "track_id": 7,
     }
-    assert records[3] == {"event": "gap", "seconds": 2.5, "bad": None, "n": 3}
+    assert records[3] == {
+        "event": "gap", "id": "", "source": "", "wall_time": "", "after_frame": 2, "from_pts": 0.667,
+        "to_pts": 3.0, "seconds": None, "attempts": 3, "frame": 3, "pts": 3.0,
+    }  # fmt: skip
     assert "NaN" not in out.read_text()
 
 
 def test_jsonl_one_write_per_line(tmp_path: Path) -> None:
     sink = JsonLinesSink(tmp_path / "d.jsonl", overwrite=False)
-    assert sink._raw is not None
+    assert sink._raw is None, "opened at the first line, not before"
     calls: list[bytes] = []
-    raw = sink._raw
+    raw = sink._open()
 
     class Spy:
         def write(self, data: memoryview) -> int | None:
@@ -348,7 +362,7 @@ def test_jsonl_one_write_per_line(tmp_path: Path) -> None:
 
     sink._raw = Spy()  # type: ignore[assignment]
     sink.write(make_result(0, 32, 32, dets=sample_detections()))
-    sink.event({"event": "x"})
+    sink.event(LineCross(line="door", direction="in"))
     sink.close()
     assert len(calls) == 2 and all(c.endswith(b"\n") and c.count(b"\n") == 1 for c in calls)
 
@@ -357,12 +371,12 @@ def test_jsonl_stdout(capsys: pytest.CaptureFixture[str]) -> None:
     assert check_json_output_path("-", overwrite=False) is None
     sink = JsonLinesSink("-", overwrite=False)
     sink.write(make_result(5, 32, 32, dets=sample_detections()))
-    sink.event({"event": "end"})
+    sink.event(LineCross(line="door", direction="in", id="x", source="cam"))
     sink.close()
     print("still open")
     lines = capsys.readouterr().out.splitlines()
     assert json.loads(lines[0])["frame"] == 5
-    assert json.loads(lines[1]) == {"event": "end"}
+    assert json.loads(lines[1])["event"] == "line_cross" and json.loads(lines[1])["id"] == "x"
     assert lines[2] == "still open"
 
 

@@ -12,6 +12,7 @@ import pytest
 from conftest import FakeDetector, write_clip
 
 from detector.errors import UserError
+from detector.events import LineCross
 from detector.pipeline.engine import Pipeline
 from detector.report import build_report, format_summary, write_report
 from detector.settings import LineSpec, ZoneSpec
@@ -21,7 +22,7 @@ from detector.sinks.tables import CSV_HEADER, CsvSink, MotSink
 from detector.sources import SourceInfo, open_source
 from detector.stages.lines import LineCounter
 from detector.stages.overlay import OverlayStage
-from detector.stages.track import TrackTally
+from detector.stages.track import TrackBook, TrackTally
 from detector.stages.zones import ZoneCounter
 from detector.stats import RunStats
 from detector.types import Detections, Frame
@@ -57,7 +58,7 @@ def test_csv_header_one_row_per_detection_flushed_per_frame(tmp_path: Path):
     assert len(read_rows(path)) == 3, "rows are on disk before close"
     sink.write(result(1, Detections.empty(NAMES)))
     sink.write(result(2, two_dets(tracked=False), pts=0.123456789))
-    sink.event({"event": "line_cross"})  # ignored
+    sink.event(LineCross(line="door", direction="in", frame=2, pts=0.2))  # ignored
     sink.close()
     sink.close()  # idempotent
     rows = read_rows(path)
@@ -97,6 +98,10 @@ def test_table_output_path_checked_up_front(tmp_path: Path, sink_cls: type[CsvSi
         sink_cls(existing)
     assert existing.read_text() == "old\n", "a refused file is left alone"
     sink_cls(existing, overwrite=True).close()
+    assert existing.read_text() == "old\n", "a sink that got no frame never opened the old file"
+    sink = sink_cls(existing, overwrite=True)
+    sink.write(result(0, two_dets()))
+    sink.close()
     assert "old" not in existing.read_text()
     (tmp_path / "dir.csv").mkdir()
     with pytest.raises(UserError, match="is a folder"):
@@ -211,10 +216,12 @@ def test_report_path_errors(tmp_path: Path):
 
 
 def test_track_tally_counts_distinct_tracks_with_flat_memory():
-    tally = TrackTally(forget_after_s=1.0)
+    book = TrackBook(lost_frames=10)
+    tally = TrackTally(book)
     for i in range(100):  # track 1 (person) all along; a new car track every 10 frames
-        tally.count(tracked(1, 0, 100), i / 10)
-        tally.count(tracked(100 + i // 10, 2, 100), i / 10)
-        tally.count(Detections([[0, 0, 1, 1]], [0.5], [2], names=NAMES), i / 10)  # untracked: ignored
+        frame = tracks([(1, 0, 100), (100 + i // 10, 2, 100)])
+        book.update(frame.tracker_id.tolist())
+        tally.count(frame)
+        tally.count(Detections([[0, 0, 1, 1]], [0.5], [2], names=NAMES))  # untracked: ignored
     assert tally.per_class() == {"car": 10, "person": 1}
-    assert len(tally._last_seen) <= 3
+    assert len(tally._seen) <= 3

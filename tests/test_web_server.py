@@ -21,6 +21,7 @@ from web_client import EventReader, Viewer, get, wait_for
 
 from detector.cli import main
 from detector.errors import UserError
+from detector.events import Gap, LineCross
 from detector.pipeline.engine import Pipeline
 from detector.pipeline.lane import Lane
 from detector.settings import Settings
@@ -347,8 +348,8 @@ def test_events_stream_the_jsonl_records_in_order(serve: Callable[..., WebView])
     reader = EventReader(view.url).start()
     wait_for("the event stream", lambda: viewers(view.url)["events"] == 1)
     sent: list[FrameResult] = [result(i, boxes=i % 3) for i in range(5)]
-    gap = {"event": "gap", "after_frame": 2, "from_pts": 0.067, "to_pts": 1.2, "seconds": 1.1, "attempts": 1}
-    cross = {"event": "line_cross", "line": "door", "track_id": 3, "class_name": "person", "direction": "in"}
+    gap = Gap(after_frame=2, from_pts=0.067, to_pts=1.2, seconds=1.1, attempts=1, id="a", source="door")
+    cross = LineCross(line="door", track_id=3, class_name="person", direction="in", id="b", source="door")
     for r in sent[:3]:
         sink.write(r)
     sink.event(gap)
@@ -360,7 +361,7 @@ def test_events_stream_the_jsonl_records_in_order(serve: Callable[..., WebView])
     import json
 
     expected = [json.loads(json.dumps(frame_record(r))) for r in sent]
-    assert reader.records == [*expected[:3], gap, *expected[3:], cross]
+    assert reader.records == [*expected[:3], gap.to_dict(), *expected[3:], cross.to_dict()]
     status = get(view.url, "/api/status").json()
     assert [e["event"] for e in status["sources"][0]["events"]] == ["gap", "line_cross"]
 

@@ -210,9 +210,10 @@ class UltralyticsTracker:
             log.warning("ReID needs extra weights that cannot be downloaded offline; tracking without ReID")
             cfg.with_reid = False
         self._boxes = Boxes
-        self._make = lambda: kinds[cfg.tracker_type](args=cfg)
         self.name = str(cfg.tracker_type)
-        self._tracker = self._make()
+        # Built without frame_rate (so for 30 fps): a lost track is dropped after track_buffer frames.
+        self.lost_frames = int(cfg.track_buffer)
+        self._tracker = kinds[cfg.tracker_type](args=cfg)
 
     def update(self, detections: Detections, image: Image) -> Detections:
         data = np.concatenate(
@@ -240,6 +241,3 @@ class UltralyticsTracker:
             tracker_id=rows[:, 4].astype(np.int64),
             names=detections.names,
         )
-
-    def reset(self) -> None:
-        self._tracker = self._make()

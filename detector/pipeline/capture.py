@@ -11,9 +11,9 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
 
 from detector.errors import SourceError, StreamLost
+from detector.events import EventRecord, Gap
 from detector.pipeline.channel import Channel
 from detector.sources.base import Source
 from detector.stats import RunStats
@@ -24,9 +24,9 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class StreamEvent:
-    """A record for the JSONL that is not a frame (e.g. a reconnect gap)."""
+    """An event of the source itself, not of a frame (a reconnect gap); its lane stamps it."""
 
-    record: dict[str, Any]
+    record: EventRecord
 
 
 @dataclass(frozen=True)
@@ -134,19 +134,16 @@ class FrameReader:
                 continue
             log.info("%s: reconnected after %.1f s", name, time.monotonic() - lost_at)
             self.stats.gaps += 1
-            self.out.put(
-                StreamEvent(
-                    {
-                        "event": "gap",
-                        "after_frame": None if last is None else last.index,
-                        "from_pts": None if last is None else round(last.pts, 3),
-                        "to_pts": round(frame.pts, 3),
-                        "seconds": round(time.monotonic() - lost_at, 3),
-                        "attempts": attempt,
-                    }
-                ),
-                control=True,
+            gap = Gap(
+                frame=frame.index,
+                pts=round(frame.pts, 3),
+                after_frame=None if last is None else last.index,
+                from_pts=None if last is None else round(last.pts, 3),
+                to_pts=round(frame.pts, 3),
+                seconds=round(time.monotonic() - lost_at, 3),
+                attempts=attempt,
             )
+            self.out.put(StreamEvent(gap), control=True)
             return frame
         raise StreamLost(
             f"lost {name} ({exc}) and could not reconnect after {self.reconnect_max} attempts; "

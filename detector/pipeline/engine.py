@@ -54,7 +54,6 @@ class Pipeline:
         self.detector = detector
         self.options = options or PipelineOptions()
         self.halt = threading.Event()  # every thread of this pipeline stops
-        self._quit = threading.Event()
         bell = threading.Event()
         opts = self.options
         self._readers: list[FrameReader] = []
@@ -93,12 +92,8 @@ class Pipeline:
         """The first (for one source: the) lane's stats."""
         return self.lanes[0].stats
 
-    def request_stop(self) -> None:
-        """End the run at the next frame boundary (the window's q, a test)."""
-        self._quit.set()
-
     def _stopping(self) -> bool:
-        return self._quit.is_set() or any(e.is_set() for e in self.options.stop)
+        return any(e.is_set() for e in self.options.stop)
 
     def run(self) -> list[RunStats]:
         """Process until every lane has ended. With one source its failure is raised; with several,

@@ -2,7 +2,10 @@
 
 The pipeline feeds each lane its detected frames, in order, on the main thread. ``emit`` runs the
 stages (every ``update`` in order, then every drawing stage's ``annotate`` by layer) and hands the
-result to the sinks: a frame reaches all of its lane's sinks or none. ``end`` closes the lane.
+result to the sinks: a frame reaches all of its lane's sinks or none. Then the events the stages made
+are finished here, before any sink sees one: stamped (id, source name, wall time), then given their
+clip and snapshot by the ``attachers`` (the clip recorder), and the one finished record goes to every
+sink. ``end`` closes the lane.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from detector.events import Attacher, EventRecord, stamp
 from detector.pipeline.capture import FrameReader, Item
 from detector.pipeline.channel import Channel
 from detector.progress import Progress
@@ -20,7 +24,7 @@ from detector.sinks.base import FrameResult, Sink
 from detector.sources.base import Source
 from detector.stages.base import Stage
 from detector.stats import RunStats
-from detector.types import Detections, Event, Frame
+from detector.types import Detections, Frame
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +39,7 @@ class Lane:
         name: str | None = None,
         stats: RunStats | None = None,
         progress: Progress | None = None,
-        tag_events: bool = False,
+        attachers: Sequence[Attacher] = (),
     ) -> None:
         self.source = source
         self.stages = list(stages)
@@ -44,7 +48,7 @@ class Lane:
         self.name = name or source.info.name
         self.stats = stats or RunStats(source=source.info.name)
         self.progress = progress
-        self.tag_events = tag_events  # events carry "source" (several sources in the run)
+        self.attachers = list(attachers)
         self.stop = threading.Event()  # ends this lane's capture
         self.error: BaseException | None = None
         self.closed = False
@@ -60,7 +64,7 @@ class Lane:
         """Run the stages on one frame and write it to every sink."""
         t = time.perf_counter()
         self.stats.frames_dropped = self.frames.dropped  # for the panel
-        events: list[Event] = []
+        events: list[EventRecord] = []
         extras: dict[str, Any] = {}
         for stage in self.stages:
             result = stage.update(frame, detections)
@@ -79,16 +83,25 @@ class Lane:
         for sink in self.sinks:
             sink.write(out)
         self.stats.count_frame(detections.counts(), latency, self.started_at)
-        self.send(events)
+        if events:
+            self.send(events, self._wall_time(frame))
         self.stats.stages["write"].add((time.perf_counter() - t2) * 1000)
         if self.progress is not None:
             self.progress.update(self.stats.frames_processed, self.stats.fps_meter.value or 0.0)
 
-    def send(self, events: Sequence[Event]) -> None:
-        """Event records (gaps, line crossings...) to every sink, after the frame that completed them."""
-        for record in events:
-            if self.tag_events:
-                record = {"source": self.name, **record}
+    def _wall_time(self, frame: Frame) -> float:
+        """When the frame happened, as Unix time: captured (live sources), or processed (files)."""
+        now = time.time()
+        return now - (time.monotonic() - frame.capture_time) if self.live else now
+
+    def send(self, events: Sequence[EventRecord], wall_time: float | None = None) -> None:
+        """Event records (gaps, line crossings...), finished, to every sink, after the frame that
+        completed them. ``wall_time``: Unix time of that frame (default: now)."""
+        when = time.time() if wall_time is None else wall_time
+        for draft in events:
+            record = stamp(draft, self.name, when)
+            for attacher in self.attachers:
+                record = attacher.attach(record)
             for sink in self.sinks:
                 sink.event(record)
 

@@ -12,10 +12,14 @@ A source without its own ``lines`` / ``zones`` uses the top-level ones.
 
 from __future__ import annotations
 
-from pydantic import Field
+import re
+
+from pydantic import Field, field_validator
 
 from detector.settings.analytics import LineSpec, ZoneSpec
 from detector.settings.base import StrictModel
+
+SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*")  # a file-name part: no "..", no leading "." or "-"
 
 
 class SourceSpec(StrictModel):
@@ -23,10 +27,20 @@ class SourceSpec(StrictModel):
     name: str | None = Field(
         None,
         min_length=1,
-        pattern=r"^[A-Za-z0-9._-]+$",
-        description="letters, digits, . _ -; default from the source",
+        max_length=64,
+        description="letters, digits, . _ - (not first); default from the source",
     )
     lines: list[LineSpec] | None = Field(
         None, description="this source's counting lines (else the top-level ones)"
     )
     zones: list[ZoneSpec] | None = Field(None, description="this source's zones (else the top-level ones)")
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, v: str | None) -> str | None:
+        if v is not None and not SAFE_NAME.fullmatch(v):
+            raise ValueError(
+                "should be letters, digits, '.', '_' and '-', not starting with '.' or '-' "
+                "(it names files: {name} in output paths, clips, recordings)"
+            )
+        return v

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
 
+from detector.events import EventRecord
 from detector.types import Detections, Frame
 
 
@@ -29,8 +31,18 @@ class Sink(Protocol):
 
     def write(self, result: FrameResult) -> None: ...
 
-    def event(self, record: dict[str, Any]) -> None:
-        """A non-frame record (stream gap, line crossing...). Sinks that have no use for it ignore it."""
+    def event(self, record: EventRecord) -> None:
+        """A finished event record (a line crossing, a gap...): the same object every sink of the lane
+        gets, never to be changed. Sinks that have no use for it ignore it."""
         ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class FileOutput(Protocol):
+    """A sink that writes a file: its path, and why it stopped writing it part-way (None while fine).
+    The run's summary marks such a file as incomplete."""
+
+    path: Path | None
+    failed: str | None

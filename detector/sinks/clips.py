@@ -13,17 +13,18 @@ before ``t - before``. A clip is finished once the video is ``before`` seconds p
 event can overlap it any more), or when the run ends (end of input, Ctrl-C, SIGTERM). Each clip is
 written like ``--output``: fragmented while being written, a faststart MP4 when finished.
 
-Each event also gets a JPEG of its frame with the object highlighted, and a line in
-``DIR/events.jsonl``: the event record plus ``clip``, ``clip_offset_s`` (where in the clip the event
-is) and ``snapshot``, paths relative to DIR. The same fields are added to the record every later
-sink sees, so ``--json`` carries them too.
+Each event also gets a JPEG of its frame with the object highlighted. The recorder is its lane's
+``Attacher``: ``attach`` returns the record with ``clip``, ``clip_offset_s`` (where in the clip the
+event is) and ``snapshot``, paths relative to DIR, before any sink sees it, so ``--json``,
+``DIR/events.jsonl`` (``clipfolder.EventsFile``) and every other sink get the same record. Names
+come from the source's unique name and never replace a file (``clipfolder.ClipFolder``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
-import re
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -31,67 +32,21 @@ from pathlib import Path
 from typing import Any
 
 from detector.errors import UserError
+from detector.events import EventRecord
 from detector.sinks.base import FrameResult
+from detector.sinks.clipfolder import ClipFolder
 from detector.sinks.encoder import Encoded, H264Encoder
-from detector.sinks.jsonl import JsonLinesSink
 from detector.sinks.snapshot import write_snapshot
 from detector.sinks.video import Mp4Writer
 
 log = logging.getLogger(__name__)
 
-CLIP_EVENTS = ("line_cross", "zone_enter", "track_new")
-EVENTS_FILE = "events.jsonl"
 MAX_CLIP_S = 300.0  # a busy scene makes a new clip every 5 minutes, not one endless clip
-
-
-def slug(name: str) -> str:
-    """A file-name-safe short form of a source name: ``videos/door.mp4`` -> ``door``,
-    ``rtsp://cam.local/live`` -> ``cam-local-live``, camera ``0`` -> ``0``."""
-    scheme, _, rest = name.rpartition("://")
-    path = Path(name)
-    stem = rest.split("@")[-1].rstrip("/") if scheme else path.stem  # no credentials in names
-    text = re.sub(r"[^A-Za-z0-9_]+", "-", stem).strip("-") or re.sub(r"[^A-Za-z0-9_]+", "-", path.parent.name)
-    return text.strip("-")[-60:] or "source"
-
-
-class EventLog:
-    """``DIR/events.jsonl``, shared by the recorders of every source writing to DIR. Nothing is made
-    until the first event: a run without events (or one that fails to start) leaves no folder."""
-
-    def __init__(self, folder: Path, overwrite: bool) -> None:
-        self.folder = folder
-        self.overwrite = overwrite
-        self.lines: JsonLinesSink | None = None
-        self.users = 0
-
-    def acquire(self) -> EventLog:
-        self.users += 1
-        return self
-
-    def open(self) -> None:
-        """Make the folder and start ``events.jsonl`` (once)."""
-        if self.lines is not None:
-            return
-        try:
-            self.folder.mkdir(exist_ok=True)
-        except OSError as exc:
-            raise UserError(f"cannot create clips folder {self.folder}: {exc.strerror or exc}") from exc
-        self.lines = JsonLinesSink(self.folder / EVENTS_FILE, overwrite=self.overwrite)
-
-    def write(self, record: dict[str, Any]) -> None:
-        self.open()
-        assert self.lines is not None
-        self.lines.event(record)
-
-    def close(self) -> None:
-        self.users -= 1
-        if self.users <= 0 and self.lines is not None:
-            self.lines.close()
 
 
 @dataclass
 class _Clip:
-    name: str
+    path: Path
     writer: Mp4Writer
     end: float  # source time (s) of the last frame it must hold
     start_pts: float | None  # source time of its first frame (None until known)
@@ -102,15 +57,14 @@ class _Clip:
 
 
 class ClipRecorder:
-    """Clips, snapshots and ``events.jsonl`` lines for the events of one source."""
+    """Clips and snapshots for the events of one source (``source``: its unique, file-safe name)."""
 
-    def __init__(self, log_: EventLog, *, before: float, after: float, source: str) -> None:
-        self.log = log_.acquire()
-        self.folder = log_.folder
+    def __init__(self, folder: ClipFolder, *, before: float, after: float, source: str) -> None:
+        self.clip_folder = folder
+        self.folder = folder.folder
         self.before = float(before)
         self.after = float(after)
         self.source = source
-        self.prefix = slug(source)
         self.encoder: H264Encoder | None = None
         self.ring: deque[tuple[int, Encoded]] = deque()  # (sequence number, packet), from a keyframe
         self._keys: deque[int] = deque()  # sequence numbers of the keyframes in the ring
@@ -128,7 +82,7 @@ class ClipRecorder:
         self._closed = False
 
     # -- PacketOutput ---------------------------------------------------------------------------------
-    def attach(self, encoder: H264Encoder) -> None:
+    def bind(self, encoder: H264Encoder) -> None:
         self.encoder = encoder
 
     def frame(self, result: FrameResult) -> None:
@@ -154,11 +108,11 @@ class ClipRecorder:
             self._finish(clip)
         self._prune()
 
-    def event(self, record: dict[str, Any]) -> None:
-        if record.get("event") not in CLIP_EVENTS or self._closed:
-            return
-        self.log.open()  # the folder the clip and snapshot go into
-        t = float(record.get("pts", self._newest))
+    def attach(self, record: EventRecord) -> EventRecord:
+        """The record with its clip and snapshot (for the events that make clips; others as they are)."""
+        if not record.clip_worthy or self._closed:
+            return record
+        t = float(record.pts if record.pts is not None else self._newest)
         last = self.open[-1] if self.open else None
         start = last.start_pts if last is not None and last.start_pts is not None else t
         if last is not None and t - self.before <= last.end and t + self.after - start <= MAX_CLIP_S:
@@ -169,12 +123,16 @@ class ClipRecorder:
             clip = self._start(t)
         self._catch_up(clip)
         self.events_recorded += 1
-        snapshot: str | None = f"{self.prefix}-event-{self.events_recorded:04d}.jpg"
-        if self.latest is None or not write_snapshot(self.folder / f"{snapshot}", self.latest, record):
-            snapshot = None
+        snapshot: str | None = None
+        if self.latest is not None:
+            path = self.clip_folder.claim(self.source, "event", ".jpg")
+            if write_snapshot(path, self.latest, record):
+                snapshot = path.name
+            else:
+                path.unlink(missing_ok=True)
         start = clip.start_pts if clip.start_pts is not None else (self._first_pts or 0.0)
-        record.update(clip=clip.name, clip_offset_s=round(max(0.0, t - start), 3), snapshot=snapshot)
-        self.log.write({**record, "source": self.source})
+        offset = round(max(0.0, t - start), 3)
+        return dataclasses.replace(record, clip=clip.path.name, clip_offset_s=offset, snapshot=snapshot)
 
     def close(self) -> None:
         """After the encoder's last packets: finish every open clip (each one playable)."""
@@ -189,25 +147,24 @@ class ClipRecorder:
                 errors.append(exc)
         self.ring.clear()
         self._keys.clear()
-        self.log.close()
         if errors:
             raise errors[0]
 
     # -- clips ----------------------------------------------------------------------------------------
     def _start(self, t: float) -> _Clip:
         """A new clip for an event at ``t``, from the last keyframe at or before ``t - before``."""
-        assert self.encoder is not None, "attach() the encoder first"
+        assert self.encoder is not None, "bind() the encoder first"
         start_seq, start_pts = self._seq, None  # nothing encoded yet: from the first packet to come
         if self._keys:
             early = [seq for seq in self._keys if self._packet(seq).source_pts <= t - self.before]
             start_seq = early[-1] if early else self._keys[0]
             start_pts = self._packet(start_seq).source_pts
         self.clips_made += 1
-        name = f"{self.prefix}-clip-{self.clips_made:04d}.mp4"
-        writer = Mp4Writer(self.folder / name, self.encoder, from_zero=True)
-        clip = _Clip(name, writer, end=t + self.after, start_pts=start_pts, next_seq=start_seq)
+        path = self.clip_folder.claim(self.source, "clip", ".mp4")
+        writer = Mp4Writer(path, self.encoder, from_zero=True)
+        clip = _Clip(path, writer, end=t + self.after, start_pts=start_pts, next_seq=start_seq)
         self.open.append(clip)
-        log.debug("clip %s starts at %.2f s for an event at %.2f s", name, start_pts or 0.0, t)
+        log.debug("clip %s starts at %.2f s for an event at %.2f s", path.name, start_pts or 0.0, t)
         return clip
 
     def _catch_up(self, clip: _Clip) -> None:
@@ -241,12 +198,10 @@ class ClipRecorder:
     def _finish(self, clip: _Clip) -> None:
         self.open.remove(clip)
         clip.writer.close()
-        log.info(
-            "clip %s: %d frames, %d event(s)",
-            self.folder / clip.name,
-            clip.writer.frames_written,
-            clip.events,
-        )
+        if clip.writer.frames_written == 0:  # nothing reached it (the run ended at once): no empty file
+            clip.path.unlink(missing_ok=True)
+            return
+        log.info("clip %s: %d frames, %d event(s)", clip.path, clip.writer.frames_written, clip.events)
 
     def _prune(self) -> None:
         """Drop whole keyframe intervals that no clip can need: older than ``before`` seconds, and

@@ -101,10 +101,6 @@ class H264Encoder:
         self._source_pts: dict[int, float] = {}  # encoder pts -> source pts, until its packet comes out
         self._resize_warned = False
 
-    @property
-    def is_open(self) -> bool:
-        return self._cc is not None
-
     def _open(self, width: int, height: int) -> None:
         self._source_size = (width, height)
         self._pad = (width & 1, height & 1)

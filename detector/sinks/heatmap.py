@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from detector.errors import UserError
+from detector.events import EventRecord
 from detector.images import write_image
 from detector.sinks.base import FrameResult
 from detector.types import Image
@@ -23,11 +23,12 @@ class HeatmapSink:
         self.path = path
         self.render = render
         self.frames = 0
+        self.failed: str | None = None
 
     def write(self, result: FrameResult) -> None:
         self.frames += 1
 
-    def event(self, record: dict[str, Any]) -> None:
+    def event(self, record: EventRecord) -> None:
         pass
 
     def close(self) -> None:
@@ -36,5 +37,6 @@ class HeatmapSink:
         try:
             write_image(self.path, self.render())
         except OSError as exc:
-            raise UserError(f"writing heatmap {self.path} failed: {exc}") from exc
+            self.failed = exc.strerror or str(exc)
+            raise UserError(f"writing heatmap {self.path} failed: {self.failed}") from exc
         log.info("heatmap written to %s", self.path)

@@ -2,7 +2,8 @@
 
 Each line is written with a single ``write`` and flushed at once, so a reader
 tailing the file (or a killed process) sees whole lines; nothing is buffered in
-memory. ``read_jsonl`` reads such a file back, skipping a torn last line.
+memory. The file is opened at the first line, so a run that fails to start never
+touches an old file. ``read_jsonl`` reads such a file back, skipping a torn last line.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import IO, Any
 import numpy as np
 
 from detector.errors import UserError
+from detector.events import EventRecord
 from detector.sinks.base import FrameResult
 from detector.sinks.paths import check_json_output_path
 
@@ -78,20 +80,28 @@ def frame_record(result: FrameResult, with_source: bool = False) -> dict[str, An
 class JsonLinesSink:
     """Writes one JSON line per frame (and per event) to a file or, for ``-``, to stdout.
 
-    ``with_source``: frame lines carry ``"source"`` (several sources in the run; their lanes tag
-    event records themselves)."""
+    ``with_source``: frame lines carry ``"source"`` (several sources in the run; event records
+    always do). ``append``: add to an existing file (no overwrite check)."""
 
-    def __init__(self, path: str | Path, overwrite: bool = False, *, with_source: bool = False) -> None:
-        self.path: Path | None = check_json_output_path(path, overwrite)
+    def __init__(
+        self, path: str | Path, overwrite: bool = False, *, with_source: bool = False, append: bool = False
+    ) -> None:
+        self.path: Path | None = (
+            Path(path).expanduser() if append else check_json_output_path(path, overwrite)
+        )
         self.with_source = with_source
-        self.lines_written = 0
+        self.append = append
+        self.failed: str | None = None
         self._raw: IO[bytes] | None = None
         self._closed = False
-        if self.path is not None:
-            try:
-                self._raw = open(self.path, "wb", buffering=0)  # noqa: SIM115 - closed in close()
-            except OSError as exc:
-                raise UserError(f"cannot create JSON output {self.path}: {exc.strerror or exc}") from exc
+
+    def _open(self) -> IO[bytes]:
+        assert self.path is not None
+        try:
+            self._raw = open(self.path, "ab" if self.append else "wb", buffering=0)  # noqa: SIM115
+        except OSError as exc:
+            raise UserError(f"cannot create JSON output {self.path}: {exc.strerror or exc}") from exc
+        return self._raw
 
     @property
     def _name(self) -> str:
@@ -100,37 +110,40 @@ class JsonLinesSink:
     def write(self, result: FrameResult) -> None:
         self._write_line(dumps_line(frame_record(result, self.with_source)))
 
-    def event(self, record: dict[str, Any]) -> None:
-        self._write_line(dumps_line(record))
+    def event(self, record: EventRecord) -> None:
+        self._write_line(dumps_line(record.to_dict()))
 
     def _write_line(self, line: str) -> None:
         if self._closed:
             raise RuntimeError(f"JsonLinesSink({self._name}) is closed")
+        if self.path is None:
+            self._write_stdout(line)
+            return
+        raw = self._raw or self._open()
         try:
-            if self._raw is None:
-                self._write_stdout(line)
-            else:
-                try:
-                    data = line.encode("utf-8")
-                except UnicodeEncodeError:  # lone surrogates in a string
-                    data = _ascii_line(line).encode("ascii")
-                view = memoryview(data)
-                while view:  # one write() normally; loops only on a short write
-                    view = view[self._raw.write(view) or 0 :]
+            data = line.encode("utf-8")
+        except UnicodeEncodeError:  # lone surrogates in a string
+            data = _ascii_line(line).encode("ascii")
+        try:
+            view = memoryview(data)
+            while view:  # one write() normally; loops only on a short write
+                view = view[raw.write(view) or 0 :]
         except OSError as exc:
+            self.failed = exc.strerror or str(exc)
             raise UserError(
-                f"writing {self._name} failed: {exc.strerror or exc}; the lines up to here are kept"
+                f"writing {self._name} failed: {self.failed}; the lines up to here are kept"
             ) from exc
-        self.lines_written += 1
 
-    @staticmethod
-    def _write_stdout(line: str) -> None:
+    def _write_stdout(self, line: str) -> None:
         out = sys.stdout  # looked up each time: never closed, may be swapped (tests, redirection)
         try:
-            out.write(line)
-        except UnicodeEncodeError:  # stdout with a non-UTF-8 encoding
-            out.write(_ascii_line(line))
-        out.flush()
+            try:
+                out.write(line)
+            except UnicodeEncodeError:  # stdout with a non-UTF-8 encoding
+                out.write(_ascii_line(line))
+            out.flush()
+        except OSError as exc:
+            raise UserError(f"writing {self._name} failed: {exc.strerror or exc}") from exc
 
     def close(self) -> None:
         if self._closed:

@@ -15,7 +15,6 @@ from detector.settings.model import Settings
 STDOUT = "-"
 VIDEO_OUTPUT_EXTENSIONS = {".mp4", ".m4v", ".mov"}
 IMAGE_OUTPUT_EXTENSIONS = {".png", ".jpg", ".jpeg"}
-EVENTS_FILE = "events.jsonl"
 
 
 def check_output_file(path: str | Path, overwrite: bool, what: str = "output") -> Path:
@@ -90,8 +89,9 @@ def check_image_output_path(path: str | Path, overwrite: bool) -> Path:
 
 
 def check_clips_dir(path: str | Path, overwrite: bool) -> Path:
-    """A folder for clips: absent (made at start, in an existing folder) or a writable folder whose
-    ``events.jsonl`` is only replaced with ``--overwrite``."""
+    """A folder for clips: absent (made at the first event) or a writable folder. It is a collection:
+    new clips are numbered after the ones there, ``events.jsonl`` is appended to, nothing in it is
+    ever replaced (so ``--overwrite`` has nothing to do with it)."""
     p = Path(path).expanduser()
     if p.exists() and not p.is_dir():
         raise UserError(f"clips folder {p} is a file; give a folder")
@@ -100,7 +100,6 @@ def check_clips_dir(path: str | Path, overwrite: bool) -> Path:
         return p
     if not os.access(p, os.W_OK | os.X_OK):
         raise UserError(f"clips folder {p} is not writable; choose another path")
-    check_output_file(p / EVENTS_FILE, overwrite, "clips folder: events file")
     return p
 
 

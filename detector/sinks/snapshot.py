@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 
 from detector.drawing import draw_label_at, label_size, style_of
+from detector.events import EventRecord, ObjectEvent
 from detector.images import write_image
 from detector.sinks.base import FrameResult
 from detector.types import Image
@@ -34,26 +35,26 @@ def describe(record: dict[str, Any]) -> str:
     return f"{what}: {who} at {float(record.get('pts', 0.0)):.1f} s"
 
 
-def highlight(image: Image, result: FrameResult, record: dict[str, Any]) -> Image:
+def highlight(image: Image, result: FrameResult, record: EventRecord) -> Image:
     """A copy of ``image`` with the event's object (by track id) outlined and a caption on top."""
     out = image.copy()
     style = style_of(out)
     dets = result.detections
-    tid = record.get("track_id")
-    if dets.tracker_id is not None and tid is not None and result.frame.index == record.get("frame"):
+    tid = record.track_id if isinstance(record, ObjectEvent) else None
+    if dets.tracker_id is not None and tid is not None and result.frame.index == record.frame:
         for i in np.flatnonzero(dets.tracker_id == int(tid)).tolist():
             x1, y1, x2, y2 = (round(float(v)) for v in np.clip(np.nan_to_num(dets.xyxy[i]), -1e5, 1e5))
             pad = style.line_width * 2
             lw = style.line_width * 2
             cv2.rectangle(out, (x1 - pad, y1 - pad), (x2 + pad, y2 + pad), (0, 0, 0), lw + 4, cv2.LINE_8)
             cv2.rectangle(out, (x1 - pad, y1 - pad), (x2 + pad, y2 + pad), HIGHLIGHT, lw, cv2.LINE_8)
-    caption = describe(record)
+    caption = describe(record.to_dict())
     _, label_h, _ = label_size(caption, style)
     draw_label_at(out, caption, style.pad, max(0, out.shape[0] - label_h - style.pad), HIGHLIGHT, style)
     return out
 
 
-def write_snapshot(path: Path, result: FrameResult, record: dict[str, Any]) -> bool:
+def write_snapshot(path: Path, result: FrameResult, record: EventRecord) -> bool:
     """Write the highlighted JPEG atomically; False (and a warning) when it cannot be written."""
     try:
         write_image(

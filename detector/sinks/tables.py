@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from detector.errors import UserError
+from detector.events import EventRecord
 from detector.sinks.base import FrameResult
 from detector.sinks.paths import check_output_file
 
@@ -35,16 +36,22 @@ def _num(value: float, digits: int) -> str:
 
 
 class _TableSink:
-    """Shared file handling: path checked up front, one flush per frame, one-line errors."""
+    """Shared file handling: path checked up front, the file opened at the first frame (a run that
+    fails to start never touches an old one), one flush per frame, one-line errors."""
 
     what = "table output"
 
     def __init__(self, path: str | Path, overwrite: bool = False) -> None:
-        self.path = check_output_file(path, overwrite, self.what)
+        self.path: Path = check_output_file(path, overwrite, self.what)
         self.rows_written = 0
+        self.failed: str | None = None
         self._closed = False
+        self._file: IO[str] | None = None
+        self._csv: Any = None
+
+    def _open(self) -> None:
         try:
-            self._file: IO[str] = open(self.path, "w", newline="", encoding="utf-8")  # noqa: SIM115
+            self._file = open(self.path, "w", newline="", encoding="utf-8")  # noqa: SIM115
         except OSError as exc:
             raise UserError(f"cannot create {self.what} {self.path}: {exc.strerror or exc}") from exc
         self._csv = csv.writer(self._file, lineterminator="\n")
@@ -61,27 +68,33 @@ class _TableSink:
     def _write(self, rows: list[Any]) -> None:
         if self._closed:
             raise RuntimeError(f"{type(self).__name__}({self.path}) is closed")
+        assert self._file is not None
         try:
             self._csv.writerows(rows)
             self._file.flush()
         except OSError as exc:
+            self.failed = exc.strerror or str(exc)
             raise UserError(
-                f"writing {self.path} failed: {exc.strerror or exc}; the rows up to here are kept"
+                f"writing {self.path} failed: {self.failed}; the rows up to here are kept"
             ) from exc
 
     def write(self, result: FrameResult) -> None:
+        if self._file is None:
+            self._open()
         rows = self.rows(result)
         if rows:
             self._write(rows)
             self.rows_written += len(rows)
 
-    def event(self, record: dict[str, Any]) -> None:
+    def event(self, record: EventRecord) -> None:
         """Events are not table rows."""
 
     def close(self) -> None:
         if self._closed:
             return
         self._closed = True
+        if self._file is None:
+            return
         try:
             self._file.close()
         except OSError as exc:

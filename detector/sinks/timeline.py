@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from detector.events import EventRecord, Gap, LineCross
 from detector.images import data_uri, fit_width
 from detector.sinks.base import FrameResult
 from detector.types import Image
@@ -92,19 +93,18 @@ class TimelineSink:
             occ[b] = max(occ[b], sum(per_class.values()))
         self.latency.append(float(result.latency_ms))
 
-    def event(self, record: dict[str, Any]) -> None:
-        kind = record.get("event")
-        if kind == "gap":  # a live source's outage: in the report's counts, not the event list
+    def event(self, record: EventRecord) -> None:
+        if isinstance(record, Gap):  # a live source's outage: in the report's counts, not the event list
             return
-        if kind == "line_cross" and record.get("direction") in ("in", "out") and self.frames:
-            b = self._bucket(float(record.get("pts", 0.0)))
-            line = self.lines.setdefault(str(record.get("line")), {})
+        if isinstance(record, LineCross) and record.direction in ("in", "out") and self.frames:
+            b = self._bucket(float(record.pts or 0.0))
+            line = self.lines.setdefault(record.line, {})
             self._series(line, "out", 0)
-            self._series(line, "in", 0)[b] += record["direction"] == "in"
-            line["out"][b] += record["direction"] == "out"
+            self._series(line, "in", 0)[b] += record.direction == "in"
+            line["out"][b] += record.direction == "out"
         self.events_total += 1
         if len(self.events) < self.max_events:
-            self.events.append(dict(record))
+            self.events.append(record.to_dict())
 
     def close(self) -> None:
         pass

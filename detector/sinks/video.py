@@ -12,9 +12,7 @@ process killed with SIGKILL leaves a file that plays up to the last fragment. ``
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
 import time
 from collections.abc import Iterator, Sequence
 from fractions import Fraction
@@ -24,6 +22,8 @@ from typing import Any, Protocol
 import av
 
 from detector.errors import UserError
+from detector.events import EventRecord
+from detector.files import atomic_write
 from detector.report import part_reports
 from detector.settings.model import EncoderSettings
 from detector.sinks.audio import AudioSpan, AudioTrack, merge
@@ -46,7 +46,7 @@ def _write_failed(path: Path, exc: OSError) -> UserError:
 class PacketOutput(Protocol):
     """Something made from the encoded video besides the ``--output`` file (event clips)."""
 
-    def attach(self, encoder: H264Encoder) -> None:
+    def bind(self, encoder: H264Encoder) -> None:
         """The encoder whose packets it will get (its size, rate and time base)."""
         ...
 
@@ -55,8 +55,6 @@ class PacketOutput(Protocol):
         ...
 
     def packets(self, packets: Sequence[Encoded]) -> None: ...
-
-    def event(self, record: dict[str, Any]) -> None: ...
 
     def close(self) -> None:
         """After the last packets: finish what is open."""
@@ -86,6 +84,7 @@ class Mp4Writer:
         self.fragment_seconds = fragment_seconds
         self.frames_written = 0
         self.error: UserError | None = None
+        self.failed: str | None = None  # the reason behind ``error``
         self._container: Any = None
         self._stream: Any = None
         self._origin = 0
@@ -123,6 +122,7 @@ class Mp4Writer:
         try:
             self._container.mux(packet)
         except OSError as exc:
+            self.failed = exc.strerror or str(exc)
             self.error = _write_failed(self.path, exc)
             raise self.error from exc
         self.frames_written += 1
@@ -148,6 +148,7 @@ class Mp4Writer:
             self.path.unlink(missing_ok=True)
             return
         if error is not None:
+            self.failed = error.strerror or str(error)
             self.error = _write_failed(self.path, error)
             raise self.error from error
         self._faststart()
@@ -181,10 +182,10 @@ class Mp4Writer:
             yield float(packet.dts * src_stream.time_base), packet
 
     def _faststart(self) -> None:
-        """Remux the fragmented file into a faststart MP4 next to it, then replace it atomically."""
+        """Remux the fragmented file into a faststart MP4 that replaces it atomically."""
         started = time.perf_counter()
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        try:
+
+        def remux(tmp: Path) -> None:
             with av.open(str(self.path)) as src:
                 src_stream = src.streams.video[0]
                 with av.open(
@@ -199,25 +200,13 @@ class Mp4Writer:
                     finally:
                         if audio is not None:
                             audio.close()
-            fd = os.open(tmp, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(tmp, self.path)
+
+        try:
+            atomic_write(self.path, remux)
         except (OSError, av.FFmpegError, ValueError, IndexError) as exc:
             msg = "%s: could not rewrite as a faststart MP4 (%s); keeping the fragmented MP4, which plays"
             log.warning(msg, self.path, exc)
             return
-        finally:  # also on SIGTERM (Terminated) mid-remux: no temp file left behind
-            with contextlib.suppress(OSError):
-                tmp.unlink(missing_ok=True)
-        with contextlib.suppress(OSError):  # make the rename durable too
-            dir_fd = os.open(self.path.parent, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
         log.debug("%s: faststart remux took %.0f ms", self.path, (time.perf_counter() - started) * 1000)
 
 
@@ -257,7 +246,7 @@ class VideoWriterSink:
         )
         self.outputs = list(outputs)
         for output in self.outputs:
-            output.attach(self.encoder)
+            output.bind(self.encoder)
         self._logged = False
         self._closed = False
 
@@ -290,6 +279,11 @@ class VideoWriterSink:
     @property
     def frames_written(self) -> int:
         return self.file.frames_written if self.file is not None else self.encoder.frames_encoded
+
+    @property
+    def failed(self) -> str | None:
+        """Why the ``--output`` file stopped part-way (it plays up to its last whole fragment)."""
+        return self.file.failed if self.file is not None else None
 
     def write(self, result: FrameResult) -> None:
         if self._closed:
@@ -328,10 +322,8 @@ class VideoWriterSink:
             out.update(part)
         return out
 
-    def event(self, record: dict[str, Any]) -> None:
-        """Events are not drawn into the video; the clip recorder makes clips of them."""
-        for output in self.outputs:
-            output.event(record)
+    def event(self, record: EventRecord) -> None:
+        """Events are not drawn into the video (the clip recorder, an attacher, clips them)."""
 
     def close(self) -> None:
         """Flush the encoder and finalize every output; idempotent. The first failure is raised."""

@@ -16,12 +16,12 @@ import re
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 import cv2
 import numpy as np
 
 from detector.drawing import draw_label_at, label_size, style_for
+from detector.events import EventRecord
 from detector.sinks.base import FrameResult
 from detector.types import Image
 
@@ -201,7 +201,7 @@ class WindowTile:
     def write(self, result: FrameResult) -> None:
         self.window.show(self.name, result)
 
-    def event(self, record: dict[str, Any]) -> None:
+    def event(self, record: EventRecord) -> None:
         pass
 
     def close(self) -> None:

@@ -4,9 +4,11 @@ per ``read()``, ``None`` at the end). Threading, drop policy and reconnects live
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Literal, Protocol
+from urllib.parse import urlsplit, urlunsplit
 
 from detector.errors import SourceError
 from detector.types import Frame
@@ -14,6 +16,8 @@ from detector.types import Frame
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 URL_SCHEMES = {"rtsp", "rtsps", "rtmp", "rtmps", "http", "https", "udp", "tcp", "srt", "rtp"}
 SourceKind = Literal["file", "camera", "stream", "images"]
+_SECRET_KEY = re.compile(r"pass|pwd|secret|token|key|auth|sig|cred", re.IGNORECASE)
+HIDDEN = "***"
 
 
 @dataclass
@@ -57,6 +61,25 @@ def valid_rate(rate: Fraction | None) -> Fraction | None:
     return Fraction(rate).limit_denominator(1001)
 
 
+def redact_url(spec: str) -> str:
+    """``spec`` without credentials: a URL's user and password become ``***``, and so do the values
+    of query parameters whose names look secret (``password=``, ``token=``, ``key=``...)."""
+    if "://" not in spec:
+        return spec
+    try:
+        parts = urlsplit(spec)
+    except ValueError:  # not parseable as a URL: show only the scheme
+        return spec.partition("://")[0] + "://" + HIDDEN
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = f"{HIDDEN}@{netloc.rpartition('@')[2]}"
+    query = "&".join(
+        f"{key}={HIDDEN}" if sep and _SECRET_KEY.search(key) else f"{key}{sep}{value}"
+        for key, sep, value in (item.partition("=") for item in parts.query.split("&"))
+    )
+    return urlunsplit((parts.scheme, netloc, parts.path, query if parts.query else "", parts.fragment))
+
+
 def check_url(spec: str) -> None:
     """Reject a malformed URL before anything slow happens (model load, connect)."""
     scheme, _, rest = spec.strip().partition("://")
@@ -65,7 +88,7 @@ def check_url(spec: str) -> None:
             f"URL scheme '{scheme}' is not supported; use one of {', '.join(sorted(URL_SCHEMES))}"
         )
     if not rest.strip("/"):
-        raise SourceError(f"URL {spec} has no host")
+        raise SourceError(f"URL {redact_url(spec)} has no host")
 
 
 def is_live_spec(spec: str) -> bool:

@@ -14,6 +14,7 @@ import numpy as np
 
 from detector.errors import SourceError
 from detector.sources.base import SourceInfo, SourceKind, valid_rate
+from detector.sources.naming import redact_url
 from detector.types import Frame
 
 log = logging.getLogger(__name__)
@@ -25,7 +26,8 @@ class PyAVSource:
     def __init__(
         self, target: str, *, kind: SourceKind, connect_timeout: float = 10.0, read_timeout: float = 5.0
     ) -> None:
-        self.target = target
+        self.target = target  # may hold credentials: never in a message, log line or SourceInfo
+        self.shown = redact_url(target)
         self.kind: SourceKind = kind
         self.corrupt = 0
         self._connect_timeout = connect_timeout
@@ -48,24 +50,24 @@ class PyAVSource:
                 self.target, options=options, timeout=(self._connect_timeout, self._read_timeout)
             )
         except av.error.FileNotFoundError as exc:
-            raise SourceError(f"input {self.target} not found") from exc
+            raise SourceError(f"input {self.shown} not found") from exc
         except av.error.PermissionError as exc:
-            raise SourceError(f"input {self.target} cannot be read (permission denied)") from exc
+            raise SourceError(f"input {self.shown} cannot be read (permission denied)") from exc
         except (av.error.InvalidDataError, ValueError, av.error.EOFError) as exc:
             raise SourceError(
-                f"input {self.target} is not a video FFmpeg can read (corrupt, truncated or not a video: "
+                f"input {self.shown} is not a video FFmpeg can read (corrupt, truncated or not a video: "
                 f"{_reason(exc)})"
             ) from exc
         except av.error.ExitError as exc:
             raise SourceError(
-                f"could not connect to {self.target} within {self._connect_timeout:g} s"
+                f"could not connect to {self.shown} within {self._connect_timeout:g} s"
             ) from exc
         except (av.error.FFmpegError, OSError) as exc:
             what = "connect to" if self.kind == "stream" else "open"
-            raise SourceError(f"could not {what} {self.target}: {_reason(exc)}") from exc
+            raise SourceError(f"could not {what} {self.shown}: {_reason(exc)}") from exc
         if not self._container.streams.video:
             self._container.close()
-            raise SourceError(f"input {self.target} has no video stream")
+            raise SourceError(f"input {self.shown} has no video stream")
         stream = self._container.streams.video[0]
         # Frame threading holds back one frame per decoder thread (3 frames = 100 ms at 30 fps,
         # unseen by the capture-to-sink latency); a live stream decodes with slice threads only.
@@ -73,13 +75,13 @@ class PyAVSource:
         ctx = stream.codec_context
         if ctx is None or not ctx.name or ctx.width <= 0:
             self._container.close()
-            raise SourceError(f"input {self.target} uses a video codec this FFmpeg cannot decode")
+            raise SourceError(f"input {self.shown} uses a video codec this FFmpeg cannot decode")
         self._stream = stream
         fps = (
             valid_rate(stream.average_rate) or valid_rate(stream.guessed_rate) or valid_rate(stream.base_rate)
         )
         if fps is None:
-            log.warning("%s declares no usable frame rate; assuming 30 fps", self.target)
+            log.warning("%s declares no usable frame rate; assuming 30 fps", self.shown)
             fps = Fraction(30)
         duration = None
         if stream.duration and stream.time_base:
@@ -88,7 +90,7 @@ class PyAVSource:
             duration = self._container.duration / av.time_base
         frames = stream.frames or (round(duration * float(fps)) if duration else None)
         self.info = SourceInfo(
-            name=self.target,
+            name=self.shown,
             kind=self.kind,
             width=ctx.width,
             height=ctx.height,
@@ -124,12 +126,12 @@ class PyAVSource:
             vf = next(self._frames, None)
         except av.error.ExitError as exc:  # read timeout on a stream
             if self.kind == "stream":
-                raise TimeoutError(f"no data from {self.target} for {self._read_timeout:g} s") from exc
-            raise SourceError(f"reading {self.target} stalled for {self._read_timeout:g} s") from exc
+                raise TimeoutError(f"no data from {self.shown} for {self._read_timeout:g} s") from exc
+            raise SourceError(f"reading {self.shown} stalled for {self._read_timeout:g} s") from exc
         except (av.error.FFmpegError, OSError) as exc:
             if self.kind == "stream":
-                raise ConnectionError(f"{self.target}: {_reason(exc)}") from exc
-            raise SourceError(f"reading {self.target} failed: {_reason(exc)}") from exc
+                raise ConnectionError(f"{self.shown}: {_reason(exc)}") from exc
+            raise SourceError(f"reading {self.shown} failed: {_reason(exc)}") from exc
         if vf is None:
             return None
         now = time.monotonic()
@@ -163,5 +165,6 @@ class PyAVSource:
 
 
 def _reason(exc: BaseException) -> str:
+    """FFmpeg's reason, without the file name or URL PyAV puts after it."""
     text = getattr(exc, "strerror", None) or str(exc)
-    return str(text).split(":")[-1].strip() or type(exc).__name__
+    return str(text).split(":")[-1].strip().strip("'\"") or type(exc).__name__

@@ -14,13 +14,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from detector.types import Detections, Event, Frame, Image
+from detector.events import EventRecord
+from detector.types import Detections, Frame, Image
 
 
 @dataclass
 class StageResult:
     detections: Detections
-    events: list[Event] = field(default_factory=list)
+    events: list[EventRecord] = field(default_factory=list)  # not yet stamped (the lane does that)
     extras: dict[str, Any] = field(default_factory=dict)
 
 
@@ -33,7 +34,6 @@ class Layer:
     TRAILS = 30
     LINES = 40
     BOXES = 50
-    HIGHLIGHT = 60
 
 
 class Stage:
@@ -48,7 +48,7 @@ class Stage:
     def annotate(self, scene: Image, detections: Detections) -> Image:
         return scene
 
-    def finish(self) -> list[Event]:
+    def finish(self) -> list[EventRecord]:
         return []
 
     def report(self) -> dict[str, Any]:

@@ -55,17 +55,20 @@ def build_stages(
     class_ids = resolve_classes(settings.classes, names)
     if class_ids is not None:
         stages.append(ClassFilter(class_ids))
+    book = None
     if settings.tracker:
         announce = resolve_classes(settings.clip_on, names, "--clip-on: ")
-        stages += [TrackStage(load_tracker(settings.tracker)), TrackTally(announce=announce)]
+        track = TrackStage(load_tracker(settings.tracker))
+        book = track.book
+        stages += [track, TrackTally(book, announce=announce)]
     elif settings.lines or settings.trails:
         log.warning("lines and trails need track ids; add --track (or tracker: bytetrack) to count them")
     if settings.lines:
-        stages.append(LinesStage(settings.lines, frame_size, names))
+        stages.append(LinesStage(settings.lines, frame_size, names, book))
     if settings.zones:
-        stages.append(ZonesStage(settings.zones, frame_size, names))
+        stages.append(ZonesStage(settings.zones, frame_size, names, book))
     if settings.trails is not None:
-        stages.append(TrailsStage(settings.trails.length))
+        stages.append(TrailsStage(settings.trails.length, book))
     heat_ids = resolve_classes(
         settings.heatmap_classes, names, "--heatmap-classes: "
     )  # checked even if unused

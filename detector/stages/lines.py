@@ -14,6 +14,8 @@ Rules (see ``detector.stages.geometry`` for coordinates and anchors):
   crossing point inside the segment (not on its extension).
 * Each track counts at most once per line: its first crossing, in that crossing's
   direction. Wobbling back and forth afterwards changes nothing.
+* A track is forgotten when it ends (``stages.track.TrackBook``), so memory stays flat on endless
+  streams; ids are never reused.
 """
 
 from __future__ import annotations
@@ -30,12 +32,14 @@ import numpy.typing as npt
 
 from detector.drawing import draw_label, name_color, style_of
 from detector.errors import UserError
+from detector.events import EventRecord, LineCross, object_fields
 from detector.settings.analytics import LineSpec
 from detector.stages.base import Layer, Stage, StageResult
 from detector.stages.classes import class_mask, resolve_classes
 from detector.stages.geometry import anchor_points, default_band, resolve_points
+from detector.stages.track import TrackBook
 from detector.text import by_count
-from detector.types import Detections, Event, Frame, Image
+from detector.types import Detections, Frame, Image
 
 log = logging.getLogger(__name__)
 
@@ -47,16 +51,13 @@ class _Track:
     side: int = 0  # -1 left, +1 right, 0 not yet beyond the band
     point: npt.NDArray[np.float64] | None = None  # last anchor beyond the band
     dist: float = 0.0  # its signed distance
-    last_seen: float = 0.0  # pts
     counted: bool = False
 
 
 class LineCounter:
     """Counts crossings of one line; ``update`` once per processed frame, in order.
 
-    ``frame_size`` is ``(width, height)`` of the source frames. ``forget_after_s``:
-    a track unseen for that long (in pts seconds) is forgotten, so memory stays flat
-    on endless streams (trackers never reuse an id).
+    ``frame_size`` is ``(width, height)`` of the source frames; ``book`` says when tracks end.
     """
 
     def __init__(
@@ -65,7 +66,7 @@ class LineCounter:
         frame_size: tuple[int, int],
         class_ids: Sequence[int] | None = None,
         hysteresis_px: float | None = None,
-        forget_after_s: float = 30.0,
+        book: TrackBook | None = None,
     ) -> None:
         self.spec = spec
         self.name = spec.name
@@ -77,7 +78,7 @@ class LineCounter:
             raise UserError(f"line '{spec.name}' is shorter than one pixel on a {frame_size} frame")
         band = hysteresis_px if hysteresis_px is not None else spec.hysteresis
         self.hysteresis = float(band if band is not None else default_band(frame_size))
-        self.forget_after_s = forget_after_s
+        self.book = book
         self.counts: dict[str, dict[str, int]] = {d: {} for d in DIRECTIONS}
         self._tracks: dict[int, _Track] = {}
         self.color = name_color(spec.name)
@@ -92,9 +93,9 @@ class LineCounter:
         rel = points - self.start
         return (self.vector[0] * rel[:, 1] - self.vector[1] * rel[:, 0]) / self.length
 
-    def update(self, detections: Detections, frame_index: int, pts: float) -> list[dict[str, Any]]:
+    def update(self, detections: Detections, frame_index: int, pts: float) -> list[EventRecord]:
         """Feed one frame; return the crossing events it completed (usually none)."""
-        events: list[dict[str, Any]] = []
+        events: list[EventRecord] = []
         if detections.tracker_id is not None and len(detections):
             keep = np.flatnonzero(class_mask(detections, self.class_ids))
             anchors = anchor_points(detections.xyxy[keep], self.spec.anchor)
@@ -102,7 +103,6 @@ class LineCounter:
             for k, i in enumerate(keep.tolist()):
                 tid = int(detections.tracker_id[i])
                 track = self._tracks.setdefault(tid, _Track())
-                track.last_seen = pts
                 d = float(dists[k])
                 if not math.isfinite(d) or abs(d) <= self.hysteresis:
                     continue
@@ -112,7 +112,9 @@ class LineCounter:
                     track.counted = True
                     events.append(self._count(tid, detections, i, side, frame_index, pts))
                 track.side, track.point, track.dist = side, anchors[k], d
-        self._forget(pts)
+        if self.book is not None:
+            for tid in self.book.ended:
+                self._tracks.pop(tid, None)
         return events
 
     def _within_segment(
@@ -127,7 +129,7 @@ class LineCounter:
 
     def _count(
         self, tid: int, detections: Detections, i: int, side: int, frame_index: int, pts: float
-    ) -> dict[str, Any]:
+    ) -> EventRecord:
         direction = "in" if side > 0 else "out"
         cls = detections.class_name(int(detections.class_id[i]))
         per_class = self.counts[direction]
@@ -135,20 +137,13 @@ class LineCounter:
         log.debug(
             "line %s: track %d (%s) crossed %s at frame %d", self.name, tid, cls, direction, frame_index
         )
-        return {
-            "event": "line_cross",
-            "line": self.name,
-            "track_id": tid,
-            "class_name": cls,
-            "direction": direction,
-            "frame": int(frame_index),
-            "pts": round(float(pts), 3),
-        }
-
-    def _forget(self, pts: float) -> None:
-        stale = [t for t, s in self._tracks.items() if abs(pts - s.last_seen) > self.forget_after_s]
-        for t in stale:
-            del self._tracks[t]
+        return LineCross(
+            line=self.name,
+            direction=direction,
+            frame=int(frame_index),
+            pts=round(float(pts), 3),
+            **object_fields(tid, cls, detections.confidence[i], detections.xyxy[i]),
+        )
 
     def summary(self) -> dict[str, Any]:
         """Counts for the report: per direction and class, plus totals."""
@@ -191,16 +186,22 @@ class LinesStage(Stage):
     layer = Layer.LINES
 
     def __init__(
-        self, specs: Sequence[LineSpec], frame_size: tuple[int, int], names: Mapping[int, str]
+        self,
+        specs: Sequence[LineSpec],
+        frame_size: tuple[int, int],
+        names: Mapping[int, str],
+        book: TrackBook | None = None,
     ) -> None:
         self.counters = [
-            LineCounter(spec, frame_size, resolve_classes(spec.classes, names, f"line '{spec.name}': "))
+            LineCounter(
+                spec, frame_size, resolve_classes(spec.classes, names, f"line '{spec.name}': "), book=book
+            )
             for spec in specs
         ]
         self.annotator = LineAnnotator()
 
     def update(self, frame: Frame, detections: Detections) -> StageResult:
-        events: list[Event] = []
+        events: list[EventRecord] = []
         for counter in self.counters:
             events.extend(counter.update(detections, frame.index, frame.pts))
         return StageResult(detections, events)

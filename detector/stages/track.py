@@ -1,5 +1,18 @@
-"""Tracking: stable ``tracker_id``s across frames (``--track``), the tally of distinct tracks, and a
-``track_new`` event for each new track of chosen classes (``--clip-on``)."""
+"""Tracking: stable ids across frames (``--track``), the one rule for how long a track is remembered,
+the tally of distinct tracks, and a ``track_new`` event for each new track of chosen classes
+(``--clip-on``).
+
+Ids people can read: the tracker's own ids (Ultralytics' counter also counts tentative tracks that
+never showed, so a busy clip jumps to #308) are renumbered 1, 2, 3... per source in the order the
+tracks are confirmed, that is, first returned. Every output (the drawn labels, JSONL, CSV, MOT and
+events) sees only these.
+
+One rule for forgetting: a track has *ended* once the tracker has not returned it for more than
+``Tracker.lost_frames`` processed frames, the tracker's own buffer for a lost track (after that it
+never returns it again). ``TrackBook.ended`` lists the ids that ended with the latest frame; every
+stage that keeps something per track (tally, lines, zones, trails) forgets them then, and a zone
+counts such a track as a ``lost`` exit.
+"""
 
 from __future__ import annotations
 
@@ -7,15 +20,19 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any, Protocol
 
+import numpy as np
+
+from detector.events import EventRecord, TrackNew, object_fields
 from detector.stages.base import Stage, StageResult
 from detector.text import by_count
-from detector.types import Detections, Event, Frame, Image
+from detector.types import Detections, Frame, Image
 
 
 class Tracker(Protocol):
     """Gives detections stable ``tracker_id``s across the frames of one source."""
 
     name: str
+    lost_frames: int  # frames a track may go unseen before the tracker drops it for good
 
     def update(self, detections: Detections, image: Image) -> Detections: ...
 
@@ -31,66 +48,109 @@ def load_tracker(name: str) -> Tracker:
     return UltralyticsTracker(name)
 
 
+class TrackBook:
+    """The tracks of one source by their public ids: which are alive, and which ended just now."""
+
+    def __init__(self, lost_frames: int) -> None:
+        self.lost_frames = max(1, int(lost_frames))
+        self.frame = 0  # processed frames so far
+        self.ended: list[int] = []  # public ids that ended with the latest frame
+        self._last_seen: dict[int, int] = {}  # public id -> frame it was last returned
+
+    def update(self, ids: Sequence[int]) -> None:
+        self.frame += 1
+        for tid in ids:
+            self._last_seen[tid] = self.frame
+        horizon = self.frame - self.lost_frames
+        self.ended = [t for t, seen in self._last_seen.items() if seen < horizon]
+        for tid in self.ended:
+            del self._last_seen[tid]
+
+    def __len__(self) -> int:
+        """Tracks alive (returned within the last ``lost_frames`` frames)."""
+        return len(self._last_seen)
+
+
 class TrackStage(Stage):
-    """Passes on only tracked detections, each with its ``tracker_id``. One per source: ids never
-    carry over from another source."""
+    """Passes on only tracked detections, each with its public ``tracker_id`` (1, 2, 3... in the order
+    the tracks were confirmed). One per source: ids never carry over from another source."""
 
     name = "track"
 
     def __init__(self, tracker: Tracker) -> None:
         self.tracker = tracker
+        self.book = TrackBook(tracker.lost_frames)
+        self._public: dict[int, int] = {}  # the tracker's id -> ours
+        self._next = 1
 
     def update(self, frame: Frame, detections: Detections) -> StageResult:
-        return StageResult(self.tracker.update(detections, frame.image))
+        tracked = self.tracker.update(detections, frame.image)
+        raw = [] if tracked.tracker_id is None else tracked.tracker_id.tolist()
+        ids = [self._public_id(t) for t in raw]
+        tracked.tracker_id = np.asarray(ids, dtype=np.int64)
+        self.book.update(ids)
+        if self.book.ended:
+            ended = set(self.book.ended)
+            self._public = {k: v for k, v in self._public.items() if v not in ended}
+        return StageResult(tracked)
+
+    def _public_id(self, raw: int) -> int:
+        tid = self._public.get(raw)
+        if tid is None:
+            tid = self._public[raw] = self._next
+            self._next += 1
+        return tid
 
 
 class TrackTally(Stage):
-    """Distinct track ids per class, counted under the class of their first sighting (for the report).
+    """Distinct tracks per class, counted under the class of their first sighting (for the report).
 
-    Ids unseen for ``forget_after_s`` seconds (pts) are forgotten, so memory stays flat; trackers
-    never reuse an id, so a forgotten id is never counted twice. With ``announce`` (class ids), each
-    new track of those classes is also a ``track_new`` event (what ``--clip-on`` clips).
+    With ``announce`` (class ids), each new track of those classes is also a ``track_new`` event
+    (what ``--clip-on`` clips). Ids are forgotten when their track ends (``TrackBook``), so memory
+    stays flat; public ids are never reused, so a track is never counted twice.
     """
 
     name = "tally"
 
-    def __init__(self, forget_after_s: float = 60.0, announce: Sequence[int] | None = None) -> None:
-        self.forget_after_s = forget_after_s
+    def __init__(self, book: TrackBook | None = None, announce: Sequence[int] | None = None) -> None:
+        self.book = book
         self.announce = None if announce is None else set(announce)
         self.counts: Counter[str] = Counter()
-        self._last_seen: dict[int, float] = {}
+        self._seen: set[int] = set()
 
     def update(self, frame: Frame, detections: Detections) -> StageResult:
-        new = self.count(detections, frame.pts)
+        new = self.count(detections)
         if not self.announce or not new:
             return StageResult(detections)
         assert detections.tracker_id is not None
-        events: list[Event] = [
-            {
-                "event": "track_new",
-                "track_id": int(detections.tracker_id[i]),
-                "class_name": detections.class_name(int(detections.class_id[i])),
-                "frame": int(frame.index),
-                "pts": round(float(frame.pts), 3),
-            }
+        events: list[EventRecord] = [
+            TrackNew(
+                frame=int(frame.index),
+                pts=round(float(frame.pts), 3),
+                **object_fields(
+                    detections.tracker_id[i],
+                    detections.class_name(int(detections.class_id[i])),
+                    detections.confidence[i],
+                    detections.xyxy[i],
+                ),
+            )
             for i in new
             if int(detections.class_id[i]) in self.announce
         ]
         return StageResult(detections, events)
 
-    def count(self, detections: Detections, pts: float) -> list[int]:
+    def count(self, detections: Detections) -> list[int]:
         """Book one frame's tracks; returns the indices of the detections whose track is new."""
         new: list[int] = []
         if detections.tracker_id is not None:
             pairs = zip(detections.tracker_id.tolist(), detections.class_id.tolist(), strict=True)
             for i, (tid, cid) in enumerate(pairs):
-                if tid not in self._last_seen:
+                if tid not in self._seen:
+                    self._seen.add(tid)
                     self.counts[detections.class_name(cid)] += 1
                     new.append(i)
-                self._last_seen[tid] = pts
-        stale = [t for t, seen in self._last_seen.items() if abs(pts - seen) > self.forget_after_s]
-        for t in stale:
-            del self._last_seen[t]
+        if self.book is not None:
+            self._seen.difference_update(self.book.ended)
         return new
 
     def per_class(self) -> dict[str, int]:

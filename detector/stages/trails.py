@@ -11,6 +11,7 @@ import numpy as np
 
 from detector.drawing import Color, class_color, style_of
 from detector.stages.base import Layer, Stage, StageResult
+from detector.stages.track import TrackBook
 from detector.types import Detections, Frame, Image
 
 log = logging.getLogger(__name__)
@@ -22,27 +23,26 @@ _BUCKETS = 3  # age groups drawn with their own opacity and width: oldest fainte
 class _Trail:
     points: deque[tuple[int, int]]
     color: Color
-    last_seen: int
     visible: bool = field(default=True)
 
 
 class TrailsStage(Stage):
     """Keeps the last ``length`` centre points per track id and draws them.
 
-    A track unseen for ``forget_after`` frames (by frame index; default ``length``) is
-    dropped, so memory is bounded by the tracks of the last few seconds. Only tracks
-    present in the latest ``update`` are drawn; one that reappears within
-    ``forget_after`` frames continues its trail. Untracked detections have no trail.
+    A trail is dropped when its track ends (``book``, see ``stages.track``), so memory is
+    bounded by the tracks of the last few seconds. Only tracks present in the latest
+    ``update`` are drawn; one that reappears before its track ends continues its trail.
+    Untracked detections have no trail.
     """
 
     name = "trails"
     layer = Layer.TRAILS
 
-    def __init__(self, length: int = 30, forget_after: int | None = None) -> None:
+    def __init__(self, length: int = 30, book: TrackBook | None = None) -> None:
         if length < 2:
             raise ValueError(f"trail length must be >= 2, got {length}")
         self.length = length
-        self.forget_after = forget_after if forget_after is not None else length
+        self.book = book
         self._trails: dict[int, _Trail] = {}
 
     def __len__(self) -> int:
@@ -50,13 +50,13 @@ class TrailsStage(Stage):
         return len(self._trails)
 
     def update(self, frame: Frame, detections: Detections) -> StageResult:
-        self.remember(detections, frame.index)
+        self.remember(detections)
         return StageResult(detections)
 
     def annotate(self, scene: Image, detections: Detections) -> Image:
         return self.draw(scene)
 
-    def remember(self, detections: Detections, frame_index: int) -> None:
+    def remember(self, detections: Detections) -> None:
         for old in self._trails.values():
             old.visible = False
         if detections.tracker_id is not None and len(detections):
@@ -67,12 +67,11 @@ class TrailsStage(Stage):
                 color = class_color(int(detections.class_id[i]))
                 trail = self._trails.get(tid)
                 if trail is None:
-                    trail = self._trails[tid] = _Trail(deque(maxlen=self.length), color, frame_index)
+                    trail = self._trails[tid] = _Trail(deque(maxlen=self.length), color)
                 trail.points.append((cx[i], cy[i]))
-                trail.color, trail.last_seen, trail.visible = color, frame_index, True
-        stale = [t for t, tr in self._trails.items() if abs(frame_index - tr.last_seen) > self.forget_after]
-        for t in stale:
-            del self._trails[t]
+                trail.color, trail.visible = color, True
+        for tid in self.book.ended if self.book is not None else ():
+            self._trails.pop(tid, None)
 
     def draw(self, image: Image) -> Image:
         """Draw the visible trails on ``image`` in place and return it.

@@ -10,10 +10,11 @@ Rules (see ``detector.stages.geometry`` for coordinates and anchors):
   inside the polygon, and *exits* when it goes further than that outside, so an
   anchor jittering on the border does not flicker. One first seen inside (or on
   the border) enters at once.
-* An object that vanishes while inside (left the frame, occluded, track lost) exits
-  ``lost_after_s`` seconds later with ``"reason": "lost"`` and its dwell up to when
-  it was last seen. ``finish()`` closes whoever is still inside at the end of the
-  run (``"reason": "end"``).
+* An object that vanishes while inside (left the frame, occluded) exits when its track
+  ends (``stages.track.TrackBook``: the tracker gave up on it) with ``"reason": "lost"``
+  and its dwell up to when it was last seen; one that comes back before that is still
+  inside. ``finish()`` closes whoever is still inside at the end of the run
+  (``"reason": "end"``).
 * ``dwell_s`` = pts of the exit frame (or of the last sighting) - pts of the enter frame.
 """
 
@@ -30,12 +31,14 @@ import numpy as np
 
 from detector.drawing import draw_label, name_color, style_of
 from detector.errors import UserError
+from detector.events import EventRecord, ZoneEnter, ZoneExit, object_fields
 from detector.settings.analytics import ZoneSpec
 from detector.stages.base import Layer, Stage, StageResult
 from detector.stages.classes import class_mask, resolve_classes
 from detector.stages.geometry import anchor_points, default_band, resolve_points
+from detector.stages.track import TrackBook
 from detector.text import by_count, counts_text
-from detector.types import Detections, Event, Frame, Image
+from detector.types import Detections, Frame, Image
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +47,10 @@ log = logging.getLogger(__name__)
 class _Track:
     inside: bool
     class_name: str
-    last_seen: float
+    last_seen: float  # pts
     entered_pts: float = 0.0
+    confidence: float | None = None  # at the last sighting
+    xyxy: Any = None
 
 
 class ZoneCounter:
@@ -57,7 +62,7 @@ class ZoneCounter:
         frame_size: tuple[int, int],
         class_ids: Sequence[int] | None = None,
         hysteresis_px: float | None = None,
-        lost_after_s: float = 1.0,
+        book: TrackBook | None = None,
     ) -> None:
         self.spec = spec
         self.name = spec.name
@@ -68,7 +73,7 @@ class ZoneCounter:
             raise UserError(f"zone '{spec.name}' has no area on a {frame_size[0]}x{frame_size[1]} frame")
         band = hysteresis_px if hysteresis_px is not None else spec.hysteresis
         self.hysteresis = float(band if band is not None else default_band(frame_size, 0.005))
-        self.lost_after_s = lost_after_s
+        self.book = book
         self.color = name_color(spec.name)
         self.entered: Counter[str] = Counter()
         self.exited: Counter[str] = Counter()
@@ -88,9 +93,9 @@ class ZoneCounter:
         """Signed pixels from the border: positive inside, negative outside."""
         return float(cv2.pointPolygonTest(self._contour, (float(point[0]), float(point[1])), True))
 
-    def update(self, detections: Detections, frame_index: int, pts: float) -> list[dict[str, Any]]:
+    def update(self, detections: Detections, frame_index: int, pts: float) -> list[EventRecord]:
         """Feed one frame; return its enter/exit events."""
-        events: list[dict[str, Any]] = []
+        events: list[EventRecord] = []
         occupancy: Counter[str] = Counter()
         seen: set[int] = set()
         keep = np.flatnonzero(class_mask(detections, self.class_ids))
@@ -106,30 +111,31 @@ class ZoneCounter:
             tid = int(tids[i])
             seen.add(tid)
             track = self._tracks.get(tid)
+            is_new = track is None
             if track is None:
                 track = self._tracks[tid] = _Track(inside=False, class_name=cls, last_seen=pts)
-                if d >= 0:
-                    events.append(self._enter(tid, track, cls, frame_index, pts))
-            elif not track.inside and d > self.hysteresis:
+            track.last_seen, track.confidence, track.xyxy = (
+                pts,
+                float(detections.confidence[i]),
+                detections.xyxy[i],
+            )
+            if (is_new and d >= 0) or (not track.inside and d > self.hysteresis):
                 events.append(self._enter(tid, track, cls, frame_index, pts))
             elif track.inside and d < -self.hysteresis:
                 events.append(self._exit(tid, track, frame_index, pts, pts))
-            track.last_seen = pts
             if track.inside:
                 occupancy[track.class_name] += 1
-        for tid in [t for t in self._tracks if t not in seen]:
-            track = self._tracks[tid]
-            if abs(pts - track.last_seen) > self.lost_after_s:
-                if track.inside:
-                    events.append(self._exit(tid, track, frame_index, pts, track.last_seen, "lost"))
-                del self._tracks[tid]
+        for tid in self.book.ended if self.book is not None else ():
+            gone = self._tracks.pop(tid, None)
+            if gone is not None and gone.inside and tid not in seen:
+                events.append(self._exit(tid, gone, frame_index, pts, gone.last_seen, "lost"))
         self._occupancy = +occupancy
         for cls, n in self._occupancy.items():
             self.max_occupancy[cls] = max(self.max_occupancy[cls], n)
         self.max_inside = max(self.max_inside, sum(self._occupancy.values()))
         return events
 
-    def finish(self, frame_index: int, pts: float) -> list[dict[str, Any]]:
+    def finish(self, frame_index: int, pts: float) -> list[EventRecord]:
         """Exit events for everyone still inside at the end of the run; forgets all tracks."""
         events = [
             self._exit(tid, t, frame_index, pts, t.last_seen, "end")
@@ -139,35 +145,29 @@ class ZoneCounter:
         self._tracks.clear()
         return events
 
-    def _event(self, kind: str, tid: int, cls: str, frame_index: int, pts: float) -> dict[str, Any]:
+    def _where(self, tid: int, track: _Track, frame_index: int, pts: float) -> dict[str, Any]:
         return {
-            "event": kind,
             "zone": self.name,
-            "track_id": tid,
-            "class_name": cls,
             "frame": int(frame_index),
             "pts": round(float(pts), 3),
+            **object_fields(tid, track.class_name, track.confidence, track.xyxy),
         }
 
-    def _enter(self, tid: int, track: _Track, cls: str, frame_index: int, pts: float) -> dict[str, Any]:
+    def _enter(self, tid: int, track: _Track, cls: str, frame_index: int, pts: float) -> EventRecord:
         track.inside, track.class_name, track.entered_pts = True, cls, pts
         self.entered[cls] += 1
-        return self._event("zone_enter", tid, cls, frame_index, pts)
+        return ZoneEnter(**self._where(tid, track, frame_index, pts))
 
     def _exit(
         self, tid: int, track: _Track, frame_index: int, pts: float, left_at: float, reason: str | None = None
-    ) -> dict[str, Any]:
+    ) -> EventRecord:
         track.inside = False
         dwell = max(0.0, left_at - track.entered_pts)
         self.exited[track.class_name] += 1
         self.dwell_count += 1
         self.dwell_total += dwell
         self.dwell_max = max(self.dwell_max, dwell)
-        event = self._event("zone_exit", tid, track.class_name, frame_index, pts)
-        event["dwell_s"] = round(dwell, 3)
-        if reason:
-            event["reason"] = reason
-        return event
+        return ZoneExit(dwell_s=round(dwell, 3), reason=reason, **self._where(tid, track, frame_index, pts))
 
     def summary(self) -> dict[str, Any]:
         """Totals for the report."""
@@ -216,10 +216,16 @@ class ZonesStage(Stage):
     layer = Layer.ZONES
 
     def __init__(
-        self, specs: Sequence[ZoneSpec], frame_size: tuple[int, int], names: Mapping[int, str]
+        self,
+        specs: Sequence[ZoneSpec],
+        frame_size: tuple[int, int],
+        names: Mapping[int, str],
+        book: TrackBook | None = None,
     ) -> None:
         self.zones = [
-            ZoneCounter(spec, frame_size, resolve_classes(spec.classes, names, f"zone '{spec.name}': "))
+            ZoneCounter(
+                spec, frame_size, resolve_classes(spec.classes, names, f"zone '{spec.name}': "), book=book
+            )
             for spec in specs
         ]
         self.annotator = ZoneAnnotator()
@@ -227,7 +233,7 @@ class ZonesStage(Stage):
 
     def update(self, frame: Frame, detections: Detections) -> StageResult:
         self._last = frame
-        events: list[Event] = []
+        events: list[EventRecord] = []
         for zone in self.zones:
             events.extend(zone.update(detections, frame.index, frame.pts))
         return StageResult(detections, events, {"zones": {z.name: z.occupancy() for z in self.zones}})
@@ -237,7 +243,7 @@ class ZonesStage(Stage):
             self.annotator.annotate(scene, zone)
         return scene
 
-    def finish(self) -> list[Event]:
+    def finish(self) -> list[EventRecord]:
         """Exit events for objects still inside a zone when the source ends."""
         if self._last is None:
             return []

@@ -26,6 +26,7 @@ from typing import Any, NamedTuple
 import cv2
 import numpy as np
 
+from detector.events import EventRecord
 from detector.images import fit_width
 from detector.sinks.base import FrameResult
 from detector.sinks.jsonl import dumps_line, frame_record
@@ -195,10 +196,10 @@ class Relay:
             with contextlib.suppress(RuntimeError):  # the loop has closed: the run is ending
                 self.loop.call_soon_threadsafe(self._on_frame, feed, result, waiting)
 
-    def event(self, feed: Feed, record: dict[str, Any]) -> None:
+    def event(self, feed: Feed, record: EventRecord) -> None:
         if self._wanted(feed):
             with contextlib.suppress(RuntimeError):
-                self.loop.call_soon_threadsafe(self._send, feed, dict(record))
+                self.loop.call_soon_threadsafe(self._send, feed, record.to_dict())
 
     # -- the loop ---------------------------------------------------------------------------------------
     def _on_frame(self, feed: Feed, result: FrameResult, waiting: bool) -> None:
@@ -208,8 +209,8 @@ class Relay:
             self._send(feed, frame_record(result))
 
     def _send(self, feed: Feed, record: dict[str, Any]) -> None:
-        if self.many_sources():
-            record = {**record, "source": feed.name}
+        if self.many_sources() and "source" not in record:  # a frame's record (events have theirs)
+            record = {"source": feed.name, **record}
         data = sse_data(record)  # made once, whoever reads it
         for sub in self.subscribers:
             if sub.source in (None, feed.name):

@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from detector.events import EventRecord
 from detector.report import part_reports
 from detector.sinks.base import FrameResult
 from detector.sources.base import SourceInfo
@@ -47,7 +48,7 @@ class Listener(Protocol):
 
     def frame(self, feed: Feed, result: FrameResult) -> None: ...
 
-    def event(self, feed: Feed, record: dict[str, Any]) -> None: ...
+    def event(self, feed: Feed, record: EventRecord) -> None: ...
 
 
 class Feed:
@@ -72,7 +73,7 @@ class Feed:
         self.finished = False
         self.totals: dict[str, Any] = {}  # copied on the pipeline's thread (see the module doc)
         self.listener: Listener | None = None
-        self._events: deque[dict[str, Any]] = deque(maxlen=RECENT_EVENTS)
+        self._events: deque[EventRecord] = deque(maxlen=RECENT_EVENTS)
         self._lock = threading.Lock()
         self._snapshot_at = float("-inf")
 
@@ -89,7 +90,7 @@ class Feed:
         if listener is not None:
             listener.frame(self, result)
 
-    def add_event(self, record: dict[str, Any]) -> None:
+    def add_event(self, record: EventRecord) -> None:
         with self._lock:
             self._events.append(record)
         listener = self.listener
@@ -122,9 +123,10 @@ class Feed:
         return 0 if latest is None else latest[0]
 
     def events(self) -> list[dict[str, Any]]:
-        """The latest events, newest last."""
+        """The latest events (their JSON form), newest last."""
         with self._lock:
-            return list(self._events)
+            recent = list(self._events)
+        return [record.to_dict() for record in recent]
 
     def phase(self) -> str:
         if self.finished:

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Protocol
 
+from detector.events import EventRecord
 from detector.settings import Settings
 from detector.sinks.base import FrameResult, Sink
 from detector.sources.base import SourceInfo
@@ -47,7 +48,7 @@ class WebSink:
     def write(self, result: FrameResult) -> None:
         self.feed.publish(result)
 
-    def event(self, record: dict[str, Any]) -> None:
+    def event(self, record: EventRecord) -> None:
         self.feed.add_event(record)
 
     def close(self) -> None:
@@ -61,10 +62,6 @@ class WebView:
         self.config = config
         self.board = Board(stall_timeout=config.stall_timeout if config else 5.0)
         self.server: Server | None = None
-
-    @property
-    def enabled(self) -> bool:
-        return self.config is not None
 
     @property
     def url(self) -> str | None:

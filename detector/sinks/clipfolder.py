@@ -1,0 +1,98 @@
+"""The ``--clips`` folder: file names that never collide, and its index, ``events.jsonl``.
+
+One ``ClipFolder`` serves every source of a run that writes clips there. A file is named from the
+source's unique name (``door-clip-0001.mp4``, ``door-event-0001.jpg``; a second source with the
+same file stem is ``door-2``), numbered after the highest number of its kind already in the folder,
+and reserved with an exclusive create before anything is written to it: a clip or snapshot never
+replaces a file, whether an earlier run's, another source's or another output's. The folder is
+made (with its parents) at the first event, so a run without events leaves none.
+
+``EventsFile`` is the sink of ``DIR/events.jsonl``: one line per event that got a clip or a
+snapshot, the finished record (the same one ``--json`` gets). It is appended to, run after run: the
+folder's index keeps every clip it holds.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Iterable
+from pathlib import Path
+
+from detector.errors import UserError
+from detector.events import EventRecord
+from detector.sinks.base import FrameResult
+from detector.sinks.jsonl import JsonLinesSink
+
+log = logging.getLogger(__name__)
+
+EVENTS_FILE = "events.jsonl"
+MAX_TRIES = 10000
+
+
+class ClipFolder:
+    """``reserved``: the run's other outputs; a clip never takes one of their names, even before
+    they exist (an ``--output`` is made at its first frame)."""
+
+    def __init__(self, folder: Path, reserved: Iterable[Path] = ()) -> None:
+        self.folder = folder
+        self.reserved = {p.name for p in reserved}
+        self._next: dict[tuple[str, str], int] = {}  # (source, kind) -> next number to try
+
+    def ensure(self) -> None:
+        """Make the folder (and its parents) if needed."""
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UserError(f"cannot create clips folder {self.folder}: {exc.strerror or exc}") from exc
+
+    def claim(self, source: str, kind: str, suffix: str) -> Path:
+        """A new, reserved (created empty) file ``{source}-{kind}-NNNN{suffix}`` in the folder."""
+        self.ensure()
+        key = (source, kind)
+        if key not in self._next:
+            self._next[key] = self._highest(source, kind, suffix) + 1
+        for _ in range(MAX_TRIES):
+            n = self._next[key]
+            self._next[key] = n + 1
+            path = self.folder / f"{source}-{kind}-{n:04d}{suffix}"
+            if path.name in self.reserved:
+                continue
+            try:
+                os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            except FileExistsError:
+                continue
+            except OSError as exc:
+                raise UserError(f"cannot create {path}: {exc.strerror or exc}") from exc
+            return path
+        raise UserError(f"clips folder {self.folder}: no free name for {source}-{kind}-NNNN{suffix}")
+
+    def _highest(self, source: str, kind: str, suffix: str) -> int:
+        pattern = re.compile(rf"{re.escape(source)}-{kind}-(\d+){re.escape(suffix)}")
+        try:
+            names = os.listdir(self.folder)
+        except OSError:
+            return 0
+        numbers = [int(m.group(1)) for n in names if (m := pattern.fullmatch(n))]
+        return max(numbers, default=0)
+
+
+class EventsFile:
+    """``DIR/events.jsonl``: the events that have a clip or a snapshot, appended as they come."""
+
+    def __init__(self, folder: ClipFolder) -> None:
+        self.folder = folder
+        self.lines = JsonLinesSink(folder.folder / EVENTS_FILE, append=True)
+        self.path = self.lines.path
+
+    def write(self, result: FrameResult) -> None:
+        pass
+
+    def event(self, record: EventRecord) -> None:
+        if record.clip is not None or record.snapshot is not None:
+            self.folder.ensure()
+            self.lines.event(record)
+
+    def close(self) -> None:
+        self.lines.close()
