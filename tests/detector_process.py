@@ -42,7 +42,7 @@ class DetectorProcess:
         return read_jsonl(self.jsonl) if self.jsonl.exists() else []
 
     def frames(self) -> list[dict[str, Any]]:
-        return [r for r in self.records() if "frame" in r]
+        return [r for r in self.records() if "event" not in r]
 
     def wait_until(self, what: str, ready: Callable[[], object], timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout

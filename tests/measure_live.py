@@ -42,7 +42,7 @@ def measure(clips: list[Path], out: Path) -> list[str]:
     frames: dict[str, list[dict]] = {}
     for line in js.read_text().splitlines():
         record = json.loads(line)
-        if "frame" in record:
+        if "event" not in record:
             frames.setdefault(record.get("source", "stream"), []).append(record)
     lines = []
     for name, records in frames.items():

@@ -107,7 +107,7 @@ def delay_and_cpu(clip: Path, folder: Path, rounds: int) -> None:
                     *lines, buf = buf.split(b"\n")
                     for line in lines:
                         rec = json.loads(line)
-                        if "frame" in rec:
+                        if "event" not in rec:
                             seen[rec["frame"]] = now
                             latency[rec["frame"]] = rec["latency_ms"]
 

@@ -29,7 +29,7 @@ pytestmark = [pytest.mark.model, pytest.mark.usefixtures("user_error_env")]
 
 
 def _frames_in(path: Path) -> int:
-    return sum(1 for line in path.read_text().splitlines() if "frame" in json.loads(line))
+    return sum(1 for line in path.read_text().splitlines() if "event" not in json.loads(line))
 
 
 # -- inputs ---------------------------------------------------------------------------------------------

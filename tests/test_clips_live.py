@@ -88,7 +88,7 @@ def test_clips_from_a_live_stream(model_path: Path, videos_dir: Path, tmp_path: 
         finally:
             run.kill()
     frames, end = decoded(clip)
-    assert event["clip"] == f"127-0-0-1-{server.port}-clip-0001.mp4"
+    assert event["clip"] == f"127.0.0.1_{server.port}-clip-0001.mp4", "named after the source's name"
     # 2 s of pre-roll from a keyframe up to 1 s earlier, or all there was (ffmpeg sends a burst at first,
     # of which a live source keeps the newest frame, so stream time runs ahead of the file's).
     assert min(2.0, event["pts"]) - 0.05 <= event["clip_offset_s"] <= 3.2

@@ -152,7 +152,6 @@ def test_live_heatmap_draws_into_the_video() -> None:
         (["--clip-on", "person"], "--clip-on needs --clips DIR"),
         (["--clips", "{tmp}/c", "--clip-on", "person"], "--clip-on needs track ids; add --track"),
         (["--clips", "{tmp}/file.txt"], "clips folder {tmp}/file.txt is a file"),
-        (["--clips", "{tmp}/full"], "events.jsonl exists; pass --overwrite"),
         (["--heatmap", "{tmp}/heat.txt"], "use a .png (or .jpg) name"),
         (["--blur", "persn"], "--blur: unknown class name 'persn'; did you mean 'person'?"),
         (["--clip-before", "-1"], "--clip-before should be greater than or equal to 0"),
@@ -162,8 +161,6 @@ def test_bad_options_are_one_line_errors(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, sample_clip: Path, argv: list[str], message: str
 ) -> None:
     (tmp_path / "file.txt").write_text("x")
-    (tmp_path / "full").mkdir()
-    (tmp_path / "full" / "events.jsonl").write_text("")
     argv = [a.format(tmp=tmp_path) for a in argv]
     code = main(["run", str(sample_clip), "--max-frames", "2", "-q", *argv])
     err = capsys.readouterr().err

@@ -48,7 +48,7 @@ def clips(sample_clip: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[s
 
 
 def frames_of(records: list[dict[str, Any]], source: str | None = None) -> list[dict[str, Any]]:
-    return [r for r in records if "frame" in r and (source is None or r.get("source") == source)]
+    return [r for r in records if "event" not in r and (source is None or r.get("source") == source)]
 
 
 def strip(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
