@@ -46,9 +46,7 @@ from detector.web.view import WebView, web_view
 
 log = logging.getLogger(__name__)
 
-IN_FLIGHT = (
-    2  # frames in the model at once: OpenVINO's throughput mode keeps both cores of a 2-core machine busy
-)
+IN_FLIGHT = 2  # frames in the model at once, live or not: OpenVINO's throughput mode keeps 2 cores busy
 
 
 @dataclass
