@@ -119,6 +119,18 @@ def test_start_up_path_imports_no_heavy_libraries() -> None:
     assert out.stdout.strip() == "[]"
 
 
+def test_bytetrack_imports_no_heavy_libraries() -> None:
+    """--track (ByteTrack) is ours, on NumPy and lap: it must not bring torch back on start-up."""
+    code = (
+        "import sys; import numpy as np; from detector.stages.track import load_tracker; "
+        "from detector.types import Detections; t = load_tracker('bytetrack', 10.0); "
+        "t.update(Detections(np.array([[0, 0, 9, 9]]), [0.9], [0]), np.zeros((9, 9, 3), np.uint8)); "
+        "print(type(t).__name__, sorted(m for m in ('torch', 'ultralytics') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert out.stdout.strip() == "ByteTrack []"
+
+
 def test_default_yaml_and_readme_tables_come_from_settings() -> None:
     assert (ROOT / "configs" / "default.yaml").read_text() == docs.render_default_yaml(), (
         "configs/default.yaml is out of date: run python -m detector.settings.docs"

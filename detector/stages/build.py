@@ -41,9 +41,16 @@ def wants_heatmap(settings: Settings) -> bool:
 
 
 def build_stages(
-    settings: Settings, frame_size: tuple[int, int], names: Mapping[int, str], stats: RunStats, *, live: bool
+    settings: Settings,
+    frame_size: tuple[int, int],
+    names: Mapping[int, str],
+    stats: RunStats,
+    *,
+    live: bool,
+    fps: float = 30.0,
 ) -> list[Stage]:
-    """A fresh set of stages for one source (``frame_size`` is its (width, height))."""
+    """A fresh set of stages for one source (``frame_size`` is its (width, height), ``fps`` its
+    frame rate before ``vid_stride``)."""
     stages: list[Stage] = []
     if settings.blur or settings.pixelate or settings.privacy_masks:  # first: it sees every detection
         blur, pixelate = (
@@ -57,7 +64,8 @@ def build_stages(
         stages.append(ClassFilter(class_ids))
     if settings.tracker:
         announce = resolve_classes(settings.clip_on, names, "--clip-on: ")
-        stages += [TrackStage(load_tracker(settings.tracker)), TrackTally(announce=announce)]
+        tracker = load_tracker(settings.tracker, fps / settings.vid_stride)
+        stages += [TrackStage(tracker), TrackTally(announce=announce)]
     elif settings.lines or settings.trails:
         log.warning("lines and trails need track ids; add --track (or tracker: bytetrack) to count them")
     if settings.lines:
