@@ -260,7 +260,10 @@ class Run:
             info = source.info
             stats = RunStats(source=info.name, backend=detector.backend)
             size = (info.width, info.height)
-            built.append((stats, build_stages(plan.settings, size, detector.names, stats, live=info.live)))
+            stages = build_stages(
+                plan.settings, size, detector.names, stats, live=info.live, fps=float(info.fps)
+            )
+            built.append((stats, stages))
         window = None
         if decide_show(settings, any(s.info.kind == "camera" for s in sources)):
             video = outputs[0].get("output")

@@ -41,9 +41,16 @@ def wants_heatmap(settings: Settings) -> bool:
 
 
 def build_stages(
-    settings: Settings, frame_size: tuple[int, int], names: Mapping[int, str], stats: RunStats, *, live: bool
+    settings: Settings,
+    frame_size: tuple[int, int],
+    names: Mapping[int, str],
+    stats: RunStats,
+    *,
+    live: bool,
+    fps: float = 30.0,
 ) -> list[Stage]:
-    """A fresh set of stages for one source (``frame_size`` is its (width, height))."""
+    """A fresh set of stages for one source (``frame_size`` is its (width, height), ``fps`` its
+    frame rate before ``vid_stride``)."""
     stages: list[Stage] = []
     if settings.blur or settings.pixelate or settings.privacy_masks:  # first: it sees every detection
         blur, pixelate = (
@@ -58,7 +65,7 @@ def build_stages(
     book = None
     if settings.tracker:
         announce = resolve_classes(settings.clip_on, names, "--clip-on: ")
-        track = TrackStage(load_tracker(settings.tracker))
+        track = TrackStage(load_tracker(settings.tracker, fps / settings.vid_stride))
         book = track.book
         stages += [track, TrackTally(book, announce=announce)]
     elif settings.lines or settings.trails:
