@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 import pytest
 
+from detector.catalog import MediaFile
 from detector.events import EventRecord, LineCross, ZoneExit, stamp
 from detector.sinks import clips as clips_mod
 from detector.sinks.base import FrameResult
@@ -68,11 +69,12 @@ def run(
     after: float = 1.5,
     live: bool = False,
     preset: str = "ultrafast",
+    catalog: Any = None,
 ) -> tuple[VideoWriterSink, ClipRecorder, list[dict[str, Any]]]:
     """Frames 0..frames-1 through a video sink with a clip recorder; ``events`` by frame index, each
     finished as a lane does it (stamped, then attached) and written to ``events.jsonl``."""
     clip_folder = ClipFolder(folder)
-    recorder = ClipRecorder(clip_folder, before=before, after=after, source="cam")
+    recorder = ClipRecorder(clip_folder, before=before, after=after, source="cam", catalog=catalog)
     index = EventsFile(clip_folder)
     sink = VideoWriterSink(output, fps=Fraction(FPS), live=live, preset=preset, threads=2, outputs=[recorder])
     sent = []
@@ -225,3 +227,31 @@ def test_live_timestamps_and_b_frames(tmp_path: Path) -> None:
     assert len(indices) <= 36 + 3
     assert times[0] == 0.0 and all(b > a for a, b in itertools.pairwise(times))
     assert times[35] == pytest.approx(35 * 1.02 / FPS, abs=0.02), "live clips keep capture timing"
+
+
+class ListCatalog:
+    def __init__(self) -> None:
+        self.files: list[MediaFile] = []
+
+    def added(self, media: MediaFile) -> None:
+        self.files.append(media)
+
+    def removed(self, paths: Any) -> None:
+        raise AssertionError("nothing is deleted here")
+
+
+def test_finished_clips_and_snapshots_are_listed_with_their_events(tmp_path: Path) -> None:
+    """What a catalog (segments list, event store) hears: each snapshot, then each clip once finished,
+    with its events' ids, its size and its media times."""
+    clips, catalog = tmp_path / "clips", ListCatalog()
+    _, _, sent = run(clips, 120, {40: crossing(40), 50: crossing(50), 95: crossing(95)}, catalog=catalog)
+    kinds = [(m.kind, m.path.name) for m in catalog.files]
+    assert kinds == [
+        ("snapshot", "cam-event-0001.jpg"), ("snapshot", "cam-event-0002.jpg"), ("clip", "cam-clip-0001.mp4"),
+        ("snapshot", "cam-event-0003.jpg"), ("clip", "cam-clip-0002.mp4"),
+    ]  # fmt: skip
+    first = catalog.files[2]
+    assert first.events == (sent[0]["id"], sent[1]["id"]) and first.source == "cam"
+    assert first.bytes == (clips / "cam-clip-0001.mp4").stat().st_size > 0
+    assert first.media_start == pytest.approx(2.0) and first.media_end == pytest.approx(6.5)
+    assert first.start is not None and first.end - first.start == pytest.approx(4.5)

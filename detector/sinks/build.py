@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
+from detector.catalog import MediaCatalog
 from detector.events import Attacher
 from detector.settings import Settings
 from detector.sinks.base import Sink
@@ -42,8 +43,15 @@ class SourceSinks:
 class Shared:
     """The outputs several sources of one run write together, made on first use."""
 
-    def __init__(self, settings: Settings, json_path: str | None, outputs: Iterable[Path] = ()) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        json_path: str | None,
+        outputs: Iterable[Path] = (),
+        catalog: MediaCatalog | None = None,
+    ) -> None:
         self.settings = settings
+        self.catalog = catalog  # told of every finished clip and snapshot (and, later, segment)
         self.outputs = [p.expanduser().absolute() for p in outputs]  # every file output of the run
         self.json = (
             SharedSink(JsonLinesSink(json_path, overwrite=settings.overwrite, with_source=True))
@@ -82,7 +90,11 @@ def build_sinks(
     if clips is not None:
         folder, events_file = shared.clip_folder(clips)
         recorder = ClipRecorder(
-            folder, before=settings.clip_before, after=settings.clip_after, source=identity.slug
+            folder,
+            before=settings.clip_before,
+            after=settings.clip_after,
+            source=identity.slug,
+            catalog=shared.catalog,
         )
         recorders.append(recorder)
         out.attachers.append(recorder)

@@ -28,9 +28,11 @@ import math
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from detector.catalog import MediaCatalog, MediaFile
 from detector.errors import UserError
 from detector.events import EventRecord
 from detector.sinks.base import FrameResult
@@ -52,6 +54,8 @@ class _Clip:
     start_pts: float | None  # source time of its first frame (None until known)
     next_seq: int  # the next packet (by sequence number) it takes
     events: int = 1
+    ids: list[str] = field(default_factory=list)  # of its event records
+    clock: tuple[float, float] | None = None  # (Unix time, pts) of one of its events: maps pts to wall
     held: list[Encoded] = field(default_factory=list)  # taken, past the end: written only if needed
     shown_until: float = -math.inf  # the latest frame written
 
@@ -59,8 +63,17 @@ class _Clip:
 class ClipRecorder:
     """Clips and snapshots for the events of one source (``source``: its unique, file-safe name)."""
 
-    def __init__(self, folder: ClipFolder, *, before: float, after: float, source: str) -> None:
+    def __init__(
+        self,
+        folder: ClipFolder,
+        *,
+        before: float,
+        after: float,
+        source: str,
+        catalog: MediaCatalog | None = None,
+    ) -> None:
         self.clip_folder = folder
+        self.catalog = catalog  # told of each finished clip and snapshot
         self.folder = folder.folder
         self.before = float(before)
         self.after = float(after)
@@ -123,11 +136,19 @@ class ClipRecorder:
             clip = self._start(t)
         self._catch_up(clip)
         self.events_recorded += 1
+        wall = datetime.fromisoformat(record.wall_time).timestamp() if record.wall_time else None
+        clip.ids.append(record.id)
+        if wall is not None and clip.clock is None:
+            clip.clock = (wall, t)
         snapshot: str | None = None
         if self.latest is not None:
             path = self.clip_folder.claim(self.source, "event", ".jpg")
             if write_snapshot(path, self.latest, record):
                 snapshot = path.name
+                self._list(
+                    MediaFile("snapshot", self.source, path.absolute(), start=wall, end=wall, media_start=t,
+                              media_end=t, bytes=path.stat().st_size, events=(record.id,))
+                )  # fmt: skip
             else:
                 path.unlink(missing_ok=True)
         start = clip.start_pts if clip.start_pts is not None else (self._first_pts or 0.0)
@@ -202,6 +223,25 @@ class ClipRecorder:
             clip.path.unlink(missing_ok=True)
             return
         log.info("clip %s: %d frames, %d event(s)", clip.path, clip.writer.frames_written, clip.events)
+        start, end = clip.start_pts, clip.shown_until
+        to_wall = None if clip.clock is None else clip.clock[0] - clip.clock[1]  # wall = pts + this
+        self._list(
+            MediaFile(
+                "clip",
+                self.source,
+                clip.path.absolute(),
+                start=None if to_wall is None or start is None else start + to_wall,
+                end=None if to_wall is None else end + to_wall,
+                media_start=start,
+                media_end=end,
+                bytes=clip.path.stat().st_size if clip.path.exists() else 0,
+                events=tuple(clip.ids),
+            )
+        )
+
+    def _list(self, media: MediaFile) -> None:
+        if self.catalog is not None:
+            self.catalog.added(media)
 
     def _prune(self) -> None:
         """Drop whole keyframe intervals that no clip can need: older than ``before`` seconds, and

@@ -1,0 +1,67 @@
+"""What a run keeps on disk, as the parts that list it see it: recording segments, event clips and
+snapshots (``MediaFile``), told to every ``MediaCatalog`` as each file is finished or deleted.
+
+Writers (the clip recorder, the segment recorder) call ``added`` once a file is complete and will not
+change again; retention calls ``removed`` after it deleted files. Catalogs keep the lists: the
+recordings' ``segments.jsonl``, the event store. A catalog is called from whichever thread wrote or
+deleted the file and must not block it for long (queue, do the work elsewhere).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, Protocol
+
+log = logging.getLogger(__name__)
+
+MediaKind = Literal["segment", "clip", "snapshot"]
+
+
+@dataclass(frozen=True)
+class MediaFile:
+    """One finished file. Times: ``start``/``end`` are Unix time (wall clock) of its first and last
+    frame; ``media_start``/``media_end`` the same frames' ``pts`` in the source."""
+
+    kind: MediaKind
+    source: str  # the source's unique name (``SourceIdentity.name``)
+    path: Path  # absolute
+    start: float | None = None
+    end: float | None = None
+    media_start: float | None = None
+    media_end: float | None = None
+    bytes: int = 0
+    events: tuple[str, ...] = ()  # ids of the event records it belongs to (clips, snapshots)
+    extra: dict[str, object] = field(default_factory=dict)  # what a kind adds (a segment's mode...)
+
+
+class MediaCatalog(Protocol):
+    def added(self, media: MediaFile) -> None: ...
+
+    def removed(self, paths: Sequence[Path]) -> None: ...
+
+
+class Catalogs:
+    """Several catalogs as one; a catalog that fails is logged, the others still hear of the file."""
+
+    def __init__(self, catalogs: Sequence[MediaCatalog] = ()) -> None:
+        self.catalogs = list(catalogs)
+
+    def add(self, catalog: MediaCatalog) -> None:
+        self.catalogs.append(catalog)
+
+    def added(self, media: MediaFile) -> None:
+        for catalog in self.catalogs:
+            try:
+                catalog.added(media)
+            except Exception as exc:  # one broken list must not lose the file for the others
+                log.error("%s: could not list %s: %s", type(catalog).__name__, media.path, exc)
+
+    def removed(self, paths: Sequence[Path]) -> None:
+        for catalog in self.catalogs:
+            try:
+                catalog.removed(paths)
+            except Exception as exc:
+                log.error("%s: could not forget %d files: %s", type(catalog).__name__, len(paths), exc)
