@@ -298,7 +298,7 @@ def test_disk_full(cli: Capture, tmp_path: Path, model_path: Path, sample_clip: 
         (["--imgsz", "0"], "--imgsz should be greater than 0 (got 0)"),
         (["--imgsz", "-32"], "--imgsz should be greater than 0 (got -32)"),
         (["--conf", "abc"], "--conf should be a valid number, unable to parse string as a number (got abc)"),
-        (["--bogus"], "unrecognized arguments: --bogus (see `detector --help`)"),
+        (["--bogus"], "unknown flag --bogus (see `detector run --help`)"),
     ],
 )
 def test_bad_flags(cli: Capture, clip: Path, model_path: Path, flags: list[str], expected: str) -> None:

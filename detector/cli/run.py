@@ -8,11 +8,12 @@ from typing import Any
 
 from detector.cli.common import add_general_flags
 from detector.settings.base import RUN
-from detector.settings.flags import add_setting_flags, setting_overrides
+from detector.settings.flags import ORDER_HELP, add_setting_flags, setting_overrides
 
 EPILOG = (
-    "Precedence: defaults < --config FILE < flags. Exit codes: 0 done, 2 usage/input error, "
-    "130 interrupted, 143 terminated, 1 internal error."
+    f"{ORDER_HELP} Precedence: defaults < --config FILE < flags. Exit codes: 0 done, 2 usage/input "
+    "error, 3 some of several sources failed during the run (the others finished), 130 interrupted, "
+    "143 terminated, 1 internal error."
 )
 
 
