@@ -19,6 +19,7 @@ from typing import Any
 from detector.errors import UserError
 from detector.settings import BUNDLED_MODEL
 from detector.sinks.jsonl import dumps_line
+from detector.sinks.paths import make_parents
 from detector.sources.base import SourceInfo
 from detector.stats import RunStats
 from detector.text import by_count, counts_text
@@ -101,6 +102,7 @@ def write_report(path: str | Path, report: Mapping[str, Any]) -> Path:
     else:
         text = json.dumps(clean, indent=2, ensure_ascii=False) + "\n"
     tmp = None
+    make_parents(p)
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
         with os.fdopen(fd, "w", encoding="utf-8") as f:

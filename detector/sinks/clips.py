@@ -34,6 +34,7 @@ from detector.errors import UserError
 from detector.sinks.base import FrameResult
 from detector.sinks.encoder import Encoded, H264Encoder
 from detector.sinks.jsonl import JsonLinesSink
+from detector.sinks.paths import make_parents
 from detector.sinks.snapshot import write_snapshot
 from detector.sinks.video import Mp4Writer
 
@@ -73,7 +74,7 @@ class EventLog:
         if self.lines is not None:
             return
         try:
-            self.folder.mkdir(exist_ok=True)
+            make_parents(self.folder / EVENTS_FILE)
         except OSError as exc:
             raise UserError(f"cannot create clips folder {self.folder}: {exc.strerror or exc}") from exc
         self.lines = JsonLinesSink(self.folder / EVENTS_FILE, overwrite=self.overwrite)

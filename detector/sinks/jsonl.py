@@ -18,7 +18,7 @@ import numpy as np
 
 from detector.errors import UserError
 from detector.sinks.base import FrameResult
-from detector.sinks.paths import check_json_output_path
+from detector.sinks.paths import check_json_output_path, make_parents
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +88,7 @@ class JsonLinesSink:
         self._raw: IO[bytes] | None = None
         self._closed = False
         if self.path is not None:
+            make_parents(self.path)
             try:
                 self._raw = open(self.path, "wb", buffering=0)  # noqa: SIM115 - closed in close()
             except OSError as exc:

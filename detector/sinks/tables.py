@@ -21,7 +21,7 @@ from typing import IO, Any
 
 from detector.errors import UserError
 from detector.sinks.base import FrameResult
-from detector.sinks.paths import check_output_file
+from detector.sinks.paths import check_output_file, make_parents
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +43,7 @@ class _TableSink:
         self.path = check_output_file(path, overwrite, self.what)
         self.rows_written = 0
         self._closed = False
+        make_parents(self.path)
         try:
             self._file: IO[str] = open(self.path, "w", newline="", encoding="utf-8")  # noqa: SIM115
         except OSError as exc:
