@@ -18,7 +18,7 @@ from pydantic import BaseModel, ValidationError
 
 from detector.errors import UserError
 from detector.settings.base import RUN, flag_for
-from detector.settings.model import MODEL_ENV, Settings
+from detector.settings.model import MODEL_ENV, Settings, needs_track_ids
 
 log = logging.getLogger(__name__)
 
@@ -153,6 +153,12 @@ def load_settings(
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
     data = merge(data, overrides)
     try:
-        return Settings.model_validate(data)
+        settings = Settings.model_validate(data)
     except ValidationError as exc:
         raise UserError(_describe(_first(exc.errors()), set(overrides), cfg_name, command)) from exc
+    if not data.get("tracker") and settings.tracker:
+        log.info(
+            "%s need track ids: tracking is on (ByteTrack; --track=botsort for BoT-SORT)",
+            " and ".join(needs_track_ids(data)),
+        )
+    return settings

@@ -58,8 +58,6 @@ def build_stages(
     if settings.tracker:
         announce = resolve_classes(settings.clip_on, names, "--clip-on: ")
         stages += [TrackStage(load_tracker(settings.tracker)), TrackTally(announce=announce)]
-    elif settings.lines or settings.trails:
-        log.warning("lines and trails need track ids; add --track (or tracker: bytetrack) to count them")
     if settings.lines:
         stages.append(LinesStage(settings.lines, frame_size, names))
     if settings.zones:
