@@ -45,7 +45,10 @@ def default_model() -> Path:
 
 
 # -- tests write only to temporary folders -----------------------------------------------------------
-NOT_OURS = {".git", "__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache", ".venv", "build", "dist"}
+NOT_OURS = {  # caches of the tools (hypothesis keeps its examples in .hypothesis/) and build folders
+    *(".git", "__pycache__", ".pytest_cache", ".hypothesis", ".mypy_cache", ".ruff_cache"),
+    *(".venv", "build", "dist"),
+}
 
 
 def repo_files(root: Path = ROOT) -> dict[str, tuple[int, int]]:
