@@ -28,6 +28,23 @@ from detector.stats import STAGES, StageTimer
 
 log = logging.getLogger(__name__)
 MODES = ("infer-only", "sequential", "pipelined")
+SPREAD_WARN = 1.25  # a mode's fastest round this much faster than its slowest: the figures are noisy
+
+
+def spread_warnings(runs: list[dict[str, Any]], limit: float = SPREAD_WARN) -> list[str]:
+    """One line per mode whose rounds' fps differ by ``limit`` or more (fastest / slowest)."""
+    out = []
+    for mode in MODES:
+        fps = [r["fps"] for r in runs if r["mode"] == mode]
+        if len(fps) < 2 or min(fps) <= 0:
+            continue
+        spread = max(fps) / min(fps)
+        if spread >= limit:
+            out.append(
+                f"{mode}: rounds differ {spread:.1f}x ({min(fps):.1f} to {max(fps):.1f} fps); the machine "
+                "was probably busy: compare rounds, not single figures, or rerun with more --rounds"
+            )
+    return out
 
 
 def _writer(settings: Settings, folder: Path, name: str, fps: Fraction) -> VideoWriterSink:
@@ -140,6 +157,9 @@ def run_bench(spec: str, settings: Settings, *, frames: int = 300, rounds: int =
             }
         )
     enc = settings.encoder
+    warnings = spread_warnings(runs)
+    for line in warnings:
+        log.warning("bench: %s", line)
     return {
         "source": spec,
         "model": detector.model_path,
@@ -148,6 +168,7 @@ def run_bench(spec: str, settings: Settings, *, frames: int = 300, rounds: int =
         "model_load_s": round(load_s, 3),
         "runs": runs,
         "ratios": ratios,
+        "warnings": warnings,
     }
 
 
@@ -175,6 +196,7 @@ def format_bench(result: dict[str, Any]) -> str:
             f"round {r['round']}: pipelined {r['pipelined_vs_sequential']:.2f}x the sequential loop's fps, "
             f"{r['pipelined_vs_infer_only']:.0%} of inference-only fps"
         )
+    lines += [f"warning: {w}" for w in result.get("warnings", [])]
     return "\n".join(lines)
 
 

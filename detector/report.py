@@ -18,6 +18,7 @@ from detector.errors import UserError
 from detector.files import write_text
 from detector.settings import BUNDLED_MODEL
 from detector.sinks.jsonl import dumps_line
+from detector.sinks.paths import make_parents
 from detector.sources.base import SourceInfo
 from detector.stats import RunStats
 from detector.text import by_count, counts_text
@@ -99,6 +100,7 @@ def write_report(path: str | Path, report: Mapping[str, Any]) -> Path:
         text = render_html(clean, p.parent)
     else:
         text = json.dumps(clean, indent=2, ensure_ascii=False) + "\n"
+    make_parents(p)
     try:
         write_text(p, text)
     except OSError as exc:

@@ -3,6 +3,7 @@ sample images, fakes, tiny clips."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import time
@@ -41,6 +42,45 @@ def default_model() -> Path:
     if not path.exists():
         pytest.fail(f"model {path} does not exist")
     return path
+
+
+# -- tests write only to temporary folders -----------------------------------------------------------
+NOT_OURS = {  # caches of the tools (hypothesis keeps its examples in .hypothesis/) and build folders
+    *(".git", "__pycache__", ".pytest_cache", ".hypothesis", ".mypy_cache", ".ruff_cache"),
+    *(".venv", "build", "dist"),
+}
+
+
+def repo_files(root: Path = ROOT) -> dict[str, tuple[int, int]]:
+    """Every file in the checkout (ignored ones too, such as videos/out/), with its mtime and size;
+    caches and build folders left out."""
+    found: dict[str, tuple[int, int]] = {}
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if d not in NOT_OURS and not d.endswith(".egg-info")]
+        for name in files:
+            path = Path(folder, name)
+            with contextlib.suppress(OSError):  # gone meanwhile
+                st = path.lstat()
+                found[str(path.relative_to(root))] = (st.st_mtime_ns, st.st_size)
+    return found
+
+
+def tree_changes(before: dict[str, tuple[int, int]], after: dict[str, tuple[int, int]]) -> list[str]:
+    """What a run of the suite did to the checkout: files it made, changed or removed."""
+    made = [f"new {p}" for p in sorted(after.keys() - before.keys())]
+    changed = [f"changed {p}" for p in sorted(before.keys() & after.keys()) if before[p] != after[p]]
+    return made + changed + [f"removed {p}" for p in sorted(before.keys() - after.keys())]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def checkout_untouched() -> Iterator[None]:
+    """The suite leaves the checkout as it found it: a test that writes beside the repo's files
+    (``videos/out/sample.mp4``, a report in the cwd) fails the run here, at its end."""
+    before = repo_files()
+    yield
+    changes = tree_changes(before, repo_files())
+    if changes:
+        pytest.fail("tests wrote into the checkout (write to tmp_path instead): " + ", ".join(changes))
 
 
 @pytest.fixture(scope="session")

@@ -185,8 +185,11 @@ TOO_LONG = "x" * 300  # over the 255 bytes a file name may have
 @pytest.mark.parametrize(
     ("case", "path", "expected"),
     [
-        ("missing folder", "nope/{name}", "{what} folder nope does not exist; create it or {choose}"),
         ("parent is a file", "clip.mp4/{name}", "{what} folder clip.mp4 is not a folder; {choose}"),
+        ("a file above", "clip.mp4/sub/{name}", "{what} folder clip.mp4 is not a folder; {choose}"),
+        ("a folder name", "{name}/", "{what} {path} is a folder; give a file name"),
+        ("long, in a missing folder", "nope/{long}{ext}",
+         "{what} {path} cannot be created (File name too long); {choose}"),
         ("a folder", "taken{ext}", "{what} taken{ext} is a folder; give a file name"),
         ("exists", "old{ext}", "{what} old{ext} exists; pass --overwrite to replace it"),
         ("name too long", "{long}{ext}", "{what} {path} cannot be created (File name too long); {choose}"),
@@ -218,6 +221,9 @@ def test_output_cannot_be_written(
     what, name = OUTPUTS[flag]
     msg = cli.error("run", clip, "--model", model_path, flag, read_only_dir / name)
     assert msg == f"{what} folder {read_only_dir} is not writable; choose another path"
+    msg = cli.error("run", clip, "--model", model_path, flag, read_only_dir / "sub" / name)
+    expected = f"{what} folder {read_only_dir / 'sub'} cannot be made: {read_only_dir} is not writable"
+    assert msg == f"{expected}; choose another path"
     msg = cli.error("run", clip, "--model", model_path, flag, read_only_file, "--overwrite")
     assert msg == f"{what} {read_only_file} exists and is not writable; choose another path"
     assert read_only_file.read_text() == "old"
@@ -252,8 +258,20 @@ def test_output_folder_read_only(clip: Path, tmp_path: Path, model_path: Path) -
 
 
 def test_output_not_a_video_container(cli: Capture, clip: Path, model_path: Path) -> None:
-    msg = cli.error("run", clip, "--model", model_path, "--output", "out.txt")
-    assert msg == "video output out.txt: '.txt' is not a video container; use a .mp4, .m4v or .mov name"
+    msg = cli.error("run", clip, "--model", model_path, "--output", "out.mkv")
+    assert msg == (
+        "video output out.mkv: a '.mkv' name, but the video is written as H.264 in MP4; "
+        "use a .mp4, .m4v or .mov name, e.g. out.mp4"
+    )
+
+
+@pytest.mark.parametrize("name", ["out/", "videos"])
+def test_video_output_naming_a_folder_says_so(
+    cli: Capture, clip: Path, model_path: Path, tmp_path: Path, name: str
+) -> None:
+    (tmp_path / "videos").mkdir()
+    msg = cli.error("run", clip, "--model", model_path, "-o", name)
+    assert msg == f"video output {name} is a folder; give a file name"
 
 
 def test_disk_full(
@@ -291,7 +309,7 @@ def test_disk_full(
         (["--imgsz", "0"], "--imgsz should be greater than 0 (got 0)"),
         (["--imgsz", "-32"], "--imgsz should be greater than 0 (got -32)"),
         (["--conf", "abc"], "--conf should be a valid number, unable to parse string as a number (got abc)"),
-        (["--bogus"], "unrecognized arguments: --bogus (see `detector --help`)"),
+        (["--bogus"], "unknown flag --bogus (see `detector run --help`)"),
     ],
 )
 def test_bad_flags(cli: Capture, clip: Path, model_path: Path, flags: list[str], expected: str) -> None:

@@ -402,6 +402,8 @@ def test_pipeline_end_to_end_counts(tmp_path: Path) -> None:
     out = {"json": tmp_path / "s.jsonl", "csv": tmp_path / "s.csv", "report": tmp_path / "s.json",
            "output": tmp_path / "s.mp4"}  # fmt: skip
     settings = load_settings(config, {k: str(v) for k, v in out.items()}, env={})
+    assert settings.tracker == "bytetrack", "lines and zones turn tracking on"
+    settings = settings.model_copy(update={"tracker": None})  # ColorTracker gives the ids itself
     stats = run(str(write_scene(tmp_path / "scene")), settings, detector=ColorTracker())  # type: ignore[arg-type]
     assert stats.frames_processed == N
 

@@ -247,8 +247,12 @@ def test_size_change_is_scaled(tmp_path: Path, caplog: pytest.LogCaptureFixture)
 @pytest.mark.parametrize("check", [check_video_output_path, check_json_output_path])
 def test_bad_output_paths(tmp_path: Path, check: object) -> None:
     assert callable(check)
-    with pytest.raises(UserError, match="does not exist"):
-        check(tmp_path / "missing" / "out.mp4", False)
+    deep = tmp_path / "missing" / "deeper" / "out.mp4"
+    assert check(deep, False) == deep
+    assert not (tmp_path / "missing").exists(), "checking makes no folder"
+    (tmp_path / "file").write_bytes(b"x")
+    with pytest.raises(UserError, match="is not a folder"):
+        check(tmp_path / "file" / "deeper" / "out.mp4", False)
     existing = tmp_path / "out.mp4"
     existing.write_bytes(b"x")
     with pytest.raises(UserError, match=r"exists; pass --overwrite"):
@@ -261,7 +265,7 @@ def test_bad_output_paths(tmp_path: Path, check: object) -> None:
 
 def test_video_extension_must_be_a_container(tmp_path: Path) -> None:
     for name in ("out.txt", "out.jpg", "out"):
-        with pytest.raises(UserError, match=r"not a video container; use a \.mp4"):
+        with pytest.raises(UserError, match=r"written as H.264 in MP4; use a \.mp4"):
             check_video_output_path(tmp_path / name, False)
     for name in ("a.mp4", "b.M4V", "c.mov"):
         assert check_video_output_path(tmp_path / name, False) == tmp_path / name

@@ -90,8 +90,11 @@ def test_mot_rows_are_one_based_with_width_and_height(tmp_path: Path):
 
 @pytest.mark.parametrize("sink_cls", [CsvSink, MotSink])
 def test_table_output_path_checked_up_front(tmp_path: Path, sink_cls: type[CsvSink]):
-    with pytest.raises(UserError, match=r"folder .* does not exist"):
-        sink_cls(tmp_path / "missing" / "out.csv")
+    (tmp_path / "a-file").write_text("x")
+    with pytest.raises(UserError, match=r"folder .* is not a folder"):
+        sink_cls(tmp_path / "a-file" / "out.csv")
+    sink_cls(tmp_path / "missing" / "deeper" / "out.csv").close()  # missing folders are made
+    assert (tmp_path / "missing" / "deeper" / "out.csv").is_file()
     existing = tmp_path / "out.csv"
     existing.write_text("old\n")
     with pytest.raises(UserError, match="exists; pass --overwrite"):
@@ -209,8 +212,11 @@ def test_report_path_errors(tmp_path: Path):
     existing.write_text("{}")
     with pytest.raises(UserError, match=r"report .* exists; pass --overwrite"):
         check_report_path(existing, False)
+    (tmp_path / "taken").mkdir()
     with pytest.raises(UserError, match=r"writing report .* failed"):
-        write_report(tmp_path / "missing" / "r.json", {"x": 1})
+        write_report(tmp_path / "taken", {"x": 1})  # a folder in the way
+    write_report(tmp_path / "missing" / "r.json", {"x": 1})  # missing folders are made
+    assert json.loads((tmp_path / "missing" / "r.json").read_text()) == {"x": 1}
     write_report(existing, {"x": float("nan"), "y": np.int64(3)})
     assert json.loads(existing.read_text()) == {"x": None, "y": 3}
 

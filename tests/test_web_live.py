@@ -332,3 +332,64 @@ def test_several_sources_show_as_a_grid_and_a_click_opens_one(chromium: Any) -> 
         stop.set()
         thread.join(5)
         view.close()
+
+
+def test_objects_in_view_add_up_over_several_sources(chromium: Any) -> None:
+    """Two sources fed by the test: the door sees 2 people, the yard 3 cars, in every frame. The
+    grid's "in view" column holds both, every time it is read (before: it flipped to whichever
+    source sent the latest frame), as /api/status sums them; one source alone shows its own."""
+    from selenium.webdriver.common.by import By
+    from test_web_server import add_camera
+
+    from detector.web.config import ServeConfig
+    from detector.web.view import WebView
+
+    names = {0: "person", 2: "car"}
+    seen = {"door": (0, 2), "yard": (2, 3)}  # class id, objects in each frame
+    view = WebView(ServeConfig("127.0.0.1", 0, None)).start()
+    sinks = {name: add_camera(view, name)[0] for name in seen}
+    stop = threading.Event()
+
+    def feed() -> None:
+        i = 0
+        while not stop.is_set():
+            for name, sink in sinks.items():
+                cls, n = seen[name]
+                boxes = np.array([[10 + 60 * k, 10, 50 + 60 * k, 90] for k in range(n)], np.float32)
+                dets = Detections(boxes, np.full(n, 0.9, np.float32), np.full(n, cls), names=names)
+                image = np.full((360, 640, 3), 90, np.uint8)
+                sink.write(FrameResult(Frame(image, i, i / 30, time.monotonic()), dets, image, 5.0))
+            i += 1
+            time.sleep(1 / 30)
+
+    def in_view() -> dict[str, int]:
+        rows = chromium.execute_script(
+            "return [...document.querySelectorAll('#counts tbody tr')]"
+            ".map(r => [...r.cells].map(c => c.textContent))"
+        )
+        return {cells[0]: int(cells[1]) for cells in rows}
+
+    thread = threading.Thread(target=feed, daemon=True)
+    thread.start()
+    try:
+        assert view.url is not None
+        url = view.url
+        wait_for(
+            "the sums in /api/status",
+            lambda: get(url, "/api/status").json()["counts"] == {"car": 3, "person": 2},
+        )
+        chromium.get(view.url)
+        wait_for("both sources in view", lambda: in_view() == {"car": 3, "person": 2})
+        readings = []
+        for _ in range(15):  # 3 s of the page's updates (1 s polls, a frame every 33 ms per source)
+            readings.append(in_view())
+            time.sleep(0.2)
+        assert all(r == {"car": 3, "person": 2} for r in readings), readings
+        chromium.get(view.url + "#source=yard")
+        wait_for("the yard alone", lambda: chromium.find_element(By.ID, "title").text == "yard")
+        wait_for("the yard's cars", lambda: in_view().get("car") == 3)
+        assert in_view().get("person", 0) == 0
+    finally:
+        stop.set()
+        thread.join(5)
+        view.close()

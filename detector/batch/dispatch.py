@@ -61,14 +61,54 @@ def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
+class FramesSoFar:
+    """Frames a running input has written to its JSONL, read as the file grows (only the new bytes),
+    so the overall fps counts the work in progress and does not sink while a long file runs."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.offset = 0
+        self.frames = 0
+        self._tail = b""  # a line not yet complete
+
+    def count(self) -> int:
+        try:
+            with self.path.open("rb") as f:
+                f.seek(self.offset)
+                data = f.read()
+        except OSError:  # not created yet
+            return self.frames
+        self.offset += len(data)
+        lines = (self._tail + data).split(b"\n")
+        self._tail = lines.pop()
+        self.frames += sum(1 for line in lines if b'"detections"' in line)  # event lines have none
+        return self.frames
+
+
 class _Batch:
     def __init__(self, out_dir: Path, settings: Settings, log_interval: float) -> None:
         self.manifest = Manifest(out_dir / MANIFEST)
         self.key = settings_key(settings)
         self.log_interval = log_interval
         self.summary = BatchSummary()
-        self.t0 = time.monotonic()
+        self.clock = time.monotonic
+        self.t0 = self.clock()
         self.running: dict[Path, tuple[Job, float]] = {}
+        self.progress: dict[Path, FramesSoFar] = {}
+
+    def start(self, job: Job) -> None:
+        self.running[job.input] = (job, self.clock())
+        self.progress[job.input] = FramesSoFar(job.json)
+
+    def finish(self, job: Job) -> None:
+        self.running.pop(job.input, None)
+        self.progress.pop(job.input, None)
+
+    def overall(self) -> tuple[int, float]:
+        """Frames so far (finished inputs and those in progress) and their rate since the start."""
+        frames = self.summary.frames + sum(p.count() for p in self.progress.values())
+        elapsed = self.clock() - self.t0
+        return frames, frames / elapsed if elapsed > 0 else 0.0
 
     def record(self, job: Job, result: JobResult) -> None:
         status = result.status
@@ -95,7 +135,7 @@ class _Batch:
         s.done += status == "done"
         s.failed += status == "failed"
         s.frames += result.frames if status == "done" else 0
-        s.wall_s = time.monotonic() - self.t0
+        s.wall_s = self.clock() - self.t0
         n = s.done + s.failed + s.skipped
         what = f"{rec['frames']} frames, {rec['fps']:.1f} fps, {rec['wall_s']:.1f} s"
         worker = result.worker or "-"
@@ -103,20 +143,17 @@ class _Batch:
             log.warning("[%d/%d] %s failed: %s (%s)", n, s.total, job.input.name, rec["error"], worker)
         else:
             log.info("[%d/%d] %s done: %s (%s)", n, s.total, job.input.name, what, worker)
-        log.info("batch: %d/%d files, %d frames, %.1f fps overall", n, s.total, s.frames, s.fps)
+        frames, fps = self.overall()
+        log.info("batch: %d/%d files, %d frames, %.1f fps overall", n, s.total, frames, fps)
 
     def heartbeat(self) -> None:
-        now = time.monotonic()
+        now = self.clock()
         s = self.summary
         doing = ", ".join(f"{job.input.name} ({now - t:.0f} s)" for job, t in self.running.values())
         n = s.done + s.failed + s.skipped
+        frames, fps = self.overall()
         log.info(
-            "batch: %d/%d files, %d frames, %.1f fps overall; %s",
-            n,
-            s.total,
-            s.frames,
-            s.frames / (now - self.t0),
-            doing or "idle",
+            "batch: %d/%d files, %d frames, %.1f fps overall; %s", n, s.total, frames, fps, doing or "idle"
         )
 
 
@@ -155,15 +192,15 @@ def run_batch(
         return batch.summary
     try:
         n = batch.summary.workers = pool.start(None if workers is None else min(workers, len(todo)))
-        batch.t0 = time.monotonic()
+        batch.t0 = batch.clock()
         last = time.monotonic()
         while todo or batch.running:
             while todo and len(batch.running) < n:
                 job = todo.popleft()
                 pool.submit(job)
-                batch.running[job.input] = (job, time.monotonic())
+                batch.start(job)
             for job, result in pool.wait(1.0):
-                batch.running.pop(job.input, None)
+                batch.finish(job)
                 batch.record(job, result)
             if time.monotonic() - last >= log_interval and batch.running:
                 last = time.monotonic()
@@ -191,9 +228,11 @@ def _stop_running(batch: _Batch, pool: Pool, exc: BaseException) -> None:
     log.warning("stopping %d files in progress (%s)", len(batch.running), why)
     try:
         for job, result in pool.abort():
-            if batch.running.pop(job.input, None) is not None:
+            if job.input in batch.running:
+                batch.finish(job)
                 batch.record(job, result)
     finally:
         for job, _ in list(batch.running.values()):
             batch.record(job, failed(why))
         batch.running.clear()
+        batch.progress.clear()

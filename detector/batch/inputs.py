@@ -11,12 +11,9 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from detector.errors import UserError
+from detector.sources.base import VIDEO_EXTENSIONS as VIDEO_INPUT_EXTENSIONS
 
 log = logging.getLogger(__name__)
-
-VIDEO_INPUT_EXTENSIONS = frozenset(
-    {".mp4", ".mkv", ".avi", ".mov", ".webm", ".m4v", ".gif", ".ts", ".flv", ".wmv", ".mpg", ".mpeg"}
-)
 
 
 def _is_under(path: Path, folder: Path) -> bool:

@@ -14,7 +14,7 @@ from typing import Any
 
 from detector.cli.common import add_general_flags, positive
 from detector.settings.base import BATCH
-from detector.settings.flags import add_setting_flags, setting_overrides
+from detector.settings.flags import ORDER_HELP, add_setting_flags, setting_overrides
 
 log = logging.getLogger(__name__)
 
@@ -29,8 +29,8 @@ def add_parser(sub: Any) -> None:
         description="Detect objects in every INPUT: DIR/<name>.mp4 (annotated) and DIR/<name>.jsonl per "
         "input, and DIR/manifest.jsonl with one line per input per attempt. Files run in parallel, one "
         "file per worker; a rerun skips inputs already done with complete outputs.",
-        epilog="Exit codes: 0 all done or skipped, 3 some failed (see the manifest), 2 usage error, "
-        "130 interrupted.",
+        epilog=f"{ORDER_HELP} Exit codes: 0 all done or skipped, 3 some failed (see the manifest), "
+        "2 usage error, 130 interrupted.",
     )
     p.add_argument(
         "inputs",

@@ -7,7 +7,7 @@ from typing import Any
 
 from detector.cli.common import add_general_flags, positive
 from detector.settings.base import BENCH
-from detector.settings.flags import add_setting_flags, setting_overrides
+from detector.settings.flags import ORDER_HELP, add_setting_flags, setting_overrides
 
 
 def add_parser(sub: Any) -> None:
@@ -16,6 +16,7 @@ def add_parser(sub: Any) -> None:
         help="measure per-stage ms and fps, pipelined vs a plain sequential loop",
         description="Benchmark on the first N frames of SOURCE: inference only, a sequential loop, and our "
         "pipelined loop, alternating, twice. Prints per-stage ms (mean, p95), fps and ratios.",
+        epilog=ORDER_HELP,
     )
     p.add_argument("source", metavar="SOURCE", help="a video file or image folder")
     p.add_argument("--frames", type=positive, default=300, help="frames per run (default: 300)")

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from typing import Any
 
 from detector.cli.common import add_general_flags
 from detector.settings.base import RUN
-from detector.settings.flags import add_setting_flags, setting_overrides
+from detector.settings.flags import ORDER_HELP, add_setting_flags, setting_overrides
+
+log = logging.getLogger(__name__)
+NOTHING_SAVED = "nothing is saved: add --output FILE.mp4 (annotated video) or --json FILE.jsonl (detections)"
 
 EPILOG = (
-    "Precedence: defaults < --config FILE < flags. Exit codes: 0 done, 2 usage/input error, "
-    "130 interrupted, 143 terminated, 1 internal error."
+    f"{ORDER_HELP} Precedence: defaults < --config FILE < flags. Exit codes: 0 done, 2 usage/input "
+    "error, 3 some of several sources failed during the run (the others finished), 130 interrupted, "
+    "143 terminated, 1 internal error."
 )
 
 
@@ -39,12 +44,16 @@ def command(args: argparse.Namespace, started_at: float) -> int:
     from detector.report import format_summary
     from detector.run import Run
     from detector.settings import load_settings
+    from detector.sources import is_live_spec
 
     settings = load_settings(args.config, setting_overrides(args), command=RUN)
     run = Run(settings, args.sources, started_at=started_at)
+    watched = settings.show or settings.serve.bind or any(is_live_spec(p.spec) for p in run.plans)
+    if not settings.output_paths() and not watched:
+        log.info(NOTHING_SAVED)
     try:
         run.execute()
     finally:
-        if run.reports:
+        if run.reports and not args.quiet:  # -q: only warnings and errors
             print("\n\n".join(format_summary(r) for r in run.reports), file=sys.stderr)
     return 0

@@ -116,10 +116,13 @@ class Pipeline:
                 assert target is not None
                 if not target.closed:
                     self._handle(target, item)
+                    if target.closed:  # its own active time: a source that ended early is not
+                        target.stats.wall_seconds = time.monotonic() - t0  # timed over the others
             clean = True
         finally:
             for lane in self.lanes:
-                lane.stats.wall_seconds = time.monotonic() - t0
+                if not lane.closed:
+                    lane.stats.wall_seconds = time.monotonic() - t0
             self._shutdown(clean)
         if len(self.lanes) == 1 and self.lanes[0].error is not None:
             raise self.lanes[0].error

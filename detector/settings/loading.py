@@ -11,14 +11,14 @@ import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
 from detector.errors import UserError
 from detector.settings.base import RUN, flag_for
-from detector.settings.model import MODEL_ENV, Settings
+from detector.settings.model import MODEL_ENV, Settings, needs_track_ids
 
 log = logging.getLogger(__name__)
 
@@ -27,17 +27,28 @@ def _keys(model: type[BaseModel]) -> list[str]:
     return [info.alias or name for name, info in model.model_fields.items()]
 
 
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The settings model an annotation holds: ``LineSpec`` for ``list[LineSpec]``, ``TrailSettings``
+    for ``TrailSettings | None``."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    return next((m for a in get_args(annotation) if (m := _model_in(a)) is not None), None)
+
+
 def _submodel(loc: tuple[Any, ...]) -> type[BaseModel]:
-    """The settings model that holds the last key of ``loc`` (``encoder`` for ``encoder.prest``)."""
+    """The settings model that holds the last key of ``loc`` (``encoder`` for ``encoder.prest``,
+    ``LineSpec`` for ``lines.0.strat``)."""
     model: type[BaseModel] = Settings
     for part in loc:
+        if isinstance(part, int):  # an item of a list
+            continue
         info = model.model_fields.get(str(part)) or next(
             (f for f in model.model_fields.values() if f.alias == part), None
         )
-        ann = getattr(info, "annotation", None)
-        if not (isinstance(ann, type) and issubclass(ann, BaseModel)):
+        inner = _model_in(getattr(info, "annotation", None))
+        if inner is None:
             break
-        model = ann
+        model = inner
     return model
 
 
@@ -62,6 +73,12 @@ def _describe(err: Mapping[str, Any], flags: set[str], config_path: str | None, 
     got = err.get("input")
     shown = got if flag and isinstance(got, str) else repr(got)  # flags are always strings: no quotes
     return f"{where} {msg} (got {shown})"
+
+
+def _first(errors: list[Any]) -> Mapping[str, Any]:
+    """The error to tell: an unknown key before the others, so that a misspelt required key (``strat:``
+    in a line) gets its "did you mean 'start'" rather than "'start' Field required"."""
+    return next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
 
 
 def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -127,7 +144,7 @@ def load_settings(
     try:
         Settings.model_validate(file_data)  # first alone, so its errors name the config file
     except ValidationError as exc:
-        raise UserError(_describe(exc.errors()[0], set(), cfg_name, command)) from exc
+        raise UserError(_describe(_first(exc.errors()), set(), cfg_name, command)) from exc
     finally:
         model_log.disabled = False
     data = dict(file_data)
@@ -136,6 +153,12 @@ def load_settings(
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
     data = merge(data, overrides)
     try:
-        return Settings.model_validate(data)
+        settings = Settings.model_validate(data)
     except ValidationError as exc:
-        raise UserError(_describe(exc.errors()[0], set(overrides), cfg_name, command)) from exc
+        raise UserError(_describe(_first(exc.errors()), set(overrides), cfg_name, command)) from exc
+    if not data.get("tracker") and settings.tracker:
+        log.info(
+            "%s need track ids: tracking is on (ByteTrack; --track=botsort for BoT-SORT)",
+            " and ".join(needs_track_ids(data)),
+        )
+    return settings

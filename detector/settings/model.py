@@ -107,8 +107,8 @@ class Settings(StrictModel):
     max_det: int = option(300, "max detections per frame", commands=ALL, ge=1, le=10000)
     tracker: Literal["bytetrack", "botsort"] | None = option(
         None,
-        "track objects: ids in labels and JSONL (lines, zone events and trails need them); "
-        "bytetrack when given alone",
+        "track objects: ids in labels and JSONL; bytetrack when given alone, and when lines, zones or "
+        "trails are set (they need the ids)",
         flag="--track",
         const="bytetrack",
         default_text="off",
@@ -223,6 +223,14 @@ class Settings(StrictModel):
     overlay: OverlaySettings = Field(default_factory=OverlaySettings, description="what is drawn")
     serve: ServeSettings = Field(default_factory=ServeSettings, description="the live web view")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _track_for_ids(cls, data: Any) -> Any:
+        """Lines, zone events and trails need track ids: without a tracker they get ByteTrack."""
+        if isinstance(data, dict) and not data.get("tracker") and needs_track_ids(data):
+            return {**data, "tracker": "bytetrack"}
+        return data
+
     @field_validator("imgsz")
     @classmethod
     def _round_imgsz(cls, v: int) -> int:
@@ -269,6 +277,16 @@ class Settings(StrictModel):
     def output_paths(self) -> dict[str, str]:
         """The per-run output files that are set, by field name."""
         return {k: v for k in PER_RUN_OUTPUTS if isinstance(v := getattr(self, k), str) and v}
+
+
+def needs_track_ids(data: dict[str, Any]) -> list[str]:
+    """What in raw settings (a config's mapping) counts by track id: "lines", "zones", "trails"."""
+    sources = [s for s in data.get("sources") or [] if isinstance(s, dict)]
+    return [
+        key
+        for key in ("lines", "zones", "trails")
+        if data.get(key) or (key != "trails" and any(s.get(key) for s in sources))
+    ]
 
 
 PER_RUN_OUTPUTS = (

@@ -10,6 +10,7 @@ from detector.errors import UserError
 from detector.events import EventRecord
 from detector.images import write_image
 from detector.sinks.base import FrameResult
+from detector.sinks.paths import make_parents
 from detector.types import Image
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,7 @@ class HeatmapSink:
     def close(self) -> None:
         if not self.frames:
             return
+        make_parents(self.path)
         try:
             write_image(self.path, self.render())
         except OSError as exc:

@@ -20,7 +20,7 @@ import numpy as np
 from detector.errors import UserError
 from detector.events import EventRecord
 from detector.sinks.base import FrameResult
-from detector.sinks.paths import check_json_output_path
+from detector.sinks.paths import check_json_output_path, make_parents
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +97,7 @@ class JsonLinesSink:
 
     def _open(self) -> IO[bytes]:
         assert self.path is not None
+        make_parents(self.path)
         try:
             self._raw = open(self.path, "ab" if self.append else "wb", buffering=0)  # noqa: SIM115
         except OSError as exc:

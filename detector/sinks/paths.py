@@ -1,9 +1,14 @@
-"""Output paths, checked before the first frame is read: the folder exists and is writable, an existing
-file is only replaced with ``--overwrite``, a video output has a video container's name, no output
-is the input, and no two outputs share a file. Every problem is one ``UserError`` line."""
+"""Output paths, checked before the first frame is read: the folder exists and is writable (or, when
+missing, can be made: its nearest existing folder is writable), an existing file is only replaced with
+``--overwrite``, a video output has a video container's name, no output is the input, and no two
+outputs share a file. Every problem is one ``UserError`` line.
+
+One rule for missing folders, for every output: the checks only look, and ``make_parents`` makes them
+when the output is first opened, so a run that fails to start leaves no new folders behind."""
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -18,13 +23,15 @@ IMAGE_OUTPUT_EXTENSIONS = {".png", ".jpg", ".jpeg"}
 
 
 def check_output_file(path: str | Path, overwrite: bool, what: str = "output") -> Path:
-    """Check that ``path`` can be created: folder exists and is writable, file absent unless overwrite.
+    """Check that ``path`` can be created: its folder is writable (or missing and can be made), the
+    file absent unless overwrite.
 
-    A new file is created and removed again, which also catches what no permission bit shows (a
-    name too long, a read-only or special file system). Raises ``UserError`` with one line saying
-    what to do. Shared by the file sinks.
+    In an existing folder a new file is created and removed again, which also catches what no
+    permission bit shows (a name too long, a read-only or special file system). Raises ``UserError``
+    with one line saying what to do. Shared by the file sinks.
     """
     p = Path(path).expanduser()
+    refuse_folder(path, what)
     try:
         return _check_output_file(p, overwrite, what)
     except OSError as exc:
@@ -32,12 +39,51 @@ def check_output_file(path: str | Path, overwrite: bool, what: str = "output") -
         raise UserError(f"{what} {p} cannot be created ({reason}); choose another path") from exc
 
 
+def refuse_folder(path: str | Path, what: str) -> None:
+    """An output named ``out/``, or an existing folder, is refused: outputs are files."""
+    p = Path(path).expanduser()
+    try:
+        is_dir = p.is_dir()
+    except OSError:  # a name too long...: the checks that follow say so
+        is_dir = False
+    if str(path).endswith(("/", os.sep)) or is_dir:
+        raise UserError(f"{what} {path} is a folder; give a file name")
+
+
+def make_parents(path: str | Path) -> None:
+    """Make the missing folders above ``path``: every output calls this as it opens its file (the
+    checks above only look, so a run that fails to start makes no folders)."""
+    folder = Path(path).expanduser().parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot create folder {folder} for {path}: {exc.strerror or exc}") from exc
+
+
+def _check_missing_folder(p: Path, what: str) -> None:
+    """``p``'s folder is missing: it can be made if its nearest existing folder is writable and each
+    name to be made fits the file system."""
+    folder, missing = p.parent, [p.name]
+    ancestor = folder
+    while not os.path.lexists(ancestor) and ancestor != ancestor.parent:
+        missing.append(ancestor.name)
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise UserError(f"{what} folder {ancestor} is not a folder; choose another path")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise UserError(
+            f"{what} folder {folder} cannot be made: {ancestor} is not writable; choose another path"
+        )
+    longest = max(len(os.fsencode(name)) for name in missing)
+    if longest > os.pathconf(ancestor, "PC_NAME_MAX"):
+        raise OSError(errno.ENAMETOOLONG, os.strerror(errno.ENAMETOOLONG))
+
+
 def _check_output_file(p: Path, overwrite: bool, what: str) -> Path:
-    if p.is_dir():
-        raise UserError(f"{what} {p} is a folder; give a file name")
     folder = p.parent
-    if not folder.exists():
-        raise UserError(f"{what} folder {folder} does not exist; create it or choose another path")
+    if not os.path.lexists(folder):
+        _check_missing_folder(p, what)
+        return p
     if not folder.is_dir():
         raise UserError(f"{what} folder {folder} is not a folder; choose another path")
     if not os.access(folder, os.W_OK | os.X_OK):
@@ -63,9 +109,13 @@ def check_json_output_path(path: str | Path, overwrite: bool) -> Path | None:
 def check_video_output_path(path: str | Path, overwrite: bool) -> Path:
     """Validate a video output before any frame is read; raises ``UserError``."""
     p = Path(path).expanduser()
+    refuse_folder(path, "video output")
     if p.suffix.lower() not in VIDEO_OUTPUT_EXTENSIONS:
-        kind = f"'{p.suffix}'" if p.suffix else "a name without extension"
-        raise UserError(f"video output {p}: {kind} is not a video container; use a .mp4, .m4v or .mov name")
+        kind = f"a '{p.suffix}' name" if p.suffix else "a name without an extension"
+        raise UserError(
+            f"video output {p}: {kind}, but the video is written as H.264 in MP4; "
+            f"use a .mp4, .m4v or .mov name, e.g. {p.with_suffix('.mp4')}"
+        )
     return check_output_file(p, overwrite, "video output")
 
 
@@ -89,9 +139,9 @@ def check_image_output_path(path: str | Path, overwrite: bool) -> Path:
 
 
 def check_clips_dir(path: str | Path, overwrite: bool) -> Path:
-    """A folder for clips: absent (made at the first event) or a writable folder. It is a collection:
-    new clips are numbered after the ones there, ``events.jsonl`` is appended to, nothing in it is
-    ever replaced (so ``--overwrite`` has nothing to do with it)."""
+    """A folder for clips: absent (made at the first event, missing parents too) or a writable folder.
+    It is a collection: new clips are numbered after the ones there, ``events.jsonl`` is appended to,
+    nothing in it is ever replaced (so ``--overwrite`` has nothing to do with it)."""
     p = Path(path).expanduser()
     if p.exists() and not p.is_dir():
         raise UserError(f"clips folder {p} is a file; give a folder")

@@ -22,7 +22,7 @@ from typing import IO, Any
 from detector.errors import UserError
 from detector.events import EventRecord
 from detector.sinks.base import FrameResult
-from detector.sinks.paths import check_output_file
+from detector.sinks.paths import check_output_file, make_parents
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +50,7 @@ class _TableSink:
         self._csv: Any = None
 
     def _open(self) -> None:
+        make_parents(self.path)
         try:
             self._file = open(self.path, "w", newline="", encoding="utf-8")  # noqa: SIM115
         except OSError as exc:

@@ -29,6 +29,7 @@ from detector.settings.model import EncoderSettings
 from detector.sinks.audio import AudioSpan, AudioTrack, merge
 from detector.sinks.base import FrameResult
 from detector.sinks.encoder import Encoded, H264Encoder
+from detector.sinks.paths import make_parents
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +98,7 @@ class Mp4Writer:
         options = {"movflags": FRAGMENTED_MOVFLAGS, "flush_packets": "1"}
         if enc.live:  # frames may come slower than fps: also cap fragments by time
             options["frag_duration"] = str(round(2e6 * self.fragment_seconds))
+        make_parents(self.path)
         try:
             container = av.open(str(self.path), "w", format=_muxer(self.path), options=options)
         except OSError as exc:

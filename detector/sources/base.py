@@ -14,6 +14,9 @@ from detector.errors import SourceError
 from detector.types import Frame
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
+VIDEO_EXTENSIONS = frozenset(  # what a folder is searched for by ``detector batch``
+    {".mp4", ".mkv", ".avi", ".mov", ".webm", ".m4v", ".gif", ".ts", ".flv", ".wmv", ".mpg", ".mpeg"}
+)
 URL_SCHEMES = {"rtsp", "rtsps", "rtmp", "rtmps", "http", "https", "udp", "tcp", "srt", "rtp"}
 SourceKind = Literal["file", "camera", "stream", "images"]
 _SECRET_KEY = re.compile(r"pass|pwd|secret|token|key|auth|sig|cred", re.IGNORECASE)

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from detector.errors import SourceError
-from detector.sources.base import IMAGE_EXTENSIONS, Source, check_url
+from detector.sources.base import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, Source, check_url
 from detector.sources.camera import CameraSource, parse_size
 from detector.sources.images import ImageSource, natural_key
 from detector.sources.video import PyAVSource
@@ -35,6 +35,13 @@ def open_source(
             (str(p) for p in path.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS), key=natural_key
         )
         if not files:
+            videos = sum(1 for p in path.iterdir() if p.suffix.lower() in VIDEO_EXTENSIONS)
+            if videos:
+                raise SourceError(
+                    f"folder {spec} holds {videos} video{'s' if videos > 1 else ''} and no images: "
+                    f"`detector batch {spec} --output-dir out/` runs each video (a folder SOURCE of "
+                    "`detector run` is an image sequence)"
+                )
             raise SourceError(f"folder {spec} has no images ({', '.join(sorted(IMAGE_EXTENSIONS))})")
         return ImageSource(files, spec, image_fps)
     if any(c in spec for c in "*?[") and not path.exists():

@@ -68,8 +68,6 @@ def build_stages(
         track = TrackStage(load_tracker(settings.tracker, fps / settings.vid_stride))
         book = track.book
         stages += [track, TrackTally(book, announce=announce)]
-    elif settings.lines or settings.trails:
-        log.warning("lines and trails need track ids; add --track (or tracker: bytetrack) to count them")
     if settings.lines:
         stages.append(LinesStage(settings.lines, frame_size, names, book))
     if settings.zones:

@@ -20,7 +20,7 @@ import hmac
 import logging
 import socket
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 from typing import Any
@@ -30,7 +30,7 @@ import uvicorn
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response, StreamingResponse
+from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -41,6 +41,7 @@ from detector.web.config import ServeConfig, is_loopback
 from detector.web.feeds import Board, Feed
 from detector.web.metrics import CONTENT_TYPE, Metrics
 from detector.web.status import build_health, build_status
+from detector.web.streams import Held, queued_bytes
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,11 @@ PAGE_CSP = (
     "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 )
 ASSETS = {"/app.js": "text/javascript; charset=utf-8", "/style.css": "text/css; charset=utf-8"}
+EVERY_RESPONSE = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"cache-control", b"no-store"),
+    (b"cross-origin-resource-policy", b"same-origin"),  # another site cannot embed the stream
+]
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -111,7 +117,7 @@ class Guard:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
-        extra = [(b"x-content-type-options", b"nosniff"), (b"cache-control", b"no-store")]
+        extra = EVERY_RESPONSE
 
         async def send_guarded(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -132,36 +138,6 @@ class Guard:
             await refusal(scope, receive, send_guarded)
             return
         await self.app(scope, receive, send_guarded)
-
-
-class _Held(StreamingResponse):
-    """A stream that gives its viewer slot back however it ends (done, disconnected, cut off), and
-    notes when it last got a message out (``sent_at``: the watchdog cuts off stuck ones)."""
-
-    def __init__(
-        self, content: AsyncIterator[bytes], release: Callable[[], None], held: set[_Held], **kw: Any
-    ) -> None:
-        super().__init__(content, **kw)
-        self._release = release
-        self._held = held
-        self.client: tuple[str, int] | None = None
-        self.sent_at = 0.0
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        loop = asyncio.get_running_loop()
-        self.client = tuple(scope["client"]) if scope.get("client") else None
-        self.sent_at = loop.time()
-
-        async def noted(message: Message) -> None:
-            await send(message)
-            self.sent_at = loop.time()
-
-        self._held.add(self)
-        try:
-            await super().__call__(scope, receive, noted)
-        finally:
-            self._held.discard(self)
-            self._release()
 
 
 def _busy(what: str, limit: int) -> Response:
@@ -201,7 +177,7 @@ class WebServer:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.closing = asyncio.Event()
         self.relay: Relay | None = None
-        self.held: set[_Held] = set()  # the open streams
+        self.held: set[Held] = set()  # the open streams
         self._ready = threading.Event()
         self._error: BaseException | None = None
         self.thread = threading.Thread(target=self._run, name="web", daemon=True)
@@ -241,13 +217,25 @@ class WebServer:
             if transport is not None and (client is None or getattr(connection, "client", None) == client):
                 transport.abort()
 
+    def _transports(self) -> dict[Any, Any]:
+        """uvicorn's open connections: client address -> transport."""
+        found = {}
+        for connection in list(self.server.server_state.connections):
+            transport = getattr(connection, "transport", None)
+            if transport is not None:
+                found[getattr(connection, "client", None)] = transport
+        return found
+
     async def _watchdog(self) -> None:
         """Cut off streams whose viewer took nothing for ``STUCK_SECONDS``: a slot is not held forever."""
         loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(min(5.0, STUCK_SECONDS / 4))
+            transports = self._transports()
             for held in list(self.held):
-                if loop.time() - held.sent_at > STUCK_SECONDS and held.client is not None:
+                transport = transports.get(held.client)
+                queued = queued_bytes(transport) if transport is not None else None
+                if held.client is not None and held.stuck_for(loop.time(), queued) > STUCK_SECONDS:
                     log.info("web view: cutting off %s:%d, stuck for %.0f s", *held.client, STUCK_SECONDS)
                     self._abort(held.client)
 
@@ -352,7 +340,7 @@ class WebServer:
                 yield got.part()
 
         media = f"multipart/x-mixed-replace; boundary={BOUNDARY}"
-        return _Held(parts(), self.video.release, self.held, media_type=media)
+        return Held(parts(), self.video.release, self.held, media_type=media)
 
     async def snapshot(self, request: Request) -> Response:
         jpeg = self._feed(request)
@@ -383,7 +371,7 @@ class WebServer:
                 yield data or b": keep-alive\n\n"
 
         headers = {"X-Accel-Buffering": "no"}
-        return _Held(lines(), release, self.held, media_type="text/event-stream", headers=headers)
+        return Held(lines(), release, self.held, media_type="text/event-stream", headers=headers)
 
     async def status(self, request: Request) -> Response:
         return _json(build_status(self.board, self.viewer_counts()))

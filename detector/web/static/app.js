@@ -11,8 +11,8 @@ let streamed = null; // the source the <img> streams, null for none
 let eventsFor; // the source the event stream follows ("" = all); undefined = none open
 let eventSource = null;
 let recent = []; // the latest events, newest first
-let inView = {}; // per class, in the newest frame (from /events)
-let lastFrameAt = 0;
+let inView = {}; // per source ("" for a record without one): {counts per class, at} of its newest frame (from /events)
+const FRESH_MS = 2000; // a source's newest frame from /events is used this long, then /api/status's counts
 
 function url(path, params = {}) {
   const q = new URLSearchParams(params);
@@ -84,6 +84,23 @@ function describe(ev) {
   }
 }
 
+function objectsInView(src) {
+  // Per class, in each source's newest frame: the event stream's when fresh (it is ahead of the 1 s
+  // poll), else /api/status's; the grid adds up the sources (each counted once, never the latest only).
+  const now = Date.now();
+  const of = (s) => {
+    const untagged = eventsFor === s.name || status.sources.length === 1; // a stream of this source alone
+    const seen = inView[s.name] || (untagged ? inView[""] : undefined);
+    return seen && seen.at > now - FRESH_MS ? seen.counts : s.counts || {};
+  };
+  if (src) return of(src);
+  const total = {};
+  for (const s of status.sources) {
+    for (const [k, v] of Object.entries(of(s))) total[k] = (total[k] || 0) + v;
+  }
+  return total;
+}
+
 function renderPanel() {
   const st = status;
   const name = wanted();
@@ -97,7 +114,7 @@ function renderPanel() {
   $("dropped").textContent = src ? src.frames.dropped : st.dropped;
   $("uptime").textContent = duration(st.uptime_s);
   $("viewers").textContent = `${st.viewers.video} video, ${st.viewers.events} events`;
-  const live = lastFrameAt > Date.now() - 2000 ? inView : one.counts || {};
+  const live = objectsInView(src);
   const totals = src ? src.detections : st.sources.reduce((acc, s) => {
     for (const [k, v] of Object.entries(s.detections)) acc[k] = (acc[k] || 0) + v;
     return acc;
@@ -182,8 +199,7 @@ function followEvents() {
     } else if (rec.detections) {
       const counts = {};
       for (const d of rec.detections) counts[d.class_name] = (counts[d.class_name] || 0) + 1;
-      inView = counts;
-      lastFrameAt = Date.now();
+      inView[rec.source || ""] = { counts, at: Date.now() };
     }
   };
 }
