@@ -14,6 +14,7 @@ import numpy as np
 
 from detector.errors import SourceError
 from detector.sources.base import SourceInfo, SourceKind, valid_rate
+from detector.sources.timing import FrameClock
 from detector.types import Frame
 
 log = logging.getLogger(__name__)
@@ -32,7 +33,6 @@ class PyAVSource:
         self._read_timeout = read_timeout
         self._index = 0
         self._t0: float | None = None
-        self._start_pts: float | None = None
         self._open()
 
     def _open(self) -> None:
@@ -97,6 +97,8 @@ class PyAVSource:
             codec=ctx.name,
             duration=duration,
         )
+        time_base = float(stream.time_base or Fraction(1, 90000))
+        self._clock = FrameClock.for_container(self._container.format, time_base, 1 / float(fps))
         self._frames = self._decode()
 
     def _decode(self) -> Iterator[av.VideoFrame]:
@@ -114,7 +116,7 @@ class PyAVSource:
                 log.debug("skipping unreadable packet: %s", exc)
                 continue
             try:
-                yield from packet.decode()
+                yield from self._clock.packet(packet).decode()
             except (av.error.InvalidDataError, ValueError, av.error.UndefinedError) as exc:
                 self.corrupt += 1
                 log.debug("skipping frame that failed to decode: %s", exc)
@@ -139,12 +141,7 @@ class PyAVSource:
                 self._t0 = now
             pts = now - self._t0
         else:
-            t = vf.time
-            if t is None:
-                t = self._index / float(self.info.fps)
-            if self._start_pts is None:
-                self._start_pts = t
-            pts = max(0.0, t - self._start_pts)
+            pts = self._clock.time(vf.pts, vf.dts)
         frame = Frame(image=image, index=self._index, pts=pts, capture_time=now)
         self._index += 1
         return frame
