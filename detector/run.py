@@ -12,7 +12,7 @@ import logging
 import threading
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import Future, wait
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -247,12 +247,40 @@ class Run:
     def _open_all(self) -> list[Source]:
         """Open every source, at the same time (a stream buffers from the moment it connects, so one
         opened long before the run starts would begin with a burst of stale frames). If one cannot be
-        opened, the others are closed and its error is raised."""
-        if len(self.plans) == 1:
-            return [self._open(self.plans[0])]
-        with ThreadPoolExecutor(len(self.plans), thread_name_prefix="open") as pool:
-            futures = [pool.submit(self._open, plan) for plan in self.plans]
+        opened, the others are closed and its error is raised.
+
+        Each opens on a thread of its own while this thread waits where a Ctrl-C reaches it at once:
+        FFmpeg connecting to a stream holds its thread until the connect timeout and cannot be
+        interrupted. A source that opens after the run has given up is closed by its thread."""
+        lock = threading.Lock()
+        abandoned = False
+        futures: list[Future[Source]] = [Future() for _ in self.plans]
+
+        def open_one(plan: SourcePlan, future: Future[Source]) -> None:
+            try:
+                source = self._open(plan)
+            except BaseException as exc:
+                future.set_exception(exc)
+                return
+            with lock:
+                if not abandoned:
+                    future.set_result(source)
+                    return
+            source.close()
+
+        for plan, future in zip(self.plans, futures, strict=True):
+            threading.Thread(
+                target=open_one, args=(plan, future), name=f"open-{plan.name}", daemon=True
+            ).start()
+        try:
             wait(futures)
+        except BaseException:  # Ctrl-C: do not wait for a connect that may take its whole timeout
+            with lock:
+                abandoned = True
+            for future in futures:
+                if future.done() and future.exception() is None:
+                    future.result().close()
+            raise
         opened = [f.result() for f in futures if f.exception() is None]
         failed = next((f.exception() for f in futures if f.exception() is not None), None)
         if failed is not None:

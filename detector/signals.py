@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import signal
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -157,8 +157,6 @@ class _Watchdog:
         self._thread.start()
 
     def _run(self) -> None:
-        import select
-
         owner = self._owner
         while True:
             ready, _, _ = select.select([self._read], [], [], 0.2)
@@ -172,13 +170,14 @@ class _Watchdog:
             if owner._overdue(time.monotonic()):
                 signum = owner._seen[0][0]
                 word = "terminated" if signum == signal.SIGTERM else "interrupted"
-                what = "a frame" if owner._frame_since is not None else "the current step"
-                line = (
-                    f"detector: {word}; {what} took over {FRAME_GRACE_S:g} s to end, exiting without "
-                    "waiting (the video plays up to its last fragment)\n"
-                )
+                if owner._frame_since is not None:
+                    why = "a frame took over {:g} s to end; exiting without waiting for it (the video "
+                    why += "plays up to its last fragment)"
+                else:
+                    why = "still busy {:g} s later; exiting without waiting"
+                line = f"detector: {word}; {why.format(FRAME_GRACE_S)}\n"
                 with contextlib.suppress(OSError):
-                    os.write(sys.stderr.fileno(), line.encode())
+                    os.write(2, line.encode())
                 os._exit(128 + signum)
 
     def close(self) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import statistics
 import subprocess
@@ -256,6 +257,30 @@ def test_server_that_never_answers_times_out(launch, tmp_path):
     assert f"could not connect to {url} within 1.5 s" in line
     assert took >= 1.5, f"gave up after {took:.1f} s, before its timeout"
     # that it is this timeout and not the default one: test_bad_inputs.py::test_silent_server_times_out
+
+
+def test_ctrl_c_while_connecting_exits_130_at_once(launch, tmp_path):
+    """The server accepts, then says nothing; Ctrl-C during the 60 s connect wait ends the run there,
+    as an interrupt (130), not as a failed connect (2) once the timeout is over."""
+    config = tmp_path / "live.yaml"
+    config.write_text("connect_timeout: 60\n")
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(4)
+        silent.settimeout(60)  # hang guard: the model loads first
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}/live"
+        run = launch(url, "--config", str(config))
+        connection, _ = silent.accept()
+        with connection:
+            time.sleep(0.5)  # inside FFmpeg's wait for the reply
+            run.proc.send_signal(signal.SIGINT)
+            pressed = time.monotonic()
+            code = run.finish(timeout=30)  # hang guard
+            took = time.monotonic() - pressed
+    assert code == 130, run.stderr
+    assert "detector: interrupted; outputs closed" in run.stderr
+    assert took < 3, f"exited {took:.1f} s after Ctrl-C"
+    assert not run.jsonl.exists() and not run.mp4.exists()
 
 
 def test_show_without_a_display_exits_2_with_one_line(launch, sample_clip):
