@@ -96,7 +96,7 @@ def decide_show(settings: Settings, live_camera: bool) -> bool:
 
 
 def _audio_source(spec: str, kind: str, wanted: bool) -> Path | None:
-    if not wanted or kind != "file":
+    if not wanted or kind != "file" or "://" in spec:  # a recorded stream (HLS VOD): video only
         return None
     codec = audio_codec(spec)
     if codec:

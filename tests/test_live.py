@@ -12,12 +12,16 @@ Runtime: about 45 s (the streams play in real time).
 
 from __future__ import annotations
 
+import functools
+import http.server
+import itertools
 import json
 import os
 import signal
 import socket
 import statistics
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -281,6 +285,65 @@ def test_ctrl_c_while_connecting_exits_130_at_once(launch, tmp_path):
     assert "detector: interrupted; outputs closed" in run.stderr
     assert took < 3, f"exited {took:.1f} s after Ctrl-C"
     assert not run.jsonl.exists() and not run.mp4.exists()
+
+
+class _Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def hls_vod(tmp_path: Path) -> Iterator[str]:
+    """A 4 s, 10 fps HLS VOD (1 s segments, ``#EXT-X-ENDLIST``) served by http.server on loopback."""
+    folder = tmp_path / "hls"
+    folder.mkdir()
+    cmd = [
+        ffmpeg_exe(),
+        "-hide_banner",
+        "-loglevel",
+        "error",
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=320x240:rate=10",
+    ]
+    cmd += [
+        "-t",
+        "4",
+        "-c:v",
+        "libx264",
+        "-g",
+        "10",
+        "-f",
+        "hls",
+        "-hls_time",
+        "1",
+        "-hls_playlist_type",
+        "vod",
+    ]
+    subprocess.run([*cmd, str(folder / "vod.m3u8")], check=True, timeout=60)
+    assert "#EXT-X-ENDLIST" in (folder / "vod.m3u8").read_text()
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=folder))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/vod.m3u8"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_hls_vod_ends_like_a_file(launch, hls_vod):
+    """Its 40 frames once, in order, then exit 0 (it used to replay from the start at every end)."""
+    run = launch(hls_vod)
+    code = run.finish(timeout=60)  # hang guard: the replaying run never ended
+    assert code == 0, run.stderr
+    frames = run.frames()
+    assert [r["frame"] for r in frames] == list(range(40))
+    pts = [r["pts"] for r in frames]
+    assert all(b > a for a, b in itertools.pairwise(pts)) and pts[-1] == pytest.approx(3.9, abs=0.01)
+    assert "reconnect" not in run.stderr
+    assert mp4_duration_and_frames(run.mp4)[1] == 40
 
 
 def test_show_without_a_display_exits_2_with_one_line(launch, sample_clip):

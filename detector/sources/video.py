@@ -66,6 +66,12 @@ class PyAVSource:
         if not self._container.streams.video:
             self._container.close()
             raise SourceError(f"input {self.target} has no video stream")
+        if self.kind == "stream" and _is_recording(self._container):
+            # A VOD playlist (#EXT-X-ENDLIST) is a recording: every frame once, then the end, no
+            # reconnect (which replayed it from the start, for ever). Other URLs stay live: an RTSP
+            # server announcing a range may still be a camera that resends on reconnect.
+            log.info("%s is a recorded HLS playlist: read once to its end, like a file", self.target)
+            self.kind = "file"
         stream = self._container.streams.video[0]
         # Frame threading holds back one frame per decoder thread (3 frames = 100 ms at 30 fps,
         # unseen by the capture-to-sink latency); a live stream decodes with slice threads only.
@@ -157,6 +163,11 @@ class PyAVSource:
         if container is not None:
             with contextlib.suppress(av.error.FFmpegError):
                 container.close()
+
+
+def _is_recording(container: av.container.InputContainer) -> bool:
+    """An HLS playlist that ends (FFmpeg knows its duration only then)."""
+    return container.format.name == "hls" and bool(container.duration)
 
 
 def _reason(exc: BaseException) -> str:
