@@ -8,11 +8,11 @@ source failed during the run (the others' outputs are complete).
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
 from collections.abc import Sequence
-from concurrent.futures import Future, wait
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -38,6 +38,7 @@ from detector.sinks.video import VideoWriterSink
 from detector.sinks.window import Window, display_available
 from detector.sources import Source, SourceInfo, check_url, is_live_spec, open_source
 from detector.sources.naming import source_name, unique_names
+from detector.sources.opening import open_together
 from detector.stages.base import Stage
 from detector.stages.build import build_stages
 from detector.stages.overlay import OverlayStage
@@ -246,48 +247,10 @@ class Run:
 
     def _open_all(self) -> list[Source]:
         """Open every source, at the same time (a stream buffers from the moment it connects, so one
-        opened long before the run starts would begin with a burst of stale frames). If one cannot be
-        opened, the others are closed and its error is raised.
-
-        Each opens on a thread of its own while this thread waits where a Ctrl-C reaches it at once:
-        FFmpeg connecting to a stream holds its thread until the connect timeout and cannot be
-        interrupted. A source that opens after the run has given up is closed by its thread."""
-        lock = threading.Lock()
-        abandoned = False
-        futures: list[Future[Source]] = [Future() for _ in self.plans]
-
-        def open_one(plan: SourcePlan, future: Future[Source]) -> None:
-            try:
-                source = self._open(plan)
-            except BaseException as exc:
-                future.set_exception(exc)
-                return
-            with lock:
-                if not abandoned:
-                    future.set_result(source)
-                    return
-            source.close()
-
-        for plan, future in zip(self.plans, futures, strict=True):
-            threading.Thread(
-                target=open_one, args=(plan, future), name=f"open-{plan.name}", daemon=True
-            ).start()
-        try:
-            wait(futures)
-        except BaseException:  # Ctrl-C: do not wait for a connect that may take its whole timeout
-            with lock:
-                abandoned = True
-            for future in futures:
-                if future.done() and future.exception() is None:
-                    future.result().close()
-            raise
-        opened = [f.result() for f in futures if f.exception() is None]
-        failed = next((f.exception() for f in futures if f.exception() is not None), None)
-        if failed is not None:
-            for source in opened:
-                source.close()
-            raise failed
-        return opened
+        opened long before the run starts would begin with a burst of stale frames), each on its own
+        thread, so a Ctrl-C during a connect ends the run at once. If one cannot be opened, the others
+        are closed and its error is raised."""
+        return open_together([(plan.name, functools.partial(self._open, plan)) for plan in self.plans])
 
     def _open(self, plan: SourcePlan) -> Source:
         s = plan.settings
