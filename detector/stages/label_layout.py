@@ -24,7 +24,7 @@ from detector.drawing import Rect
 ROUNDS = 3  # obstacles-of-obstacles searched past the first choice
 MAX_TRIES = 20  # spots one label may check before it takes the least covered one
 TRIES_PER_LABEL = 8  # spots checked per label on average: a full frame stops searching (bounded cost)
-GRID = 24  # the frame is cut into GRID x GRID cells to find the placed labels near a spot
+GRID = 12  # the frame is cut into GRID x GRID cells to find the placed labels near a spot
 
 
 def _area(a: Rect, b: Rect) -> int:
