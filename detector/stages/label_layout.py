@@ -27,12 +27,6 @@ TRIES_PER_LABEL = 8  # spots checked per label on average: a full frame stops se
 GRID = 12  # the frame is cut into GRID x GRID cells to find the placed labels near a spot
 
 
-def _area(a: Rect, b: Rect) -> int:
-    dx = min(a[2], b[2]) - max(a[0], b[0])
-    dy = min(a[3], b[3]) - max(a[1], b[1])
-    return dx * dy if dx > 0 and dy > 0 else 0
-
-
 class LabelLayout:
     """Places the labels of one frame, one after another; each placed label is in the way of the next."""
 
