@@ -13,10 +13,10 @@ is logged, not raised over it.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,7 @@ from detector.sinks.paths import check_outputs
 from detector.sinks.window import Window, display_available
 from detector.sources import Source, SourceInfo, check_url, is_live_spec, open_source
 from detector.sources.naming import SourceIdentity, identities, source_name
+from detector.sources.opening import open_together
 from detector.stages.build import build_stages
 from detector.stages.heatmap import HeatmapStage
 from detector.stages.overlay import OverlayStage
@@ -99,7 +100,7 @@ def decide_show(settings: Settings, live_camera: bool) -> bool:
 
 
 def _audio_source(spec: str, kind: str, wanted: bool) -> Path | None:
-    if not wanted or kind != "file":
+    if not wanted or kind != "file" or "://" in spec:  # a recorded stream (HLS VOD): video only
         return None
     codec = audio_codec(spec)
     if codec:
@@ -215,20 +216,10 @@ class Run:
 
     def _open_all(self) -> list[Source]:
         """Open every source, at the same time (a stream buffers from the moment it connects, so one
-        opened long before the run starts would begin with a burst of stale frames). If one cannot be
-        opened, the others are closed and its error is raised."""
-        if len(self.plans) == 1:
-            return [self._open(self.plans[0])]
-        with ThreadPoolExecutor(len(self.plans), thread_name_prefix="open") as pool:
-            futures = [pool.submit(self._open, plan) for plan in self.plans]
-            wait(futures)
-        opened = [f.result() for f in futures if f.exception() is None]
-        failed = next((f.exception() for f in futures if f.exception() is not None), None)
-        if failed is not None:
-            for source in opened:
-                source.close()
-            raise failed
-        return opened
+        opened long before the run starts would begin with a burst of stale frames), each on its own
+        thread, so a Ctrl-C during a connect ends the run at once. If one cannot be opened, the others
+        are closed and its error is raised."""
+        return open_together([(plan.name, functools.partial(self._open, plan)) for plan in self.plans])
 
     def _open(self, plan: SourcePlan) -> Source:
         s = plan.settings

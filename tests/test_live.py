@@ -12,11 +12,16 @@ Runtime: about 45 s (the streams play in real time).
 
 from __future__ import annotations
 
+import functools
+import http.server
+import itertools
 import json
 import os
+import signal
 import socket
 import statistics
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -256,6 +261,89 @@ def test_server_that_never_answers_times_out(launch, tmp_path):
     assert f"could not connect to {url} within 1.5 s" in line
     assert took >= 1.5, f"gave up after {took:.1f} s, before its timeout"
     # that it is this timeout and not the default one: test_bad_inputs.py::test_silent_server_times_out
+
+
+def test_ctrl_c_while_connecting_exits_130_at_once(launch, tmp_path):
+    """The server accepts, then says nothing; Ctrl-C during the 60 s connect wait ends the run there,
+    as an interrupt (130), not as a failed connect (2) once the timeout is over."""
+    config = tmp_path / "live.yaml"
+    config.write_text("connect_timeout: 60\n")
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(4)
+        silent.settimeout(60)  # hang guard: the model loads first
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}/live"
+        run = launch(url, "--config", str(config))
+        connection, _ = silent.accept()
+        with connection:
+            time.sleep(0.5)  # inside FFmpeg's wait for the reply
+            run.proc.send_signal(signal.SIGINT)
+            pressed = time.monotonic()
+            code = run.finish(timeout=30)  # hang guard
+            took = time.monotonic() - pressed
+    assert code == 130, run.stderr
+    assert "detector: interrupted; outputs closed" in run.stderr
+    assert took < 3, f"exited {took:.1f} s after Ctrl-C"
+    assert not run.jsonl.exists() and not run.mp4.exists()
+
+
+class _Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def hls_vod(tmp_path: Path) -> Iterator[str]:
+    """A 4 s, 10 fps HLS VOD (1 s segments, ``#EXT-X-ENDLIST``) served by http.server on loopback."""
+    folder = tmp_path / "hls"
+    folder.mkdir()
+    cmd = [
+        ffmpeg_exe(),
+        "-hide_banner",
+        "-loglevel",
+        "error",
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=320x240:rate=10",
+    ]
+    cmd += [
+        "-t",
+        "4",
+        "-c:v",
+        "libx264",
+        "-g",
+        "10",
+        "-f",
+        "hls",
+        "-hls_time",
+        "1",
+        "-hls_playlist_type",
+        "vod",
+    ]
+    subprocess.run([*cmd, str(folder / "vod.m3u8")], check=True, timeout=60)
+    assert "#EXT-X-ENDLIST" in (folder / "vod.m3u8").read_text()
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=folder))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/vod.m3u8"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_hls_vod_ends_like_a_file(launch, hls_vod):
+    """Its 40 frames once, in order, then exit 0 (it used to replay from the start at every end)."""
+    run = launch(hls_vod)
+    code = run.finish(timeout=60)  # hang guard: the replaying run never ended
+    assert code == 0, run.stderr
+    frames = run.frames()
+    assert [r["frame"] for r in frames] == list(range(40))
+    pts = [r["pts"] for r in frames]
+    assert all(b > a for a, b in itertools.pairwise(pts)) and pts[-1] == pytest.approx(3.9, abs=0.01)
+    assert "reconnect" not in run.stderr
+    assert mp4_duration_and_frames(run.mp4)[1] == 40
 
 
 def test_show_without_a_display_exits_2_with_one_line(launch, sample_clip):

@@ -145,6 +145,40 @@ def test_label_not_hidden_under_panel(box: list[float]) -> None:
     assert text_pixels(both) == panel_only + reference  # the whole label is drawn beside the panel
 
 
+def _readable(boxes: list[list[float]], ids: list[int], info: PanelInfo | None = None) -> tuple[int, int]:
+    """(text pixels of these tracked boxes drawn together, the sum of each one's label drawn alone)."""
+    renderer = OverlayRenderer(panel=info is not None)
+    alone = sum(text_pixels(OverlayRenderer(panel=False).annotate(black(), dets([b], tracker_ids=[i])))
+                for b, i in zip(boxes, ids, strict=True))  # fmt: skip
+    panel = text_pixels(OverlayRenderer(labels=False).annotate(black(), dets(boxes), info)) if info else 0
+    return text_pixels(renderer.annotate(black(), dets(boxes, tracker_ids=ids), info)) - panel, alone
+
+
+def test_labels_of_overlapping_boxes_do_not_cover_each_other() -> None:
+    """Two people side by side: #137's label must not hide #131's (it did, drawn at the same height)."""
+    together, alone = _readable([[200, 150, 300, 330], [240, 152, 340, 330]], [131, 137])
+    assert together == alone
+
+
+@pytest.mark.parametrize(
+    "where",
+    [
+        "row",  # a queue: 8 boxes, each 30 px right of the last
+        "top-right",  # 3 boxes in the top-right corner: no room above, none to the right
+        "top-left",  # 3 boxes under the panel in the top-left corner
+    ],
+)
+def test_crowded_labels_stay_in_frame_and_readable(where: str) -> None:
+    boxes = {
+        "row": [[100 + 30 * k, 200, 170 + 30 * k, 340] for k in range(8)],
+        "top-right": [[W - 70 + 5 * k, 5 * k, W, 60 + 5 * k] for k in range(3)],
+        "top-left": [[5 * k, 5 * k, 70 + 5 * k, 60 + 5 * k] for k in range(3)],
+    }[where]
+    info = PanelInfo(fps=30.0, latency_ms=20.0)
+    together, alone = _readable(boxes, [101 + k for k in range(len(boxes))], info)
+    assert together == alone  # every label whole: none cut by the frame edge or covered
+
+
 def test_label_text_variants() -> None:
     box = [[200, 150, 400, 300]]
     plain = text_pixels(OverlayRenderer(panel=False).annotate(black(), dets(box)))

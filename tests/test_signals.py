@@ -24,7 +24,7 @@ import pytest
 from conftest import ROOT, FakeDetector, write_clip
 
 from detector.pipeline.engine import Pipeline, PipelineOptions
-from detector.signals import interrupts
+from detector.signals import FRAME_GRACE_S, interrupts
 from detector.sinks.base import FrameResult
 from detector.sources import open_source
 from detector.stages.overlay import OverlayStage
@@ -178,6 +178,56 @@ def test_second_ctrl_c_during_slow_shutdown_forces_exit(
     run.proc.send_signal(signal.SIGINT)
     assert run.finish(timeout=30) == 130
     assert time.monotonic() - started < 20, "the second Ctrl-C waited for the slow close"
+
+
+SLOW_FRAME = textwrap.dedent(
+    """
+    import sys
+    sys.path.insert(0, {root!r})
+    import cv2
+    import numpy as np
+    from detector.stages import overlay
+
+    calls = [0]
+    draw = overlay.OverlayStage.annotate
+
+    def slow_annotate(self, scene, detections):
+        calls[0] += 1
+        if calls[0] == 12:  # what a zone of 100,000 crossing vertices did: minutes in native code
+            print("slow frame", file=sys.stderr, flush=True)
+            points = np.random.default_rng(0).integers(0, 400, (60000, 1, 2)).astype(np.int32)
+            cv2.fillPoly(scene.copy(), [points], (255, 255, 255))
+        return draw(self, scene, detections)
+
+    overlay.OverlayStage.annotate = slow_annotate
+    from detector.cli import main
+    sys.exit(main(sys.argv[1:]))
+    """
+)
+
+
+@pytest.mark.parametrize("presses", [1, 2])
+def test_ctrl_c_during_a_slow_frame_in_native_code(
+    tmp_path: Path, model_path: Path, videos_dir: Path, presses: int
+) -> None:
+    """Frame 12 spends minutes inside cv2.fillPoly, where Python cannot run its signal handler. One
+    Ctrl-C ends the run FRAME_GRACE_S later, saying why; a second one ends it at once."""
+    script = SLOW_FRAME.format(root=str(ROOT))
+    argv = [sys.executable, "-c", script, "run", str(videos_dir / CLIP), "--model", str(model_path)]
+    run = Run(tmp_path, argv)
+    run.wait_for("the slow frame", lambda: "slow frame" in run.stderr(), timeout=60)
+    started = time.monotonic()
+    for _ in range(presses):
+        run.proc.send_signal(signal.SIGINT)
+        time.sleep(0.2)
+    assert run.finish(timeout=30) == 130, run.stderr()
+    waited = time.monotonic() - started
+    if presses == 1:
+        assert FRAME_GRACE_S <= waited < FRAME_GRACE_S + 10, waited
+        assert f"a frame took over {FRAME_GRACE_S:g} s to end" in run.stderr()
+    else:
+        assert waited < FRAME_GRACE_S, f"the second Ctrl-C waited {waited:.1f} s"
+    assert len(frame_lines(run.js)) >= 11, "the frames before the slow one are in the JSONL"
 
 
 class _Recorder:

@@ -24,6 +24,7 @@ from detector.pipeline.capture import EndOfStream, FrameReader, Item, StreamEven
 from detector.pipeline.channel import Channel
 from detector.pipeline.inference import Detected, Fatal, InferenceLoop, Routed
 from detector.pipeline.lane import Lane
+from detector.signals import interrupts
 from detector.sinks.base import Sink
 from detector.sources.base import Source
 from detector.stages.base import Stage
@@ -135,7 +136,8 @@ class Pipeline:
             elif isinstance(item, StreamEvent):
                 lane.send([item.record])
             else:
-                lane.emit(item.frame, item.detections)
+                with interrupts().frame():  # a first Ctrl-C waits for this frame, FRAME_GRACE_S at most
+                    lane.emit(item.frame, item.detections)
                 limit = self.options.max_frames
                 if limit is not None and lane.stats.frames_processed >= limit:
                     lane.end()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 import logging
 import os
+import reprlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, get_args
@@ -21,6 +22,8 @@ from detector.settings.base import RUN, flag_for
 from detector.settings.model import MODEL_ENV, Settings, needs_track_ids
 
 log = logging.getLogger(__name__)
+_SHOWN = reprlib.Repr()  # a value as the error shows it: a polygon of 100,000 points shows 8
+_SHOWN.maxlevel, _SHOWN.maxlist, _SHOWN.maxdict, _SHOWN.maxstring, _SHOWN.maxother = 4, 8, 8, 200, 200
 
 
 def _keys(model: type[BaseModel]) -> list[str]:
@@ -71,7 +74,7 @@ def _describe(err: Mapping[str, Any], flags: set[str], config_path: str | None, 
     msg = str(err["msg"]).replace("Input should", "should").replace("String should", "should")
     msg = msg.replace("Value error, ", "")
     got = err.get("input")
-    shown = got if flag and isinstance(got, str) else repr(got)  # flags are always strings: no quotes
+    shown = got if flag and isinstance(got, str) else _SHOWN.repr(got)  # flags are always strings: no quotes
     return f"{where} {msg} (got {shown})"
 
 

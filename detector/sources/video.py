@@ -15,6 +15,7 @@ import numpy as np
 from detector.errors import SourceError
 from detector.sources.base import SourceInfo, SourceKind, valid_rate
 from detector.sources.naming import redact_url
+from detector.sources.timing import FrameClock
 from detector.types import Frame
 
 log = logging.getLogger(__name__)
@@ -34,7 +35,6 @@ class PyAVSource:
         self._read_timeout = read_timeout
         self._index = 0
         self._t0: float | None = None
-        self._start_pts: float | None = None
         self._open()
 
     def _open(self) -> None:
@@ -68,6 +68,12 @@ class PyAVSource:
         if not self._container.streams.video:
             self._container.close()
             raise SourceError(f"input {self.shown} has no video stream")
+        if self.kind == "stream" and _is_recording(self._container):
+            # A VOD playlist (#EXT-X-ENDLIST) is a recording: every frame once, then the end, no
+            # reconnect (which replayed it from the start, for ever). Other URLs stay live: an RTSP
+            # server announcing a range may still be a camera that resends on reconnect.
+            log.info("%s is a recorded HLS playlist: read once to its end, like a file", self.shown)
+            self.kind = "file"
         stream = self._container.streams.video[0]
         # Frame threading holds back one frame per decoder thread (3 frames = 100 ms at 30 fps,
         # unseen by the capture-to-sink latency); a live stream decodes with slice threads only.
@@ -99,6 +105,8 @@ class PyAVSource:
             codec=ctx.name,
             duration=duration,
         )
+        time_base = float(stream.time_base or Fraction(1, 90000))
+        self._clock = FrameClock.for_container(self._container.format, time_base, 1 / float(fps))
         self._frames = self._decode()
 
     def _decode(self) -> Iterator[av.VideoFrame]:
@@ -116,7 +124,7 @@ class PyAVSource:
                 log.debug("skipping unreadable packet: %s", exc)
                 continue
             try:
-                yield from packet.decode()
+                yield from self._clock.packet(packet).decode()
             except (av.error.InvalidDataError, ValueError, av.error.UndefinedError) as exc:
                 self.corrupt += 1
                 log.debug("skipping frame that failed to decode: %s", exc)
@@ -141,12 +149,7 @@ class PyAVSource:
                 self._t0 = now
             pts = now - self._t0
         else:
-            t = vf.time
-            if t is None:
-                t = self._index / float(self.info.fps)
-            if self._start_pts is None:
-                self._start_pts = t
-            pts = max(0.0, t - self._start_pts)
+            pts = self._clock.time(vf.pts, vf.dts)
         frame = Frame(image=image, index=self._index, pts=pts, capture_time=now)
         self._index += 1
         return frame
@@ -162,6 +165,11 @@ class PyAVSource:
         if container is not None:
             with contextlib.suppress(av.error.FFmpegError):
                 container.close()
+
+
+def _is_recording(container: av.container.InputContainer) -> bool:
+    """An HLS playlist that ends (FFmpeg knows its duration only then)."""
+    return container.format.name == "hls" and bool(container.duration)
 
 
 def _reason(exc: BaseException) -> str:

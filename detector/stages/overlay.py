@@ -16,16 +16,13 @@ import numpy as np
 
 from detector.drawing import FONT, Color, Rect, Style, class_color, draw_label_at, label_size, style_of
 from detector.stages.base import Layer, Stage
+from detector.stages.label_layout import LabelLayout
 from detector.types import Detections, Image
 
 log = logging.getLogger(__name__)
 
 _PANEL_MAX_CLASSES = 8
 _PANEL_DARKEN = 0.3  # remaining brightness of the frame under the panel
-
-
-def _overlaps(a: Rect, b: Rect) -> bool:
-    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
 
 
 @dataclass
@@ -129,21 +126,15 @@ class OverlayStage(Stage):
         style: Style,
         avoid: Rect | None,
     ) -> None:
-        """Labels go on after all boxes and the panel, so nothing is drawn across them."""
+        """Labels go on after all boxes and the panel, so nothing is drawn across them; each keeps
+        inside the frame and off the panel and the labels before it where there is room."""
         h, w = out.shape[:2]
+        layout = LabelLayout((w, h), avoid)
         for i, color in zip(visible, colors, strict=True):
             text = self._label(detections, i)
             lab_w, lab_h, _ = label_size(text, style)
-            x1, y1 = rows[i][0], rows[i][1]
-            left = max(0, min(x1, w - lab_w))
-            # Above the box when there is room, otherwise inside its top; always in frame.
-            top = y1 - lab_h if y1 - lab_h >= 0 else y1
-            top = max(0, min(top, h - lab_h))
-            if avoid and _overlaps((left, top, left + lab_w, top + lab_h), avoid):
-                if avoid[2] + lab_w <= w:  # move right of the panel, else below it
-                    left = avoid[2]
-                else:
-                    top = max(0, min(avoid[3], h - lab_h))
+            x1, y1, x2, y2 = rows[i]
+            left, top = layout.place((x1, y1, x2, y2), (lab_w, lab_h))
             draw_label_at(out, text, left, top, color, style)
 
     def _panel_lines(self, detections: Detections, info: PanelInfo | None) -> list[str]:
