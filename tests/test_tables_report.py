@@ -93,8 +93,11 @@ def test_table_output_path_checked_up_front(tmp_path: Path, sink_cls: type[CsvSi
     (tmp_path / "a-file").write_text("x")
     with pytest.raises(UserError, match=r"folder .* is not a folder"):
         sink_cls(tmp_path / "a-file" / "out.csv")
-    sink_cls(tmp_path / "missing" / "deeper" / "out.csv").close()  # missing folders are made
-    assert (tmp_path / "missing" / "deeper" / "out.csv").is_file()
+    deep = sink_cls(tmp_path / "missing" / "deeper" / "out.csv")
+    assert not (tmp_path / "missing").exists(), "nothing is made before the first frame"
+    deep.write(result(0, two_dets()))
+    deep.close()
+    assert (tmp_path / "missing" / "deeper" / "out.csv").is_file(), "missing folders are made"
     existing = tmp_path / "out.csv"
     existing.write_text("old\n")
     with pytest.raises(UserError, match="exists; pass --overwrite"):
