@@ -153,6 +153,20 @@ def check_clips_dir(path: str | Path, overwrite: bool) -> Path:
     return p
 
 
+def check_events_db(path: str | Path, overwrite: bool) -> Path:
+    """An event store: absent (made at the first write) or a file it appends to; ``--overwrite`` has
+    nothing to do with it (what is in it is checked when the store opens: ``detector.store``)."""
+    p = Path(path).expanduser()
+    refuse_folder(path, "event store")
+    if not os.path.lexists(p):
+        return check_output_file(p, overwrite, "event store")
+    if not p.is_file():
+        raise UserError(f"event store {p} is not a file; choose another path")
+    if not os.access(p, os.W_OK) or not os.access(p.parent, os.W_OK | os.X_OK):
+        raise UserError(f"event store {p} is not writable (nor its folder); choose another path")
+    return p
+
+
 _CHECKS = {
     "output": check_video_output_path,
     "json_path": lambda p, o: check_json_output_path(p, o),
@@ -160,6 +174,7 @@ _CHECKS = {
     "mot": lambda p, o: check_output_file(p, o, "MOT output"),
     "report": check_report_path,
     "clips": check_clips_dir,
+    "events_db": check_events_db,
     "heatmap": check_image_output_path,
 }
 
@@ -171,7 +186,7 @@ def _flag(key: str) -> str:
 
 NAME = "{name}"  # in an output path: the source's name (see ``sources.naming``)
 ONE_PER_SOURCE = ("output", "csv", "mot", "report", "heatmap")  # with several sources, these need {name}
-SHAREABLE = ("json_path", "clips")  # with several sources and no {name}: one for all, records say "source"
+SHAREABLE = ("json_path", "clips", "events_db")  # several sources, no {name}: one for all
 _EXAMPLE = {
     "output": "out/{name}.mp4",
     "csv": "out/{name}.csv",

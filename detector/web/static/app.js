@@ -209,6 +209,7 @@ async function poll() {
     const r = await fetch(url("/api/status"), { cache: "no-store" });
     if (!r.ok) throw new Error(`status ${r.status}`);
     status = await r.json();
+    if (status.phase === "browsing") { location.replace(url("/history")); return; } // detector serve: no run
     everUp = true;
     ended = false;
     renderScreen();
@@ -235,5 +236,13 @@ $("video").onerror = () => {
   }
 };
 $("video").onload = () => { $("waiting").hidden = true; };
+// The history page, once the run keeps an event store (until then its API answers 404).
+const historyCheck = setInterval(function check() {
+  fetch(url("/api/facets"), { cache: "no-store" }).then((r) => {
+    $("history").hidden = !r.ok;
+    if (r.ok) clearInterval(historyCheck);
+  }).catch(() => {});
+  return check;
+}(), 5000);
 window.addEventListener("hashchange", () => { if (status) { renderScreen(); renderPanel(); followEvents(); } });
 poll();
