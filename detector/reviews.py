@@ -116,25 +116,6 @@ class ReviewItem:
             "best": None if self.best is None else self.best.to_dict(),
         }
 
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> ReviewItem:
-        best = data.get("best")
-        shot = None
-        if best:
-            shot = BestShot(**{**best, "xyxy": tuple(float(v) for v in best["xyxy"])})
-        return cls(
-            id=str(data["id"]),
-            source=str(data["source"]),
-            severity="alert" if data["severity"] == "alert" else "detection",
-            start_time=float(data["start_time"]),
-            end_time=None if data.get("end_time") is None else float(data["end_time"]),
-            last_time=float(data.get("last_time", data["start_time"])),
-            media_start=float(data["media_start"]),
-            media_end=float(data["media_end"]),
-            **{k: tuple(data.get(k) or ()) for k in ("objects", "zones", "lines", "tracks", "events")},
-            best=shot,
-        )
-
 
 @dataclass(frozen=True)
 class Picture:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import time
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -18,8 +17,8 @@ import cv2
 import numpy as np
 import pytest
 
-from detector.catalog import MediaFile
 from detector import reviews as reviews_mod
+from detector.catalog import MediaFile
 from detector.events import EventRecord, LineCross, ZoneExit, stamp
 from detector.reviews import Reviewer
 from detector.sinks.base import FrameResult
@@ -281,7 +280,9 @@ def test_finished_clips_and_snapshots_are_listed_with_their_events(tmp_path: Pat
     ]  # fmt: skip
     first = catalog.files[2]
     assert first.events == (sent[0]["id"], sent[1]["id"]) and first.source == "cam"
-    assert isinstance(first.extra["review"], str) and first.extra["review"] != catalog.files[4].extra["review"]
+    assert (
+        isinstance(first.extra["review"], str) and first.extra["review"] != catalog.files[4].extra["review"]
+    )
     assert first.bytes == (clips / "cam-clip-0001.mp4").stat().st_size > 0
     assert first.media_start == pytest.approx(2.0) and first.media_end == pytest.approx(6.5)
     assert first.start is not None and first.end - first.start == pytest.approx(4.5)

@@ -129,22 +129,28 @@ class Settings(StrictModel):
         commands=(RUN,), metavar="FILE.json|.html",
     )  # fmt: skip
     clips: str | None = option(
-        None, "folder for an MP4 clip and a JPEG snapshot per event, and events.jsonl", commands=(RUN,),
+        None, "folder for an MP4 clip per review item, a JPEG snapshot per event, events.jsonl and the "
+        "event store events.db", commands=(RUN,),
         metavar="DIR",
     )  # fmt: skip
     events_db: str | None = option(
-        None, "SQLite event store: every event, review item, clip and snapshot, for /history and "
-        "`detector events`; off = none", commands=(RUN, SERVE), metavar="FILE",
+        None, "SQLite event store of every event, review item, clip and snapshot, for /history and "
+        "`detector events`; off: none", commands=(RUN, SERVE), metavar="FILE",
         default_text="DIR/events.db with --clips DIR",
     )  # fmt: skip
     clip_before: float = option(
-        3.0, "seconds of video before each event in its clip", commands=(RUN,), ge=0, le=60
+        3.0, "seconds of video before each review item in its clip", commands=(RUN,), ge=0, le=60
     )
     clip_after: float = option(
-        3.0, "seconds of video after each event in its clip", commands=(RUN,), ge=0, le=600
+        3.0,
+        "seconds of video after each review item (its last activity) in its clip",
+        commands=(RUN,),
+        ge=0,
+        le=600,
     )
     clip_on: list[int | str] | None = option(
-        None, "also clip each new track of these classes (needs --track)", commands=(RUN,), metavar="CLASS",
+        None, "each new track of these classes is an event too: it opens or joins a review item (and its "
+        "clip); needs --track", commands=(RUN,), metavar="CLASS",
         default_text="line crossings and zone entries only",
     )  # fmt: skip
     heatmap: str | None = option(

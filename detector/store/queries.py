@@ -229,13 +229,13 @@ class StoreReader:
         item: dict[str, Any] = json.loads(data)
         in_progress = end_time is None and run in alive
         if end_time is None and not in_progress:
-            item["end_time"] = last_time  # its run died with it open
+            item["end_time"] = round(last_time, 3)  # its run died with it open
         item["in_progress"] = in_progress
         item["thumbnail"] = bool(
             db.execute("SELECT 1 FROM thumbnails WHERE review_id = ?", (review_id,)).fetchone()
         )
         clip = db.execute(
-            "SELECT id, path, media_start, media_end FROM media WHERE review_id = ? AND kind = 'clip'",
+            "SELECT id, path, media_start, media_end FROM media WHERE review_id = ? AND +kind = 'clip'",
             (review_id,),
         ).fetchone()
         item["clip"] = None
@@ -298,12 +298,12 @@ class StoreReader:
         event_id, data, review_id = row
         record: dict[str, Any] = json.loads(data)
         record["review_id"] = review_id
-        snap = db.execute("SELECT id, path FROM media WHERE event_id = ? AND kind = 'snapshot'", (event_id,))
+        snap = db.execute("SELECT id, path FROM media WHERE event_id = ? AND +kind = 'snapshot'", (event_id,))
         found = snap.fetchone()
         record["snapshot_media"] = None if found is None else {"id": found[0], "name": Path(found[1]).name}
         clip = None
         if review_id:
-            clip = db.execute("SELECT id, path FROM media WHERE review_id = ? AND kind = 'clip'",
+            clip = db.execute("SELECT id, path FROM media WHERE review_id = ? AND +kind = 'clip'",
                               (review_id,)).fetchone()  # fmt: skip
         record["clip_media"] = None if clip is None else {"id": clip[0], "name": Path(clip[1]).name}
         return record

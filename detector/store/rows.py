@@ -125,7 +125,7 @@ def delete_review(db: sqlite3.Connection, review_id: str) -> int:
     """An item with its events, labels, thumbnail and the rows of its events' snapshots; returns the
     number of events deleted."""
     ids = [r[0] for r in db.execute("SELECT id FROM events WHERE review_id = ?", (review_id,))]
-    db.executemany("DELETE FROM media WHERE event_id = ? AND kind = 'snapshot'", [(i,) for i in ids])
+    db.executemany("DELETE FROM media WHERE event_id = ? AND +kind = 'snapshot'", [(i,) for i in ids])
     gone = db.execute("DELETE FROM events WHERE review_id = ?", (review_id,)).rowcount
     for table, key in (("reviews", "id"), ("thumbnails", "review_id"), ("review_labels", "review_id")):
         db.execute(f"DELETE FROM {table} WHERE {key} = ?", (review_id,))

@@ -189,6 +189,7 @@ class EventStore:
                 self._apply(db, op)
             self._write_pending(db, 0.0 if final else PENDING_S)
             db.execute("COMMIT")
+            self.counts["batches"] += 1
         except (sqlite3.Error, OSError, ValueError) as exc:
             if db.in_transaction:
                 db.execute("ROLLBACK")
