@@ -132,8 +132,8 @@ async function facets() {
     for (const [id, values] of [["f-source", f.sources], ["f-class", f.classes], ["f-zone", f.zones]]) {
       const select = $(id);
       const keep = select.value;
-      select.replaceChildren(el("option", "all"), ...values.map((v) => el("option", v)));
-      select.options[0].value = "";
+      const option = (text, value) => { const o = el("option", text); o.value = value; return o; };
+      select.replaceChildren(option("all", ""), ...values.map((v) => option(v, v)));
       select.value = values.includes(keep) ? keep : "";
     }
   } catch (e) { /* no store yet: the filters stay empty */ }
