@@ -99,7 +99,7 @@ def test_the_history_lists_the_items_of_the_run_with_thumbnails(
         "return [...document.querySelectorAll('[data-review-id] img')].map(i => i.complete && i.naturalWidth)"
     )
     wait_for(
-        "the thumbnails to load", lambda: all(w == 480 for w in chromium.execute_script(loaded)), timeout=20
+        "the thumbnails to load", lambda: all(w == 320 for w in chromium.execute_script(loaded)), timeout=20
     )
     text = chromium.find_element("css selector", f"[data-review-id='{items[0]['id']}']").text
     assert items[0]["source"] in text and items[0]["severity"] in text

@@ -23,9 +23,10 @@ from detector.catalog import MediaFile
 from detector.errors import UserError
 from detector.events import ZoneEnter, stamp
 from detector.reviews import Reviewer, ReviewItem
-from detector.store import EventStore, ReviewQuery, StoreReader
 from detector.store import writer as writer_mod
+from detector.store.queries import ReviewQuery, StoreReader
 from detector.store.schema import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION, connect
+from detector.store.writer import EventStore
 
 
 class Lane:
@@ -80,7 +81,7 @@ def test_items_and_events_are_read_back_whole_with_thumbnails(tmp_path: Path) ->
     jpeg = reader.thumbnail(dog["id"])
     assert jpeg is not None
     picture = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
-    assert picture.shape[:2] == (240, 320), "the frame of the best shot, at its size (under 480 px)"
+    assert picture.shape[:2] == (240, 320), "the frame of the best shot, at its size (at most 320 px wide)"
     for record in lane.sent:
         got = reader.event(record["id"])
         assert got is not None and got["review_id"] in (person["id"], dog["id"])
@@ -284,3 +285,19 @@ def feed_frame(i: int) -> Any:
     from test_reviews import frame
 
     return frame(i, {7: (0, 0.8, 40.0)})
+
+
+def test_a_run_given_a_foreign_store_stops_before_anything_starts(
+    sample_clip: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from detector.cli import main
+
+    path = tmp_path / "notes.db"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE notes (text TEXT)")
+    before = path.read_bytes()
+    argv = ["run", str(sample_clip), "--model", str(tmp_path / "no-model-needed"), "--events-db", str(path)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "not a detector event store" in err, err
+    assert path.read_bytes() == before

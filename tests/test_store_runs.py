@@ -23,7 +23,8 @@ from test_clips_live import headless_env
 
 from detector.cli import main
 from detector.events import from_dict
-from detector.store import EventStore, ReviewQuery, StoreReader
+from detector.store.queries import ReviewQuery, StoreReader
+from detector.store.writer import EventStore
 
 pytestmark = pytest.mark.model
 
@@ -71,7 +72,7 @@ def test_the_store_holds_every_event_item_clip_and_snapshot_of_the_run(door: dic
         # The clip covers the item: from `before` (3 s, from a keyframe) ahead to `after` (3 s) past it.
         assert item["media_start"] - item["clip"]["media_start"] >= min(3.0, item["media_start"]) - 0.05
         thumb = cv2.imdecode(np.frombuffer(reader.thumbnail(item["id"]) or b"", np.uint8), cv2.IMREAD_COLOR)
-        assert thumb is not None and thumb.shape == (270, 480, 3), "the best shot, 480 px wide"
+        assert thumb is not None and thumb.shape == (180, 320, 3), "the best shot, 320 px wide"
         best = item["best"]
         assert best["class_name"] == "person" and best["track_id"] in item["tracks"] and best["frame"] >= 0
     snaps = sorted(p.name for p in door["clips"].glob("*-event-*.jpg"))

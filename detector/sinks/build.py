@@ -32,7 +32,7 @@ from detector.sinks.timeline import TimelineSink
 from detector.sinks.video import VideoWriterSink
 from detector.sources.base import SourceInfo
 from detector.sources.naming import SourceIdentity
-from detector.store import EventStore
+from detector.store.writer import EventStore
 from detector.types import Image
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from detector.errors import UserError
 from detector.settings.base import flag_for
 from detector.settings.model import Settings
+from detector.store.schema import connect, version_of
 
 STDOUT = "-"
 VIDEO_OUTPUT_EXTENSIONS = {".mp4", ".m4v", ".mov"}
@@ -154,8 +155,8 @@ def check_clips_dir(path: str | Path, overwrite: bool) -> Path:
 
 
 def check_events_db(path: str | Path, overwrite: bool) -> Path:
-    """An event store: absent (made at the first write) or a file it appends to; ``--overwrite`` has
-    nothing to do with it (what is in it is checked when the store opens: ``detector.store``)."""
+    """An event store: absent (made at the first write) or a store of ours it appends to (a foreign
+    or newer file is refused here, before the model loads); ``--overwrite`` has nothing to do with it."""
     p = Path(path).expanduser()
     refuse_folder(path, "event store")
     if not os.path.lexists(p):
@@ -164,6 +165,11 @@ def check_events_db(path: str | Path, overwrite: bool) -> Path:
         raise UserError(f"event store {p} is not a file; choose another path")
     if not os.access(p, os.W_OK) or not os.access(p.parent, os.W_OK | os.X_OK):
         raise UserError(f"event store {p} is not writable (nor its folder); choose another path")
+    db = connect(p)
+    try:
+        version_of(db, p)
+    finally:
+        db.close()
     return p
 
 

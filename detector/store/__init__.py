@@ -6,8 +6,3 @@ recording segment of the runs that write it (``--events-db FILE``; by default ``
 batches, and each source's ``StoreHandle``; ``rows``: records, items and files as rows; ``queries``:
 ``StoreReader``, what the web view's API, the history page and ``detector events`` read.
 """
-
-from detector.store.queries import BadQuery, EventQuery, ReviewQuery, StoreReader
-from detector.store.writer import EventStore, StoreHandle
-
-__all__ = ["BadQuery", "EventQuery", "EventStore", "ReviewQuery", "StoreHandle", "StoreReader"]

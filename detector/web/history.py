@@ -32,14 +32,14 @@ from typing import Any
 from urllib.parse import quote
 
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import QueryParams
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import FileResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from detector.sinks.jsonl import dumps_line
-from detector.store import BadQuery, EventQuery, ReviewQuery, StoreReader
-from detector.store.queries import read_time
+from detector.store.queries import BadQuery, EventQuery, ReviewQuery, StoreReader, read_time
 from detector.web.feeds import Board
 
 HISTORY_CSP = (
@@ -139,16 +139,8 @@ class History:
             severity = p.get("severity") or None
             if severity is not None and severity not in SEVERITIES:
                 raise BadQuery(f"severity is alert or detection, not {severity!r}")
-            q = ReviewQuery(
-                source=p.get("source") or None,
-                severity=severity,
-                class_name=p.get("class") or None,
-                zone=p.get("zone") or None,
-                after=_time(p.get("after")),
-                before=_time(p.get("before")),
-                limit=_int(p.get("limit"), 50),
-                cursor=p.get("cursor") or None,
-            )
+            names = {"source": "source", "severity": "severity", "class_name": "class", "zone": "zone"}
+            q = ReviewQuery(**_listing(p, **names))
         except BadQuery as exc:
             raise HTTPException(400, str(exc)) from exc
         items, cursor = await self._read(lambda r: r.reviews(q))
@@ -171,19 +163,9 @@ class History:
 
     async def events(self, request: Request) -> Response:
         p = request.query_params
+        names = {"source": "source", "kind": "kind", "class_name": "class", "zone": "zone", "line": "line"}
         try:
-            q = EventQuery(
-                source=p.get("source") or None,
-                kind=p.get("kind") or None,
-                class_name=p.get("class") or None,
-                zone=p.get("zone") or None,
-                line=p.get("line") or None,
-                review=p.get("review") or None,
-                after=_time(p.get("after")),
-                before=_time(p.get("before")),
-                limit=_int(p.get("limit"), 50),
-                cursor=p.get("cursor") or None,
-            )
+            q = EventQuery(**_listing(p, review="review", **names))
         except BadQuery as exc:
             raise HTTPException(400, str(exc)) from exc
         records, cursor = await self._read(lambda r: r.events(q))
@@ -218,6 +200,14 @@ class History:
         if etag and (etag in wanted or "*" in wanted):
             return Response(status_code=304, headers={"ETag": etag})
         return response
+
+
+def _listing(p: QueryParams, **filters: str) -> dict[str, Any]:
+    """A list's query (``filters``: the query's field -> its parameter), its times and its page."""
+    out: dict[str, Any] = {field: p.get(name) or None for field, name in filters.items()}
+    out.update(after=_time(p.get("after")), before=_time(p.get("before")), limit=_int(p.get("limit"), 50))
+    out["cursor"] = p.get("cursor") or None
+    return out
 
 
 def _int(text: str | None, default: int) -> int:
