@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import statistics
@@ -136,37 +137,31 @@ def cpu_seconds(cmd: list[str]) -> float:
 
 
 def cpu(pairs: int, frames: int, folder: Path) -> None:
-    base = [
-        sys.executable,
-        "-m",
-        "detector",
-        "run",
-        DOORWAY,
-        "--config",
-        str(ROOT / "configs" / "count-people-doorway.yaml"),
-        "--clip-on",
-        "person",
-        "--max-frames",
-        str(frames),
-        "-q",
-    ]
-    ratios, seconds = [], {True: [], False: []}
+    config = str(ROOT / "configs" / "count-people-doorway.yaml")
+    base = [sys.executable, "-m", "detector", "run", DOORWAY, "--config", config, "--clip-on", "person"]
+    base += ["--max-frames", str(frames), "-q"]
+    ratios, seconds, writer = [], {True: [], False: []}, []
     for k in range(pairs):
         for store in (True, False) if k % 2 == 0 else (False, True):  # alternate which goes first
             clips = folder / f"clips-{k}-{int(store)}"
-            cmd = [*base, "--clips", str(clips), *([] if store else ["--events-db", "off"])]
-            seconds[store].append(cpu_seconds(cmd))
+            report = folder / f"report-{k}-{int(store)}.json"
+            cmd = [*base, "--clips", str(clips), "--report", str(report)]
+            seconds[store].append(cpu_seconds(cmd if store else [*cmd, "--events-db", "off"]))
             if store:
                 made = store_size(clips / "events.db")
+                writer.append(json.loads(report.read_text())["events_db"]["writer_cpu_s"])
             shutil.rmtree(clips)
         ratios.append(seconds[True][-1] / seconds[False][-1])
         print(
             f"pair {k + 1}: with the store {seconds[True][-1]:.2f} s CPU, without "
-            f"{seconds[False][-1]:.2f} s: {ratios[-1]:.3f}"
+            f"{seconds[False][-1]:.2f} s: {ratios[-1]:.3f}; the store's writer thread "
+            f"{writer[-1] * 1000:.0f} ms"
         )
+    share = statistics.median(w / t for w, t in zip(writer, seconds[True], strict=True))
     print(
         f"CPU with / without the store, median of {pairs} pairs: {statistics.median(ratios):.3f} "
-        f"({frames} frames; that store: {made / 1e3:.0f} kB)"
+        f"({frames} frames; that store: {made / 1e3:.0f} kB); the writer thread: {100 * share:.2f}% of the "
+        "run's CPU"
     )
 
 

@@ -109,15 +109,18 @@ def test_detector_events_lists_the_items(door: dict[str, Path], capsys: pytest.C
 
 
 def test_a_store_without_clips_still_has_items_with_pictures(
-    model_path: Path, videos_dir: Path, tmp_path: Path
+    model_path: Path, videos_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     db = tmp_path / "history" / "events.db"
     argv = ["run", str(videos_dir / CLIP), "--model", str(model_path), *DOOR, "--max-frames", "260",
-            "--events-db", str(db), "-q"]  # fmt: skip
+            "--events-db", str(db)]  # fmt: skip
     assert main(argv) == 0
     assert sorted(p.name for p in db.parent.iterdir()) == ["events.db"], "no clips, no snapshots, no WAL left"
     items, _ = StoreReader(db).reviews(ReviewQuery())
     assert items and all(i["clip"] is None and i["thumbnail"] for i in items)
+    events = rows(db, "SELECT count(*) FROM events")[0][0]
+    summary = capsys.readouterr().err
+    assert f"store      {len(items)} review items, {events} events, in {db}" in summary, summary
 
 
 def test_events_db_off_keeps_no_store_beside_the_clips(
@@ -173,3 +176,18 @@ def test_kill_9_leaves_a_consistent_store(model_path: Path, videos_dir: Path, tm
     later.close()
     assert rows(db, "SELECT count(*) FROM reviews WHERE end_time IS NULL") == [(0,)]
     assert rows(db, "PRAGMA integrity_check") == [("ok",)]
+
+
+def test_a_batchs_inputs_share_one_store(model_path: Path, videos_dir: Path, tmp_path: Path) -> None:
+    """``detector batch --events-db``: every worker writes the one store (at once), for
+    ``detector serve`` to browse afterwards."""
+    db = tmp_path / "events.db"
+    config = tmp_path / "people.yaml"
+    config.write_text(f"tracker: bytetrack\nclip_on: [person]\nevents_db: {db}\n")
+    argv = ["batch", str(videos_dir / CLIP), str(videos_dir / "book.mkv"), "-d", str(tmp_path / "out"),
+            "--model", str(model_path), "--workers", "2", "--max-frames", "150", "-c", str(config), "-q"]  # fmt: skip
+    assert main(argv) == 0
+    items, _ = StoreReader(db).reviews(ReviewQuery())
+    assert {i["source"] for i in items} == {"one-by-one-person-detection", "book"}
+    assert all(i["objects"] == ["person"] and i["clip"] is None for i in items)
+    assert len(rows(db, "SELECT id FROM runs WHERE ended IS NOT NULL")) == 2, "one run per input, both closed"

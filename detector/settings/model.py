@@ -135,7 +135,8 @@ class Settings(StrictModel):
     )  # fmt: skip
     events_db: str | None = option(
         None, "SQLite event store of every event, review item, clip and snapshot, for /history and "
-        "`detector events`; off: none", commands=(RUN, SERVE), metavar="FILE",
+        "`detector events`; off: none; a batch's inputs share one", commands=(RUN, BATCH, SERVE),
+        metavar="FILE",
         default_text="DIR/events.db with --clips DIR",
     )  # fmt: skip
     clip_before: float = option(

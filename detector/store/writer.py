@@ -81,6 +81,7 @@ class EventStore:
         self.counts: Counter[str] = Counter()  # rows written, by kind; "dropped", "lost"
         self.failed: str | None = None
         self.run_id: int | None = None
+        self.cpu_s = 0.0
         self.queue: queue.Queue[Any] = queue.Queue(MAX_QUEUE)
         self._db: sqlite3.Connection | None = None
         self._pending: dict[str, tuple[float, MediaFile]] = {}  # event id -> (since, its snapshot)
@@ -173,6 +174,7 @@ class EventStore:
             for op in batch:
                 if isinstance(op, _Flush):
                     op.done.set()
+            self.cpu_s = time.thread_time()  # the writer's CPU time so far (encoding thumbnails included)
         self._finish()
 
     def _write(self, ops: list[tuple[Any, ...]], *, final: bool = False) -> None:
@@ -316,8 +318,9 @@ class EventStore:
         self._db = None
 
     def report(self) -> dict[str, Any]:
-        keys = ("events", "reviews", "media", "removed", "dropped", "lost")
-        return {"events_db": {"path": str(self.path), **{k: self.counts[k] for k in keys}}}
+        keys = ("events", "reviews", "media", "removed", "dropped", "lost", "batches")
+        counts = {k: self.counts[k] for k in keys}
+        return {"events_db": {"path": str(self.path), **counts, "writer_cpu_s": round(self.cpu_s, 3)}}
 
 
 class StoreHandle:
