@@ -184,8 +184,22 @@ def test_a_batchs_inputs_share_one_store(model_path: Path, videos_dir: Path, tmp
     db = tmp_path / "events.db"
     config = tmp_path / "people.yaml"
     config.write_text(f"tracker: bytetrack\nclip_on: [person]\nevents_db: {db}\n")
-    argv = ["batch", str(videos_dir / CLIP), str(videos_dir / "book.mkv"), "-d", str(tmp_path / "out"),
-            "--model", str(model_path), "--workers", "2", "--max-frames", "150", "-c", str(config), "-q"]  # fmt: skip
+    argv = [
+        "batch",
+        str(videos_dir / CLIP),
+        str(videos_dir / "book.mkv"),
+        "-d",
+        str(tmp_path / "out"),
+        "--model",
+        str(model_path),
+        "--workers",
+        "2",
+        "--max-frames",
+        "150",
+        "-c",
+        str(config),
+        "-q",
+    ]
     assert main(argv) == 0
     items, _ = StoreReader(db).reviews(ReviewQuery())
     assert {i["source"] for i in items} == {"one-by-one-person-detection", "book"}

@@ -210,6 +210,7 @@ async function poll() {
     if (!r.ok) throw new Error(`status ${r.status}`);
     status = await r.json();
     if (status.phase === "browsing") { location.replace(url("/history")); return; } // detector serve: no run
+    $("history").hidden = !status.history; // a link once the run keeps an event store
     everUp = true;
     ended = false;
     renderScreen();
@@ -236,13 +237,6 @@ $("video").onerror = () => {
   }
 };
 $("video").onload = () => { $("waiting").hidden = true; };
-// The history page, once the run keeps an event store (until then its API answers 404).
-const historyCheck = setInterval(function check() {
-  fetch(url("/api/facets"), { cache: "no-store" }).then((r) => {
-    $("history").hidden = !r.ok;
-    if (r.ok) clearInterval(historyCheck);
-  }).catch(() => {});
-  return check;
-}(), 5000);
+
 window.addEventListener("hashchange", () => { if (status) { renderScreen(); renderPanel(); followEvents(); } });
 poll();
