@@ -158,6 +158,10 @@ def format_summary(report: Mapping[str, Any]) -> str:
     if report.get("clips"):
         c = report["clips"]
         lines.append(f"clips      {c['clips']} clips, {c['events']} events, in {c['folder']}")
+    if report.get("events_db"):
+        s = report["events_db"]
+        lost = f", {s['dropped'] + s['lost']} lost" if s["dropped"] or s["lost"] else ""
+        lines.append(f"store      {s['reviews']} review items, {s['events']} events{lost}, in {s['path']}")
     if report.get("outputs"):
         lines.append(f"outputs    {', '.join(report['outputs'])}")
     return "\n".join(lines)

@@ -18,6 +18,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 from detector.events import EventRecord
@@ -151,6 +152,7 @@ class Board:
     model: str = ""
     backend: str = ""
     started_at: float = field(default_factory=time.monotonic)
+    store: Path | None = None  # the event store the history page reads (``web.history``)
 
     def sources(self) -> list[Feed]:
         return list(self.feeds.values())
