@@ -19,6 +19,7 @@ from typing import Any
 from detector.events import Attacher, EventRecord, stamp
 from detector.pipeline.capture import FrameReader, Item
 from detector.pipeline.channel import Channel
+from detector.pipeline.gate import Gate
 from detector.progress import Progress
 from detector.sinks.base import FrameResult, Sink
 from detector.sources.base import Source
@@ -40,6 +41,7 @@ class Lane:
         stats: RunStats | None = None,
         progress: Progress | None = None,
         attachers: Sequence[Attacher] = (),
+        gate: Gate | None = None,
     ) -> None:
         self.source = source
         self.stages = list(stages)
@@ -49,6 +51,7 @@ class Lane:
         self.stats = stats or RunStats(source=source.info.name)
         self.progress = progress
         self.attachers = list(attachers)
+        self.gate = gate  # whether the model runs on a frame (motion, --detect-fps); None: always
         self.stop = threading.Event()  # ends this lane's capture
         self.error: BaseException | None = None
         self.closed = False
@@ -82,7 +85,7 @@ class Lane:
         out = FrameResult(frame, detections, annotated, latency, extras, source=self.name)
         for sink in self.sinks:
             sink.write(out)
-        self.stats.count_frame(detections.counts(), latency, self.started_at)
+        self.stats.count_frame(detections.counts(), latency, self.started_at, frame.inference)
         if events:
             self.send(events, self._wall_time(frame))
         self.stats.stages["write"].add((time.perf_counter() - t2) * 1000)
