@@ -6,7 +6,7 @@ that stand still from new ones.
       enabled: auto               # auto: on for live sources (cameras, streams), off for files
       threshold: 25               # grey levels a pixel must change by
       min_area: 0.0005            # smallest moving region, a fraction of the frame
-      recheck: 2                  # seconds: the model runs at least this often, moving or not
+      recheck: 5                  # seconds: the model runs at least this often, moving or not
       masks:                      # motion here never counts (trees, clocks, burned-in timestamps)
         - [[0, 0], [0.3, 0], [0.3, 0.06], [0, 0.06]]
     stationary:
@@ -68,7 +68,7 @@ class MotionSettings(StrictModel):
         gt=0, le=1,
     )  # fmt: skip
     recheck: float = option(
-        2.0, "motion: seconds between runs of the model when nothing moves, so that a tracked object "
+        5.0, "motion: seconds between runs of the model when nothing moves, so that a tracked object "
         "taken away disappears", flag="--motion-recheck", commands=(RUN,), gt=0, le=3600,
     )  # fmt: skip
     masks: list[MotionMask] = option(
