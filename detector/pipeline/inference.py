@@ -2,13 +2,15 @@
 
 It takes frames round-robin from the lanes that have one waiting (so no live source starves and
 each drops only its own oldest frames), keeps up to ``detector.max_in_flight`` of them in flight,
-and hands the results on in submit order, so each lane's frames stay in order. Control items (a
-reconnect gap, the end of a source) travel in the same queue, behind the lane's earlier frames.
+and hands the results on in order per lane (the model's in submit order), so each lane's frames
+stay in order. Control items (a reconnect gap, the end of a source) travel in the same queue, behind
+the lane's earlier frames.
 It sleeps on one ``bell``: set when any lane gets a frame and when a result becomes ready.
 
 A lane with a ``gate`` (motion, ``--detect-fps``) decides here, frame by frame and in order, whether
-the model runs (``Gate.admit``). A frame that skips it takes no model slot: it queues behind the
-lane's earlier frames and leaves with the lane's latest detections (``Gate.held``).
+the model runs (``Gate.admit``). A frame that skips it takes no model slot: it waits only for the
+lane's earlier frames (not for other lanes' inference) and leaves with the lane's latest detections
+(``Gate.held``).
 """
 
 from __future__ import annotations
@@ -147,27 +149,45 @@ class InferenceLoop:
 
     def _serve(self, pending: deque[_Job]) -> None:
         open_lanes = set(self.lanes)
-        head_since = time.perf_counter()  # when the oldest job started waiting at the head of the queue
+        head_since = time.perf_counter()  # when the oldest model job started waiting at the head
         while open_lanes or pending:
             if self.halt.is_set():
                 return
             self.bell.clear()
-            delivered = False
-            while pending and (pending[0].pending is None or pending[0].pending.ready()):
-                if not self._deliver(pending.popleft(), head_since):
+            leaving = self._leaving(pending)
+            for job in leaving:
+                pending.remove(job)
+                if not self._deliver(job, head_since):
                     return
-                head_since = time.perf_counter()
-                delivered = True
+                if job.pending is not None:
+                    head_since = time.perf_counter()
             in_flight = sum(job.pending is not None for job in pending)
             room = in_flight < self.depth and len(pending) < self.most_pending
             if room and (taken := self._take(open_lanes)):
-                was_empty = not pending
-                pending.extend(self._submit(taken, open_lanes))
-                if was_empty:
+                if not in_flight:
                     head_since = time.perf_counter()
+                pending.extend(self._submit(taken, open_lanes))
                 continue
-            if not delivered:
+            if not leaving:
                 self.bell.wait(0.1)
+
+    @staticmethod
+    def _leaving(pending: deque[_Job]) -> list[_Job]:
+        """The jobs that can be handed on now, in order: each lane's items keep their order, and the
+        model's results are collected in submit order (a request is reused ``depth`` submits later).
+        So a frame that skipped the model waits only for its own lane's earlier frames."""
+        out: list[_Job] = []
+        waiting: set[Lane] = set()
+        model_waits = False
+        for job in pending:
+            if job.lane in waiting:
+                continue
+            if job.pending is not None and (model_waits or not job.pending.ready()):
+                waiting.add(job.lane)
+                model_waits = True
+                continue
+            out.append(job)
+        return out
 
     def _deliver(self, job: _Job, head_since: float) -> bool:
         gate = job.lane.gate
