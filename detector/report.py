@@ -20,7 +20,7 @@ from detector.settings import BUNDLED_MODEL
 from detector.sinks.jsonl import dumps_line
 from detector.sinks.paths import make_parents
 from detector.sources.base import SourceInfo
-from detector.stats import RunStats
+from detector.stats import RunStats, model_runs
 from detector.text import by_count, counts_text
 
 log = logging.getLogger(__name__)
@@ -109,15 +109,6 @@ def write_report(path: str | Path, report: Mapping[str, Any]) -> Path:
     return p
 
 
-def _gated(frames: Mapping[str, Any]) -> list[str]:
-    """The line on frames that skipped the model (motion gating, --detect-fps), if any did."""
-    skipped = {"motion-skipped": frames.get("motion_skipped", 0), "between": frames.get("rate_skipped", 0)}
-    if not any(skipped.values()):
-        return []
-    rest = ", ".join(f"{name} {n}" for name, n in skipped.items() if n)
-    return [f"model      ran on {frames.get('detected', 0)} of {frames['processed']} frames ({rest})"]
-
-
 def format_summary(report: Mapping[str, Any]) -> str:
     """One screen of plain text for the end of a run (stderr)."""
     src, frames, lat = report["source"], report["frames"], report["latency_ms"]
@@ -142,7 +133,7 @@ def format_summary(report: Mapping[str, Any]) -> str:
         f"model      {model}  ({report['backend']})",
         f"frames     read {frames['read']}, processed {frames['processed']}{dropped}"
         + (f", gaps {report['gaps']}" if report.get("gaps") else ""),
-        *_gated(frames),
+        *([f"model      {runs}"] if (runs := model_runs(frames)) else []),
         f"speed      {report['fps']:.1f} fps over {report['wall_seconds']:.1f} s"
         + (f", first frame after {first:.2f} s" if first else ""),
         f"stage ms   {stage}  (mean per frame)",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -166,3 +166,13 @@ class RunStats:
             "detections_per_class": by_count(self.detections_per_class),
             "outputs": list(self.outputs),
         }
+
+
+def model_runs(frames: Mapping[str, Any]) -> str | None:
+    """How often the model ran, from a report's ``frames``, when frames skipped it (motion gating,
+    --detect-fps): "ran on 38 of 300 frames (motion-skipped 262)"; None when none did."""
+    skipped = {"motion-skipped": frames.get("motion_skipped", 0), "between": frames.get("rate_skipped", 0)}
+    if not any(skipped.values()):
+        return None
+    rest = ", ".join(f"{name} {n}" for name, n in skipped.items() if n)
+    return f"ran on {frames.get('detected', 0)} of {frames['processed']} frames ({rest})"

@@ -15,8 +15,12 @@ CASEs (default: all, in this order):
   alternating runs: line crossings and zone entries equal per camera, track counts within 10%.
 * ``busy``: ``--compare-cameras`` busy cameras (the street clip, every frame moves, 1280x720 10 fps,
   looped) with and without motion gating, paired: gating must be no worse.
-* ``1080p30``: one 1080p30 live stream (the bottle line, every frame moves) as it is (motion on),
-  with ``--detect-fps 10``, and with ``--no-motion``: target at least 90% of the frames analysed.
+* ``1080p30``: one 1080p30 live stream (the bottle line) as it is (motion on), with
+  ``--detect-fps 10``, and with ``--no-motion``: target at least 90% of the frames analysed.
+* ``cpu``: what a camera costs, measured where no frame can drop (so less at the mercy of other
+  load): ``--compare-cameras`` copies of the quiet and of the busy clip as files in one run, with
+  ``--motion`` and ``--no-motion`` alternating; CPU ms per frame (the process's user + system time)
+  and the 10 fps cameras that two cores would carry at that cost.
 
 Every run is one ``detector run`` of every stream with ``--json`` (``--video``: also an MP4 each), the
 doorway config (a line at the door) plus a zone at the door, and ``--report DIR/{name}.json``. Per
@@ -50,7 +54,7 @@ from quiet_camera import DOORWAY, ffmpeg, make_quiet_camera  # noqa: E402
 from streaming import StreamServer  # noqa: E402
 
 VIDEOS = Path(os.environ.get("DETECTOR_TEST_VIDEOS", "/work/shared/videos"))
-CASES = ("quiet12", "quiet16", "compare", "busy", "1080p30")
+CASES = ("quiet12", "quiet16", "compare", "busy", "1080p30", "cpu")
 
 
 @dataclass
@@ -185,6 +189,37 @@ def summarize(js: Path, reports: list[dict[str, Any]], wall: float, cores: float
     return RunResult(cameras, wall, cores, busy_ms / 1000 / wall, stage_ms)
 
 
+def cpu_per_frame(clip: Path, copies: int, mode: str, assets: dict[str, Path]) -> tuple[float, int]:
+    """CPU ms per frame of ``copies`` of ``clip`` as files in one run, and the frames the model ran on."""
+    with tempfile.TemporaryDirectory() as tmp:
+        js = Path(tmp) / "out.jsonl"
+        cmd = [sys.executable, "-m", "detector", "run", *[str(clip)] * copies, mode, "-q"]
+        cmd += ["--config", str(assets["config"]), "--json", str(js)]
+        proc = subprocess.Popen(cmd, env={**os.environ, "YOLO_OFFLINE": "1"}, stderr=subprocess.DEVNULL)
+        _, status, usage = os.wait4(proc.pid, 0)
+        if os.waitstatus_to_exitcode(status):
+            raise SystemExit(f"detector run {mode} failed")
+        frames = [json.loads(x) for x in js.read_text().splitlines()]
+        frames = [r for r in frames if "event" not in r]
+        ran = sum(r.get("inference", True) for r in frames)
+        return (usage.ru_utime + usage.ru_stime) * 1000 / len(frames), ran
+
+
+def cpu_case(assets: dict[str, Path], copies: int) -> list[str]:
+    out = []
+    for kind in ("quiet", "busy"):
+        costs = {}
+        for mode in ("--motion", "--no-motion"):
+            ms, ran = cpu_per_frame(assets[kind], copies, mode, assets)
+            costs[mode] = ms
+            out.append(
+                f"  {kind}, {copies} files, {mode}: {ms:.1f} CPU ms a frame (start-up included), model on "
+                f"{ran} frames; two cores carry {2000 / (10 * ms):.1f} cameras at 10 fps"
+            )
+        out.append(f"  {kind}: motion on / --no-motion = {costs['--motion'] / costs['--no-motion']:.2f}")
+    return out
+
+
 def compare(gated: RunResult, plain: RunResult) -> list[str]:
     out = []
     for a, b in zip(gated.cameras, plain.cameras, strict=True):
@@ -233,6 +268,8 @@ def main() -> None:
                     if case == "compare":
                         print("-- compare: motion on vs --no-motion", *compare(gated, plain), sep="\n")
                     print(flush=True)
+                elif case == "cpu":
+                    print("-- cpu: cost per frame", *cpu_case(assets, n), sep="\n", flush=True)
                 else:
                     for extra in ([], ["--detect-fps", "10"], ["--no-motion"]):
                         what = " ".join(extra) or "motion on"

@@ -90,15 +90,17 @@ def test_a_quiet_file_with_motion_on_runs_the_model_on_few_frames_and_counts_the
     assert off["report"]["frames"]["detected"] == FRAMES and "motion" not in off["report"]["stage_ms"]
 
 
-def test_the_summary_says_how_often_the_model_ran(
-    model_path: Path, quiet: dict[str, Path], capfd: pytest.CaptureFixture[str]
+def test_the_summary_and_the_html_report_say_how_often_the_model_ran(
+    model_path: Path, quiet: dict[str, Path], capfd: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    args = ["--model", str(model_path), "--motion", "--max-frames", "100"]
+    page = tmp_path / "report.html"
+    args = ["--model", str(model_path), "--motion", "--max-frames", "100", "--report", str(page)]
     assert main(["run", str(quiet["clip"]), *args]) == 0
     err = capfd.readouterr().err
     line = next(x for x in err.splitlines() if x.startswith("model      ran on"))
     ran = int(line.split()[3])
     assert line == f"model      ran on {ran} of 100 frames (motion-skipped {100 - ran})" and ran < 50
+    assert f"ran on {ran} of 100 frames (motion-skipped {100 - ran})" in page.read_text()
 
 
 def test_a_quiet_camera_served_live_runs_the_model_on_few_frames_and_counts_the_same(
