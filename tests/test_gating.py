@@ -29,6 +29,7 @@ from detector.settings.motion import MotionSettings
 from detector.sinks.base import FrameResult
 from detector.sources import open_source
 from detector.stages.lines import LinesStage
+from detector.stages.privacy import PrivacyStage
 from detector.stages.stationary import StationaryBook
 from detector.stages.track import TrackStage, TrackTally
 from detector.stats import RunStats
@@ -287,3 +288,22 @@ def test_botsort_holds_its_boxes_on_frames_without_the_model(botsort: object) ->
         out = botsort.update(moving_box(k), image)  # type: ignore[attr-defined]
     held = botsort.predict(1)  # type: ignore[attr-defined]
     assert held.xyxy.tolist() == out.xyxy.tolist() and held.tracker_id.tolist() == out.tracker_id.tolist()
+
+
+def test_privacy_covers_a_person_where_the_tracker_carried_them_between_two_runs() -> None:
+    """On a frame the model skipped, the person's last detection (where they were) and their tracked
+    box (where they are now) are both blurred; on a frame it ran on, only what it found."""
+    image = np.random.default_rng(3).integers(0, 255, (300, 400, 3), np.uint8)
+    was = Detections(np.array([[40, 50, 100, 150]]), [0.9], [0], names=NAMES)
+    now = Detections(np.array([[220, 50, 280, 150]]), [0.9], [0], tracker_id=[1], names=NAMES)
+
+    def detail(kind: Inference) -> tuple[float, float]:
+        stage = PrivacyStage([0], None, [], (400, 300))
+        stage.update(Frame(image, 1, 0.1, 0.0, inference=kind), was)
+        out = stage.annotate(image.copy(), now)
+        return float(out[60:140, 50:90].std()), float(out[60:140, 230:270].std())
+
+    sharp = float(image.std())
+    between, ran = detail(Inference.BETWEEN), detail(Inference.RAN)
+    assert max(between) < sharp / 3, "both places covered"
+    assert ran[0] < sharp / 3 and ran[1] == pytest.approx(float(image[60:140, 230:270].std()))
