@@ -13,7 +13,11 @@ so that sensor noise and compression flicker average out):
    timestamps);
 4. the changed pixels are dilated, so the parts of one moving object join up, and each connected
    region with at least ``min_area`` of changed pixels (a fraction of the frame's area, so that it
-   means the same at every resolution; counted before the dilation) is a motion box.
+   means the same at every resolution; counted before the dilation) is a motion box,
+5. if something in it changed since the previous frame too (by more than ``threshold``, at a tenth
+   of ``min_area`` of its pixels at least). A region that differs from the background alone is a
+   *ghost*: where an object was (or how the light was) before it moved off or stopped, still fading
+   from the background, for ~20 frames at alpha 0.05. It is no motion: nothing is moving there now.
 
 The first frame only starts the background: it has no motion. Boxes are in source-frame pixels.
 """
@@ -73,6 +77,7 @@ class MotionDetector:
         self._scale = np.array([w / self.size[0], h / self.size[1]] * 2, np.float32)
         self._watched = self._mask(masks) if masks else None
         self._background: np.ndarray | None = None
+        self._previous: np.ndarray | None = None  # the last frame's small grey copy
 
     def _mask(self, masks: Sequence[Sequence[Point]]) -> np.ndarray:
         """255 where motion counts, 0 inside the ignore polygons (on the small copy)."""
@@ -91,7 +96,8 @@ class MotionDetector:
         # 1080p, and the blur after it does the averaging that noise needs.
         small = cv2.resize(image, self.size, interpolation=cv2.INTER_LINEAR)
         grey = cv2.GaussianBlur(cv2.cvtColor(small, cv2.COLOR_BGR2GRAY), (5, 5), 0)
-        if self._background is None:
+        previous, self._previous = self._previous, grey
+        if self._background is None or previous is None:
             self._background = grey.astype(np.float32)
             return NO_MOTION
         diff = cv2.absdiff(grey, cv2.convertScaleAbs(self._background))
@@ -106,7 +112,13 @@ class MotionDetector:
         joined = cv2.dilate(changed, _KERNEL, iterations=2)
         count, labels, stats, _ = cv2.connectedComponentsWithStats(joined, connectivity=8)
         area = np.bincount(labels[changed > 0], minlength=count)
-        keep = [i for i in np.argsort(-area) if i > 0 and area[i] >= self.min_pixels]
+        now = cv2.absdiff(grey, previous) > self.threshold  # what changed since the previous frame
+        moving = np.bincount(labels[now & (changed > 0)], minlength=count)
+        keep = [
+            i
+            for i in np.argsort(-area)
+            if i > 0 and area[i] >= self.min_pixels and moving[i] >= self.min_pixels / 10
+        ]
         if not keep:
             return NO_MOTION
         x, y, bw, bh = stats[keep, :4].T.astype(np.float32)

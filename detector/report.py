@@ -20,7 +20,7 @@ from detector.settings import BUNDLED_MODEL
 from detector.sinks.jsonl import dumps_line
 from detector.sinks.paths import make_parents
 from detector.sources.base import SourceInfo
-from detector.stats import RunStats
+from detector.stats import RunStats, model_runs
 from detector.text import by_count, counts_text
 
 log = logging.getLogger(__name__)
@@ -133,6 +133,7 @@ def format_summary(report: Mapping[str, Any]) -> str:
         f"model      {model}  ({report['backend']})",
         f"frames     read {frames['read']}, processed {frames['processed']}{dropped}"
         + (f", gaps {report['gaps']}" if report.get("gaps") else ""),
+        *([f"model      {runs}"] if (runs := model_runs(frames)) else []),
         f"speed      {report['fps']:.1f} fps over {report['wall_seconds']:.1f} s"
         + (f", first frame after {first:.2f} s" if first else ""),
         f"stage ms   {stage}  (mean per frame)",

@@ -22,6 +22,7 @@ import numpy as np
 from detector.charts import histogram, line_chart
 from detector.images import data_uri, fit_width
 from detector.sinks.snapshot import event_text
+from detector.stats import model_runs
 from detector.text import counts_text
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,7 @@ def _facts(report: Mapping[str, Any]) -> str:
         ("source", f"{src['name']} ({', '.join(x for x in about if x)})"),
         ("model", f"{Path(str(report['model'])).name} ({report['backend']})"),
         ("frames", f"read {frames['read']}, processed {frames['processed']}, dropped {frames['dropped']}"),
+        *([("model runs", runs)] if (runs := model_runs(frames)) else []),
         ("speed", f"{report['fps']:.1f} fps over {report['wall_seconds']:.1f} s"),
         ("stage ms", f"{stage} (mean per frame)"),
         ("latency", f"p50 {lat['p50']:.0f} ms, p95 {lat['p95']:.0f} ms, max {lat['max']:.0f} ms"),

@@ -25,6 +25,7 @@ from detector.backends import Detector, load_detector
 from detector.errors import SourceError, SourcesFailed, UserError
 from detector.files import Preexisting
 from detector.pipeline.engine import Pipeline, PipelineOptions
+from detector.pipeline.gate import gate_for
 from detector.pipeline.lane import Lane
 from detector.progress import Progress, ProgressBoard
 from detector.report import build_report, part_reports, write_report
@@ -75,6 +76,8 @@ def plan_sources(settings: Settings, specs: list[str]) -> list[SourcePlan]:
         for src in settings.sources:
             own: dict[str, Any] = {"lines": src.lines if src.lines is not None else settings.lines}
             own["zones"] = src.zones if src.zones is not None else settings.zones
+            own["motion"] = settings.motion.merged(src.motion)
+            own["detect_fps"] = src.detect_fps if src.detect_fps is not None else settings.detect_fps
             entries.append(
                 (src.name or source_name(src.source), src.source.strip(), settings.model_copy(update=own))
             )
@@ -300,6 +303,7 @@ class Run:
                 Lane(
                     source, stages, sinks, name=plan.name, stats=stats, progress=progress,
                     attachers=made.attachers, reviewer=reviewer,
+                    gate=gate_for(plan.settings, info.live, stats),
                 )
             )  # fmt: skip
 

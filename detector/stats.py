@@ -5,13 +5,14 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from detector.text import by_count
+from detector.types import Inference
 
 STAGES = ("decode", "inference", "stages", "write")  # per-frame ms, each in its own thread
 
@@ -95,6 +96,9 @@ class RunStats:
     frames_processed: int = 0
     frames_dropped: int = 0
     frames_corrupt: int = 0
+    frames_detected: int = 0  # processed frames the model ran on
+    frames_motion_skipped: int = 0  # processed frames where nothing moved (no model run)
+    frames_rate_skipped: int = 0  # processed frames between two model runs of --detect-fps
     gaps: int = 0
     reconnecting: bool = False  # a live source is lost and being reconnected (the web view shows it)
     wall_seconds: float = 0.0
@@ -105,9 +109,21 @@ class RunStats:
     outputs: list[str] = field(default_factory=list)
     fps_meter: FpsMeter = field(default_factory=FpsMeter)  # recent frame rate, for the panel
 
-    def count_frame(self, detections_counts: dict[str, int], latency_ms: float, started_at: float) -> None:
+    def count_frame(
+        self,
+        detections_counts: dict[str, int],
+        latency_ms: float,
+        started_at: float,
+        inference: Inference = Inference.RAN,
+    ) -> None:
         """Book one processed frame (called once per frame that reached the sinks)."""
         self.frames_processed += 1
+        if inference is Inference.RAN:
+            self.frames_detected += 1
+        elif inference is Inference.NO_MOTION:
+            self.frames_motion_skipped += 1
+        else:
+            self.frames_rate_skipped += 1
         self.latency.add(latency_ms)
         if self.first_frame_seconds is None:
             self.first_frame_seconds = time.monotonic() - started_at
@@ -128,6 +144,9 @@ class RunStats:
                 "processed": self.frames_processed,
                 "dropped": self.frames_dropped,
                 "corrupt": self.frames_corrupt,
+                "detected": self.frames_detected,
+                "motion_skipped": self.frames_motion_skipped,
+                "rate_skipped": self.frames_rate_skipped,
             },
             "gaps": self.gaps,
             "wall_seconds": round(self.wall_seconds, 3),
@@ -147,3 +166,13 @@ class RunStats:
             "detections_per_class": by_count(self.detections_per_class),
             "outputs": list(self.outputs),
         }
+
+
+def model_runs(frames: Mapping[str, Any]) -> str | None:
+    """How often the model ran, from a report's ``frames``, when frames skipped it (motion gating,
+    --detect-fps): "ran on 38 of 300 frames (motion-skipped 262)"; None when none did."""
+    skipped = {"motion-skipped": frames.get("motion_skipped", 0), "between": frames.get("rate_skipped", 0)}
+    if not any(skipped.values()):
+        return None
+    rest = ", ".join(f"{name} {n}" for name, n in skipped.items() if n)
+    return f"ran on {frames.get('detected', 0)} of {frames['processed']} frames ({rest})"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from enum import Enum
 
 import numpy as np
 import numpy.typing as npt
@@ -15,6 +16,14 @@ IntArray = npt.NDArray[np.int64]
 Image = npt.NDArray[np.uint8]  # BGR uint8 (H, W, 3)
 
 
+class Inference(Enum):
+    """Whether the model ran on a frame (``Frame.inference``), and if not, why."""
+
+    RAN = "ran"
+    NO_MOTION = "no_motion"  # nothing moved: the last detections stand, tracks hold still
+    BETWEEN = "between"  # between two runs of --detect-fps: tracks move on by the tracker's prediction
+
+
 @dataclass(frozen=True)
 class Frame:
     """One decoded picture.
@@ -23,12 +32,17 @@ class Frame:
     source, ``pts`` the presentation time in seconds (source time for files,
     seconds since the first capture for live sources), and ``capture_time`` the
     ``time.monotonic()`` at which the frame left the decoder.
+
+    What the pipeline learnt of it on the way: ``motion``, the motion boxes (N, 4) the motion check
+    found (None: not checked), and ``inference``, whether the model ran on it.
     """
 
     image: Image
     index: int
     pts: float
     capture_time: float
+    motion: FloatArray | None = None
+    inference: Inference = Inference.RAN
 
     def __post_init__(self) -> None:
         img = self.image

@@ -145,3 +145,20 @@ def test_the_frame_must_have_the_size_it_was_made_for() -> None:
         MotionDetector((1280, 720)).detect(np.zeros((360, 640, 3), np.uint8))
     with pytest.raises(ValueError, match="min_area"):
         MotionDetector((640, 360), min_area=5)
+
+
+def test_an_object_that_stops_leaves_no_ghost_motion() -> None:
+    """A square slides for 1 s, then stands still: the background takes ~20 frames to forget where it
+    was, but nothing moves there any more, so there is no motion from the frame after it stops."""
+    rng = np.random.default_rng(2)
+    base = np.tile(np.linspace(40, 200, 640, dtype=np.uint8), (360, 1))
+    detector = MotionDetector((640, 360))
+    moving = []
+    for i in range(40):
+        image = cv2.cvtColor(base, cv2.COLOR_GRAY2BGR)
+        x = 100 + 12 * min(i, 10)  # moves on frames 1-10, then stays
+        cv2.rectangle(image, (x, 160), (x + 40, 200), (255, 255, 255), -1)
+        noisy = np.clip(image.astype(np.int16) + rng.integers(-6, 7, image.shape), 0, 255).astype(np.uint8)
+        moving.append(detector.detect(noisy).moving)
+    assert all(moving[1:11]), moving
+    assert not any(moving[11:]), [i for i, m in enumerate(moving) if m]

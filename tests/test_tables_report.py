@@ -160,6 +160,7 @@ def fed_counters() -> tuple[LineCounter, ZoneCounter]:
 def sample_stats() -> RunStats:
     stats = RunStats(source="clip.mp4", backend="fake")
     stats.frames_read, stats.frames_processed, stats.frames_dropped = 120, 118, 2
+    stats.frames_detected, stats.frames_motion_skipped = 40, 78
     stats.wall_seconds = 4.0
     for ms in range(1, 101):
         stats.latency.add(float(ms))
@@ -189,7 +190,10 @@ def test_report_holds_what_it_was_fed(tmp_path: Path):
         "fps": "179/6", "fps_value": 29.8333, "frame_count": 120, "duration_s": 4.022,
     }  # fmt: skip
     assert (back["model"], back["backend"]) == ("yolo11n.pt", "openvino")
-    assert back["frames"] == {"read": 120, "processed": 118, "dropped": 2, "corrupt": 0}
+    assert back["frames"] == {
+        "read": 120, "processed": 118, "dropped": 2, "corrupt": 0, "detected": 40, "motion_skipped": 78,
+        "rate_skipped": 0,
+    }  # fmt: skip
     assert back["fps"] == 29.5
     assert back["latency_ms"]["p50"] == pytest.approx(50.5, abs=0.1) and back["latency_ms"]["max"] == 100
     assert back["detections_per_class"] == {"person": 50, "car": 20}
@@ -204,6 +208,7 @@ def test_report_holds_what_it_was_fed(tmp_path: Path):
     table = format_summary(back)
     assert "source     clip.mp4  (h264, 640x360, 29.83 fps, 4.0 s)" in table
     assert "frames     read 120, processed 118, dropped 2, corrupt 0" in table
+    assert "model      ran on 40 of 118 frames (motion-skipped 78)" in table
     assert "line       gate: in 1 (person 1), out 1 (car 1)" in table
     assert "zone       lot: entered 3, exited 1, most inside at once 2" in table
     assert "detections person 50, car 20" in table and "tracks     car 2, person 1" in table

@@ -214,6 +214,14 @@ class UltralyticsTracker:
         # Built without frame_rate (so for 30 fps): a lost track is dropped after track_buffer frames.
         self.lost_frames = int(cfg.track_buffer)
         self._tracker = kinds[cfg.tracker_type](args=cfg)
+        self._last: Detections | None = None
+
+    def predict(self, steps: int = 1, *, still: bool = False) -> Detections:
+        """Frames the model did not run on: the tracks hold their last boxes. Ultralytics' trackers
+        cannot step through a frame without detections (their ``update`` would mark every track
+        lost), so they are not stepped: their lost-track buffer counts only the frames the model
+        ran on."""
+        return self._last[:] if self._last is not None else Detections.empty()  # a copy: ids get renumbered
 
     def update(self, detections: Detections, image: Image) -> Detections:
         data = np.concatenate(
@@ -226,18 +234,20 @@ class UltralyticsTracker:
         )
         rows = self._tracker.update(self._boxes(data, image.shape[:2]), image)
         if len(rows) == 0:
-            return Detections(
+            self._last = Detections(
                 xyxy=np.zeros((0, 4), np.float32),
                 confidence=np.zeros(0, np.float32),
                 class_id=np.zeros(0, np.int64),
                 tracker_id=np.zeros(0, np.int64),
                 names=detections.names,
             )
+            return self._last[:]
         rows = np.asarray(rows)
-        return Detections(
+        self._last = Detections(
             xyxy=rows[:, :4],
             confidence=rows[:, 5],
             class_id=rows[:, 6].astype(np.int64),
             tracker_id=rows[:, 4].astype(np.int64),
             names=detections.names,
         )
+        return self._last[:]

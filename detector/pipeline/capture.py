@@ -2,7 +2,8 @@
 
 Files never drop a frame (backpressure). Live sources keep only the newest frame and
 reconnect with exponential backoff when they stall or drop; the gap is reported as an
-event, never filled with fake frames.
+event, never filled with fake frames. A gated source's motion check (``look``) runs here, on
+every frame forwarded, in parallel with the other sources' and with inference.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from detector.errors import SourceError, StreamLost
@@ -51,6 +53,7 @@ class FrameReader:
         vid_stride: int = 1,
         reconnect_max: int = 5,
         backoff: tuple[float, float] = (0.5, 8.0),
+        look: Callable[[Frame], Frame] | None = None,
     ) -> None:
         self.source = source
         self.out = out
@@ -60,6 +63,7 @@ class FrameReader:
         self.vid_stride = vid_stride
         self.reconnect_max = reconnect_max
         self.backoff = backoff
+        self.look = look  # the motion check, on every frame forwarded (``Gate.look``)
         self._thread = threading.Thread(target=self._run, name="capture", daemon=True)
 
     def start(self) -> None:
@@ -101,6 +105,8 @@ class FrameReader:
             last = frame
             if frame.index % self.vid_stride:
                 continue
+            if self.look is not None:
+                frame = self.look(frame)
             if not self.out.put(frame):
                 return
             forwarded += 1

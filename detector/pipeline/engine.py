@@ -71,6 +71,7 @@ class Pipeline:
                 max_frames=None if live else opts.max_frames,  # live: counted where frames are processed
                 vid_stride=opts.vid_stride,
                 reconnect_max=opts.reconnect_max,
+                look=lane.gate.look if lane.gate is not None and lane.gate.watches_motion else None,
             )
             self._readers.append(reader)
         self.results: Channel[Routed] = Channel(2 * len(self.lanes), keep_latest=False, stop=self.halt)

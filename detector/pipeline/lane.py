@@ -20,6 +20,7 @@ from typing import Any
 from detector.events import Attacher, EventRecord, stamp
 from detector.pipeline.capture import FrameReader, Item
 from detector.pipeline.channel import Channel
+from detector.pipeline.gate import Gate
 from detector.progress import Progress
 from detector.reviews import Reviewer
 from detector.sinks.base import FrameResult, Sink
@@ -43,6 +44,7 @@ class Lane:
         progress: Progress | None = None,
         attachers: Sequence[Attacher] = (),
         reviewer: Reviewer | None = None,
+        gate: Gate | None = None,
     ) -> None:
         self.source = source
         self.stages = list(stages)
@@ -53,6 +55,7 @@ class Lane:
         self.progress = progress
         self.attachers = list(attachers)
         self.reviewer = reviewer
+        self.gate = gate  # whether the model runs on a frame (motion, --detect-fps); None: always
         self.stop = threading.Event()  # ends this lane's capture
         self.error: BaseException | None = None
         self.closed = False
@@ -86,7 +89,7 @@ class Lane:
         out = FrameResult(frame, detections, annotated, latency, extras, source=self.name)
         for sink in self.sinks:
             sink.write(out)
-        self.stats.count_frame(detections.counts(), latency, self.started_at)
+        self.stats.count_frame(detections.counts(), latency, self.started_at, frame.inference)
         if self.reviewer is not None or events:
             wall = self._wall_time(frame)
             if self.reviewer is not None:

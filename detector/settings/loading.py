@@ -20,6 +20,7 @@ from pydantic import BaseModel, ValidationError
 from detector.errors import UserError
 from detector.settings.base import RUN, flag_for
 from detector.settings.model import MODEL_ENV, Settings, needs_track_ids
+from detector.settings.motion import expand_shorthands
 
 log = logging.getLogger(__name__)
 _SHOWN = reprlib.Repr()  # a value as the error shows it: a polygon of 100,000 points shows 8
@@ -150,7 +151,7 @@ def load_settings(
         raise UserError(_describe(_first(exc.errors()), set(), cfg_name, command)) from exc
     finally:
         model_log.disabled = False
-    data = dict(file_data)
+    data = expand_shorthands(file_data)  # ``motion: on`` as a mapping, so that flags merge into it
     if env.get(MODEL_ENV):
         data["model"] = env[MODEL_ENV]
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}

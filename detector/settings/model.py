@@ -16,6 +16,7 @@ from pydantic import ConfigDict, Field, ValidationInfo, field_validator, model_v
 
 from detector.settings.analytics import IgnoreSpec, LineSpec, PrivacyMaskSpec, TrailSettings, ZoneSpec
 from detector.settings.base import BATCH, BENCH, RUN, SERVE, StrictModel, option, split_list
+from detector.settings.motion import MotionSettings, StationarySettings
 from detector.settings.review import ReviewSettings
 from detector.settings.serve import ServeSettings
 from detector.settings.sources import SourceSpec
@@ -74,6 +75,7 @@ class OverlaySettings(StrictModel):
         None, "box line width; null = scaled to the frame", flag=False, ge=1, le=32
     )
     heatmap: bool = option(False, "draw the heatmap of the run so far under the boxes", flag=False)
+    motion: bool = option(False, "draw where the motion check saw change (thin orange boxes)", flag=False)
 
 
 class Settings(StrictModel):
@@ -181,6 +183,11 @@ class Settings(StrictModel):
     )
     vid_stride: int = option(1, "process every Nth frame; the output fps is divided by N", ge=1, le=1000)
     image_fps: float = option(30.0, "frame rate written for image folders", commands=(RUN,), gt=0, le=1000)
+    detect_fps: float | None = option(
+        None, "run the model at most N times a second per source; the tracker predicts the boxes in "
+        "between (without tracking, the last detections stand)", gt=0, le=1000, metavar="N",
+        default_text="every frame",
+    )  # fmt: skip
     queue_size: int = option(
         4, "frames buffered between stages (files; live keeps only the newest)", flag=False, ge=1, le=256
     )
@@ -218,7 +225,8 @@ class Settings(StrictModel):
         None, "{length: 30}: a fading trail of the last N centre points per track", flag=False
     )
     sources: list[SourceSpec] = option(
-        help="several sources in one run: [{source, name, lines, zones}]; SOURCE arguments replace them",
+        help="several sources in one run: [{source, name, lines, zones, motion, detect_fps}]; SOURCE "
+        "arguments replace them",
         flag=False,
         default_factory=list,
     )
@@ -232,6 +240,8 @@ class Settings(StrictModel):
         "cover: blur, pixelate or fill",
         flag=False, default_factory=list,
     )  # fmt: skip
+    motion: MotionSettings = Field(default_factory=MotionSettings, description="motion-gated detection")
+    stationary: StationarySettings = Field(default_factory=StationarySettings, description="still objects")
     encoder: EncoderSettings = Field(default_factory=EncoderSettings, description="H.264 encoder")
     overlay: OverlaySettings = Field(default_factory=OverlaySettings, description="what is drawn")
     serve: ServeSettings = Field(default_factory=ServeSettings, description="the live web view")
@@ -304,11 +314,12 @@ class Settings(StrictModel):
 def needs_track_ids(data: dict[str, Any]) -> list[str]:
     """What in raw settings (a config's mapping) counts by track id: "lines", "zones", "trails"."""
     sources = [s for s in data.get("sources") or [] if isinstance(s, dict)]
+    stationary = data.get("stationary")
     return [
         key
         for key in ("lines", "zones", "trails")
         if data.get(key) or (key != "trails" and any(s.get(key) for s in sources))
-    ]
+    ] + (["stationary objects"] if isinstance(stationary, dict) and stationary.get("seconds") else [])
 
 
 PER_RUN_OUTPUTS = (

@@ -6,8 +6,11 @@
         lines: [{name: in, start: [0.5, 0], end: [0.5, 1]}]
       - source: videos/lot.mp4          # name: the file's stem, "lot"
         zones: [...]
+        motion: {masks: [[[0, 0], [1, 0], [1, 0.05], [0, 0.05]]]}
+        detect_fps: 5
 
-A source without its own ``lines`` / ``zones`` uses the top-level ones.
+A source without its own ``lines`` / ``zones`` / ``detect_fps`` uses the top-level ones; the keys of
+its own ``motion`` replace those of the top-level ``motion``.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from pydantic import Field, field_validator
 
 from detector.settings.analytics import LineSpec, ZoneSpec
 from detector.settings.base import StrictModel
+from detector.settings.motion import MotionSettings
 
 SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*")  # a file-name part: no "..", no leading "." or "-"
 
@@ -34,6 +38,10 @@ class SourceSpec(StrictModel):
         None, description="this source's counting lines (else the top-level ones)"
     )
     zones: list[ZoneSpec] | None = Field(None, description="this source's zones (else the top-level ones)")
+    motion: MotionSettings | None = Field(
+        None, description="this source's motion settings (its keys replace the top-level ones)"
+    )
+    detect_fps: float | None = Field(None, gt=0, le=1000, description="this source's --detect-fps")
 
     @field_validator("name")
     @classmethod

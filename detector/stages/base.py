@@ -30,6 +30,7 @@ class Layer:
 
     PRIVACY = 0
     BACKGROUND = 10
+    MOTION = 15
     ZONES = 20
     TRAILS = 30
     LINES = 40

@@ -11,11 +11,13 @@ from collections.abc import Callable, Mapping
 from detector.settings import Settings
 from detector.stages.base import Stage
 from detector.stages.classes import ClassFilter, resolve_classes
+from detector.stages.gating import GateStage, MotionOverlay
 from detector.stages.heatmap import HeatmapStage
 from detector.stages.ignore import IgnoreStage
 from detector.stages.lines import LinesStage
 from detector.stages.overlay import OverlayStage, PanelInfo
 from detector.stages.privacy import PrivacyStage
+from detector.stages.stationary import StationaryBook
 from detector.stages.track import TrackStage, TrackTally, load_tracker
 from detector.stages.trails import TrailsStage
 from detector.stages.zones import ZonesStage
@@ -52,6 +54,9 @@ def build_stages(
     """A fresh set of stages for one source (``frame_size`` is its (width, height), ``fps`` its
     frame rate before ``vid_stride``)."""
     stages: list[Stage] = []
+    motion = settings.motion.on(live)
+    if motion or settings.detect_fps:  # a gated source: each frame says whether the model ran
+        stages.append((MotionOverlay if motion and settings.overlay.motion else GateStage)(motion))
     if settings.blur or settings.pixelate or settings.privacy_masks:  # first: it sees every detection
         blur, pixelate = (
             resolve_classes(getattr(settings, k), names, f"--{k}: ") for k in ("blur", "pixelate")
@@ -65,7 +70,11 @@ def build_stages(
     book = None
     if settings.tracker:
         announce = resolve_classes(settings.clip_on, names, "--clip-on: ")
-        track = TrackStage(load_tracker(settings.tracker, fps / settings.vid_stride))
+        still = settings.stationary.seconds
+        track = TrackStage(
+            load_tracker(settings.tracker, fps / settings.vid_stride),
+            StationaryBook(still) if still else None,
+        )
         book = track.book
         stages += [track, TrackTally(book, announce=announce)]
     if settings.lines:

@@ -4,7 +4,9 @@ The stage runs first: ``update`` remembers the boxes to cover from *all* detecti
 filter, ignore masks or tracking can remove one), and ``annotate`` covers them at ``Layer.PRIVACY``,
 the bottom layer, on the annotated copy before anything is drawn on it. Everything made from that
 copy (the video, clips, snapshots, the window, the web view, the heatmap's background) is covered;
-the untouched frame only goes to the model and the tracker.
+the untouched frame only goes to the model and the tracker. On a frame the model skipped (motion
+gating, ``--detect-fps``) the detections are the last ones, so ``annotate`` also covers the boxes of
+those classes where the tracker carried the objects since.
 
 Covers (OpenCV only; a region is shrunk and grown back, which costs about as much as copying it):
 
@@ -29,13 +31,14 @@ from detector.settings.analytics import Cover, PrivacyMaskSpec
 from detector.stages.base import Layer, Stage, StageResult
 from detector.stages.classes import class_mask
 from detector.stages.geometry import resolve_points
-from detector.types import Detections, Frame, Image
+from detector.types import Detections, Frame, Image, Inference
 
 log = logging.getLogger(__name__)
 
 _BLUR_CELLS = 8  # a blurred box keeps this many pixels of detail across its short side
 _PIXEL_BLOCKS = 8  # a pixelated box is this many blocks across its short side
 _MIN_BLOCK = 6
+_Box = tuple[int, int, int, int, Cover]
 _PAD = 0.05  # boxes grow by this fraction of their size on each side: detections are often tight
 
 
@@ -119,28 +122,38 @@ class PrivacyStage(Stage):
         self.pixelate_ids = list(pixelate_ids or [])
         self.masks = [m for m in (_mask(spec, frame_size) for spec in masks) if m is not None]
         self.covered = 0  # detections covered over the run
-        self._boxes: list[tuple[int, int, int, int, Cover]] = []
+        self._boxes: list[_Box] = []
+        self._skipped = False  # the latest frame skipped the model
 
     def update(self, frame: Frame, detections: Detections) -> StageResult:
-        self._boxes = []
+        self._boxes = self._to_cover(detections, frame.width, frame.height)
+        self.covered += len(self._boxes)
+        self._skipped = frame.inference is not Inference.RAN
+        return StageResult(detections)
+
+    def _to_cover(self, detections: Detections, width: int, height: int) -> list[_Box]:
+        boxes: list[_Box] = []
         kinds: list[tuple[list[int], Cover]] = [(self.blur_ids, "blur"), (self.pixelate_ids, "pixelate")]
         for ids, how in kinds:
             if not ids or not len(detections):
                 continue
             for box in detections.xyxy[class_mask(detections, ids)]:
-                x0, y0, x1, y1 = _padded(box, frame.width, frame.height)
+                x0, y0, x1, y1 = _padded(box, width, height)
                 if x1 > x0 and y1 > y0:
-                    self._boxes.append((x0, y0, x1, y1, how))
-        self.covered += len(self._boxes)
-        return StageResult(detections)
+                    boxes.append((x0, y0, x1, y1, how))
+        return boxes
 
     def annotate(self, scene: Image, detections: Detections) -> Image:
+        boxes = self._boxes
+        if self._skipped:  # the model skipped this frame: its detections are the last ones, so cover
+            # where the tracker puts the objects now as well (--detect-fps: they moved on since)
+            boxes = boxes + self._to_cover(detections, scene.shape[1], scene.shape[0])
         for mask in self.masks:
             x0, y0, x1, y1 = mask.rect
             roi = scene[y0:y1, x0:x1]
             np.copyto(roi, cover(roi, mask.how), where=mask.inside[..., None])
         # Pixelated boxes last: for one object in both lists, the pixelation is what stays.
-        for x0, y0, x1, y1, how in sorted(self._boxes, key=lambda b: b[4] == "pixelate"):
+        for x0, y0, x1, y1, how in sorted(boxes, key=lambda b: b[4] == "pixelate"):
             roi = scene[y0:y1, x0:x1]
             cover(roi, how, out=roi)
         return scene

@@ -9,9 +9,15 @@ events) sees only these.
 
 One rule for forgetting: a track has *ended* once the tracker has not returned it for more than
 ``Tracker.lost_frames`` processed frames, the tracker's own buffer for a lost track (after that it
-never returns it again). ``TrackBook.ended`` lists the ids that ended with the latest frame; every
+never returns it again), unless it is a parked stationary track (``stages.stationary``), kept while
+it may be found again. ``TrackBook.ended`` lists the ids that ended with the latest frame; every
 stage that keeps something per track (tally, lines, zones, trails) forgets them then, and a zone
 counts such a track as a ``lost`` exit.
+
+Frames the model did not run on (``Frame.inference``, from motion gating or ``--detect-fps``) are
+stepped through with ``Tracker.predict``: held still where nothing moved, predicted in between runs
+of ``--detect-fps``; the detections such a frame carries (the last ones) are not given to the tracker
+as new sightings.
 """
 
 from __future__ import annotations
@@ -24,8 +30,9 @@ import numpy as np
 
 from detector.events import EventRecord, TrackNew, object_fields
 from detector.stages.base import Stage, StageResult
+from detector.stages.stationary import StationaryBook
 from detector.text import by_count
-from detector.types import Detections, Frame, Image
+from detector.types import Detections, Frame, Image, Inference
 
 
 class Tracker(Protocol):
@@ -35,6 +42,11 @@ class Tracker(Protocol):
     lost_frames: int  # frames a track may go unseen before the tracker drops it for good
 
     def update(self, detections: Detections, image: Image) -> Detections: ...
+
+    def predict(self, steps: int = 1, *, still: bool = False) -> Detections:
+        """Step through frames the model did not run on; the tracked boxes on the last of them.
+        ``still``: nothing moved, so the boxes stay put."""
+        ...
 
 
 def load_tracker(name: str, frame_rate: float = 30.0) -> Tracker:
@@ -62,9 +74,10 @@ class TrackBook:
         self.ended: list[int] = []  # public ids that ended with the latest frame
         self._last_seen: dict[int, int] = {}  # public id -> frame it was last returned
 
-    def update(self, ids: Sequence[int]) -> None:
+    def update(self, ids: Sequence[int], keep: Sequence[int] = ()) -> None:
+        """Book the ids on one frame; ``keep``: ids not on it that must not end yet (parked)."""
         self.frame += 1
-        for tid in ids:
+        for tid in [*ids, *keep]:
             self._last_seen[tid] = self.frame
         horizon = self.frame - self.lost_frames
         self.ended = [t for t, seen in self._last_seen.items() if seen < horizon]
@@ -82,22 +95,47 @@ class TrackStage(Stage):
 
     name = "track"
 
-    def __init__(self, tracker: Tracker) -> None:
+    def __init__(self, tracker: Tracker, stationary: StationaryBook | None = None) -> None:
         self.tracker = tracker
         self.book = TrackBook(tracker.lost_frames)
+        self.stationary = stationary
         self._public: dict[int, int] = {}  # the tracker's id -> ours
         self._next = 1
 
     def update(self, frame: Frame, detections: Detections) -> StageResult:
-        tracked = self.tracker.update(detections, frame.image)
+        if frame.inference is Inference.RAN:
+            tracked = self.tracker.update(detections, frame.image)
+        else:
+            tracked = self.tracker.predict(1, still=frame.inference is Inference.NO_MOTION)
         raw = [] if tracked.tracker_id is None else tracked.tracker_id.tolist()
+        if self.stationary is not None:
+            self._claim_parked(raw, tracked)
         ids = [self._public_id(t) for t in raw]
         tracked.tracker_id = np.asarray(ids, dtype=np.int64)
-        self.book.update(ids)
+        extras: dict[str, Any] = {}
+        keep: list[int] = []
+        if self.stationary is not None:
+            pts = float(frame.pts)
+            extras["stationary"] = self.stationary.observe(pts, ids, tracked.xyxy, tracked.class_id.tolist())
+            keep = self.stationary.parked(pts, ids)
+        self.book.update(ids, keep)
         if self.book.ended:
             ended = set(self.book.ended)
             self._public = {k: v for k, v in self._public.items() if v not in ended}
-        return StageResult(tracked)
+            if self.stationary is not None:
+                self.stationary.forget(ended)
+        return StageResult(tracked, extras=extras)
+
+    def _claim_parked(self, raw: list[int], tracked: Detections) -> None:
+        """A new track over a parked stationary one is that object: it takes the parked id."""
+        assert self.stationary is not None
+        taken = {self._public[t] for t in raw if t in self._public}
+        for k, t in enumerate(raw):
+            if t not in self._public:
+                tid = self.stationary.claim(tracked.xyxy[k], int(tracked.class_id[k]), taken)
+                if tid is not None:
+                    self._public[t] = tid
+                    taken.add(tid)
 
     def _public_id(self, raw: int) -> int:
         tid = self._public.get(raw)

@@ -156,15 +156,23 @@ class ByteTrack:
         self._merge(born + refound)
         return self._output(t for t in self.tracked if t.confirmed)
 
-    def predict(self, steps: int = 1) -> Detections:
+    def predict(self, steps: int = 1, *, still: bool = False) -> Detections:
         """Step through ``steps`` frames that have no detections (not analysed by the model): the
         Kalman state moves on, and the confirmed tracked tracks are returned at their predicted
         boxes, with the score and class of their last detection. ``ended`` lists the lost tracks
-        that ran out of time on these frames."""
+        that ran out of time on these frames.
+
+        ``still``: nothing moved on these frames (the motion check saw no change), so the tracks
+        stay where they are and their velocity is zero; over a long still spell, prediction would
+        otherwise let every box drift away by its last velocity."""
         self.ended = []
         for _ in range(steps):
             self.frame += 1
-            self._predict(self.tracked + self.lost)
+            if still:
+                for t in self.tracked + self.lost:
+                    t.mean[4:] = 0.0
+            else:
+                self._predict(self.tracked + self.lost)
             self._end_stale()
             self.lost = [t for t in self.lost if t.state is State.LOST]
         return self._output(t for t in self.tracked if t.confirmed)

@@ -26,6 +26,9 @@ PER_SOURCE_COUNTERS = {
     "frames_read": "frames decoded from the source",
     "frames_processed": "frames that went through the model and the stages",
     "frames_dropped": "live frames dropped because newer ones arrived",
+    "frames_detected": "processed frames the model ran on",
+    "frames_motion_skipped": "processed frames that skipped the model: nothing moved",
+    "frames_rate_skipped": "processed frames that skipped the model: between two runs of --detect-fps",
     "reconnects": "live sources reconnected after a loss (gap events)",
 }
 STATS_FIELD = {"reconnects": "gaps"}  # metric name -> RunStats field, where they differ

@@ -26,6 +26,9 @@ def _source_status(feed: Feed, stall_timeout: float) -> dict[str, Any]:
             "read": stats.frames_read,
             "processed": stats.frames_processed,
             "dropped": stats.frames_dropped,
+            "detected": stats.frames_detected,
+            "motion_skipped": stats.frames_motion_skipped,
+            "rate_skipped": stats.frames_rate_skipped,
         },
         "gaps": stats.gaps,
         "latency_ms": {

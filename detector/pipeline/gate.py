@@ -1,0 +1,113 @@
+"""The gate of one source: does the model run on this frame?
+
+Two rules, each optional (``gate_for`` builds a gate only when one is on):
+
+* **motion** (``motion.enabled``; auto = live sources): the capture thread runs the cheap motion check
+  (``detector.motion``) on every frame it forwards (``look``), so the background keeps up with the
+  scene even on frames a live queue later drops. A frame where nothing moved skips the model, except
+  that the model runs at least every ``motion.recheck`` seconds, so that a tracked object that was
+  taken away without a visible move (or a change the check missed) still shows;
+* **rate** (``detect_fps``): the model runs at most N times a second of the source's time; frames
+  in between skip it.
+
+``admit`` (the inference thread, in frame order) marks each frame with ``Frame.inference``: RAN,
+NO_MOTION (the last detections stand and tracks hold still) or BETWEEN (tracks move on by
+prediction). Times are the frames' ``pts``, so a file gives the same result on every run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import time
+
+from detector.motion import MotionDetector
+from detector.settings import Settings
+from detector.settings.motion import MotionSettings
+from detector.stats import RunStats, StageTimer
+from detector.types import Detections, Frame, Inference
+
+log = logging.getLogger(__name__)
+
+
+class Gate:
+    """Per source: the motion check (capture thread) and the decision (inference thread).
+
+    ``motion``: the motion settings when motion gating is on, else None; ``detect_fps``: the most
+    model runs per second, or None. ``held`` is the latest detections the model gave for this source
+    (the inference thread keeps it, in frame order): what a frame that skipped the model carries."""
+
+    def __init__(
+        self,
+        motion: MotionSettings | None = None,
+        detect_fps: float | None = None,
+        stats: RunStats | None = None,
+    ) -> None:
+        self.motion = motion
+        self.period = 1.0 / detect_fps if detect_fps else 0.0
+        self.recheck = motion.recheck if motion is not None else math.inf
+        self.held: Detections | None = None
+        self._detector: MotionDetector | None = None
+        self._last_run: float | None = None  # pts of the last frame the model ran on
+        self._next_run = -math.inf  # pts from which the rate allows the next run
+        self._timer: StageTimer | None = None
+        if stats is not None and motion is not None:
+            self._timer = stats.stages.setdefault("motion", StageTimer())
+
+    @property
+    def watches_motion(self) -> bool:
+        return self.motion is not None
+
+    # -- capture thread ---------------------------------------------------------------------------------
+
+    def look(self, frame: Frame) -> Frame:
+        """The frame with its motion boxes (``Frame.motion``); the frame joins the background."""
+        if self.motion is None:
+            return frame
+        t = time.perf_counter()
+        size = (frame.width, frame.height)
+        if self._detector is None or self._detector.frame_size != size:  # first frame, or a new size
+            m = self.motion
+            masks = [mask.polygon for mask in m.masks]
+            self._detector = MotionDetector(size, threshold=m.threshold, min_area=m.min_area, masks=masks)
+        boxes = self._detector.detect(frame.image).boxes
+        if self._timer is not None:
+            self._timer.add((time.perf_counter() - t) * 1000)
+        return dataclasses.replace(frame, motion=boxes)
+
+    # -- inference thread -------------------------------------------------------------------------------
+
+    def admit(self, frame: Frame) -> Frame:
+        """The frame marked with whether the model runs on it (``Frame.inference``)."""
+        pts = float(frame.pts)
+        if self._last_run is not None and pts < self._last_run:  # time went back (a new stream)
+            self.restart()
+        if self.motion is not None and not self._moving(frame, pts):
+            return dataclasses.replace(frame, inference=Inference.NO_MOTION)
+        if self.period and pts < self._next_run - 1e-6:
+            return dataclasses.replace(frame, inference=Inference.BETWEEN)
+        if self.period:
+            # Keep the schedule while on time (N runs a second on average); after a pause, start anew
+            # from this frame, so that no burst of runs follows it.
+            late = pts - self._next_run
+            self._next_run = self._next_run + self.period if late < self.period else pts + self.period
+        self._last_run = pts
+        return frame
+
+    def _moving(self, frame: Frame, pts: float) -> bool:
+        moved = frame.motion is None or len(frame.motion) > 0  # unchecked: assume it moved
+        return moved or self._last_run is None or pts - self._last_run >= self.recheck - 1e-6
+
+    def restart(self) -> None:
+        """Forget the timing: the next frame that may run, runs (after a reconnect, say)."""
+        self._last_run = None
+        self._next_run = -math.inf
+
+
+def gate_for(settings: Settings, live: bool, stats: RunStats | None = None) -> Gate | None:
+    """The gate of a source with these settings, or None when the model runs on every frame."""
+    motion = settings.motion if settings.motion.on(live) else None
+    if motion is None and not settings.detect_fps:
+        return None
+    return Gate(motion, settings.detect_fps, stats)
