@@ -6,6 +6,10 @@ result to the sinks: a frame reaches all of its lane's sinks or none. Then the e
 are finished here, before any sink sees one: stamped (id, source name, wall time), then given their
 clip and snapshot by the ``attachers`` (the clip recorder), and the one finished record goes to every
 sink. ``end`` closes the lane.
+
+A sink whose write fails for want of storage raises ``StorageError`` (once): the lane catches it per
+sink, so the frame and the events still reach the others, then reports it (``on_storage``: the run's
+storage status, which has retention run at once) and sends a ``storage_full`` event to every sink.
 """
 
 from __future__ import annotations
@@ -13,10 +17,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from detector.events import Attacher, EventRecord, stamp
+from detector.errors import StorageError
+from detector.events import Attacher, EventRecord, StorageFull, stamp
 from detector.pipeline.capture import FrameReader, Item
 from detector.pipeline.channel import Channel
 from detector.progress import Progress
@@ -24,6 +29,7 @@ from detector.sinks.base import FrameResult, Sink
 from detector.sources.base import Source
 from detector.stages.base import Stage
 from detector.stats import RunStats
+from detector.storage.status import free_bytes
 from detector.types import Detections, Frame
 
 log = logging.getLogger(__name__)
@@ -40,6 +46,7 @@ class Lane:
         stats: RunStats | None = None,
         progress: Progress | None = None,
         attachers: Sequence[Attacher] = (),
+        on_storage: Callable[[str, StorageError], None] | None = None,
     ) -> None:
         self.source = source
         self.stages = list(stages)
@@ -49,6 +56,8 @@ class Lane:
         self.stats = stats or RunStats(source=source.info.name)
         self.progress = progress
         self.attachers = list(attachers)
+        self.on_storage = on_storage
+        self.storage_errors: list[StorageError] = []  # outputs cut short by a full disk
         self.stop = threading.Event()  # ends this lane's capture
         self.error: BaseException | None = None
         self.closed = False
@@ -80,11 +89,17 @@ class Lane:
         self.stats.stages["stages"].add((t2 - t) * 1000)
         latency = (time.monotonic() - frame.capture_time) * 1000
         out = FrameResult(frame, detections, annotated, latency, extras, source=self.name)
+        full: list[StorageError] = []
         for sink in self.sinks:
-            sink.write(out)
+            try:
+                sink.write(out)
+            except StorageError as exc:  # that output stopped (or paused); the others go on
+                full += exc.all()
         self.stats.count_frame(detections.counts(), latency, self.started_at)
         if events:
             self.send(events, self._wall_time(frame))
+        if full:
+            self.storage_full(full, frame)
         self.stats.stages["write"].add((time.perf_counter() - t2) * 1000)
         if self.progress is not None:
             self.progress.update(self.stats.frames_processed, self.stats.fps_meter.value or 0.0)
@@ -98,12 +113,37 @@ class Lane:
         """Event records (gaps, line crossings...), finished, to every sink, after the frame that
         completed them. ``wall_time``: Unix time of that frame (default: now)."""
         when = time.time() if wall_time is None else wall_time
+        full: list[StorageError] = []
         for draft in events:
             record = stamp(draft, self.name, when)
             for attacher in self.attachers:
                 record = attacher.attach(record)
             for sink in self.sinks:
-                sink.event(record)
+                try:
+                    sink.event(record)
+                except StorageError as exc:
+                    full += exc.all()
+        if full:
+            self.storage_full(full)
+
+    def storage_full(self, errors: Sequence[StorageError], frame: Frame | None = None) -> None:
+        """Outputs hit a full disk: log and report each, and tell every sink (a ``storage_full``)."""
+        records = []
+        for exc in errors:
+            log.error("%s: %s", self.name, exc)
+            self.storage_errors.append(exc)
+            if self.on_storage is not None:
+                self.on_storage(self.name, exc)
+            records.append(
+                StorageFull(
+                    output=str(exc.path),
+                    error=exc.reason,
+                    free_bytes=None if exc.path is None else free_bytes(exc.path),
+                    frame=None if frame is None else frame.index,
+                    pts=None if frame is None else round(frame.pts, 3),
+                )
+            )
+        self.send(records)
 
     def end(self, error: BaseException | None = None) -> None:
         """The source ended (or failed, or the run stops): open events are closed, outputs finalized."""
@@ -139,6 +179,12 @@ class Lane:
         for closer in closers:
             try:
                 closer.close()
+            except StorageError as exc:  # what it had is kept; the run ends incomplete
+                for each in exc.all():
+                    log.error("%s: %s", self.name, each)
+                    self.storage_errors.append(each)
+                    if self.on_storage is not None:
+                        self.on_storage(self.name, each)
             except Exception as exc:
                 log.error("%s: closing %s failed: %s", self.name, type(closer).__name__, exc)
                 self.error = self.error or exc

@@ -18,6 +18,7 @@ from detector.settings.analytics import IgnoreSpec, LineSpec, PrivacyMaskSpec, T
 from detector.settings.base import BATCH, BENCH, RUN, StrictModel, option, split_list
 from detector.settings.serve import ServeSettings
 from detector.settings.sources import SourceSpec
+from detector.settings.storage import RecordSettings, RetainSettings
 
 log = logging.getLogger(__name__)
 
@@ -222,6 +223,8 @@ class Settings(StrictModel):
     encoder: EncoderSettings = Field(default_factory=EncoderSettings, description="H.264 encoder")
     overlay: OverlaySettings = Field(default_factory=OverlaySettings, description="what is drawn")
     serve: ServeSettings = Field(default_factory=ServeSettings, description="the live web view")
+    record: RecordSettings = Field(default_factory=RecordSettings, description="continuous recording")
+    retain: RetainSettings = Field(default_factory=RetainSettings, description="what is kept on disk")
 
     @model_validator(mode="before")
     @classmethod

@@ -5,7 +5,9 @@ A source gets: the annotated video (``--output``, and the encoder the clip recor
 JSON lines, CSV, MOT, the ``--heatmap`` picture and what an HTML ``--report`` draws; its clip recorder
 is also its lane's attacher (clip and snapshot are added to a record before any sink sees it), so the
 order of the sinks carries no meaning. ``Shared`` holds what several sources write together: one
-``--json`` file, and each clips folder with its ``events.jsonl``.
+``--json`` file, each clips folder with its ``events.jsonl`` (a media catalog too: retention drops
+the lines of the clips it deletes), and the run's ``storage`` (``--record``: a source's annotated
+recorder is another packet output of its video sink; a raw one taps the source and is a sink).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
-from detector.catalog import MediaCatalog
+from detector.catalog import Catalogs
 from detector.events import Attacher
 from detector.settings import Settings
 from detector.sinks.base import Sink
@@ -26,9 +28,10 @@ from detector.sinks.jsonl import JsonLinesSink
 from detector.sinks.shared import SharedSink
 from detector.sinks.tables import CsvSink, MotSink
 from detector.sinks.timeline import TimelineSink
-from detector.sinks.video import VideoWriterSink
+from detector.sinks.video import PacketOutput, VideoWriterSink
 from detector.sources.base import SourceInfo
 from detector.sources.naming import SourceIdentity
+from detector.storage.setup import Storage
 from detector.types import Image
 
 
@@ -48,10 +51,12 @@ class Shared:
         settings: Settings,
         json_path: str | None,
         outputs: Iterable[Path] = (),
-        catalog: MediaCatalog | None = None,
+        catalog: Catalogs | None = None,
+        storage: Storage | None = None,
     ) -> None:
         self.settings = settings
-        self.catalog = catalog  # told of every finished clip and snapshot (and, later, segment)
+        self.catalog = catalog  # told of every finished clip, snapshot and segment
+        self.storage = storage
         self.outputs = [p.expanduser().absolute() for p in outputs]  # every file output of the run
         self.json = (
             SharedSink(JsonLinesSink(json_path, overwrite=settings.overwrite, with_source=True))
@@ -65,9 +70,16 @@ class Shared:
         ``events.jsonl``."""
         if path not in self.folders:
             folder = ClipFolder(path, reserved=[p for p in self.outputs if p.parent == path.absolute()])
-            self.folders[path] = (folder, SharedSink(EventsFile(folder)))
+            index = EventsFile(folder, on_resumed=self.storage.status.resumed if self.storage else None)
+            if self.catalog is not None:
+                self.catalog.add(index)
+            self.folders[path] = (folder, SharedSink(index))
         folder, events = self.folders[path]
         return folder, events.handle()
+
+    def clip_writers(self) -> list[tuple[Path, int]]:
+        """Each clips folder, with how many sources write clips there."""
+        return [(path, sink.users) for path, (_, sink) in self.folders.items()]
 
 
 def build_sinks(
@@ -81,12 +93,17 @@ def build_sinks(
     audio_from: Path | None = None,
     heatmap: Callable[[], Image] | None = None,
     with_source: bool = False,
+    source: object = None,
 ) -> SourceSinks:
     """One source's sinks. ``paths``: its own checked outputs (``{name}`` filled in); ``clips``: its
     clips folder (its own or the run's shared one); ``heatmap``: the heatmap stage's ``render``;
-    ``with_source``: frame lines name their source (a run with several)."""
+    ``with_source``: frame lines name their source (a run with several); ``source``: the opened
+    source (a raw recording taps it)."""
     out = SourceSinks()
-    recorders: list[ClipRecorder] = []
+    recorders: list[PacketOutput] = []
+    recording, raw = (None, None)
+    if shared.storage is not None:
+        recording, raw = shared.storage.recorder(identity, info, source)
     if clips is not None:
         folder, events_file = shared.clip_folder(clips)
         recorder = ClipRecorder(
@@ -95,10 +112,15 @@ def build_sinks(
             after=settings.clip_after,
             source=identity.slug,
             catalog=shared.catalog,
+            on_resumed=shared.storage.status.resumed if shared.storage else None,
         )
         recorders.append(recorder)
         out.attachers.append(recorder)
         out.sinks.append(events_file)
+    if recording is not None:
+        recorders.append(recording)
+    if raw is not None:
+        out.sinks.append(raw)
     if "output" in paths or recorders:
         out.sinks.append(
             VideoWriterSink.from_settings(

@@ -9,7 +9,10 @@ made (with its parents) at the first event, so a run without events leaves none.
 
 ``EventsFile`` is the sink of ``DIR/events.jsonl``: one line per event that got a clip or a
 snapshot, the finished record (the same one ``--json`` gets). It is appended to, run after run: the
-folder's index keeps every clip it holds.
+folder's index keeps every clip it holds. It is also a media catalog: when retention deletes a clip
+and its snapshots, ``removed`` rewrites the file without their lines (under the sink's lock, while
+events go on being appended), and ``listed`` tells retention which snapshots go with which clip.
+A full disk costs the lines that do not fit (whole lines stay); the next event tries again.
 """
 
 from __future__ import annotations
@@ -17,13 +20,15 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
 from pathlib import Path
 
-from detector.errors import UserError
+from detector.catalog import MediaFile
+from detector.errors import UserError, storage_error
 from detector.events import EventRecord
 from detector.sinks.base import FrameResult
-from detector.sinks.jsonl import JsonLinesSink
+from detector.sinks.jsonl import JsonLinesSink, read_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +50,8 @@ class ClipFolder:
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise UserError(f"cannot create clips folder {self.folder}: {exc.strerror or exc}") from exc
+            message = f"cannot create clips folder {self.folder}: {exc.strerror or exc}"
+            raise storage_error(exc, self.folder, message) or UserError(message) from exc
 
     def claim(self, source: str, kind: str, suffix: str) -> Path:
         """A new, reserved (created empty) file ``{source}-{kind}-NNNN{suffix}`` in the folder."""
@@ -64,7 +70,8 @@ class ClipFolder:
             except FileExistsError:
                 continue
             except OSError as exc:
-                raise UserError(f"cannot create {path}: {exc.strerror or exc}") from exc
+                message = f"cannot create {path}: {exc.strerror or exc}"
+                raise storage_error(exc, path, message) or UserError(message) from exc
             return path
         raise UserError(f"clips folder {self.folder}: no free name for {source}-{kind}-NNNN{suffix}")
 
@@ -79,12 +86,20 @@ class ClipFolder:
 
 
 class EventsFile:
-    """``DIR/events.jsonl``: the events that have a clip or a snapshot, appended as they come."""
+    """``DIR/events.jsonl``: the events that have a clip or a snapshot, appended as they come; and the
+    catalog of the clips and snapshots it names. ``on_resumed`` is told (with ``key``) when a line
+    fits again after a full disk."""
 
-    def __init__(self, folder: ClipFolder) -> None:
+    def __init__(self, folder: ClipFolder, on_resumed: Callable[[str], None] | None = None) -> None:
         self.folder = folder
-        self.lines = JsonLinesSink(folder.folder / EVENTS_FILE, append=True)
+        self.lines = JsonLinesSink(folder.folder / EVENTS_FILE, append=True, resume=True)
         self.path = self.lines.path
+        self.key = str(self.path)
+        self.on_resumed = on_resumed
+
+    @property
+    def failed(self) -> str | None:
+        return self.lines.failed
 
     def write(self, result: FrameResult) -> None:
         pass
@@ -92,7 +107,49 @@ class EventsFile:
     def event(self, record: EventRecord) -> None:
         if record.clip is not None or record.snapshot is not None:
             self.folder.ensure()
+            failing = self.lines.failing
             self.lines.event(record)
+            if failing and not self.lines.failing and self.on_resumed is not None:
+                self.on_resumed(self.key)
 
     def close(self) -> None:
         self.lines.close()
+
+    # -- MediaCatalog ---------------------------------------------------------------------------------
+    def added(self, media: MediaFile) -> None:
+        """Its lines are the events themselves (``event``)."""
+
+    def removed(self, paths: Sequence[Path]) -> None:
+        """Drop the lines of events whose clip or snapshot was deleted."""
+        here = self.folder.folder.absolute()
+        names = {p.name for p in paths if p.parent == here}
+        if names:
+            self.lines.drop_lines(lambda r: r.get("clip") in names or r.get("snapshot") in names)
+
+    def listed(self, folder: Path) -> list[MediaFile]:
+        """The clips and snapshots its lines name (a clip with the ids of all its events)."""
+        here = self.folder.folder.absolute()
+        if folder.absolute() != here or self.path is None or not self.path.exists():
+            return []
+        clips: dict[str, tuple[str, list[str], float | None]] = {}
+        out: list[MediaFile] = []
+        for line in read_jsonl(self.path):
+            source, eid, wall = str(line.get("source", "")), str(line.get("id", "")), _epoch(line)
+            snapshot, clip = line.get("snapshot"), line.get("clip")
+            if isinstance(snapshot, str):
+                out.append(
+                    MediaFile("snapshot", source, here / snapshot, start=wall, end=wall, events=(eid,))
+                )
+            if isinstance(clip, str):
+                clips.setdefault(clip, (source, [], wall))[1].append(eid)
+        for name, (source, ids, wall) in clips.items():
+            out.append(MediaFile("clip", source, here / name, start=wall, events=tuple(ids)))
+        return out
+
+
+def _epoch(line: dict[str, object]) -> float | None:
+    text = line.get("wall_time")
+    try:
+        return datetime.fromisoformat(text).timestamp() if isinstance(text, str) and text else None
+    except ValueError:
+        return None

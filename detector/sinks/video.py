@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, Protocol
 
 import av
 
-from detector.errors import UserError
+from detector.errors import StorageError, UserError, raise_together, storage_error
 from detector.events import EventRecord
 from detector.files import atomic_write
 from detector.report import part_reports
@@ -41,7 +41,55 @@ def _muxer(path: Path) -> str:
 
 
 def _write_failed(path: Path, exc: OSError) -> UserError:
-    return UserError(f"writing {path} failed: {exc.strerror or exc}; the video up to here is kept")
+    """A full disk is a ``StorageError`` (the run goes on without this file); anything else ends it."""
+    message = f"writing {path} failed: {exc.strerror or exc}; the video up to here is kept"
+    return storage_error(exc, path, message) or UserError(message)
+
+
+def faststart(path: Path, audio: Callable[[Any], AudioTrack | None] | None = None) -> bool:
+    """Rewrite the (fragmented) MP4 at ``path`` as a faststart MP4 that replaces it atomically: its
+    first video stream copied (with B-frames, shifted back to start at 0), and ``audio(dst)``'s track
+    if given. False, with a warning, when it cannot be (the fragmented file stays, and plays)."""
+    started = time.perf_counter()
+
+    def remux(tmp: Path) -> None:
+        with av.open(str(path)) as src:
+            src_stream = src.streams.video[0]
+            with av.open(str(tmp), "w", format=_muxer(path), options={"movflags": "+faststart"}) as dst:
+                dst_stream = dst.add_stream_from_template(src_stream)
+                track = audio(dst) if audio is not None else None
+                try:
+                    video = _video_packets(src, src_stream, dst_stream)
+                    for packet in merge(video, track.packets()) if track else (p for _, p in video):
+                        dst.mux(packet)
+                finally:
+                    if track is not None:
+                        track.close()
+
+    try:
+        atomic_write(path, remux)
+    except (OSError, av.FFmpegError, ValueError, IndexError) as exc:
+        msg = "%s: could not rewrite as a faststart MP4 (%s); keeping the fragmented MP4, which plays"
+        log.warning(msg, path, exc)
+        return False
+    log.debug("%s: faststart remux took %.0f ms", path, (time.perf_counter() - started) * 1000)
+    return True
+
+
+def _video_packets(src: Any, src_stream: Any, dst_stream: Any) -> Iterator[tuple[float, Any]]:
+    # B-frames delay the first picture in the fragmented file (no edit list is possible
+    # there); shift it back to 0, the muxer writes the edit list.
+    shift = src_stream.start_time
+    for packet in src.demux(src_stream):
+        if packet.dts is None:  # the demuxer's end-of-stream packet
+            continue
+        if shift is None:
+            shift = packet.pts or 0
+        packet.dts -= shift
+        if packet.pts is not None:
+            packet.pts -= shift
+        packet.stream = dst_stream
+        yield float(packet.dts * src_stream.time_base), packet
 
 
 class PacketOutput(Protocol):
@@ -102,7 +150,10 @@ class Mp4Writer:
         try:
             container = av.open(str(self.path), "w", format=_muxer(self.path), options=options)
         except OSError as exc:
-            raise UserError(f"cannot create video output {self.path}: {exc.strerror or exc}") from exc
+            message = f"cannot create video output {self.path}: {exc.strerror or exc}"
+            self.failed = exc.strerror or str(exc)
+            self.error = storage_error(exc, self.path, message) or UserError(message)
+            raise self.error from exc
         width, height = enc.size
         self._stream = container.add_mux_stream("h264", rate=enc.fps, width=width, height=height)
         self._stream.time_base = enc.time_base
@@ -167,54 +218,16 @@ class Mp4Writer:
             )
             return None
 
-    @staticmethod
-    def _video_packets(src: Any, src_stream: Any, dst_stream: Any) -> Iterator[tuple[float, Any]]:
-        # B-frames delay the first picture in the fragmented file (no edit list is possible
-        # there); shift it back to 0, the muxer writes the edit list.
-        shift = src_stream.start_time
-        for packet in src.demux(src_stream):
-            if packet.dts is None:  # the demuxer's end-of-stream packet
-                continue
-            if shift is None:
-                shift = packet.pts or 0
-            packet.dts -= shift
-            if packet.pts is not None:
-                packet.pts -= shift
-            packet.stream = dst_stream
-            yield float(packet.dts * src_stream.time_base), packet
-
     def _faststart(self) -> None:
-        """Remux the fragmented file into a faststart MP4 that replaces it atomically."""
-        started = time.perf_counter()
-
-        def remux(tmp: Path) -> None:
-            with av.open(str(self.path)) as src:
-                src_stream = src.streams.video[0]
-                with av.open(
-                    str(tmp), "w", format=_muxer(self.path), options={"movflags": "+faststart"}
-                ) as dst:
-                    dst_stream = dst.add_stream_from_template(src_stream)
-                    audio = self._audio_track(dst)
-                    try:
-                        video = self._video_packets(src, src_stream, dst_stream)
-                        for packet in merge(video, audio.packets()) if audio else (p for _, p in video):
-                            dst.mux(packet)
-                    finally:
-                        if audio is not None:
-                            audio.close()
-
-        try:
-            atomic_write(self.path, remux)
-        except (OSError, av.FFmpegError, ValueError, IndexError) as exc:
-            msg = "%s: could not rewrite as a faststart MP4 (%s); keeping the fragmented MP4, which plays"
-            log.warning(msg, self.path, exc)
-            return
-        log.debug("%s: faststart remux took %.0f ms", self.path, (time.perf_counter() - started) * 1000)
+        faststart(self.path, self._audio_track)
 
 
 class VideoWriterSink:
     """Encodes annotated frames once to H.264 (yuv420p) and hands the packets to the ``path`` MP4/MOV
-    (if any) and to ``outputs`` (event clips). Opens on the first frame."""
+    (if any) and to ``outputs`` (event clips, recording segments). Opens on the first frame.
+
+    A full disk under one of them (``StorageError``, raised once) does not stop the others: the file
+    closes what it has and is left out from then on, the outputs keep getting packets."""
 
     def __init__(
         self,
@@ -291,7 +304,10 @@ class VideoWriterSink:
         if self._closed:
             raise RuntimeError(f"VideoWriterSink({self.path}) is closed")
         if self.file is not None and self.file.error is not None:
-            raise self.file.error
+            if not isinstance(self.file.error, StorageError):
+                raise self.file.error
+            if not self.outputs:
+                return  # the file stopped at a full disk, and nothing else wants the video
         frame = result.frame
         packets = self.encoder.encode(result.annotated, frame.capture_time, frame.pts)
         if not self._logged:
@@ -301,11 +317,19 @@ class VideoWriterSink:
         self._send(packets)
 
     def _send(self, packets: Sequence[Encoded]) -> None:
-        if self.file is not None:
-            for packet in packets:
-                self.file.write(packet)
+        full: list[StorageError] = []
+        if self.file is not None and self.file.error is None:
+            try:
+                for packet in packets:
+                    self.file.write(packet)
+            except StorageError as exc:
+                full.append(exc)
         for output in self.outputs:
-            output.packets(packets)
+            try:
+                output.packets(packets)
+            except StorageError as exc:
+                full.append(exc)
+        raise_together(full)
 
     def _log_start(self) -> None:
         enc = self.encoder
@@ -334,8 +358,7 @@ class VideoWriterSink:
         self._closed = True
         errors: list[BaseException] = []
         try:
-            if self.file is None or self.file.error is None:
-                self._send(self.encoder.flush())
+            self._send(self.encoder.flush())
         except (OSError, UserError) as exc:
             errors.append(exc)
         closers: list[Mp4Writer | PacketOutput] = [*([self.file] if self.file else []), *self.outputs]
@@ -346,5 +369,7 @@ class VideoWriterSink:
                 errors.append(exc)
         if self.file is not None and self.file.frames_written and self.file.error is None:
             log.info("wrote %s: %d frames", self.path, self.file.frames_written)
-        if errors:
-            raise errors[0]
+        fatal = [e for e in errors if not isinstance(e, StorageError)]
+        if fatal:
+            raise fatal[0]
+        raise_together([e for e in errors if isinstance(e, StorageError)])

@@ -18,7 +18,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from detector.events import EventRecord
 from detector.report import part_reports
@@ -27,6 +27,9 @@ from detector.sources.base import SourceInfo
 from detector.stages.base import Stage
 from detector.stats import RunStats
 from detector.text import by_count
+
+if TYPE_CHECKING:
+    from detector.storage.setup import Storage
 
 SNAPSHOT_SECONDS = 0.25
 RECENT_EVENTS = 20
@@ -151,6 +154,7 @@ class Board:
     model: str = ""
     backend: str = ""
     started_at: float = field(default_factory=time.monotonic)
+    storage: Storage | None = None  # the run's recording, retention and storage health
 
     def sources(self) -> list[Feed]:
         return list(self.feeds.values())
