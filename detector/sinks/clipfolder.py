@@ -44,6 +44,8 @@ class ClipFolder:
         self.folder = folder
         self.reserved = {p.name for p in reserved}
         self._next: dict[tuple[str, str], int] = {}  # (source, kind) -> next number to try
+        self._names = self._listdir()  # as the run found it: numbers go on after these, even once
+        # retention has deleted them
 
     def ensure(self) -> None:
         """Make the folder (and its parents) if needed."""
@@ -75,12 +77,15 @@ class ClipFolder:
             return path
         raise UserError(f"clips folder {self.folder}: no free name for {source}-{kind}-NNNN{suffix}")
 
+    def _listdir(self) -> list[str]:
+        try:
+            return os.listdir(self.folder)
+        except OSError:
+            return []
+
     def _highest(self, source: str, kind: str, suffix: str) -> int:
         pattern = re.compile(rf"{re.escape(source)}-{kind}-(\d+){re.escape(suffix)}")
-        try:
-            names = os.listdir(self.folder)
-        except OSError:
-            return 0
+        names = [*self._names, *self._listdir()]
         numbers = [int(m.group(1)) for n in names if (m := pattern.fullmatch(n))]
         return max(numbers, default=0)
 

@@ -12,7 +12,9 @@ process killed with SIGKILL leaves a file that plays up to the last fragment. ``
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from fractions import Fraction
@@ -44,6 +46,54 @@ def _write_failed(path: Path, exc: OSError) -> UserError:
     """A full disk is a ``StorageError`` (the run goes on without this file); anything else ends it."""
     message = f"writing {path} failed: {exc.strerror or exc}; the video up to here is kept"
     return storage_error(exc, path, message) or UserError(message)
+
+
+def lost_on_close(path: Path, expected: int) -> OSError | None:
+    """PyAV's ``close`` does not report a trailer (the last fragment) that did not fit: a file smaller
+    than the packets written into it lost them. The error a full disk would have raised, or None."""
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        return exc
+    if size >= expected:
+        return None
+    free = free_space(path)
+    code = errno.ENOSPC if free is None or free < expected - size + 65536 else errno.EIO
+    return OSError(code, os.strerror(code))
+
+
+def trim_torn_fragment(path: Path) -> None:
+    """A fragmented MP4 cut short by a full disk ends inside a fragment: cut it back to the end of its
+    last whole one (a ``moof`` counts with its ``mdat`` only), so every packet left is whole, and the
+    space the torn one took is free again. Top-level box headers are all that is read."""
+    try:
+        size = path.stat().st_size
+        good = pos = 0
+        with open(path, "rb") as f:
+            while pos + 8 <= size:
+                f.seek(pos)
+                head = f.read(16)
+                length, kind = int.from_bytes(head[:4], "big"), head[4:8]
+                if length == 1 and len(head) == 16:
+                    length = int.from_bytes(head[8:16], "big")
+                if length < 8 or pos + length > size:
+                    break
+                pos += length
+                if kind != b"moof":
+                    good = pos
+        if good < size:
+            os.truncate(path, good)
+            log.debug("%s: cut back to its last whole fragment (%d of %d bytes)", path, good, size)
+    except OSError as exc:
+        log.debug("%s: could not cut back the torn fragment: %s", path, exc)
+
+
+def free_space(path: Path) -> int | None:
+    try:
+        st = os.statvfs(path.parent)
+    except OSError:
+        return None
+    return st.f_bavail * st.f_frsize
 
 
 def faststart(path: Path, audio: Callable[[Any], AudioTrack | None] | None = None) -> bool:
@@ -132,6 +182,7 @@ class Mp4Writer:
         self.audio_from = audio_from
         self.fragment_seconds = fragment_seconds
         self.frames_written = 0
+        self.bytes_written = 0  # of the packets; the file holds at least as much
         self.error: UserError | None = None
         self.failed: str | None = None  # the reason behind ``error``
         self._container: Any = None
@@ -179,6 +230,7 @@ class Mp4Writer:
             self.error = _write_failed(self.path, exc)
             raise self.error from exc
         self.frames_written += 1
+        self.bytes_written += enc.nbytes
         t = enc.source_pts
         self._span = (t, t) if self._span is None else (min(self._span[0], t), max(self._span[1], t))
 
@@ -195,6 +247,10 @@ class Mp4Writer:
             container.close()
         except OSError as exc:
             error = exc
+        if error is None and self.error is None and self.frames_written:
+            error = lost_on_close(self.path, self.bytes_written)
+        if self.error is not None or error is not None:
+            trim_torn_fragment(self.path)
         if self.error is not None:  # already reported by write(); the fragmented file stays
             return
         if self.frames_written == 0 and error is None:  # opened, but no frame made it: no empty file
@@ -252,7 +308,7 @@ class VideoWriterSink:
             crf=crf,
             threads=threads,
             fragment_seconds=fragment_seconds,
-            name=str(self.path or "clips"),
+            name=str(self.path or "the annotated video"),
         )
         self.file = (
             None

@@ -26,7 +26,7 @@ import av
 from detector.errors import StorageError, UserError, storage_error
 from detector.events import EventRecord
 from detector.sinks.base import FrameResult
-from detector.sinks.video import FRAGMENTED_MOVFLAGS, faststart
+from detector.sinks.video import FRAGMENTED_MOVFLAGS, faststart, lost_on_close, trim_torn_fragment
 from detector.storage.recorder import Segment, SegmentBook
 
 log = logging.getLogger(__name__)
@@ -174,6 +174,7 @@ class RawRecorder:
         packet.stream = stream
         packet.dts = None if packet.dts is None else packet.dts - shift
         packet.pts = packet.dts if packet.pts is None else packet.pts - shift
+        size = packet.size  # muxing takes the packet's data
         try:
             container.mux(packet)
         except OSError as exc:
@@ -187,6 +188,7 @@ class RawRecorder:
             self.packets_refused += 1
             return
         segment.frames += 1
+        segment.bytes += size
         segment.end_wall, segment.end_media = wall, max(segment.end_media, media)
 
     def _start(self, first: Any, wall: float, media: float) -> None:
@@ -227,6 +229,9 @@ class RawRecorder:
         container = segment.writer[0]
         try:
             container.close()
+            lost = lost_on_close(segment.path, segment.bytes) if segment.failed is None else None
+            if lost is not None:
+                raise lost
         except OSError as exc:
             full = storage_error(exc, segment.path, f"closing {segment.path} failed: {exc.strerror or exc}")
             if full is None:
@@ -240,4 +245,6 @@ class RawRecorder:
             return
         if segment.failed is None:
             faststart(segment.path)
+        else:
+            trim_torn_fragment(segment.path)
         self.book.finished(segment)

@@ -29,6 +29,8 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+import av
+
 from detector.catalog import MediaCatalog, MediaFile
 from detector.errors import StorageError, UserError, raise_together
 from detector.settings.storage import size_text
@@ -40,7 +42,7 @@ from detector.storage.status import free_bytes
 
 log = logging.getLogger(__name__)
 
-RESUME_SECONDS = 10.0  # after a full disk: room for this much of the recent video before writing again
+RESUME_SECONDS = 3.0  # after a full disk: room for this much of the recent video before writing again
 RESUME_MIN_BYTES = 256 * 1024
 
 
@@ -64,6 +66,7 @@ class Segment:
     end_wall: float = 0.0
     end_media: float = 0.0
     frames: int = 0
+    bytes: int = 0  # of the packets written (the file holds at least as much)
     failed: StorageError | None = None
     writer: Any = None  # the recorder's own handle (an Mp4Writer, a PyAV container)
     extra: dict[str, Any] = field(default_factory=dict)
@@ -121,7 +124,7 @@ class SegmentBook:
         with self._lock:
             if not self.waiting:
                 self._full.append(exc)
-                log.error("%s: recording paused: %s", self.source, exc)
+                log.info("%s: recording paused until the disk has room again", self.source)
             self.waiting = True
 
     def resumed(self) -> None:
@@ -136,7 +139,12 @@ class SegmentBook:
         raise_together(full)
 
     def finished(self, segment: Segment) -> None:
-        """The segment's file is closed: log it and tell the catalog (from the thread that closed it)."""
+        """The segment's file is closed: log it and tell the catalog (from the thread that closed it).
+        One cut short before its first whole frame holds nothing: it goes."""
+        if segment.failed is not None and not holds_a_frame(segment.path):
+            log.info("%s: %s was cut short before its first frame; removed", self.source, segment.path)
+            segment.path.unlink(missing_ok=True)
+            return
         try:
             size = segment.path.stat().st_size
         except OSError:
@@ -172,6 +180,18 @@ class SegmentBook:
                 "incomplete": self.incomplete,
             }
         }
+
+
+def holds_a_frame(path: Path) -> bool:
+    """A file cut short still holds a whole packet of video (a keyframe: a player shows it)."""
+    try:
+        with av.open(str(path)) as container:
+            for packet in container.demux(container.streams.video[0]):
+                if packet.size and not packet.is_corrupt:
+                    return True
+    except (av.FFmpegError, OSError, IndexError, ValueError):
+        return False
+    return False
 
 
 class Finisher:

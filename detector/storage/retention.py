@@ -195,8 +195,9 @@ class Retention:
             self.folders[path] = _Folder(path, kind, writers)
 
     # -- start and stop -------------------------------------------------------------------------------
-    def start(self) -> None:
-        """Take stock of each folder, say what is kept and how much is used, and start checking."""
+    def start(self, background: bool = True) -> None:
+        """Take stock of each folder, say what is kept and how much is used, and start checking (on
+        the retention thread; without ``background``, only when ``check`` is called)."""
         for folder in self.folders.values():
             self._scan(folder)
             with self._lock:
@@ -207,7 +208,7 @@ class Retention:
                 folder.path, folder.kind, files, "segments" if folder.kind == "recordings" else "clips",
                 size_text(used), "?" if free is None else size_text(free), self.limits.text(),
             )  # fmt: skip
-        if self.limits.any():
+        if self.limits.any() and background:
             self._thread = threading.Thread(target=self._run, name="retention", daemon=True)
             self._thread.start()
 
@@ -255,11 +256,14 @@ class Retention:
 
     # -- checking -------------------------------------------------------------------------------------
     def _run(self) -> None:
-        while not self._stop.is_set():
+        """Check at once, then at every wake-up or ``interval``; a last time when the run ends."""
+        while True:
             try:
                 self.check()
             except Exception as exc:  # keep checking: the next check may succeed
                 log.error("retention check failed: %s", exc)
+            if self._stop.is_set():
+                return
             self._wake.wait(self.interval)
             self._wake.clear()
 
@@ -350,8 +354,9 @@ class Retention:
 
 
 def known_as(found: MediaFile, listed: MediaFile) -> MediaFile:
-    """A file found on disk, with what a catalog knows of it (its events, its times)."""
+    """A file found on disk, with what a catalog knows of it (its source, events, start); its age is
+    the file's own (when it was last written)."""
     return MediaFile(
-        found.kind, listed.source or found.source, found.path, start=listed.start,
-        end=listed.end if listed.end is not None else found.end, bytes=found.bytes, events=listed.events,
+        found.kind, listed.source or found.source, found.path, start=listed.start, end=found.end,
+        bytes=found.bytes, events=listed.events,
     )  # fmt: skip
