@@ -12,11 +12,8 @@ process killed with SIGKILL leaves a file that plays up to the last fragment. ``
 
 from __future__ import annotations
 
-import errno
 import logging
-import os
-import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, Protocol
@@ -25,12 +22,12 @@ import av
 
 from detector.errors import StorageError, UserError, raise_together, storage_error
 from detector.events import EventRecord
-from detector.files import atomic_write
 from detector.report import part_reports
 from detector.settings.model import EncoderSettings
-from detector.sinks.audio import AudioSpan, AudioTrack, merge
+from detector.sinks.audio import AudioSpan, AudioTrack
 from detector.sinks.base import FrameResult
 from detector.sinks.encoder import Encoded, H264Encoder
+from detector.sinks.mp4files import faststart, lost_on_close, muxer, trim_torn_fragment
 from detector.sinks.paths import make_parents
 
 log = logging.getLogger(__name__)
@@ -38,108 +35,10 @@ log = logging.getLogger(__name__)
 FRAGMENTED_MOVFLAGS = "frag_keyframe+empty_moov+default_base_moof"
 
 
-def _muxer(path: Path) -> str:
-    return "mov" if path.suffix.lower() == ".mov" else "mp4"
-
-
 def _write_failed(path: Path, exc: OSError) -> UserError:
     """A full disk is a ``StorageError`` (the run goes on without this file); anything else ends it."""
     message = f"writing {path} failed: {exc.strerror or exc}; the video up to here is kept"
     return storage_error(exc, path, message) or UserError(message)
-
-
-def lost_on_close(path: Path, expected: int) -> OSError | None:
-    """PyAV's ``close`` does not report a trailer (the last fragment) that did not fit: a file smaller
-    than the packets written into it lost them. The error a full disk would have raised, or None."""
-    try:
-        size = path.stat().st_size
-    except OSError as exc:
-        return exc
-    if size >= expected:
-        return None
-    free = free_space(path)
-    code = errno.ENOSPC if free is None or free < expected - size + 65536 else errno.EIO
-    return OSError(code, os.strerror(code))
-
-
-def trim_torn_fragment(path: Path) -> None:
-    """A fragmented MP4 cut short by a full disk ends inside a fragment: cut it back to the end of its
-    last whole one (a ``moof`` counts with its ``mdat`` only), so every packet left is whole, and the
-    space the torn one took is free again. Top-level box headers are all that is read."""
-    try:
-        size = path.stat().st_size
-        good = pos = 0
-        with open(path, "rb") as f:
-            while pos + 8 <= size:
-                f.seek(pos)
-                head = f.read(16)
-                length, kind = int.from_bytes(head[:4], "big"), head[4:8]
-                if length == 1 and len(head) == 16:
-                    length = int.from_bytes(head[8:16], "big")
-                if length < 8 or pos + length > size:
-                    break
-                pos += length
-                if kind != b"moof":
-                    good = pos
-        if good < size:
-            os.truncate(path, good)
-            log.debug("%s: cut back to its last whole fragment (%d of %d bytes)", path, good, size)
-    except OSError as exc:
-        log.debug("%s: could not cut back the torn fragment: %s", path, exc)
-
-
-def free_space(path: Path) -> int | None:
-    try:
-        st = os.statvfs(path.parent)
-    except OSError:
-        return None
-    return st.f_bavail * st.f_frsize
-
-
-def faststart(path: Path, audio: Callable[[Any], AudioTrack | None] | None = None) -> bool:
-    """Rewrite the (fragmented) MP4 at ``path`` as a faststart MP4 that replaces it atomically: its
-    first video stream copied (with B-frames, shifted back to start at 0), and ``audio(dst)``'s track
-    if given. False, with a warning, when it cannot be (the fragmented file stays, and plays)."""
-    started = time.perf_counter()
-
-    def remux(tmp: Path) -> None:
-        with av.open(str(path)) as src:
-            src_stream = src.streams.video[0]
-            with av.open(str(tmp), "w", format=_muxer(path), options={"movflags": "+faststart"}) as dst:
-                dst_stream = dst.add_stream_from_template(src_stream)
-                track = audio(dst) if audio is not None else None
-                try:
-                    video = _video_packets(src, src_stream, dst_stream)
-                    for packet in merge(video, track.packets()) if track else (p for _, p in video):
-                        dst.mux(packet)
-                finally:
-                    if track is not None:
-                        track.close()
-
-    try:
-        atomic_write(path, remux)
-    except (OSError, av.FFmpegError, ValueError, IndexError) as exc:
-        msg = "%s: could not rewrite as a faststart MP4 (%s); keeping the fragmented MP4, which plays"
-        log.warning(msg, path, exc)
-        return False
-    log.debug("%s: faststart remux took %.0f ms", path, (time.perf_counter() - started) * 1000)
-    return True
-
-
-def _video_packets(src: Any, src_stream: Any, dst_stream: Any) -> Iterator[tuple[float, Any]]:
-    # B-frames delay the first picture in the fragmented file (no edit list is possible
-    # there); shift it back to 0, the muxer writes the edit list.
-    shift = src_stream.start_time
-    for packet in src.demux(src_stream):
-        if packet.dts is None:  # the demuxer's end-of-stream packet
-            continue
-        if shift is None:
-            shift = packet.pts or 0
-        packet.dts -= shift
-        if packet.pts is not None:
-            packet.pts -= shift
-        packet.stream = dst_stream
-        yield float(packet.dts * src_stream.time_base), packet
 
 
 class PacketOutput(Protocol):
@@ -199,7 +98,7 @@ class Mp4Writer:
             options["frag_duration"] = str(round(2e6 * self.fragment_seconds))
         make_parents(self.path)
         try:
-            container = av.open(str(self.path), "w", format=_muxer(self.path), options=options)
+            container = av.open(str(self.path), "w", format=muxer(self.path), options=options)
         except OSError as exc:
             message = f"cannot create video output {self.path}: {exc.strerror or exc}"
             self.failed = exc.strerror or str(exc)

@@ -26,7 +26,8 @@ import av
 from detector.errors import StorageError, UserError, storage_error
 from detector.events import EventRecord
 from detector.sinks.base import FrameResult
-from detector.sinks.video import FRAGMENTED_MOVFLAGS, faststart, lost_on_close, trim_torn_fragment
+from detector.sinks.mp4files import faststart, lost_on_close, trim_torn_fragment
+from detector.sinks.video import FRAGMENTED_MOVFLAGS
 from detector.storage.recorder import Segment, SegmentBook
 
 log = logging.getLogger(__name__)
