@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 
 EVENTS_FILE = "events.jsonl"
 MAX_TRIES = 10000
+_NUMBERED = re.compile(r"(.+)-(clip|event)-(\d+)(\.[^.]+)")
 
 
 class ClipFolder:
@@ -44,8 +45,8 @@ class ClipFolder:
         self.folder = folder
         self.reserved = {p.name for p in reserved}
         self._next: dict[tuple[str, str], int] = {}  # (source, kind) -> next number to try
-        self._names = self._listdir()  # as the run found it: numbers go on after these, even once
-        # retention has deleted them
+        self._found = self._numbers()  # as the run found the folder: numbers go on after these, also
+        # once retention has deleted them
 
     def ensure(self) -> None:
         """Make the folder (and its parents) if needed."""
@@ -77,17 +78,22 @@ class ClipFolder:
             return path
         raise UserError(f"clips folder {self.folder}: no free name for {source}-{kind}-NNNN{suffix}")
 
-    def _listdir(self) -> list[str]:
+    def _numbers(self) -> dict[tuple[str, str, str], int]:
+        """The highest number of each (source, kind, suffix) in the folder now."""
+        found: dict[tuple[str, str, str], int] = {}
         try:
-            return os.listdir(self.folder)
+            names = os.listdir(self.folder)
         except OSError:
-            return []
+            return found
+        for name in names:
+            if m := _NUMBERED.fullmatch(name):
+                key = (m.group(1), m.group(2), m.group(4))
+                found[key] = max(found.get(key, 0), int(m.group(3)))
+        return found
 
     def _highest(self, source: str, kind: str, suffix: str) -> int:
-        pattern = re.compile(rf"{re.escape(source)}-{kind}-(\d+){re.escape(suffix)}")
-        names = [*self._names, *self._listdir()]
-        numbers = [int(m.group(1)) for n in names if (m := pattern.fullmatch(n))]
-        return max(numbers, default=0)
+        key = (source, kind, suffix)
+        return max(self._found.get(key, 0), self._numbers().get(key, 0))
 
 
 class EventsFile:

@@ -15,7 +15,7 @@ import re
 from datetime import date, datetime
 from pathlib import Path
 
-from detector.catalog import MediaFile
+from detector.catalog import MediaFile, MediaKind
 from detector.errors import UserError, storage_error
 
 SEGMENTS_FILE = "segments.jsonl"
@@ -23,8 +23,7 @@ MAX_TRIES = 1000
 _SOURCE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # ``sources.naming.safe`` names
 _DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
 _SEGMENT = re.compile(r"\d{2,}\.\d{2}\.\d{2}(-\d+)?\.mp4")
-_CLIP = re.compile(r"([A-Za-z0-9][A-Za-z0-9._-]*)-clip-\d{4,}\.mp4")
-_SNAPSHOT = re.compile(r"([A-Za-z0-9][A-Za-z0-9._-]*)-event-\d{4,}\.jpg")
+_OURS = re.compile(r"([A-Za-z0-9][A-Za-z0-9._-]*)-(?:clip-\d{4,}\.mp4|event-\d{4,}\.jpg)")
 
 
 def live_stem(wall: float) -> tuple[str, str]:
@@ -69,23 +68,17 @@ def is_segment(root: Path, path: Path) -> bool:
     return bool(_SOURCE.fullmatch(source) and _DAY.fullmatch(day) and _SEGMENT.fullmatch(name))
 
 
-def clip_kind(name: str) -> str | None:
-    """``clip`` or ``snapshot`` for our names in a clips folder, else None."""
-    if _CLIP.fullmatch(name):
-        return "clip"
-    if _SNAPSHOT.fullmatch(name):
-        return "snapshot"
-    return None
-
-
-def _file(kind: str, source: str, path: Path) -> MediaFile | None:
+def _files(folder: Path, names: re.Pattern[str]) -> list[tuple[os.DirEntry[str], os.stat_result]]:
+    """The regular files in ``folder`` whose names match, with their stat (``scandir``: one call a file)."""
+    found = []
     try:
-        st = path.stat()
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                if names.fullmatch(entry.name) and entry.is_file(follow_symlinks=False):
+                    found.append((entry, entry.stat(follow_symlinks=False)))
     except OSError:
-        return None
-    if not path.is_file():
-        return None
-    return MediaFile(kind, source, path, end=st.st_mtime, bytes=st.st_size)  # type: ignore[arg-type]
+        pass
+    return found
 
 
 def scan_recordings(root: Path) -> list[MediaFile]:
@@ -96,25 +89,22 @@ def scan_recordings(root: Path) -> list[MediaFile]:
         if not _SOURCE.fullmatch(source):
             continue
         for day in _listdir(root / source):
-            if not _DAY.fullmatch(day):
-                continue
-            for name in _listdir(root / source / day):
-                if _SEGMENT.fullmatch(name) and (
-                    media := _file("segment", source, root / source / day / name)
-                ):
-                    found.append(media)
+            if _DAY.fullmatch(day):
+                for entry, st in _files(root / source / day, _SEGMENT):
+                    found.append(
+                        MediaFile("segment", source, Path(entry.path), end=st.st_mtime, bytes=st.st_size)
+                    )
     return found
 
 
 def scan_clips(folder: Path) -> list[MediaFile]:
     """Every clip and snapshot in our naming in ``folder`` (absolute)."""
-    folder = folder.absolute()
     found: list[MediaFile] = []
-    for name in _listdir(folder):
-        kind = clip_kind(name)
-        match = (_CLIP if kind == "clip" else _SNAPSHOT).fullmatch(name)
-        if kind is not None and match and (media := _file(kind, match.group(1), folder / name)):
-            found.append(media)
+    for entry, st in _files(folder.absolute(), _OURS):
+        kind: MediaKind = "clip" if entry.name.endswith(".mp4") else "snapshot"
+        match = _OURS.fullmatch(entry.name)
+        assert match is not None
+        found.append(MediaFile(kind, match.group(1), Path(entry.path), end=st.st_mtime, bytes=st.st_size))
     return found
 
 

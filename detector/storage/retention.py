@@ -196,21 +196,27 @@ class Retention:
 
     # -- start and stop -------------------------------------------------------------------------------
     def start(self, background: bool = True) -> None:
-        """Take stock of each folder, say what is kept and how much is used, and start checking (on
-        the retention thread; without ``background``, only when ``check`` is called)."""
+        """Take stock of each folder (saying what is kept and how much is used), then check: on the
+        retention thread (started here), or without ``background`` only when ``check`` is called."""
+        if not background:
+            self._take_stock()
+            return
+        self._thread = threading.Thread(target=self._run, name="retention", daemon=True)
+        self._thread.start()
+
+    def _take_stock(self) -> None:
         for folder in self.folders.values():
+            started = time.perf_counter()
             self._scan(folder)
             with self._lock:
                 used, files = sum(u.bytes for u in folder.units.values()), len(folder.units)
             free = free_bytes(folder.path)
             log.info(
-                "retention of %s (%s): %d %s, %s; %s free on its disk; deleting %s",
+                "retention of %s (%s): %d %s, %s; %s free on its disk; deleting %s (%.0f ms to take stock)",
                 folder.path, folder.kind, files, "segments" if folder.kind == "recordings" else "clips",
                 size_text(used), "?" if free is None else size_text(free), self.limits.text(),
+                (time.perf_counter() - started) * 1000,
             )  # fmt: skip
-        if self.limits.any() and background:
-            self._thread = threading.Thread(target=self._run, name="retention", daemon=True)
-            self._thread.start()
 
     def _scan(self, folder: _Folder) -> None:
         found = scan_recordings(folder.path) if folder.kind == "recordings" else scan_clips(folder.path)
@@ -256,7 +262,11 @@ class Retention:
 
     # -- checking -------------------------------------------------------------------------------------
     def _run(self) -> None:
-        """Check at once, then at every wake-up or ``interval``; a last time when the run ends."""
+        """Take stock, check at once, then at every wake-up or ``interval``; a last time when the run
+        ends."""
+        self._take_stock()
+        if not self.limits.any():
+            return
         while True:
             try:
                 self.check()

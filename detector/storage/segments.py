@@ -8,18 +8,22 @@
 and last frame (for files: when they were processed), ``media_start``/``media_end`` their times in
 the source. A segment cut short by a full disk also says ``"incomplete": "No space left on device"``.
 Appended as segments close (``added``), rewritten without the segments retention deletes
-(``removed``); ``listed`` reads it back for retention's start.
+(``removed``); ``listed`` reads it back for retention's start. A line that does not fit (the disk is
+full: it is, like as not, the recordings' own) waits, and is written before the next one.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
+from collections import deque
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from detector.catalog import MediaFile
+from detector.errors import UserError
 from detector.events import iso_time
 from detector.sinks.jsonl import JsonLinesSink, read_jsonl
 from detector.storage.layout import SEGMENTS_FILE
@@ -41,6 +45,8 @@ class SegmentList:
         self.root = root.absolute()
         self.lines = JsonLinesSink(self.root / SEGMENTS_FILE, append=True, resume=True)
         self.path = self.lines.path
+        self._waiting: deque[dict[str, Any]] = deque()  # lines a full disk kept out, oldest first
+        self._lock = threading.Lock()
 
     def _relative(self, path: Path) -> str | None:
         try:
@@ -62,7 +68,17 @@ class SegmentList:
             "media_start": None if media.media_start is None else round(media.media_start, 3),
             "media_end": None if media.media_end is None else round(media.media_end, 3),
         }
-        self.lines.write_record(line)
+        with self._lock:
+            self._waiting.append(line)
+            self._write_waiting()
+
+    def _write_waiting(self) -> None:
+        """Write the lines kept out so far, in order, until one does not fit (raised the first time)."""
+        while self._waiting:
+            self.lines.write_record(self._waiting[0])
+            if self.lines.failing:
+                return
+            self._waiting.popleft()
 
     def removed(self, paths: Sequence[Path]) -> None:
         gone = {r for p in paths if (r := self._relative(p)) is not None}
@@ -89,4 +105,10 @@ class SegmentList:
         return out
 
     def close(self) -> None:
-        self.lines.close()
+        with self._lock:
+            if self._waiting:
+                try:
+                    self._write_waiting()
+                except (OSError, UserError) as exc:  # a full disk still
+                    log.error("%s: %d segments could not be listed: %s", self.path, len(self._waiting), exc)
+            self.lines.close()

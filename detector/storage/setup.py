@@ -21,18 +21,16 @@ from typing import Any
 from detector.catalog import Catalogs
 from detector.errors import UserError
 from detector.settings import Settings
-from detector.settings.storage import size_text
 from detector.sinks.base import Sink
 from detector.sinks.paths import check_clips_dir
 from detector.sinks.video import PacketOutput
 from detector.sources.base import SourceInfo
 from detector.sources.naming import SourceIdentity
-from detector.storage.layout import scan_recordings
 from detector.storage.raw import RawRecorder, check_copyable
 from detector.storage.recorder import RecordHooks, SegmentBook, SegmentRecorder
 from detector.storage.retention import Limits, Retention
 from detector.storage.segments import SegmentList
-from detector.storage.status import StorageStatus, free_bytes
+from detector.storage.status import StorageStatus
 
 log = logging.getLogger(__name__)
 
@@ -102,17 +100,14 @@ class Storage:
         sources clipping into it), say what is there and what is kept, and start checking."""
         if self.root is not None:
             self.retention.watch(self.root, "recordings", writers=max(1, self.writers))
-            segments = scan_recordings(self.root)
-            free = free_bytes(self.root)
             log.info(
-                "recording %s segments of %g s into %s (%d segments there, %s; %s free)",
-                self.mode, self.settings.record.segment, self.root, len(segments),
-                size_text(sum(m.bytes for m in segments)), "?" if free is None else size_text(free),
-            )  # fmt: skip
+                "recording %s segments of %g s into %s", self.mode, self.settings.record.segment, self.root
+            )
         if self.settings.retain.any():
             for folder, writers in clip_folders:
                 self.retention.watch(folder, "clips", writers=writers)
-            self.retention.start()
+        if self.retention.folders:
+            self.retention.start()  # what is there is said from its thread; checks with limits only
 
     def close(self) -> None:
         self.retention.close()
