@@ -176,10 +176,8 @@ class Run:
         for plan in plans:
             if "://" in plan.spec:
                 check_url(plan.spec)
-        clips = [p["clips"] for p in outputs if "clips" in p] + [
-            Path(v) for k, v in shared.items() if k == "clips"
-        ]
-        self.storage.check(clips)
+        clips = [p["clips"] for p in outputs if "clips" in p]
+        self.storage.check(clips + ([Path(shared["clips"])] if "clips" in shared else []))
         before = Preexisting(_files(outputs, shared))  # before anything can make a file
         if self.detector is None and any(is_live_spec(p.spec) for p in plans):
             # Live: load the model first, so no frames pile up (and get dropped) while it loads.

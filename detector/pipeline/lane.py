@@ -130,10 +130,7 @@ class Lane:
         """Outputs hit a full disk: log and report each, and tell every sink (a ``storage_full``)."""
         records = []
         for exc in errors:
-            log.error("%s: %s", self.name, exc)
-            self.storage_errors.append(exc)
-            if self.on_storage is not None:
-                self.on_storage(self.name, exc)
+            self._storage_failed(exc)
             records.append(
                 StorageFull(
                     output=str(exc.path),
@@ -144,6 +141,12 @@ class Lane:
                 )
             )
         self.send(records)
+
+    def _storage_failed(self, exc: StorageError) -> None:
+        log.error("%s: %s", self.name, exc)
+        self.storage_errors.append(exc)
+        if self.on_storage is not None:
+            self.on_storage(self.name, exc)
 
     def end(self, error: BaseException | None = None) -> None:
         """The source ended (or failed, or the run stops): open events are closed, outputs finalized."""
@@ -181,10 +184,7 @@ class Lane:
                 closer.close()
             except StorageError as exc:  # what it had is kept; the run ends incomplete
                 for each in exc.all():
-                    log.error("%s: %s", self.name, each)
-                    self.storage_errors.append(each)
-                    if self.on_storage is not None:
-                        self.on_storage(self.name, each)
+                    self._storage_failed(each)
             except Exception as exc:
                 log.error("%s: closing %s failed: %s", self.name, type(closer).__name__, exc)
                 self.error = self.error or exc

@@ -267,7 +267,11 @@ class ClipRecorder:
 
     def _finish(self, clip: _Clip) -> None:
         self.open.remove(clip)
-        clip.writer.close()
+        try:
+            clip.writer.close()
+        except StorageError as exc:  # its last fragment did not fit: kept up to the one before
+            clip.failed = clip.failed or exc
+            self._failed(exc)
         if clip.writer.frames_written == 0:  # nothing reached it (the run ended at once): no empty file
             clip.path.unlink(missing_ok=True)
             return

@@ -1,7 +1,8 @@
 """What is done to an MP4 once it is written: the faststart rewrite (a fragmented MP4 made a normal one,
-atomically), and what a full disk leaves: a file cut short inside a fragment is cut back to its last
-whole one, and a close that lost its last fragment without saying so (PyAV's ``close`` does not
-report it) is found by the file's size."""
+atomically), and what a full disk leaves: a close that lost its last fragment without saying so
+(PyAV's ``close`` does not report it) is found by the file's size. A file cut short is kept as it is:
+it plays up to its last whole fragment, and its demuxer still gives every whole packet of the
+fragment it was writing (only the last one is torn)."""
 
 from __future__ import annotations
 
@@ -37,32 +38,6 @@ def lost_on_close(path: Path, expected: int) -> OSError | None:
     free = free_space(path)
     code = errno.ENOSPC if free is None or free < expected - size + 65536 else errno.EIO
     return OSError(code, os.strerror(code))
-
-
-def trim_torn_fragment(path: Path) -> None:
-    """A fragmented MP4 cut short by a full disk ends inside a fragment: cut it back to the end of its
-    last whole one (a ``moof`` counts with its ``mdat`` only), so every packet left is whole, and the
-    space the torn one took is free again. Top-level box headers are all that is read."""
-    try:
-        size = path.stat().st_size
-        good = pos = 0
-        with open(path, "rb") as f:
-            while pos + 8 <= size:
-                f.seek(pos)
-                head = f.read(16)
-                length, kind = int.from_bytes(head[:4], "big"), head[4:8]
-                if length == 1 and len(head) == 16:
-                    length = int.from_bytes(head[8:16], "big")
-                if length < 8 or pos + length > size:
-                    break
-                pos += length
-                if kind != b"moof":
-                    good = pos
-        if good < size:
-            os.truncate(path, good)
-            log.debug("%s: cut back to its last whole fragment (%d of %d bytes)", path, good, size)
-    except OSError as exc:
-        log.debug("%s: could not cut back the torn fragment: %s", path, exc)
 
 
 def free_space(path: Path) -> int | None:

@@ -27,7 +27,7 @@ from detector.settings.model import EncoderSettings
 from detector.sinks.audio import AudioSpan, AudioTrack
 from detector.sinks.base import FrameResult
 from detector.sinks.encoder import Encoded, H264Encoder
-from detector.sinks.mp4files import faststart, lost_on_close, muxer, trim_torn_fragment
+from detector.sinks.mp4files import faststart, lost_on_close, muxer
 from detector.sinks.paths import make_parents
 
 log = logging.getLogger(__name__)
@@ -148,8 +148,6 @@ class Mp4Writer:
             error = exc
         if error is None and self.error is None and self.frames_written:
             error = lost_on_close(self.path, self.bytes_written)
-        if self.error is not None or error is not None:
-            trim_torn_fragment(self.path)
         if self.error is not None:  # already reported by write(); the fragmented file stays
             return
         if self.frames_written == 0 and error is None:  # opened, but no frame made it: no empty file

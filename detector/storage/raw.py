@@ -26,7 +26,7 @@ import av
 from detector.errors import StorageError, UserError, storage_error
 from detector.events import EventRecord
 from detector.sinks.base import FrameResult
-from detector.sinks.mp4files import faststart, lost_on_close, trim_torn_fragment
+from detector.sinks.mp4files import faststart, lost_on_close
 from detector.sinks.video import FRAGMENTED_MOVFLAGS
 from detector.storage.recorder import Segment, SegmentBook
 
@@ -246,6 +246,4 @@ class RawRecorder:
             return
         if segment.failed is None:
             faststart(segment.path)
-        else:
-            trim_torn_fragment(segment.path)
         self.book.finished(segment)
