@@ -14,6 +14,7 @@ starts a new segment at its first keyframe. A full disk works as for the annotat
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import threading
@@ -61,6 +62,11 @@ class _Template:
         self.stream = self._holder.add_stream_from_template(stream)
         self.time_base = stream.time_base
         self.rate = stream.average_rate
+
+    def close(self) -> None:
+        """Once no segment will be made from it (the streams made from it keep their own copy)."""
+        with contextlib.suppress(av.FFmpegError, OSError):
+            self._holder.close()
 
 
 class RawRecorder:
@@ -144,12 +150,16 @@ class RawRecorder:
                 self._cond.notify_all()
             try:
                 if kind == "stream":
+                    if self._template is not None:
+                        self._template.close()
                     self._template, self._new_stream = item, True
                 else:
                     self._write(item, wall)
             except Exception as exc:  # never let one packet end the recording
                 log.error("%s: raw recording: %s", self.book.source, exc)
         self._roll()
+        if self._template is not None:
+            self._template.close()
 
     def _seconds(self, packet: Any) -> float | None:
         ticks = packet.pts if packet.pts is not None else packet.dts
