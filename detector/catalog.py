@@ -3,8 +3,12 @@ snapshots (``MediaFile``), told to every ``MediaCatalog`` as each file is finish
 
 Writers (the clip recorder, the segment recorder) call ``added`` once a file is complete and will not
 change again; retention calls ``removed`` after it deleted files. Catalogs keep the lists: the
-recordings' ``segments.jsonl``, the event store. A catalog is called from whichever thread wrote or
-deleted the file and must not block it for long (queue, do the work elsewhere).
+recordings' ``segments.jsonl``, the clips' ``events.jsonl``, the event store. A catalog is called from
+whichever thread wrote or deleted the file and must not block it for long (queue, do the work
+elsewhere).
+
+A catalog that can also say what it holds under a folder from earlier runs (``MediaLister.listed``)
+tells retention, at start, which files go together (a clip and its snapshots) and their times.
 """
 
 from __future__ import annotations
@@ -43,6 +47,12 @@ class MediaCatalog(Protocol):
     def removed(self, paths: Sequence[Path]) -> None: ...
 
 
+class MediaLister(Protocol):
+    """Optional, besides ``MediaCatalog``: the files it lists under ``folder`` (absolute paths)."""
+
+    def listed(self, folder: Path) -> list[MediaFile]: ...
+
+
 class Catalogs:
     """Several catalogs as one; a catalog that fails is logged, the others still hear of the file."""
 
@@ -65,3 +75,15 @@ class Catalogs:
                 catalog.removed(paths)
             except Exception as exc:
                 log.error("%s: could not forget %d files: %s", type(catalog).__name__, len(paths), exc)
+
+    def listed(self, folder: Path) -> list[MediaFile]:
+        """What the catalogs that can list (``MediaLister``) hold under ``folder``."""
+        found: list[MediaFile] = []
+        for catalog in self.catalogs:
+            lister = getattr(catalog, "listed", None)
+            if callable(lister):
+                try:
+                    found.extend(lister(folder))
+                except Exception as exc:
+                    log.warning("%s: could not list %s: %s", type(catalog).__name__, folder, exc)
+        return found

@@ -148,8 +148,20 @@ class Gap(EventRecord):
     attempts: int
 
 
+@dataclass(frozen=True, kw_only=True)
+class StorageFull(EventRecord):
+    """An output could not be written (a full disk, a quota, an I/O error): it closed what it had, and
+    detection and the other outputs go on. ``output``: the file; ``error``: why; ``free_bytes``: free
+    space left on its filesystem then (None if unknown)."""
+
+    kind: ClassVar[str] = "storage_full"
+    output: str
+    error: str
+    free_bytes: int | None = None
+
+
 KINDS: dict[str, type[EventRecord]] = {
-    cls.kind: cls for cls in (TrackNew, LineCross, ZoneEnter, ZoneExit, Gap)
+    cls.kind: cls for cls in (TrackNew, LineCross, ZoneEnter, ZoneExit, Gap, StorageFull)
 }
 
 

@@ -34,14 +34,17 @@ def data_uri(image: Image, kind: str = "png", quality: int = 80) -> str | None:
 
 
 def write_image(path: Path, image: Image, params: Sequence[int] = ()) -> None:
-    """Write ``image`` atomically (``files.atomic_write``); ``OSError`` if it cannot."""
+    """Write ``image`` atomically (``files.atomic_write``); ``OSError`` if it cannot. Encoded in memory
+    and written here, so a full disk says so (``ENOSPC``), which ``cv2.imwrite`` would not."""
+    try:
+        ok, data = cv2.imencode(path.suffix or ".png", image, list(params))
+    except cv2.error as exc:
+        raise OSError(str(exc)) from exc
+    if not ok:
+        raise OSError(f"OpenCV could not encode {path.suffix or 'the picture'} (unknown format)")
 
     def write(tmp: Path) -> None:
-        try:
-            ok = cv2.imwrite(str(tmp), image, list(params))
-        except cv2.error as exc:
-            raise OSError(str(exc)) from exc
-        if not ok:
-            raise OSError(f"OpenCV could not write {path.suffix} (unknown format, or the disk is full)")
+        with open(tmp, "xb") as f:
+            f.write(data.tobytes())
 
     atomic_write(path, write)

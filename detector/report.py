@@ -17,6 +17,7 @@ from typing import Any
 from detector.errors import UserError
 from detector.files import write_text
 from detector.settings import BUNDLED_MODEL
+from detector.settings.storage import size_text
 from detector.sinks.jsonl import dumps_line
 from detector.sinks.paths import make_parents
 from detector.sources.base import SourceInfo
@@ -163,6 +164,22 @@ def format_summary(report: Mapping[str, Any]) -> str:
         s = report["events_db"]
         lost = f", {s['dropped'] + s['lost']} lost" if s["dropped"] or s["lost"] else ""
         lines.append(f"store      {s['reviews']} review items, {s['events']} events{lost}, in {s['path']}")
+    lines += storage_lines(report)
     if report.get("outputs"):
         lines.append(f"outputs    {', '.join(report['outputs'])}")
     return "\n".join(lines)
+
+
+def storage_lines(report: Mapping[str, Any]) -> list[str]:
+    """The summary's lines for ``--record`` and retention."""
+    lines = []
+    if report.get("recording"):
+        r = report["recording"]
+        cut = f", {r['incomplete']} cut short by a full disk" if r.get("incomplete") else ""
+        text = f"{r['segments']} segments ({size_text(r['bytes'])}, {r['mode']}{cut}) in {r['folder']}"
+        lines.append(f"recording  {text}")
+    if report.get("retention"):
+        folders = report["retention"]["folders"].values()
+        files, size = sum(f["deleted_files"] for f in folders), sum(f["deleted_bytes"] for f in folders)
+        lines.append(f"retention  deleted {files} files ({size_text(size)})")
+    return lines

@@ -3,7 +3,12 @@ once, open every source, build each source's stages and sinks, run the pipeline,
 start leaves no half-made outputs; a source that fails during the run does not stop the others.
 
 Exit codes: 0 every source ended normally; 2 a source cannot be opened (nothing runs); 3 some
-source failed during the run (the others' outputs are complete).
+source failed during the run (the others' outputs are complete); 4 the run ended, but some output is
+incomplete: a write failed for want of storage (the output kept what it had, the others went on).
+
+Recording (``--record``) and retention (``retain:``) are the run's ``storage.setup.Storage``; every
+finished clip, snapshot and segment is told to the run's ``catalogs``, which retention, the
+recordings' ``segments.jsonl`` and each clips folder's ``events.jsonl`` are part of.
 
 A failed start removes only what this run made (``files.Preexisting``): an old output, replaced with
 ``--overwrite``, stays as it was, since no file is opened before the first frame; a device is never
@@ -22,7 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from detector.backends import Detector, load_detector
-from detector.errors import SourceError, SourcesFailed, UserError
+from detector.catalog import Catalogs
+from detector.errors import OutputsIncomplete, SourceError, SourcesFailed, UserError
 from detector.files import Preexisting
 from detector.pipeline.engine import Pipeline, PipelineOptions
 from detector.pipeline.gate import gate_for
@@ -44,6 +50,7 @@ from detector.stages.build import build_stages
 from detector.stages.heatmap import HeatmapStage
 from detector.stages.overlay import OverlayStage
 from detector.stats import RunStats
+from detector.storage.setup import Storage
 from detector.web.feeds import Phase
 from detector.web.view import WebView, web_view
 
@@ -150,6 +157,8 @@ class Run:
         self._quit = threading.Event()  # the window's q
         self.web: WebView | None = None
         self.shared: Shared | None = None  # what the sources write together (made with the lanes)
+        self.catalogs = Catalogs()  # told of every finished clip, snapshot and segment
+        self.storage = Storage(settings, self.catalogs)
 
     @property
     def stats(self) -> RunStats | None:
@@ -172,6 +181,8 @@ class Run:
         for plan in plans:
             if "://" in plan.spec:
                 check_url(plan.spec)
+        clips = [p["clips"] for p in outputs if "clips" in p]
+        self.storage.check(clips + ([Path(shared["clips"])] if "clips" in shared else []))
         before = Preexisting(_files(outputs, shared))  # before anything can make a file
         if self.detector is None and any(is_live_spec(p.spec) for p in plans):
             # Live: load the model first, so no frames pile up (and get dropped) while it loads.
@@ -204,6 +215,7 @@ class Run:
             if failed:
                 why = "; ".join(f"{lane.name}: {lane.error}" for lane in failed)
                 raise SourcesFailed(f"{len(failed)} of {len(self.lanes)} sources failed: {why}")
+            self._check_complete()
             return [lane.stats for lane in self.lanes]
         except BaseException as exc:
             failure = exc
@@ -216,6 +228,7 @@ class Run:
             for source in sources:
                 if not any(lane.source is source for lane in self.lanes):
                     source.close()  # opened, but the run never got to it
+            self.storage.close()  # recorders and retention first: their last files reach the stores
             if self.shared is not None:
                 self.shared.close()  # the event stores, once every lane (and clip) is done
             self._list_outputs(outputs, shared)
@@ -262,6 +275,7 @@ class Run:
                 plan.settings, size, detector.names, stats, live=info.live, fps=float(info.fps)
             )
             built.append((stats, stages))
+            self.storage.check_source(plan.identity, info, source)
         window = None
         if decide_show(settings, any(s.info.kind == "camera" for s in sources)):
             video = outputs[0].get("output")
@@ -273,7 +287,11 @@ class Run:
                 on_pause=lambda paused: None if paused else self._reset_fps(),
                 on_quit=self._quit.set,
             )
-        together = self.shared = Shared(settings, shared.get("json_path"), _files(outputs, shared))
+        storage = self.storage
+        together = self.shared = Shared(
+            settings, shared.get("json_path"), _files(outputs, shared), catalog=self.catalogs, storage=storage
+        )
+        web.set_storage(storage)
         board = ProgressBoard(interval=settings.log_interval)
         for plan, source, paths, (stats, stages) in zip(plans, sources, outputs, built, strict=True):
             info = source.info
@@ -291,6 +309,7 @@ class Run:
                 audio_from=_audio_source(plan.spec, info.kind, plan.settings.audio),
                 heatmap=heat.render if heat is not None else None,
                 with_source=several,
+                source=source,
             )
             sinks = made.sinks + web.add_source(plan.name, info, stats, stages)
             if window is not None:
@@ -303,9 +322,10 @@ class Run:
                 Lane(
                     source, stages, sinks, name=plan.name, stats=stats, progress=progress,
                     attachers=made.attachers, reviewer=reviewer,
-                    gate=gate_for(plan.settings, info.live, stats),
+                    gate=gate_for(plan.settings, info.live, stats), on_storage=storage.status.failed,
                 )
             )  # fmt: skip
+        storage.start(together.clip_writers())
 
     def _toggle_panels(self) -> None:
         for lane in self.lanes:
@@ -334,6 +354,14 @@ class Run:
                     "%s ended after %d of the %d frames its header declares (truncated?)",
                     *(info.name, stats.frames_read, declared),
                 )
+
+    def _check_complete(self) -> None:
+        """Exit 4 when some output was cut short by a full disk (its first error is the message)."""
+        incomplete = [exc for lane in self.lanes for exc in lane.storage_errors]
+        if incomplete:
+            more = len({e.key for e in incomplete}) - 1
+            tail = f"; {more} more output{'s' if more > 1 else ''} incomplete (see above)" if more > 0 else ""
+            raise OutputsIncomplete(f"{incomplete[0]}{tail}")
 
     def _list_outputs(self, outputs: list[dict[str, Path]], shared: dict[str, str]) -> None:
         """Each source's output files for its summary and report (its own, then the shared ones), each
@@ -364,6 +392,7 @@ class Run:
             )
             if len(self.lanes) > 1:
                 report["name"] = lane.name
+            report.update(self.storage.report())
             self.reports.append(report)
             if "report" in paths:
                 try:

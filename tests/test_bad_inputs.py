@@ -275,14 +275,24 @@ def test_video_output_naming_a_folder_says_so(
 
 
 def test_disk_full(
-    cli: Capture, small_disk: Callable[[str], Path], model_path: Path, sample_clip: Path
+    cli: Capture, small_disk: Callable[[str], Path], model_path: Path, sample_clip: Path, tmp_path: Path
 ) -> None:
-    """The output folder is a 300 kB tmpfs: one line, exit 2, and what was written still plays: every
-    packet in the file but the one being written when the disk filled, as the first frames in order."""
+    """The output folder is a 300 kB tmpfs: the run goes on to the end of the input (the JSONL on
+    another disk holds every frame and a ``storage_full`` event), then one line and exit 4 (an output
+    is incomplete); what was written still plays: every packet in the file but the one being written
+    when the disk filled, as the first frames in order."""
     full = small_disk("300k")
-    out = full / "out.mp4"
-    msg = cli.error("run", sample_clip, "--model", model_path, "--output", out)
+    out, js = full / "out.mp4", tmp_path / "out.jsonl"
+    code, lines, _ = cli.run("run", sample_clip, "--model", model_path, "--output", out, "--json", js)
+    assert code == 4, lines
+    errors = [line for line in lines if line.startswith("detector: error: ")]
+    assert errors == [lines[-1]] and "Traceback" not in "\n".join(lines)
+    msg = lines[-1].removeprefix("detector: error: ")
     assert msg == f"writing {out} failed: No space left on device; the video up to here is kept"
+    records = [json.loads(line) for line in js.read_text().splitlines()]
+    assert len([r for r in records if "event" not in r]) == 240, "detection went on to the end"
+    [event] = [r for r in records if r.get("event") == "storage_full"]
+    assert event["output"] == str(out) and event["error"] == "No space left on device"
     torn: list[bool] = []
     times: list[float] = []
     with av.open(str(out)) as c:

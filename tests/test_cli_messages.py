@@ -23,7 +23,7 @@ def run_help(capsys: pytest.CaptureFixture[str], command: str = "run") -> str:
 def test_run_help_lists_every_exit_code_the_readme_lists(capsys: pytest.CaptureFixture[str]) -> None:
     section = ROOT.joinpath("README.md").read_text().split("## Exit codes", 1)[1].split("\n## ", 1)[0]
     codes = re.findall(r"^\| (\d+) \|", section, flags=re.M)
-    assert sorted(codes, key=int) == ["0", "1", "2", "3", "130", "143"]
+    assert sorted(codes, key=int) == ["0", "1", "2", "3", "4", "130", "143"]
     exits = run_help(capsys).split("Exit codes:", 1)[1]
     for code in codes:
         assert re.search(rf"(^|, ) ?{code} [a-z]", exits), f"exit code {code} is not in run --help: {exits}"

@@ -33,7 +33,18 @@ from streaming import StreamServer, ffmpeg_exe
 from user_errors import Capture
 
 from detector.cli import main
-from detector.events import KINDS, Gap, LineCross, TrackNew, ZoneEnter, ZoneExit, from_dict, new_id, stamp
+from detector.events import (
+    KINDS,
+    Gap,
+    LineCross,
+    StorageFull,
+    TrackNew,
+    ZoneEnter,
+    ZoneExit,
+    from_dict,
+    new_id,
+    stamp,
+)
 from detector.sinks.jsonl import read_jsonl
 
 pytestmark = pytest.mark.model
@@ -97,6 +108,7 @@ def test_the_readme_documents_every_kind_and_field() -> None:
         "zone_exit": ZoneExit(zone="z", dwell_s=1.0, reason="lost"),
         "track_new": TrackNew(),
         "gap": Gap(after_frame=1, from_pts=0.1, to_pts=2.0, seconds=1.9, attempts=1),
+        "storage_full": StorageFull(output="/rec/a.mp4", error="No space left on device", free_bytes=0),
     }
     assert set(samples) == set(KINDS), "a kind without a README row"
     common = documented.pop("every event")
@@ -299,7 +311,7 @@ def test_full_disk_reports_the_video_error_and_marks_it_incomplete(
     disk = small_disk("300k")
     video, report = disk / "out.mp4", disk / "report.json"
     code, lines, _ = cli.run("run", sample_clip, "--model", model_path, "--output", video, "--report", report)
-    assert code == 2
+    assert code == 4, "the run ends with an output incomplete"
     assert (
         lines[-1]
         == f"detector: error: writing {video} failed: No space left on device; the video up to here is kept"

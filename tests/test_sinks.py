@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from detector import files as files_mod
-from detector.errors import UserError
+from detector.errors import StorageError, UserError
 from detector.events import Gap, LineCross
 from detector.sinks.base import FrameResult
 from detector.sinks.jsonl import JsonLinesSink, read_jsonl
@@ -191,15 +191,18 @@ def test_sigkill_leaves_playable_file(tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
-def test_disk_full_is_user_error(tmp_path: Path) -> None:
+def test_disk_full_is_a_storage_error_raised_once(tmp_path: Path) -> None:
+    """A full disk is a ``StorageError`` (a ``UserError``), raised once: the file is left out from then
+    on (the lane goes on with the other sinks), and closing reports nothing more."""
     out = tmp_path / "full.mp4"
     out.symlink_to("/dev/full")
     sink = VideoWriterSink(check_video_output_path(out, overwrite=True), fps=Fraction(30), live=False)
-    with pytest.raises(UserError, match=r"writing .*full\.mp4 failed: No space left.*kept"):
+    with pytest.raises(StorageError, match=r"writing .*full\.mp4 failed: No space left.*kept") as caught:
         for i in range(30):
             sink.write(make_result(i, 64, 64))
-    with pytest.raises(UserError):
-        sink.write(make_result(31, 64, 64))
+    assert isinstance(caught.value, UserError) and caught.value.reason == "No space left on device"
+    sink.write(make_result(31, 64, 64))  # no second error: the file stopped
+    assert sink.failed == "No space left on device"
     sink.close()  # the error was already reported: no second one
     sink.close()
 

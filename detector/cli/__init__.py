@@ -1,8 +1,8 @@
 """The ``detector`` command line. ``main(argv) -> int`` is callable from tests.
 
 Exit codes: 0 done; 2 anything the user can fix (one line on stderr, no traceback); 3 some of several
-sources failed during a run, or some inputs of a batch failed; 130 after Ctrl-C and 143 after SIGTERM,
-outputs closed; 1 a bug (traceback with --debug).
+sources failed during a run, or some inputs of a batch failed; 4 a run ended with some output cut short
+by a full disk; 130 after Ctrl-C and 143 after SIGTERM, outputs closed; 1 a bug (traceback with --debug).
 """
 
 from __future__ import annotations

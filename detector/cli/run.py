@@ -16,8 +16,8 @@ NOTHING_SAVED = "nothing is saved: add --output FILE.mp4 (annotated video) or --
 
 EPILOG = (
     f"{ORDER_HELP} Precedence: defaults < --config FILE < flags. Exit codes: 0 done, 2 usage/input "
-    "error, 3 some of several sources failed during the run (the others finished), 130 interrupted, "
-    "143 terminated, 1 internal error."
+    "error, 3 some of several sources failed during the run (the others finished), 4 some output is "
+    "incomplete (a full disk: what was written is kept), 130 interrupted, 143 terminated, 1 internal error."
 )
 
 
@@ -48,7 +48,8 @@ def command(args: argparse.Namespace, started_at: float) -> int:
 
     settings = load_settings(args.config, setting_overrides(args), command=RUN)
     run = Run(settings, args.sources, started_at=started_at)
-    watched = settings.show or settings.serve.bind or any(is_live_spec(p.spec) for p in run.plans)
+    live = any(is_live_spec(p.spec) for p in run.plans)
+    watched = settings.show or settings.serve.bind or live or settings.record.dir
     if not settings.output_paths() and not watched:
         log.info(NOTHING_SAVED)
     try:

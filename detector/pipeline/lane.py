@@ -7,6 +7,10 @@ are finished here, before any sink sees one: stamped (id, source name, wall time
 clip and snapshot by the ``attachers`` (the clip recorder), and the one finished record goes to every
 sink. The lane's ``reviewer`` (``detector.reviews``) sees each frame after its sinks and each stamped
 record before the attachers, and makes the review items. ``end`` closes the lane.
+
+A sink whose write fails for want of storage raises ``StorageError`` (once): the lane catches it per
+sink, so the frame and the events still reach the others, then reports it (``on_storage``: the run's
+storage status, which has retention run at once) and sends a ``storage_full`` event to every sink.
 """
 
 from __future__ import annotations
@@ -14,10 +18,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from detector.events import Attacher, EventRecord, stamp
+from detector.errors import StorageError
+from detector.events import Attacher, EventRecord, StorageFull, stamp
 from detector.pipeline.capture import FrameReader, Item
 from detector.pipeline.channel import Channel
 from detector.pipeline.gate import Gate
@@ -27,6 +32,7 @@ from detector.sinks.base import FrameResult, Sink
 from detector.sources.base import Source
 from detector.stages.base import Stage
 from detector.stats import RunStats
+from detector.storage.status import free_bytes
 from detector.types import Detections, Frame
 
 log = logging.getLogger(__name__)
@@ -45,6 +51,7 @@ class Lane:
         attachers: Sequence[Attacher] = (),
         reviewer: Reviewer | None = None,
         gate: Gate | None = None,
+        on_storage: Callable[[str, StorageError], None] | None = None,
     ) -> None:
         self.source = source
         self.stages = list(stages)
@@ -56,6 +63,8 @@ class Lane:
         self.attachers = list(attachers)
         self.reviewer = reviewer
         self.gate = gate  # whether the model runs on a frame (motion, --detect-fps); None: always
+        self.on_storage = on_storage
+        self.storage_errors: list[StorageError] = []  # outputs cut short by a full disk
         self.stop = threading.Event()  # ends this lane's capture
         self.error: BaseException | None = None
         self.closed = False
@@ -87,8 +96,12 @@ class Lane:
         self.stats.stages["stages"].add((t2 - t) * 1000)
         latency = (time.monotonic() - frame.capture_time) * 1000
         out = FrameResult(frame, detections, annotated, latency, extras, source=self.name)
+        full: list[StorageError] = []
         for sink in self.sinks:
-            sink.write(out)
+            try:
+                sink.write(out)
+            except StorageError as exc:  # that output stopped (or paused); the others go on
+                full += exc.all()
         self.stats.count_frame(detections.counts(), latency, self.started_at, frame.inference)
         if self.reviewer is not None or events:
             wall = self._wall_time(frame)
@@ -96,6 +109,8 @@ class Lane:
                 self.reviewer.frame(out, wall)
             if events:
                 self.send(events, wall)
+        if full:
+            self.storage_full(full, frame)
         self.stats.stages["write"].add((time.perf_counter() - t2) * 1000)
         if self.progress is not None:
             self.progress.update(self.stats.frames_processed, self.stats.fps_meter.value or 0.0)
@@ -109,6 +124,7 @@ class Lane:
         """Event records (gaps, line crossings...), finished, to every sink, after the frame that
         completed them. ``wall_time``: Unix time of that frame (default: now)."""
         when = time.time() if wall_time is None else wall_time
+        full: list[StorageError] = []
         for draft in events:
             record = stamp(draft, self.name, when)
             if self.reviewer is not None:
@@ -116,7 +132,34 @@ class Lane:
             for attacher in self.attachers:
                 record = attacher.attach(record)
             for sink in self.sinks:
-                sink.event(record)
+                try:
+                    sink.event(record)
+                except StorageError as exc:
+                    full += exc.all()
+        if full:
+            self.storage_full(full)
+
+    def storage_full(self, errors: Sequence[StorageError], frame: Frame | None = None) -> None:
+        """Outputs hit a full disk: log and report each, and tell every sink (a ``storage_full``)."""
+        records = []
+        for exc in errors:
+            self._storage_failed(exc)
+            records.append(
+                StorageFull(
+                    output=str(exc.path),
+                    error=exc.reason,
+                    free_bytes=None if exc.path is None else free_bytes(exc.path),
+                    frame=None if frame is None else frame.index,
+                    pts=None if frame is None else round(frame.pts, 3),
+                )
+            )
+        self.send(records)
+
+    def _storage_failed(self, exc: StorageError) -> None:
+        log.error("%s: %s", self.name, exc)
+        self.storage_errors.append(exc)
+        if self.on_storage is not None:
+            self.on_storage(self.name, exc)
 
     def end(self, error: BaseException | None = None) -> None:
         """The source ended (or failed, or the run stops): open events are closed, outputs finalized."""
@@ -154,6 +197,9 @@ class Lane:
         for closer in closers:
             try:
                 closer.close()
+            except StorageError as exc:  # what it had is kept; the run ends incomplete
+                for each in exc.all():
+                    self._storage_failed(each)
             except Exception as exc:
                 log.error("%s: closing %s failed: %s", self.name, type(closer).__name__, exc)
                 self.error = self.error or exc

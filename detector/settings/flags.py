@@ -45,6 +45,8 @@ _GROUPS = {  # help groups, by the first key of the setting
     "encoder": "encoder and overlay",
     "overlay": "encoder and overlay",
     "serve": "web view",
+    "record": "recording and retention",
+    "retain": "recording and retention",
 }
 
 

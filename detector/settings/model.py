@@ -20,6 +20,7 @@ from detector.settings.motion import MotionSettings, StationarySettings
 from detector.settings.review import ReviewSettings
 from detector.settings.serve import ServeSettings
 from detector.settings.sources import SourceSpec
+from detector.settings.storage import RecordSettings, RetainSettings
 
 log = logging.getLogger(__name__)
 
@@ -246,6 +247,8 @@ class Settings(StrictModel):
     overlay: OverlaySettings = Field(default_factory=OverlaySettings, description="what is drawn")
     serve: ServeSettings = Field(default_factory=ServeSettings, description="the live web view")
     review: ReviewSettings = Field(default_factory=ReviewSettings, description="review items")
+    record: RecordSettings = Field(default_factory=RecordSettings, description="continuous recording")
+    retain: RetainSettings = Field(default_factory=RetainSettings, description="what is kept on disk")
 
     @model_validator(mode="before")
     @classmethod

@@ -6,8 +6,10 @@ JSON lines, CSV, MOT, the ``--heatmap`` picture and what an HTML ``--report`` dr
 is also its lane's attacher (clip and snapshot are added to a record before any sink sees it), so the
 order of the sinks carries no meaning. The clip recorder and the event store listen to the lane's
 review items (``SourceSinks.reviews``). ``Shared`` holds what several sources write together: one
-``--json`` file, each clips folder with its ``events.jsonl``, each event store, and the media
-catalogs every finished file is told to.
+``--json`` file, each clips folder with its ``events.jsonl`` (a media catalog too: retention drops
+the lines of the clips it deletes), each event store, the media catalogs every finished file is
+told to, and the run's ``storage`` (``--record``: a source's annotated recorder is another packet
+output of its video sink; a raw one taps the source and is a sink).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
-from detector.catalog import Catalogs, MediaCatalog
+from detector.catalog import Catalogs
 from detector.events import Attacher
 from detector.reviews import ReviewConsumer
 from detector.settings import Settings
@@ -29,9 +31,10 @@ from detector.sinks.jsonl import JsonLinesSink
 from detector.sinks.shared import SharedSink
 from detector.sinks.tables import CsvSink, MotSink
 from detector.sinks.timeline import TimelineSink
-from detector.sinks.video import VideoWriterSink
+from detector.sinks.video import PacketOutput, VideoWriterSink
 from detector.sources.base import SourceInfo
 from detector.sources.naming import SourceIdentity
+from detector.storage.setup import Storage
 from detector.store.writer import EventStore
 from detector.types import Image
 
@@ -54,10 +57,12 @@ class Shared:
         settings: Settings,
         json_path: str | None,
         outputs: Iterable[Path] = (),
-        catalog: MediaCatalog | None = None,
+        catalog: Catalogs | None = None,
+        storage: Storage | None = None,
     ) -> None:
         self.settings = settings
-        self.catalog = Catalogs([catalog] if catalog is not None else [])  # every finished file is told
+        self.catalog = catalog if catalog is not None else Catalogs()  # told of every finished file
+        self.storage = storage
         self.outputs = [p.expanduser().absolute() for p in outputs]  # every file output of the run
         self.json = (
             SharedSink(JsonLinesSink(json_path, overwrite=settings.overwrite, with_source=True))
@@ -72,7 +77,9 @@ class Shared:
         ``events.jsonl``."""
         if path not in self.folders:
             folder = ClipFolder(path, reserved=[p for p in self.outputs if p.parent == path.absolute()])
-            self.folders[path] = (folder, SharedSink(EventsFile(folder)))
+            index = EventsFile(folder, on_resumed=self.storage.status.resumed if self.storage else None)
+            self.catalog.add(index)
+            self.folders[path] = (folder, SharedSink(index))
         folder, events = self.folders[path]
         return folder, events.handle()
 
@@ -83,6 +90,10 @@ class Shared:
             self.stores[key] = EventStore(key)
             self.catalog.add(self.stores[key])
         return self.stores[key]
+
+    def clip_writers(self) -> list[tuple[Path, int]]:
+        """Each clips folder, with how many sources write clips there."""
+        return [(path, sink.users) for path, (_, sink) in self.folders.items()]
 
     def close(self) -> None:
         """After every lane has closed (a clip is listed as its recorder closes): close the stores."""
@@ -116,12 +127,17 @@ def build_sinks(
     audio_from: Path | None = None,
     heatmap: Callable[[], Image] | None = None,
     with_source: bool = False,
+    source: object = None,
 ) -> SourceSinks:
     """One source's sinks. ``paths``: its own checked outputs (``{name}`` filled in); ``clips``: its
     clips folder (its own or the run's shared one); ``store``: its event store; ``heatmap``: the
-    heatmap stage's ``render``; ``with_source``: frame lines name their source (a run with several)."""
+    heatmap stage's ``render``; ``with_source``: frame lines name their source (a run with several);
+    ``source``: the opened source (a raw recording taps it)."""
     out = SourceSinks()
-    recorders: list[ClipRecorder] = []
+    recorders: list[PacketOutput] = []
+    recording, raw = (None, None)
+    if shared.storage is not None:
+        recording, raw = shared.storage.recorder(identity, info, source)
     if store is not None:
         handle = shared.store(store).handle(identity.name)
         out.sinks.append(handle)
@@ -135,11 +151,16 @@ def build_sinks(
             source=identity.slug,
             catalog=shared.catalog,
             gap=settings.review.gap,
+            on_resumed=shared.storage.status.resumed if shared.storage else None,
         )
         recorders.append(recorder)
         out.attachers.append(recorder)
         out.reviews.append(recorder)
         out.sinks.append(events_file)
+    if recording is not None:
+        recorders.append(recording)
+    if raw is not None:
+        out.sinks.append(raw)
     if "output" in paths or recorders:
         out.sinks.append(
             VideoWriterSink.from_settings(

@@ -9,7 +9,10 @@ made (with its parents) at the first event, so a run without events leaves none.
 
 ``EventsFile`` is the sink of ``DIR/events.jsonl``: one line per event that got a clip or a
 snapshot, the finished record (the same one ``--json`` gets). It is appended to, run after run: the
-folder's index keeps every clip it holds.
+folder's index keeps every clip it holds. It is also a media catalog: when retention deletes a clip
+and its snapshots, ``removed`` rewrites the file without their lines (under the sink's lock, while
+events go on being appended), and ``listed`` tells retention which snapshots go with which clip.
+A full disk costs the lines that do not fit (whole lines stay); the next event tries again.
 """
 
 from __future__ import annotations
@@ -17,18 +20,21 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
 from pathlib import Path
 
-from detector.errors import UserError
+from detector.catalog import MediaFile
+from detector.errors import UserError, storage_error
 from detector.events import EventRecord
 from detector.sinks.base import FrameResult
-from detector.sinks.jsonl import JsonLinesSink
+from detector.sinks.jsonl import JsonLinesSink, read_jsonl
 
 log = logging.getLogger(__name__)
 
 EVENTS_FILE = "events.jsonl"
 MAX_TRIES = 10000
+_NUMBERED = re.compile(r"(.+)-(clip|event)-(\d+)(\.[^.]+)")
 
 
 class ClipFolder:
@@ -39,13 +45,16 @@ class ClipFolder:
         self.folder = folder
         self.reserved = {p.name for p in reserved}
         self._next: dict[tuple[str, str], int] = {}  # (source, kind) -> next number to try
+        self._found = self._numbers()  # as the run found the folder: numbers go on after these, also
+        # once retention has deleted them
 
     def ensure(self) -> None:
         """Make the folder (and its parents) if needed."""
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise UserError(f"cannot create clips folder {self.folder}: {exc.strerror or exc}") from exc
+            message = f"cannot create clips folder {self.folder}: {exc.strerror or exc}"
+            raise storage_error(exc, self.folder, message) or UserError(message) from exc
 
     def claim(self, source: str, kind: str, suffix: str) -> Path:
         """A new, reserved (created empty) file ``{source}-{kind}-NNNN{suffix}`` in the folder."""
@@ -64,27 +73,44 @@ class ClipFolder:
             except FileExistsError:
                 continue
             except OSError as exc:
-                raise UserError(f"cannot create {path}: {exc.strerror or exc}") from exc
+                message = f"cannot create {path}: {exc.strerror or exc}"
+                raise storage_error(exc, path, message) or UserError(message) from exc
             return path
         raise UserError(f"clips folder {self.folder}: no free name for {source}-{kind}-NNNN{suffix}")
 
-    def _highest(self, source: str, kind: str, suffix: str) -> int:
-        pattern = re.compile(rf"{re.escape(source)}-{kind}-(\d+){re.escape(suffix)}")
+    def _numbers(self) -> dict[tuple[str, str, str], int]:
+        """The highest number of each (source, kind, suffix) in the folder now."""
+        found: dict[tuple[str, str, str], int] = {}
         try:
             names = os.listdir(self.folder)
         except OSError:
-            return 0
-        numbers = [int(m.group(1)) for n in names if (m := pattern.fullmatch(n))]
-        return max(numbers, default=0)
+            return found
+        for name in names:
+            if m := _NUMBERED.fullmatch(name):
+                key = (m.group(1), m.group(2), m.group(4))
+                found[key] = max(found.get(key, 0), int(m.group(3)))
+        return found
+
+    def _highest(self, source: str, kind: str, suffix: str) -> int:
+        key = (source, kind, suffix)
+        return max(self._found.get(key, 0), self._numbers().get(key, 0))
 
 
 class EventsFile:
-    """``DIR/events.jsonl``: the events that have a clip or a snapshot, appended as they come."""
+    """``DIR/events.jsonl``: the events that have a clip or a snapshot, appended as they come; and the
+    catalog of the clips and snapshots it names. ``on_resumed`` is told (with ``key``) when a line
+    fits again after a full disk."""
 
-    def __init__(self, folder: ClipFolder) -> None:
+    def __init__(self, folder: ClipFolder, on_resumed: Callable[[str], None] | None = None) -> None:
         self.folder = folder
-        self.lines = JsonLinesSink(folder.folder / EVENTS_FILE, append=True)
+        self.lines = JsonLinesSink(folder.folder / EVENTS_FILE, append=True, resume=True)
         self.path = self.lines.path
+        self.key = str(self.path)
+        self.on_resumed = on_resumed
+
+    @property
+    def failed(self) -> str | None:
+        return self.lines.failed
 
     def write(self, result: FrameResult) -> None:
         pass
@@ -92,7 +118,49 @@ class EventsFile:
     def event(self, record: EventRecord) -> None:
         if record.clip is not None or record.snapshot is not None:
             self.folder.ensure()
+            failing = self.lines.failing
             self.lines.event(record)
+            if failing and not self.lines.failing and self.on_resumed is not None:
+                self.on_resumed(self.key)
 
     def close(self) -> None:
         self.lines.close()
+
+    # -- MediaCatalog ---------------------------------------------------------------------------------
+    def added(self, media: MediaFile) -> None:
+        """Its lines are the events themselves (``event``)."""
+
+    def removed(self, paths: Sequence[Path]) -> None:
+        """Drop the lines of events whose clip or snapshot was deleted."""
+        here = self.folder.folder.absolute()
+        names = {p.name for p in paths if p.parent == here}
+        if names:
+            self.lines.drop_lines(lambda r: r.get("clip") in names or r.get("snapshot") in names)
+
+    def listed(self, folder: Path) -> list[MediaFile]:
+        """The clips and snapshots its lines name (a clip with the ids of all its events)."""
+        here = self.folder.folder.absolute()
+        if folder.absolute() != here or self.path is None or not self.path.exists():
+            return []
+        clips: dict[str, tuple[str, list[str], float | None]] = {}
+        out: list[MediaFile] = []
+        for line in read_jsonl(self.path):
+            source, eid, wall = str(line.get("source", "")), str(line.get("id", "")), _epoch(line)
+            snapshot, clip = line.get("snapshot"), line.get("clip")
+            if isinstance(snapshot, str):
+                out.append(
+                    MediaFile("snapshot", source, here / snapshot, start=wall, end=wall, events=(eid,))
+                )
+            if isinstance(clip, str):
+                clips.setdefault(clip, (source, [], wall))[1].append(eid)
+        for name, (source, ids, wall) in clips.items():
+            out.append(MediaFile("clip", source, here / name, start=wall, events=tuple(ids)))
+        return out
+
+
+def _epoch(line: dict[str, object]) -> float | None:
+    text = line.get("wall_time")
+    try:
+        return datetime.fromisoformat(text).timestamp() if isinstance(text, str) and text else None
+    except ValueError:
+        return None

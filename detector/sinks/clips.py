@@ -22,6 +22,10 @@ is its lane's ``Attacher``: ``attach`` returns the record with ``clip`` (its ite
 (where in the clip the event is) and ``snapshot``, paths relative to DIR, before any sink sees it, so
 ``--json``, ``DIR/events.jsonl`` (``clipfolder.EventsFile``) and every other sink get the same record.
 Names come from the source's unique name and never replace a file (``clipfolder.ClipFolder``).
+
+A full disk (``StorageError``) closes the clip it hit (it plays up to its last whole fragment) and
+costs a snapshot at most; the next item starts a new clip. The error is raised once from
+``packets``, so the lane reports it, and ``on_resumed`` is told when a clip is whole again.
 """
 
 from __future__ import annotations
@@ -30,14 +34,14 @@ import dataclasses
 import logging
 import math
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from detector.catalog import MediaCatalog, MediaFile
-from detector.errors import UserError
+from detector.errors import StorageError, UserError, raise_together
 from detector.events import EventRecord
 from detector.reviews import ReviewUpdate
 from detector.sinks.base import FrameResult
@@ -65,6 +69,7 @@ class _Clip:
     clock: tuple[float, float] | None = None  # (Unix time, pts) of one of its events: maps pts to wall
     held: list[Encoded] = field(default_factory=list)  # taken, past the end: written only if needed
     shown_until: float = -math.inf  # the latest frame written
+    failed: StorageError | None = None  # the disk filled while writing it
 
 
 class ClipRecorder:
@@ -79,9 +84,12 @@ class ClipRecorder:
         source: str,
         catalog: MediaCatalog | None = None,
         gap: float = 5.0,
+        on_resumed: Callable[[str], None] | None = None,
     ) -> None:
         self.clip_folder = folder
         self.catalog = catalog  # told of each finished clip and snapshot
+        self.on_resumed = on_resumed  # told (with ``key``) when a clip is whole again after a full disk
+        self.key = f"clips:{folder.folder}:{source}"
         self.folder = folder.folder
         self.before = float(before)
         self.after = float(after)
@@ -103,6 +111,8 @@ class ClipRecorder:
         self._first_pts: float | None = None
         self._bytes_total = 0
         self._span: tuple[float, float] | None = None  # source times of the first and last packet
+        self._full: list[StorageError] = []  # not yet raised
+        self._failing = False
         self._closed = False
 
     # -- PacketOutput ---------------------------------------------------------------------------------
@@ -136,6 +146,8 @@ class ClipRecorder:
             self._catch_up(clip)
         self._finish_settled()
         self._prune()
+        full, self._full = self._full, []
+        raise_together(full)
 
     # -- ReviewConsumer -------------------------------------------------------------------------------
     def review(self, update: ReviewUpdate) -> None:
@@ -144,7 +156,12 @@ class ClipRecorder:
             return
         item = update.after
         if update.type == "new":
-            self.current = self._start(item.media_start)
+            try:
+                self.current = self._start(item.media_start)
+            except StorageError as exc:  # no room for the clip: the item goes on without one
+                self._failed(exc)
+                self.current = None
+                return
             self.current.item = item.id
             self.current.clock = (item.start_time, item.media_start)
         clip = next((c for c in self.open if c.item == item.id), None)
@@ -159,14 +176,17 @@ class ClipRecorder:
         self._finish_settled()
 
     def _finish_settled(self) -> None:
-        for clip in [c for c in self.open if not c.item_open and self._newest > c.end + SETTLE_S]:
+        settled = [c for c in self.open if c.failed or (not c.item_open and self._newest > c.end + SETTLE_S)]
+        for clip in settled:
+            if self.current is clip:
+                self.current = None
             self._finish(clip)
 
     def attach(self, record: EventRecord) -> EventRecord:
         """The record with its item's clip and its snapshot (for the events that make clips; others as
         they are). The reviewer has already opened (or extended) the item."""
         clip = self.current
-        if not record.clip_worthy or self._closed or clip is None:
+        if not record.clip_worthy or self._closed or clip is None or clip.failed is not None:
             return record
         t = float(record.pts if record.pts is not None else self._newest)
         self._catch_up(clip)
@@ -174,20 +194,31 @@ class ClipRecorder:
         clip.events += 1
         wall = datetime.fromisoformat(record.wall_time).timestamp() if record.wall_time else None
         clip.ids.append(record.id)
-        snapshot: str | None = None
-        if self.latest is not None:
-            path = self.clip_folder.claim(self.source, "event", ".jpg")
-            if write_snapshot(path, self.latest, record):
-                snapshot = path.name
-                self._list(
-                    MediaFile("snapshot", self.source, path.absolute(), start=wall, end=wall, media_start=t,
-                              media_end=t, bytes=path.stat().st_size, events=(record.id,))
-                )  # fmt: skip
-            else:
-                path.unlink(missing_ok=True)
+        snapshot = self._snapshot(record, wall, t)
         start = clip.start_pts if clip.start_pts is not None else (self._first_pts or 0.0)
         offset = round(max(0.0, t - start), 3)
         return dataclasses.replace(record, clip=clip.path.name, clip_offset_s=offset, snapshot=snapshot)
+
+    def _snapshot(self, record: EventRecord, wall: float | None, t: float) -> str | None:
+        """The event's JPEG (its name), or None: no frame yet, or it cannot be written."""
+        if self.latest is None:
+            return None
+        path: Path | None = None
+        try:
+            path = self.clip_folder.claim(self.source, "event", ".jpg")
+            written = write_snapshot(path, self.latest, record)
+        except StorageError as exc:
+            self._failed(exc)
+            written = False
+        if path is None or not written:
+            if path is not None:
+                path.unlink(missing_ok=True)
+            return None
+        self._list(
+            MediaFile("snapshot", self.source, path.absolute(), start=wall, end=wall, media_start=t,
+                      media_end=t, bytes=path.stat().st_size, events=(record.id,))
+        )  # fmt: skip
+        return path.name
 
     def close(self) -> None:
         """After the encoder's last packets: finish every open clip (each one playable)."""
@@ -202,12 +233,16 @@ class ClipRecorder:
                 self._release(clip)
             try:
                 self._finish(clip)
+            except StorageError as exc:
+                self._full.append(exc)
             except (OSError, UserError) as exc:
                 errors.append(exc)
         self.ring.clear()
         self._keys.clear()
         if errors:
             raise errors[0]
+        full, self._full = self._full, []
+        raise_together(full)
 
     # -- clips ----------------------------------------------------------------------------------------
     def _start(self, t: float) -> _Clip:
@@ -218,8 +253,8 @@ class ClipRecorder:
             early = [seq for seq in self._keys if self._packet(seq).source_pts <= t - self.before]
             start_seq = early[-1] if early else self._keys[0]
             start_pts = self._packet(start_seq).source_pts
-        self.clips_made += 1
         path = self.clip_folder.claim(self.source, "clip", ".mp4")
+        self.clips_made += 1
         writer = Mp4Writer(path, self.encoder, from_zero=True)
         clip = _Clip(path, writer, end=t + self.after, start_pts=start_pts, next_seq=start_seq)
         self.open.append(clip)
@@ -230,6 +265,8 @@ class ClipRecorder:
         """Write the ring's packets the clip has not taken yet (in decode order) that show frames up to its
         end. A packet past the end is held back: with B-frames an earlier frame may still follow it and
         need it; it is written then (one frame past the end), or never."""
+        if clip.failed is not None:
+            return
         for seq, packet in self.ring:
             if seq < clip.next_seq:
                 continue
@@ -250,17 +287,38 @@ class ClipRecorder:
             for packet in clip.held[: last + 1]:
                 if clip.start_pts is None:
                     clip.start_pts = packet.source_pts
-                clip.writer.write(packet)
+                try:
+                    clip.writer.write(packet)
+                except StorageError as exc:  # this clip ends here (it plays up to its last fragment)
+                    clip.failed = exc
+                    clip.held.clear()
+                    self._failed(exc)
+                    return
                 clip.shown_until = max(clip.shown_until, packet.source_pts)
             del clip.held[: last + 1]
 
+    def _failed(self, exc: StorageError) -> None:
+        exc.key = self.key
+        if not self._failing:  # once until a clip is whole again
+            self._full.append(exc)
+        self._failing = True
+
     def _finish(self, clip: _Clip) -> None:
         self.open.remove(clip)
-        clip.writer.close()
+        try:
+            clip.writer.close()
+        except StorageError as exc:  # its last fragment did not fit: kept up to the one before
+            clip.failed = clip.failed or exc
+            self._failed(exc)
         if clip.writer.frames_written == 0:  # nothing reached it (the run ended at once): no empty file
             clip.path.unlink(missing_ok=True)
             return
-        log.info("clip %s: %d frames, %d event(s)", clip.path, clip.writer.frames_written, clip.events)
+        cut = "" if clip.failed is None else f" (cut short: {clip.failed.reason})"
+        log.info("clip %s: %d frames, %d event(s)%s", clip.path, clip.writer.frames_written, clip.events, cut)
+        if clip.failed is None and self._failing:
+            self._failing = False
+            if self.on_resumed is not None:
+                self.on_resumed(self.key)
         start, end = clip.start_pts, clip.shown_until
         to_wall = None if clip.clock is None else clip.clock[0] - clip.clock[1]  # wall = pts + this
         self._list(
@@ -274,9 +332,16 @@ class ClipRecorder:
                 media_end=end,
                 bytes=clip.path.stat().st_size if clip.path.exists() else 0,
                 events=tuple(clip.ids),
-                extra={"review": clip.item},
+                extra=self._extra(clip),
             )
         )
+
+    @staticmethod
+    def _extra(clip: _Clip) -> dict[str, object]:
+        extra: dict[str, object] = {"review": clip.item}
+        if clip.failed is not None:
+            extra["incomplete"] = clip.failed.reason
+        return extra
 
     def _list(self, media: MediaFile) -> None:
         if self.catalog is not None:

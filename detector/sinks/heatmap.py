@@ -6,7 +6,7 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
-from detector.errors import UserError
+from detector.errors import UserError, storage_error
 from detector.events import EventRecord
 from detector.images import write_image
 from detector.sinks.base import FrameResult
@@ -40,5 +40,6 @@ class HeatmapSink:
             write_image(self.path, self.render())
         except OSError as exc:
             self.failed = exc.strerror or str(exc)
-            raise UserError(f"writing heatmap {self.path} failed: {self.failed}") from exc
+            message = f"writing heatmap {self.path} failed: {self.failed}"
+            raise storage_error(exc, self.path, message) or UserError(message) from exc
         log.info("heatmap written to %s", self.path)

@@ -4,21 +4,31 @@ Each line is written with a single ``write`` and flushed at once, so a reader
 tailing the file (or a killed process) sees whole lines; nothing is buffered in
 memory. The file is opened at the first line, so a run that fails to start never
 touches an old file. ``read_jsonl`` reads such a file back, skipping a torn last line.
+
+A full disk (``errors.StorageError``): the line being written is cut back off, so the file keeps
+whole lines only, and the sink stops; an appended index (``resume``: ``events.jsonl``,
+``segments.jsonl``) tries again at its next line. ``drop_lines`` rewrites an appended file without
+some of its lines (retention deleted their files) while other threads go on appending.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
+import os
 import sys
+import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
 
-from detector.errors import UserError
+from detector.errors import StorageError, UserError, storage_error
 from detector.events import EventRecord
+from detector.files import atomic_write
 from detector.sinks.base import FrameResult
 from detector.sinks.paths import check_json_output_path, make_parents
 
@@ -81,18 +91,30 @@ class JsonLinesSink:
     """Writes one JSON line per frame (and per event) to a file or, for ``-``, to stdout.
 
     ``with_source``: frame lines carry ``"source"`` (several sources in the run; event records
-    always do). ``append``: add to an existing file (no overwrite check)."""
+    always do). ``append``: add to an existing file (no overwrite check). ``resume``: after a full
+    disk, try again at the next line (an index) instead of stopping. Thread-safe."""
 
     def __init__(
-        self, path: str | Path, overwrite: bool = False, *, with_source: bool = False, append: bool = False
+        self,
+        path: str | Path,
+        overwrite: bool = False,
+        *,
+        with_source: bool = False,
+        append: bool = False,
+        resume: bool = False,
     ) -> None:
         self.path: Path | None = (
             Path(path).expanduser() if append else check_json_output_path(path, overwrite)
         )
         self.with_source = with_source
         self.append = append
-        self.failed: str | None = None
+        self.resume = resume
+        self.failed: str | None = None  # why it stopped (or, resuming, why it lost lines)
+        self.failing = False  # the last line did not fit
+        self.lines_lost = 0
         self._raw: IO[bytes] | None = None
+        self._size = 0  # bytes of whole lines in the file
+        self._lock = threading.RLock()
         self._closed = False
 
     def _open(self) -> IO[bytes]:
@@ -101,7 +123,11 @@ class JsonLinesSink:
         try:
             self._raw = open(self.path, "ab" if self.append else "wb", buffering=0)  # noqa: SIM115
         except OSError as exc:
+            full = storage_error(exc, self.path, f"cannot create {self.path}: {exc.strerror}")
+            if full is not None:
+                raise full from exc
             raise UserError(f"cannot create JSON output {self.path}: {exc.strerror or exc}") from exc
+        self._size = os.fstat(self._raw.fileno()).st_size
         return self._raw
 
     @property
@@ -114,26 +140,87 @@ class JsonLinesSink:
     def event(self, record: EventRecord) -> None:
         self._write_line(dumps_line(record.to_dict()))
 
+    def write_record(self, record: dict[str, Any]) -> None:
+        """One line of any JSON object (an index's entry)."""
+        self._write_line(dumps_line(record))
+
     def _write_line(self, line: str) -> None:
         if self._closed:
             raise RuntimeError(f"JsonLinesSink({self._name}) is closed")
         if self.path is None:
             self._write_stdout(line)
             return
-        raw = self._raw or self._open()
         try:
             data = line.encode("utf-8")
         except UnicodeEncodeError:  # lone surrogates in a string
             data = _ascii_line(line).encode("ascii")
-        try:
-            view = memoryview(data)
-            while view:  # one write() normally; loops only on a short write
-                view = view[raw.write(view) or 0 :]
-        except OSError as exc:
-            self.failed = exc.strerror or str(exc)
-            raise UserError(
-                f"writing {self._name} failed: {self.failed}; the lines up to here are kept"
-            ) from exc
+        with self._lock:
+            if self.failed is not None and not self.resume:
+                return  # stopped by a full disk: the lines up to it are kept
+            try:
+                raw = self._raw or self._open()
+                view = memoryview(data)
+                while view:  # one write() normally; loops only on a short write
+                    view = view[raw.write(view) or 0 :]
+            except StorageError as cannot:  # the file could not even be made
+                if self._fail(cannot):
+                    raise
+                return
+            except OSError as exc:
+                why = exc.strerror or str(exc)
+                message = f"writing {self._name} failed: {why}; the lines up to here are kept"
+                full = storage_error(exc, self.path, message)
+                if full is None:
+                    self.failed = why
+                    raise UserError(message) from exc
+                if self._fail(full):
+                    raise full from exc
+                return
+            self._size += len(data)
+            self.failing = False
+
+    def _fail(self, full: StorageError) -> bool:
+        """A line did not fit: cut it back off (the file keeps whole lines). True the first time in a
+        row (the error is raised then, not at every line that follows)."""
+        if self._raw is not None:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._raw.fileno(), self._size)
+        self.lines_lost += 1
+        first = not self.failing
+        self.failed, self.failing = full.reason, True
+        return first
+
+    def drop_lines(self, drop: Callable[[dict[str, Any]], bool]) -> int:
+        """Rewrite the (appended) file without the lines ``drop`` picks, atomically; appending goes on
+        in the new file. Returns how many lines went."""
+        assert self.append and self.path is not None, "only an appended file is rewritten"
+        path = self.path
+        with self._lock:
+            if not path.exists():
+                return 0
+            kept: list[bytes] = []
+            dropped = 0
+            for raw in path.read_bytes().splitlines(keepends=True):
+                try:
+                    gone = raw.endswith(b"\n") and drop(json.loads(raw))
+                except ValueError:
+                    gone = False  # not ours to judge: kept as it is
+                dropped += gone
+                if not gone:
+                    kept.append(raw if raw.endswith(b"\n") else b"")  # a torn last line goes
+            if not dropped:
+                return 0
+
+            def write(tmp: Path) -> None:
+                with open(tmp, "xb") as f:
+                    f.writelines(kept)
+
+            atomic_write(path, write)
+            if self._raw is not None:  # the old file is gone: the next line opens the new one
+                with contextlib.suppress(OSError):
+                    self._raw.close()
+                self._raw = None
+            return dropped
 
     def _write_stdout(self, line: str) -> None:
         out = sys.stdout  # looked up each time: never closed, may be swapped (tests, redirection)
@@ -147,14 +234,15 @@ class JsonLinesSink:
             raise UserError(f"writing {self._name} failed: {exc.strerror or exc}") from exc
 
     def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        if self._raw is not None:
-            try:
-                self._raw.close()
-            except OSError as exc:
-                raise UserError(f"closing {self._name} failed: {exc.strerror or exc}") from exc
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            if self._raw is not None:
+                try:
+                    self._raw.close()
+                except OSError as exc:
+                    raise UserError(f"closing {self._name} failed: {exc.strerror or exc}") from exc
 
 
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:

@@ -13,7 +13,7 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from detector.errors import UserError
+from detector.errors import UserError, storage_error
 from detector.settings.base import flag_for
 from detector.settings.model import Settings
 from detector.store.schema import connect, version_of
@@ -58,7 +58,8 @@ def make_parents(path: str | Path) -> None:
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise UserError(f"cannot create folder {folder} for {path}: {exc.strerror or exc}") from exc
+        message = f"cannot create folder {folder} for {path}: {exc.strerror or exc}"
+        raise storage_error(exc, Path(path), message) or UserError(message) from exc
 
 
 def _check_missing_folder(p: Path, what: str) -> None:
@@ -139,18 +140,18 @@ def check_image_output_path(path: str | Path, overwrite: bool) -> Path:
     return check_output_file(p, overwrite, "heatmap")
 
 
-def check_clips_dir(path: str | Path, overwrite: bool) -> Path:
-    """A folder for clips: absent (made at the first event, missing parents too) or a writable folder.
-    It is a collection: new clips are numbered after the ones there, ``events.jsonl`` is appended to,
-    nothing in it is ever replaced (so ``--overwrite`` has nothing to do with it)."""
+def check_clips_dir(path: str | Path, overwrite: bool, what: str = "clips folder") -> Path:
+    """A folder for clips (or recordings): absent (made at the first event, missing parents too) or a
+    writable folder. It is a collection: new clips are numbered after the ones there, ``events.jsonl``
+    is appended to, nothing in it is ever replaced (so ``--overwrite`` has nothing to do with it)."""
     p = Path(path).expanduser()
     if p.exists() and not p.is_dir():
-        raise UserError(f"clips folder {p} is a file; give a folder")
+        raise UserError(f"{what} {p} is a file; give a folder")
     if not p.exists():
-        check_output_file(p, overwrite, "clips folder")
+        check_output_file(p, overwrite, what)
         return p
     if not os.access(p, os.W_OK | os.X_OK):
-        raise UserError(f"clips folder {p} is not writable; choose another path")
+        raise UserError(f"{what} {p} is not writable; choose another path")
     return p
 
 

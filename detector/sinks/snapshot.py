@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 
 from detector.drawing import draw_label_at, label_size, style_of
+from detector.errors import storage_error
 from detector.events import EventRecord, ObjectEvent
 from detector.images import write_image
 from detector.sinks.base import FrameResult
@@ -55,12 +56,17 @@ def highlight(image: Image, result: FrameResult, record: EventRecord) -> Image:
 
 
 def write_snapshot(path: Path, result: FrameResult, record: EventRecord) -> bool:
-    """Write the highlighted JPEG atomically; False (and a warning) when it cannot be written."""
+    """Write the highlighted JPEG atomically; False (and a warning) when it cannot be written, a
+    ``StorageError`` when the disk is full."""
     try:
         write_image(
             path, highlight(result.annotated, result, record), [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY]
         )
     except OSError as exc:
+        why = exc.strerror or str(exc)
+        full = storage_error(exc, path, f"snapshot {path} not written: {why}")
+        if full is not None:
+            raise full from exc
         log.warning("snapshot %s not written: %s", path, exc)
         return False
     return True

@@ -13,13 +13,15 @@ every finished frame. Events (line crossings, gaps) are not rows and are ignored
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import logging
 import math
+import os
 from pathlib import Path
 from typing import IO, Any
 
-from detector.errors import UserError
+from detector.errors import UserError, storage_error
 from detector.events import EventRecord
 from detector.sinks.base import FrameResult
 from detector.sinks.paths import check_output_file, make_parents
@@ -46,6 +48,7 @@ class _TableSink:
         self.rows_written = 0
         self.failed: str | None = None
         self._closed = False
+        self._size = 0  # bytes of whole rows written
         self._file: IO[str] | None = None
         self._csv: Any = None
 
@@ -75,11 +78,26 @@ class _TableSink:
             self._file.flush()
         except OSError as exc:
             self.failed = exc.strerror or str(exc)
-            raise UserError(
-                f"writing {self.path} failed: {self.failed}; the rows up to here are kept"
-            ) from exc
+            message = f"writing {self.path} failed: {self.failed}; the rows up to here are kept"
+            full = storage_error(exc, self.path, message)
+            if full is None:
+                raise UserError(message) from exc
+            self._stop()
+            raise full from exc
+        self._size = self._file.tell()
+
+    def _stop(self) -> None:
+        """A full disk: the file ends at its last whole row, and takes no more."""
+        file, self._file = self._file, None
+        with contextlib.suppress(OSError, ValueError):
+            if file is not None:
+                file.close()
+        with contextlib.suppress(OSError):
+            os.truncate(self.path, self._size)
 
     def write(self, result: FrameResult) -> None:
+        if self.failed is not None:
+            return
         if self._file is None:
             self._open()
         rows = self.rows(result)

@@ -13,22 +13,21 @@ process killed with SIGKILL leaves a file that plays up to the last fragment. ``
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, Protocol
 
 import av
 
-from detector.errors import UserError
+from detector.errors import StorageError, UserError, raise_together, storage_error
 from detector.events import EventRecord
-from detector.files import atomic_write
 from detector.report import part_reports
 from detector.settings.model import EncoderSettings
-from detector.sinks.audio import AudioSpan, AudioTrack, merge
+from detector.sinks.audio import AudioSpan, AudioTrack
 from detector.sinks.base import FrameResult
 from detector.sinks.encoder import Encoded, H264Encoder
+from detector.sinks.mp4files import faststart, lost_on_close, muxer
 from detector.sinks.paths import make_parents
 
 log = logging.getLogger(__name__)
@@ -36,12 +35,10 @@ log = logging.getLogger(__name__)
 FRAGMENTED_MOVFLAGS = "frag_keyframe+empty_moov+default_base_moof"
 
 
-def _muxer(path: Path) -> str:
-    return "mov" if path.suffix.lower() == ".mov" else "mp4"
-
-
 def _write_failed(path: Path, exc: OSError) -> UserError:
-    return UserError(f"writing {path} failed: {exc.strerror or exc}; the video up to here is kept")
+    """A full disk is a ``StorageError`` (the run goes on without this file); anything else ends it."""
+    message = f"writing {path} failed: {exc.strerror or exc}; the video up to here is kept"
+    return storage_error(exc, path, message) or UserError(message)
 
 
 class PacketOutput(Protocol):
@@ -84,6 +81,7 @@ class Mp4Writer:
         self.audio_from = audio_from
         self.fragment_seconds = fragment_seconds
         self.frames_written = 0
+        self.bytes_written = 0  # of the packets; the file holds at least as much
         self.error: UserError | None = None
         self.failed: str | None = None  # the reason behind ``error``
         self._container: Any = None
@@ -100,9 +98,12 @@ class Mp4Writer:
             options["frag_duration"] = str(round(2e6 * self.fragment_seconds))
         make_parents(self.path)
         try:
-            container = av.open(str(self.path), "w", format=_muxer(self.path), options=options)
+            container = av.open(str(self.path), "w", format=muxer(self.path), options=options)
         except OSError as exc:
-            raise UserError(f"cannot create video output {self.path}: {exc.strerror or exc}") from exc
+            message = f"cannot create video output {self.path}: {exc.strerror or exc}"
+            self.failed = exc.strerror or str(exc)
+            self.error = storage_error(exc, self.path, message) or UserError(message)
+            raise self.error from exc
         width, height = enc.size
         self._stream = container.add_mux_stream("h264", rate=enc.fps, width=width, height=height)
         self._stream.time_base = enc.time_base
@@ -128,6 +129,7 @@ class Mp4Writer:
             self.error = _write_failed(self.path, exc)
             raise self.error from exc
         self.frames_written += 1
+        self.bytes_written += enc.nbytes
         t = enc.source_pts
         self._span = (t, t) if self._span is None else (min(self._span[0], t), max(self._span[1], t))
 
@@ -144,6 +146,8 @@ class Mp4Writer:
             container.close()
         except OSError as exc:
             error = exc
+        if error is None and self.error is None and self.frames_written:
+            error = lost_on_close(self.path, self.bytes_written)
         if self.error is not None:  # already reported by write(); the fragmented file stays
             return
         if self.frames_written == 0 and error is None:  # opened, but no frame made it: no empty file
@@ -167,54 +171,16 @@ class Mp4Writer:
             )
             return None
 
-    @staticmethod
-    def _video_packets(src: Any, src_stream: Any, dst_stream: Any) -> Iterator[tuple[float, Any]]:
-        # B-frames delay the first picture in the fragmented file (no edit list is possible
-        # there); shift it back to 0, the muxer writes the edit list.
-        shift = src_stream.start_time
-        for packet in src.demux(src_stream):
-            if packet.dts is None:  # the demuxer's end-of-stream packet
-                continue
-            if shift is None:
-                shift = packet.pts or 0
-            packet.dts -= shift
-            if packet.pts is not None:
-                packet.pts -= shift
-            packet.stream = dst_stream
-            yield float(packet.dts * src_stream.time_base), packet
-
     def _faststart(self) -> None:
-        """Remux the fragmented file into a faststart MP4 that replaces it atomically."""
-        started = time.perf_counter()
-
-        def remux(tmp: Path) -> None:
-            with av.open(str(self.path)) as src:
-                src_stream = src.streams.video[0]
-                with av.open(
-                    str(tmp), "w", format=_muxer(self.path), options={"movflags": "+faststart"}
-                ) as dst:
-                    dst_stream = dst.add_stream_from_template(src_stream)
-                    audio = self._audio_track(dst)
-                    try:
-                        video = self._video_packets(src, src_stream, dst_stream)
-                        for packet in merge(video, audio.packets()) if audio else (p for _, p in video):
-                            dst.mux(packet)
-                    finally:
-                        if audio is not None:
-                            audio.close()
-
-        try:
-            atomic_write(self.path, remux)
-        except (OSError, av.FFmpegError, ValueError, IndexError) as exc:
-            msg = "%s: could not rewrite as a faststart MP4 (%s); keeping the fragmented MP4, which plays"
-            log.warning(msg, self.path, exc)
-            return
-        log.debug("%s: faststart remux took %.0f ms", self.path, (time.perf_counter() - started) * 1000)
+        faststart(self.path, self._audio_track)
 
 
 class VideoWriterSink:
     """Encodes annotated frames once to H.264 (yuv420p) and hands the packets to the ``path`` MP4/MOV
-    (if any) and to ``outputs`` (event clips). Opens on the first frame."""
+    (if any) and to ``outputs`` (event clips, recording segments). Opens on the first frame.
+
+    A full disk under one of them (``StorageError``, raised once) does not stop the others: the file
+    closes what it has and is left out from then on, the outputs keep getting packets."""
 
     def __init__(
         self,
@@ -239,7 +205,7 @@ class VideoWriterSink:
             crf=crf,
             threads=threads,
             fragment_seconds=fragment_seconds,
-            name=str(self.path or "clips"),
+            name=str(self.path or "the annotated video"),
         )
         self.file = (
             None
@@ -291,7 +257,10 @@ class VideoWriterSink:
         if self._closed:
             raise RuntimeError(f"VideoWriterSink({self.path}) is closed")
         if self.file is not None and self.file.error is not None:
-            raise self.file.error
+            if not isinstance(self.file.error, StorageError):
+                raise self.file.error
+            if not self.outputs:
+                return  # the file stopped at a full disk, and nothing else wants the video
         frame = result.frame
         packets = self.encoder.encode(result.annotated, frame.capture_time, frame.pts)
         if not self._logged:
@@ -301,11 +270,19 @@ class VideoWriterSink:
         self._send(packets)
 
     def _send(self, packets: Sequence[Encoded]) -> None:
-        if self.file is not None:
-            for packet in packets:
-                self.file.write(packet)
+        full: list[StorageError] = []
+        if self.file is not None and self.file.error is None:
+            try:
+                for packet in packets:
+                    self.file.write(packet)
+            except StorageError as exc:
+                full.append(exc)
         for output in self.outputs:
-            output.packets(packets)
+            try:
+                output.packets(packets)
+            except StorageError as exc:
+                full.append(exc)
+        raise_together(full)
 
     def _log_start(self) -> None:
         enc = self.encoder
@@ -334,8 +311,7 @@ class VideoWriterSink:
         self._closed = True
         errors: list[BaseException] = []
         try:
-            if self.file is None or self.file.error is None:
-                self._send(self.encoder.flush())
+            self._send(self.encoder.flush())
         except (OSError, UserError) as exc:
             errors.append(exc)
         closers: list[Mp4Writer | PacketOutput] = [*([self.file] if self.file else []), *self.outputs]
@@ -346,5 +322,7 @@ class VideoWriterSink:
                 errors.append(exc)
         if self.file is not None and self.file.frames_written and self.file.error is None:
             log.info("wrote %s: %d frames", self.path, self.file.frames_written)
-        if errors:
-            raise errors[0]
+        fatal = [e for e in errors if not isinstance(e, StorageError)]
+        if fatal:
+            raise fatal[0]
+        raise_together([e for e in errors if isinstance(e, StorageError)])

@@ -1,4 +1,8 @@
-"""A video file or network stream decoded with FFmpeg (PyAV)."""
+"""A video file or network stream decoded with FFmpeg (PyAV).
+
+A ``PacketTap`` (raw recording) gets each demuxed packet before it is decoded, on the capture
+thread, and each stream as it is (re)opened; it must not block (``storage.raw`` only queues).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ import logging
 import time
 from collections.abc import Iterator
 from fractions import Fraction
+from typing import Any, Protocol
 
 import av
 import av.error
@@ -19,6 +24,12 @@ from detector.sources.timing import FrameClock
 from detector.types import Frame
 
 log = logging.getLogger(__name__)
+
+
+class PacketTap(Protocol):
+    def stream(self, stream: Any) -> None: ...
+
+    def packet(self, packet: Any) -> None: ...
 
 
 class PyAVSource:
@@ -35,7 +46,13 @@ class PyAVSource:
         self._read_timeout = read_timeout
         self._index = 0
         self._t0: float | None = None
+        self._tap: PacketTap | None = None
         self._open()
+
+    def set_tap(self, tap: PacketTap) -> None:
+        """Hand ``tap`` every packet from now on (the stream open now first, then each reopened one)."""
+        self._tap = tap
+        tap.stream(self._stream)
 
     def _open(self) -> None:
         options: dict[str, str] = {}
@@ -108,6 +125,8 @@ class PyAVSource:
         time_base = float(stream.time_base or Fraction(1, 90000))
         self._clock = FrameClock.for_container(self._container.format, time_base, 1 / float(fps))
         self._frames = self._decode()
+        if self._tap is not None:
+            self._tap.stream(stream)
 
     def _decode(self) -> Iterator[av.VideoFrame]:
         """Yield decoded frames, skipping (and counting) packets that fail to decode."""
@@ -123,6 +142,8 @@ class PyAVSource:
                 self.corrupt += 1
                 log.debug("skipping unreadable packet: %s", exc)
                 continue
+            if self._tap is not None and packet.size:
+                self._tap.packet(packet)  # as demuxed: before the clock unsets times it cannot trust
             try:
                 yield from self._clock.packet(packet).decode()
             except (av.error.InvalidDataError, ValueError, av.error.UndefinedError) as exc:

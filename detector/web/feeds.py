@@ -19,7 +19,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from detector.events import EventRecord
 from detector.report import part_reports
@@ -28,6 +28,9 @@ from detector.sources.base import SourceInfo
 from detector.stages.base import Stage
 from detector.stats import RunStats
 from detector.text import by_count
+
+if TYPE_CHECKING:
+    from detector.storage.setup import Storage
 
 SNAPSHOT_SECONDS = 0.25
 RECENT_EVENTS = 20
@@ -153,6 +156,7 @@ class Board:
     backend: str = ""
     started_at: float = field(default_factory=time.monotonic)
     store: Path | None = None  # the event store the history page reads (``web.history``)
+    storage: Storage | None = None  # the run's recording, retention and storage health
 
     def sources(self) -> list[Feed]:
         return list(self.feeds.values())

@@ -8,6 +8,7 @@ from typing import Any
 
 from detector.text import by_count
 from detector.web.feeds import Board, Feed, Phase
+from detector.web.storage import storage_health
 
 
 def _source_status(feed: Feed, stall_timeout: float) -> dict[str, Any]:
@@ -78,12 +79,16 @@ def build_status(board: Board, viewers: dict[str, int]) -> dict[str, Any]:
 
 def build_health(board: Board) -> tuple[bool, dict[str, Any]]:
     """(healthy, body). Healthy while the model loads and while every open source delivers frames;
-    not once any has stalled longer than ``--stall-timeout``, nor once the run has finished."""
+    not once any has stalled longer than ``--stall-timeout``, nor while an output cannot be written
+    (a full disk), nor once the run has finished."""
     stall = board.stall_timeout
     feeds = board.sources()
     stalled = {f.name: round(f.stalled_for(), 1) for f in feeds if not _healthy(f, stall)}
     if board.phase == Phase.FINISHED or (feeds and all(f.finished for f in feeds)):
         return False, {"status": "finished"}
+    full = storage_health(board.storage)  # an output that cannot be written
+    if full is not None:
+        return False, full
     if stalled:
         return False, {"status": "stalled", "stall_timeout_s": stall, "stalled_s": stalled}
     return True, {"status": "ok", "phase": board.phase}

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from detector.events import EventRecord
 from detector.settings import Settings
@@ -28,6 +28,9 @@ from detector.stages.base import Stage
 from detector.stats import RunStats
 from detector.web.config import ServeConfig, serve_config
 from detector.web.feeds import Board, Feed, Phase
+
+if TYPE_CHECKING:
+    from detector.storage.setup import Storage
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +84,10 @@ class WebView:
 
     def set_phase(self, phase: str) -> None:
         self.board.phase = phase
+
+    def set_storage(self, storage: Storage) -> None:
+        """``/healthz`` and ``/metrics`` say what a full disk does, and what retention deleted."""
+        self.board.storage = storage
 
     def set_model(self, path: str, backend: str) -> None:
         self.board.model, self.board.backend = str(path), backend

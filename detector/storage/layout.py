@@ -1,0 +1,127 @@
+"""Our names on disk: where a segment goes, and which files in a folder are ours (retention deletes
+nothing else).
+
+Recordings: ``DIR/{source}/{YYYY-MM-DD}/{HH.MM.SS}.mp4``, from the segment's first frame: local
+capture time for live sources; for files the media time (``00.10.00.mp4`` is ten minutes in), under
+the day the run started. A name already taken (two segments in one second, a file recorded twice)
+gets ``-2``, ``-3``... and is reserved with an exclusive create, so a segment never replaces a file.
+Clips (``sinks.clipfolder``): ``{source}-clip-NNNN.mp4`` and ``{source}-event-NNNN.jpg``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from datetime import date, datetime
+from pathlib import Path
+
+from detector.catalog import MediaFile, MediaKind
+from detector.errors import UserError, storage_error
+
+SEGMENTS_FILE = "segments.jsonl"
+MAX_TRIES = 1000
+_SOURCE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # ``sources.naming.safe`` names
+_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
+_SEGMENT = re.compile(r"\d{2,}\.\d{2}\.\d{2}(-\d+)?\.mp4")
+_OURS = re.compile(r"([A-Za-z0-9][A-Za-z0-9._-]*)-(?:clip-\d{4,}\.mp4|event-\d{4,}\.jpg)")
+
+
+def live_stem(wall: float) -> tuple[str, str]:
+    """(day folder, clock) of a live segment that starts at Unix time ``wall``, in local time."""
+    when = datetime.fromtimestamp(wall)
+    return when.strftime("%Y-%m-%d"), when.strftime("%H.%M.%S")
+
+
+def media_stem(day: date, seconds: float) -> tuple[str, str]:
+    """(day folder, clock) of a file's segment that starts ``seconds`` into the file."""
+    total = max(0, int(seconds))
+    return day.isoformat(), f"{total // 3600:02d}.{total // 60 % 60:02d}.{total % 60:02d}"
+
+
+def claim_segment(root: Path, source: str, day: str, clock: str) -> Path:
+    """A new, reserved (created empty) ``root/source/day/clock[-N].mp4``; folders made as needed."""
+    folder = root / source / day
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        message = f"cannot create recording folder {folder}: {exc.strerror or exc}"
+        raise storage_error(exc, folder, message) or UserError(message) from exc
+    for n in range(1, MAX_TRIES + 1):
+        path = folder / (f"{clock}.mp4" if n == 1 else f"{clock}-{n}.mp4")
+        try:
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            message = f"cannot create recording segment {path}: {exc.strerror or exc}"
+            raise storage_error(exc, path, message) or UserError(message) from exc
+        return path
+    raise UserError(f"recording folder {folder}: no free name for {clock}.mp4")
+
+
+def is_segment(root: Path, path: Path) -> bool:
+    """``path`` is named as one of our segments under ``root``."""
+    try:
+        source, day, name = path.relative_to(root).parts
+    except ValueError:
+        return False
+    return bool(_SOURCE.fullmatch(source) and _DAY.fullmatch(day) and _SEGMENT.fullmatch(name))
+
+
+def _files(folder: Path, names: re.Pattern[str]) -> list[tuple[os.DirEntry[str], os.stat_result]]:
+    """The regular files in ``folder`` whose names match, with their stat (``scandir``: one call a file)."""
+    found = []
+    try:
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                if names.fullmatch(entry.name) and entry.is_file(follow_symlinks=False):
+                    found.append((entry, entry.stat(follow_symlinks=False)))
+    except OSError:
+        pass
+    return found
+
+
+def scan_recordings(root: Path) -> list[MediaFile]:
+    """Every segment in our naming under ``root`` (absolute), its end time taken from its mtime."""
+    root = root.absolute()
+    found: list[MediaFile] = []
+    for source in _listdir(root):
+        if not _SOURCE.fullmatch(source):
+            continue
+        for day in _listdir(root / source):
+            if _DAY.fullmatch(day):
+                for entry, st in _files(root / source / day, _SEGMENT):
+                    found.append(
+                        MediaFile("segment", source, Path(entry.path), end=st.st_mtime, bytes=st.st_size)
+                    )
+    return found
+
+
+def scan_clips(folder: Path) -> list[MediaFile]:
+    """Every clip and snapshot in our naming in ``folder`` (absolute)."""
+    found: list[MediaFile] = []
+    for entry, st in _files(folder.absolute(), _OURS):
+        kind: MediaKind = "clip" if entry.name.endswith(".mp4") else "snapshot"
+        match = _OURS.fullmatch(entry.name)
+        assert match is not None
+        found.append(MediaFile(kind, match.group(1), Path(entry.path), end=st.st_mtime, bytes=st.st_size))
+    return found
+
+
+def empty_days(root: Path, keep: set[Path]) -> list[Path]:
+    """Day folders of the recordings left empty, except the newest of each source and ``keep``."""
+    out: list[Path] = []
+    for source in _listdir(root):
+        days = sorted(d for d in _listdir(root / source) if _DAY.fullmatch(d))
+        for day in days[:-1]:
+            folder = root / source / day
+            if folder not in keep and not _listdir(folder):
+                out.append(folder)
+    return out
+
+
+def _listdir(folder: Path) -> list[str]:
+    try:
+        return os.listdir(folder)
+    except OSError:
+        return []

@@ -1,0 +1,372 @@
+"""Retention: what is deleted from the recordings and the clips folders, and when (``retain:``).
+
+Each folder (``--record DIR``, each ``--clips DIR``) holds *units*, deleted whole: a segment, or a
+clip with its snapshots (and, through the catalogs, their ``events.jsonl`` lines and store rows).
+``choose`` decides, oldest first (by the time a unit ends): every unit older than ``days``; then, per
+folder, the oldest until the folder holds at most ``max_size`` with room (``headroom``) for what is
+being written; then, across the folders on one filesystem, the oldest until ``min_free`` and that
+room are free. The room is twice the largest of the folder's recent units per source writing there
+(a segment being written, and its faststart copy while it is closed).
+
+``Retention`` knows a folder's units from a scan at start (files in our naming only: see ``layout``;
+which snapshots go with which clip from the catalogs' ``listed``) and, during the run, from the
+catalog: it is one, and is told of each file when it is finished. So a file still being written is
+never a candidate, nor is anything not in our naming under our folders. It checks at start, every
+``interval`` seconds, when a file is added (a segment closed: before the next one grows), and at once
+when an output hits a full disk (``poke``), on a thread of its own that the pipeline never waits
+for. It deletes the files, logs each unit at INFO, then tells every catalog (``Catalogs.removed``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from detector.catalog import Catalogs, MediaFile
+from detector.settings.storage import size_text
+from detector.storage.layout import empty_days, is_segment, scan_clips, scan_recordings
+from detector.storage.status import free_bytes
+
+log = logging.getLogger(__name__)
+
+FolderKind = Literal["recordings", "clips"]
+CHECK_SECONDS = 60.0
+RECENT_UNITS = 10  # the room kept for what is being written: from the largest of these
+BUSY_SECONDS = 30.0  # at start, a file modified this recently may be another run's open file: left
+
+
+@dataclass(frozen=True)
+class Limits:
+    days: float | None = None
+    max_size: int | None = None
+    min_free: int | None = None
+
+    def any(self) -> bool:
+        return self.days is not None or self.max_size is not None or self.min_free is not None
+
+    def text(self) -> str:
+        parts = [f"older than {self.days:g} days"] if self.days is not None else []
+        if self.max_size is not None:
+            parts.append(f"beyond {size_text(self.max_size)} a folder")
+        if self.min_free is not None:
+            parts.append(f"below {size_text(self.min_free)} free")
+        return ", ".join(parts) or "no limits"
+
+
+@dataclass
+class Unit:
+    """What is deleted together: a segment, or a clip and its snapshots."""
+
+    files: list[MediaFile]
+
+    @property
+    def bytes(self) -> int:
+        return sum(f.bytes for f in self.files)
+
+    @property
+    def end(self) -> float:
+        return max((f.end for f in self.files if f.end is not None), default=0.0)
+
+    @property
+    def label(self) -> str:
+        extra = len(self.files) - 1
+        more = f" and {extra} snapshot{'s' if extra > 1 else ''}" if extra else ""
+        return f"{self.files[0].path}{more}"
+
+
+@dataclass(frozen=True)
+class Doomed:
+    folder: Path
+    unit: Unit
+    why: str
+
+
+def choose(
+    folders: Mapping[Path, Sequence[Unit]],
+    limits: Limits,
+    *,
+    now: float,
+    free: int | None,
+    headroom: Mapping[Path, int],
+) -> list[Doomed]:
+    """The units to delete, oldest first, from ``folders`` that share one filesystem (``free`` bytes
+    free on it). ``headroom``: per folder, the room kept for what is being written."""
+    doomed: list[Doomed] = []
+    gone: set[int] = set()
+
+    def doom(folder: Path, unit: Unit, why: str) -> None:
+        doomed.append(Doomed(folder, unit, why))
+        gone.add(id(unit))
+
+    ordered = {folder: sorted(units, key=lambda u: u.end) for folder, units in folders.items()}
+    if limits.days is not None:
+        cutoff = now - limits.days * 86400
+        for folder, units in ordered.items():
+            for unit in units:
+                if unit.end < cutoff:
+                    doom(folder, unit, f"older than {limits.days:g} days")
+    if limits.max_size is not None:
+        for folder, units in ordered.items():
+            used = sum(u.bytes for u in units if id(u) not in gone)
+            room = headroom.get(folder, 0)
+            for unit in units:
+                if used + room <= limits.max_size:
+                    break
+                if id(unit) not in gone:
+                    doom(folder, unit, f"{folder} over {size_text(limits.max_size)}")
+                    used -= unit.bytes
+    if limits.min_free is not None and free is not None:
+        need = limits.min_free + sum(headroom.get(f, 0) for f in ordered)
+        free += sum(d.unit.bytes for d in doomed)
+        pool = sorted(((u.end, f, u) for f, us in ordered.items() for u in us), key=lambda x: x[0])
+        for _, folder, unit in pool:
+            if free >= need:
+                break
+            if id(unit) not in gone:
+                doom(folder, unit, f"less than {size_text(limits.min_free)} free")
+                free += unit.bytes
+    return doomed
+
+
+@dataclass
+class _Folder:
+    path: Path
+    kind: FolderKind
+    writers: int
+    units: dict[Path, Unit] = field(default_factory=dict)  # by their first file
+    waiting: dict[str, MediaFile] = field(default_factory=dict)  # snapshots whose clip is open, by id
+    deleted_files: int = 0
+    deleted_bytes: int = 0
+    used: int = 0
+    free: int | None = None
+
+    def owns(self, media: MediaFile) -> bool:
+        if self.kind == "recordings":
+            return media.kind == "segment" and is_segment(self.path, media.path)
+        return media.kind in ("clip", "snapshot") and media.path.parent == self.path
+
+    def add(self, media: MediaFile) -> None:
+        if media.kind == "snapshot":
+            self.waiting.update((eid, media) for eid in media.events or (str(media.path),))
+            return
+        unit = Unit([media])
+        for eid in media.events:
+            snapshot = self.waiting.pop(eid, None)
+            if snapshot is not None and snapshot not in unit.files:
+                unit.files.append(snapshot)
+        self.units[media.path] = unit
+
+    def headroom(self) -> int:
+        recent = sorted(self.units.values(), key=lambda u: u.end)[-RECENT_UNITS:]
+        return 2 * self.writers * max((u.bytes for u in recent), default=0)
+
+
+class Retention:
+    """Deletes what ``limits`` no longer keep from the watched folders; a media catalog."""
+
+    def __init__(
+        self, limits: Limits, catalogs: Catalogs, *, interval: float = CHECK_SECONDS, clock: Any = time.time
+    ) -> None:
+        self.limits = limits
+        self.catalogs = catalogs
+        self.interval = interval
+        self.clock = clock
+        self.folders: dict[Path, _Folder] = {}
+        self.checks = 0
+        self.check_ms_total = 0.0
+        self.check_ms_max = 0.0
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def watch(self, folder: Path, kind: FolderKind, writers: int = 1) -> None:
+        path = folder.expanduser().absolute()
+        if path in self.folders:
+            self.folders[path].writers += writers
+        else:
+            self.folders[path] = _Folder(path, kind, writers)
+
+    # -- start and stop -------------------------------------------------------------------------------
+    def start(self, background: bool = True) -> None:
+        """Take stock of each folder (saying what is kept and how much is used), then check: on the
+        retention thread (started here), or without ``background`` only when ``check`` is called."""
+        if not background:
+            self._take_stock()
+            return
+        self._thread = threading.Thread(target=self._run, name="retention", daemon=True)
+        self._thread.start()
+
+    def _take_stock(self) -> None:
+        for folder in self.folders.values():
+            started = time.perf_counter()
+            self._scan(folder)
+            with self._lock:
+                used, files = sum(u.bytes for u in folder.units.values()), len(folder.units)
+            free = free_bytes(folder.path)
+            log.info(
+                "retention of %s (%s): %d %s, %s; %s free on its disk; deleting %s (%.0f ms to take stock)",
+                folder.path, folder.kind, files, "segments" if folder.kind == "recordings" else "clips",
+                size_text(used), "?" if free is None else size_text(free), self.limits.text(),
+                (time.perf_counter() - started) * 1000,
+            )  # fmt: skip
+
+    def _scan(self, folder: _Folder) -> None:
+        found = scan_recordings(folder.path) if folder.kind == "recordings" else scan_clips(folder.path)
+        listed = {m.path: m for m in self.catalogs.listed(folder.path)}
+        busy = self.clock() - BUSY_SECONDS
+        found.sort(key=lambda m: m.kind != "snapshot")  # snapshots first: each clip then takes its own
+        with self._lock:
+            for media in found:
+                if media.end is not None and media.end > busy:
+                    continue
+                known = listed.get(media.path)
+                folder.add(known_as(media, known) if known is not None else media)
+            for snapshot in {id(m): m for m in folder.waiting.values()}.values():  # their clip is gone
+                folder.units[snapshot.path] = Unit([snapshot])
+            folder.waiting.clear()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(30.0)
+
+    # -- MediaCatalog ---------------------------------------------------------------------------------
+    def added(self, media: MediaFile) -> None:
+        with self._lock:
+            for folder in self.folders.values():
+                if folder.owns(media):
+                    folder.add(media)
+                    break
+            else:
+                return
+        self.poke()
+
+    def removed(self, paths: Sequence[Path]) -> None:
+        with self._lock:
+            for folder in self.folders.values():
+                for path in paths:
+                    folder.units.pop(path, None)
+
+    def poke(self) -> None:
+        """Check now (on the retention thread)."""
+        self._wake.set()
+
+    # -- checking -------------------------------------------------------------------------------------
+    def _run(self) -> None:
+        """Take stock, check at once, then at every wake-up or ``interval``; a last time when the run
+        ends."""
+        self._take_stock()
+        if not self.limits.any():
+            return
+        while True:
+            try:
+                self.check()
+            except Exception as exc:  # keep checking: the next check may succeed
+                log.error("retention check failed: %s", exc)
+            if self._stop.is_set():
+                return
+            self._wake.wait(self.interval)
+            self._wake.clear()
+
+    def check(self) -> list[Doomed]:
+        """One pass over every folder: delete what the limits no longer keep. Returns what went."""
+        started = time.perf_counter()
+        doomed: list[Doomed] = []
+        for group in self._by_filesystem():
+            with self._lock:
+                units = {f.path: list(f.units.values()) for f in group}
+                headroom = {f.path: f.headroom() for f in group}
+            free = free_bytes(group[0].path)
+            doomed += choose(units, self.limits, now=self.clock(), free=free, headroom=headroom)
+        removed = [path for d in doomed for path in self._delete(d)]
+        if removed:
+            for root in (f.path for f in self.folders.values() if f.kind == "recordings"):
+                for day in empty_days(root, keep=set()):
+                    with contextlib.suppress(OSError):
+                        day.rmdir()
+            self.catalogs.removed(removed)
+        with self._lock:
+            for folder in self.folders.values():
+                folder.used = sum(u.bytes for u in folder.units.values())
+                folder.free = free_bytes(folder.path)
+        ms = (time.perf_counter() - started) * 1000
+        self.checks += 1
+        self.check_ms_total += ms
+        self.check_ms_max = max(self.check_ms_max, ms)
+        return doomed
+
+    def _by_filesystem(self) -> list[list[_Folder]]:
+        groups: dict[int, list[_Folder]] = {}
+        for folder in self.folders.values():
+            p = folder.path
+            while not p.exists() and p != p.parent:
+                p = p.parent
+            try:
+                dev = os.stat(p).st_dev
+            except OSError:
+                continue
+            groups.setdefault(dev, []).append(folder)
+        return list(groups.values())
+
+    def _delete(self, doomed: Doomed) -> list[Path]:
+        gone: list[Path] = []
+        for media in doomed.unit.files:
+            try:
+                media.path.unlink()
+            except FileNotFoundError:
+                pass  # deleted by someone else: forgotten all the same
+            except OSError as exc:
+                log.warning("retention: cannot delete %s: %s", media.path, exc.strerror or exc)
+                continue
+            gone.append(media.path)
+        if gone:
+            folder = self.folders[doomed.folder]
+            size = sum(m.bytes for m in doomed.unit.files if m.path in gone)
+            with self._lock:
+                folder.units.pop(doomed.unit.files[0].path, None)
+                folder.deleted_files += len(gone)
+                folder.deleted_bytes += size
+            log.info("retention: deleted %s (%s; %s)", doomed.unit.label, size_text(size), doomed.why)
+        return gone
+
+    def report(self) -> dict[str, Any]:
+        with self._lock:
+            folders = {
+                str(f.path): {
+                    "kind": f.kind,
+                    "deleted_files": f.deleted_files,
+                    "deleted_bytes": f.deleted_bytes,
+                    "used_bytes": f.used,
+                    "free_bytes": f.free,
+                }
+                for f in self.folders.values()
+            }
+        mean = self.check_ms_total / self.checks if self.checks else 0.0
+        return {
+            "limits": {
+                "days": self.limits.days,
+                "max_size": self.limits.max_size,
+                "min_free": self.limits.min_free,
+            },
+            "folders": folders,
+            "checks": self.checks,
+            "check_ms": {"mean": round(mean, 2), "max": round(self.check_ms_max, 2)},
+        }
+
+
+def known_as(found: MediaFile, listed: MediaFile) -> MediaFile:
+    """A file found on disk, with what a catalog knows of it (its source, events, start); its age is
+    the file's own (when it was last written)."""
+    return MediaFile(
+        found.kind, listed.source or found.source, found.path, start=listed.start, end=found.end,
+        bytes=found.bytes, events=listed.events,
+    )  # fmt: skip

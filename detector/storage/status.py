@@ -1,0 +1,69 @@
+"""The run's storage health: which outputs are failing for want of storage right now, and how many
+times outputs failed. The lanes report failures (``failed``), the recorders and the clip folder say
+when they write again (``resumed``); ``/healthz`` answers 503 while any output is failing, and
+``/metrics`` shows the counts. Thread-safe: recorders resume from their own threads.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from detector.errors import StorageError
+
+log = logging.getLogger(__name__)
+
+
+def free_bytes(path: Path) -> int | None:
+    """Free space (for an unprivileged writer) on the filesystem that holds ``path``, or would: its
+    nearest existing folder. None if it cannot be told."""
+    p = path.absolute()
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    try:
+        st = os.statvfs(p)
+    except OSError:
+        return None
+    return st.f_bavail * st.f_frsize
+
+
+class StorageStatus:
+    """Outputs failing now (by ``StorageError.key``) and failures so far, per source."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._problems: dict[str, dict[str, Any]] = {}
+        self.failures: Counter[str] = Counter()  # per source
+        self.listeners: list[Callable[[], None]] = []  # told of each failure (retention runs at once)
+
+    def failed(self, source: str, exc: StorageError) -> None:
+        path = exc.path
+        with self._lock:
+            self.failures[source] += 1
+            self._problems[exc.key] = {
+                "source": source,
+                "output": None if path is None else str(path),
+                "error": exc.reason,
+                "since": round(time.time(), 3),
+                "free_bytes": None if path is None else free_bytes(path),
+            }
+        for listener in self.listeners:
+            listener()
+
+    def resumed(self, key: str) -> None:
+        with self._lock:
+            self._problems.pop(key, None)
+
+    def problems(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [dict(p) for p in self._problems.values()]
+
+    def failures_by_source(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self.failures)
