@@ -22,7 +22,6 @@ import functools
 import logging
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +32,7 @@ from detector.files import Preexisting
 from detector.pipeline.engine import Pipeline, PipelineOptions
 from detector.pipeline.gate import gate_for
 from detector.pipeline.lane import Lane
+from detector.plan import SourcePlan, plan_sources
 from detector.progress import Progress, ProgressBoard
 from detector.report import build_report, part_reports, write_report
 from detector.reviews import reviewer_for
@@ -44,7 +44,6 @@ from detector.sinks.build import Shared, build_sinks, store_path
 from detector.sinks.paths import check_outputs
 from detector.sinks.window import Window, display_available
 from detector.sources import Source, SourceInfo, check_url, is_live_spec, open_source
-from detector.sources.naming import SourceIdentity, identities, source_name
 from detector.sources.opening import open_together
 from detector.stages.build import build_stages
 from detector.stages.heatmap import HeatmapStage
@@ -57,43 +56,6 @@ from detector.web.view import WebView, web_view
 log = logging.getLogger(__name__)
 
 IN_FLIGHT = 2  # frames in the model at once, live or not: OpenVINO's throughput mode keeps 2 cores busy
-
-
-@dataclass
-class SourcePlan:
-    """One source of the run: who it is, its spec as given (it may hold credentials: only the source
-    opener sees it), and its settings (its own lines and zones)."""
-
-    identity: SourceIdentity
-    spec: str
-    settings: Settings
-
-    @property
-    def name(self) -> str:
-        return self.identity.name
-
-
-def plan_sources(settings: Settings, specs: list[str]) -> list[SourcePlan]:
-    """The sources to run: SOURCE arguments, else the config's ``sources:``; each one's identity made
-    here, once (names made unique, URLs without credentials)."""
-    if specs:
-        entries = [(source_name(s), s.strip(), settings) for s in specs]
-    elif settings.sources:
-        entries = []
-        for src in settings.sources:
-            own: dict[str, Any] = {"lines": src.lines if src.lines is not None else settings.lines}
-            own["zones"] = src.zones if src.zones is not None else settings.zones
-            own["motion"] = settings.motion.merged(src.motion)
-            own["detect_fps"] = src.detect_fps if src.detect_fps is not None else settings.detect_fps
-            entries.append(
-                (src.name or source_name(src.source), src.source.strip(), settings.model_copy(update=own))
-            )
-    else:
-        raise UserError(
-            "no SOURCE given: pass a camera index, video file, URL or folder, or list `sources:` in a config"
-        )
-    ids = identities([(name, spec) for name, spec, _ in entries])
-    return [SourcePlan(ident, spec, s) for ident, (_, spec, s) in zip(ids, entries, strict=True)]
 
 
 def decide_show(settings: Settings, live_camera: bool) -> bool:

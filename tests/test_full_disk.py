@@ -18,6 +18,7 @@ from test_clips import crossing, result
 from detector.catalog import MediaFile
 from detector.errors import StorageError
 from detector.events import stamp
+from detector.reviews import Reviewer
 from detector.sinks.clipfolder import ClipFolder, EventsFile
 from detector.sinks.clips import ClipRecorder
 from detector.sinks.encoder import H264Encoder
@@ -106,8 +107,9 @@ def test_clips_cut_short_and_whole_again_once_there_is_room(small_disk: Callable
             pass
 
     recorder = ClipRecorder(
-        folder, before=1.0, after=1.0, source="cam", catalog=Catalog(), on_resumed=resumed.append
+        folder, before=1.0, after=1.0, source="cam", catalog=Catalog(), on_resumed=resumed.append, gap=1.0
     )
+    reviewer = Reviewer("cam", [recorder], gap=1.0)  # one item (and clip) per event group, as a lane has
     index = EventsFile(folder)
     sink = VideoWriterSink(None, fps=Fraction(10), live=False, threads=2, outputs=[recorder], crf=0)
     theirs: Path | None = None
@@ -117,21 +119,27 @@ def test_clips_cut_short_and_whole_again_once_there_is_room(small_disk: Callable
             theirs = fill(disk, leave=20_000)  # the first clip (events at 20 and 28) fills the rest
         if i == 90 and theirs is not None:
             theirs.unlink()
+        frame = result(i, seen=20 <= i <= 30 or 120 <= i <= 125)
         try:
-            sink.write(result(i))
+            sink.write(frame)
         except StorageError as exc:
             raised.extend(exc.all())
+        reviewer.frame(frame, 1e9 + i / 10)
         if i in (20, 28, 120):
-            record = recorder.attach(stamp(crossing(i), "cam", time.time()))
+            stamped = stamp(crossing(i), "cam", time.time())
+            reviewer.event(stamped, 1e9 + i / 10)
+            record = recorder.attach(stamped)
             try:
                 index.event(record)
             except StorageError as exc:
                 raised.extend(exc.all())
+    reviewer.finish()
     sink.close()
     index.close()
     clips = [m for m in listed if m.kind == "clip"]
     assert len(clips) == 2, listed
-    assert clips[0].extra == {"incomplete": "No space left on device"} and clips[1].extra == {}
+    assert clips[0].extra.get("incomplete") == "No space left on device"
+    assert "incomplete" not in clips[1].extra
     assert raised and raised[0].key == recorder.key, "the clip recorder's full disk, raised"
     assert len([e for e in raised if e.key == recorder.key]) == 1, "once"
     assert resumed == [recorder.key], "told when a clip was whole again"
