@@ -5,7 +5,9 @@ event store, and later MQTT and notifications.
 Activity is made of the objects worth reviewing. An object (a track) joins the activity with its
 first *review event*: an event that makes a clip (``EventRecord.clip_worthy``: a line crossing, a zone
 entry, with ``--clip-on`` a new track of those classes). From then on it is activity for as long as
-it stays in view. Activity on one source whose times overlap, or lie within ``review.gap`` seconds,
+it stays in view and moves (a stationary object, ``stationary.seconds``, is no longer activity: a car
+parked in a zone ends its item instead of opening a new one every ``MAX_ITEM_S``). Activity on one
+source whose times overlap, or lie within ``review.gap`` seconds,
 is one item; so an item starts at its first review event and ends when none of its objects has been
 seen, and no review event has come, for ``review.gap`` seconds (or when the source ends). A busy
 scene does not make one endless item: an item is closed after ``MAX_ITEM_S`` and the objects still
@@ -212,15 +214,16 @@ class Reviewer:
             return
         pts = float(result.frame.pts)
         dets = result.detections
+        still = set(result.extra.get("stationary") or ())  # parked: in view, but no longer activity
         if dets.tracker_id is not None and len(dets):
             for i, tid in enumerate(dets.tracker_id.tolist()):
-                if tid in item.tracks:
+                if tid in item.tracks and tid not in still:
                     item.last_time, item.media_end = max(item.last_time, wall), max(item.media_end, pts)
                     self._consider(item, tid, float(dets.confidence[i]), dets.xyxy[i], result, wall)
         if pts - item.media_end > self.gap:
             self._end()
         elif item.media_end - item.media_start >= MAX_ITEM_S:
-            seen = dets.tracker_id.tolist() if dets.tracker_id is not None else []
+            seen = [t for t in dets.tracker_id.tolist() if t not in still] if dets.tracker_id is not None else []
             classes = {t: item.tracks[t] for t in seen if t in item.tracks}
             self._end()
             if classes:  # the objects still in view go on in a new item

@@ -28,6 +28,7 @@ from detector.settings.analytics import LineSpec
 from detector.settings.motion import MotionSettings
 from detector.sinks.base import FrameResult
 from detector.sources import open_source
+from detector.stages.build import build_stages
 from detector.stages.lines import LinesStage
 from detector.stages.privacy import PrivacyStage
 from detector.stages.stationary import StationaryBook
@@ -219,6 +220,23 @@ def test_a_parked_object_found_again_keeps_its_id_and_fires_again_once_it_moves(
     # Without it, the car found again is a new track: a second track_new.
     ids, events, _ = parked(stationary=None)
     assert [e["event"] for e in events] == ["track_new", "track_new", "line_cross"]
+
+
+def test_stationary_objects_are_on_by_default_for_live_sources_only() -> None:
+    """A camera left alone gets the parked-car rule without a flag; a file's results stay as they were;
+    ``--stationary-seconds 0`` turns it off."""
+
+    def book(settings: Settings, live: bool) -> StationaryBook | None:
+        stages = build_stages(settings, (320, 240), {0: "person"}, RunStats(), live=live, fps=10.0)
+        return next(s for s in stages if isinstance(s, TrackStage)).stationary
+
+    tracked = Settings(tracker="bytetrack")
+    live_book = book(tracked, live=True)
+    assert live_book is not None and live_book.seconds == 30.0
+    assert book(tracked, live=False) is None
+    assert book(Settings(tracker="bytetrack", stationary={"seconds": 0}), live=True) is None
+    explicit = book(Settings(tracker="bytetrack", stationary={"seconds": 5}), live=False)
+    assert explicit is not None and explicit.seconds == 5.0
 
 
 # -- settings ------------------------------------------------------------------------------------------------

@@ -184,3 +184,33 @@ def test_a_listener_that_fails_does_not_lose_the_item_for_the_others(caplog: Any
     feed(Reviewer("cam", [Broken(), heard], gap=2.0), 50, {10: {7: (0, 0.8, 30.0)}}, {10: [new_track(10)]})
     assert heard.kinds() == ["new", "end"]
     assert "disk gone" in caplog.text
+
+
+def test_a_stationary_object_is_no_longer_activity() -> None:
+    """A car that drives in and parks (listed in the frame's "stationary" from 4 s on) ends its item
+    ``gap`` after it stopped moving, though it stays in view for the rest of the run; without the
+    mark the item would last as long as the car is there."""
+    car = {7: (1, 0.8, 40.0)}
+    events = {15: [ZoneEnter(zone="lot", track_id=7, class_name="car", frame=15, pts=1.5)]}
+
+    def run(parked_from: int | None) -> list[ReviewUpdate]:
+        heard = Heard()
+        reviewer = Reviewer("cam", [heard], gap=2.0)
+        for i in range(300):
+            result = frame(i, car if i >= 10 else {})
+            if parked_from is not None and i >= parked_from:
+                result = FrameResult(result.frame, result.detections, result.annotated, 10.0,
+                                     {"stationary": [7]})  # fmt: skip
+            wall = WALL0 + i / FPS
+            reviewer.frame(result, wall)
+            for draft in events.get(i, []):
+                reviewer.event(stamp(draft, "cam", wall), wall)
+        reviewer.finish()
+        return heard.updates
+
+    parked = run(40)
+    ends = [u for u in parked if u.type == "end"]
+    assert [u.type for u in parked][0] == "new" and len(ends) == 1
+    assert ends[0].after.media_end == pytest.approx(3.9, abs=0.05), "the item ends where the car stopped"
+    always = [u for u in run(None) if u.type == "end"]
+    assert always[0].after.media_end == pytest.approx(29.9, abs=0.05), "in view, moving: to the end"

@@ -108,13 +108,24 @@ def expand_shorthands(data: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+LIVE_STATIONARY_S = 30.0  # a camera's default: a car parked half a minute is parked
+
+
 class StationarySettings(StrictModel):
     """Objects that stand still: marked, and never announced twice."""
 
     seconds: float | None = option(
         None,
         "a track whose box has not moved for this long is stationary: listed in the frame's "
-        "\"stationary\", and when it is lost and found again at its place it keeps its id (no new "
-        "track_new, zone entry or clip) until it moves",
-        flag="--stationary-seconds", commands=(RUN,), gt=0, le=86400, metavar="S", default_text="off",
+        "\"stationary\", no longer activity for review items, and when it is lost and found again at its "
+        "place it keeps its id (no new track_new, zone entry or clip) until it moves; 0 = off",
+        flag="--stationary-seconds", commands=(RUN,), ge=0, le=86400, metavar="S",
+        default_text=f"{LIVE_STATIONARY_S:g} for live sources, off for files",
     )  # fmt: skip
+
+    def for_source(self, live: bool) -> float | None:
+        """The seconds that apply to a source (None: off): the default is on for live sources only, so
+        a file's results stay what they were."""
+        if self.seconds is None:
+            return LIVE_STATIONARY_S if live else None
+        return self.seconds or None

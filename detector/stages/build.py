@@ -70,7 +70,7 @@ def build_stages(
     book = None
     if settings.tracker:
         announce = resolve_classes(settings.clip_on, names, "--clip-on: ")
-        still = settings.stationary.seconds
+        still = settings.stationary.for_source(live)
         track = TrackStage(
             load_tracker(settings.tracker, fps / settings.vid_stride),
             StationaryBook(still) if still else None,
