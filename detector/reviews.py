@@ -223,7 +223,8 @@ class Reviewer:
         if pts - item.media_end > self.gap:
             self._end()
         elif item.media_end - item.media_start >= MAX_ITEM_S:
-            seen = [t for t in dets.tracker_id.tolist() if t not in still] if dets.tracker_id is not None else []
+            ids = dets.tracker_id.tolist() if dets.tracker_id is not None else []
+            seen = [t for t in ids if t not in still]
             classes = {t: item.tracks[t] for t in seen if t in item.tracks}
             self._end()
             if classes:  # the objects still in view go on in a new item

@@ -210,7 +210,7 @@ def test_a_stationary_object_is_no_longer_activity() -> None:
 
     parked = run(40)
     ends = [u for u in parked if u.type == "end"]
-    assert [u.type for u in parked][0] == "new" and len(ends) == 1
+    assert parked[0].type == "new" and len(ends) == 1
     assert ends[0].after.media_end == pytest.approx(3.9, abs=0.05), "the item ends where the car stopped"
     always = [u for u in run(None) if u.type == "end"]
     assert always[0].after.media_end == pytest.approx(29.9, abs=0.05), "in view, moving: to the end"
