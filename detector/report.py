@@ -158,6 +158,15 @@ def format_summary(report: Mapping[str, Any]) -> str:
     if report.get("clips"):
         c = report["clips"]
         lines.append(f"clips      {c['clips']} clips, {c['events']} events, in {c['folder']}")
+    if report.get("mqtt"):
+        m = report["mqtt"]
+        again = f", {m['reconnects']} reconnects" if m.get("reconnects") else ""
+        lines.append(f"mqtt       {m['published']} messages to {m.get('broker', 'the broker')}, "
+                     f"{m['dropped']} dropped{again}")  # fmt: skip
+    if report.get("notify"):
+        n = report["notify"]
+        lines.append(f"notify     {n['sent']} sent, {n['failed']} failed, {n['dropped']} dropped, "
+                     f"{n['skipped']} held back (cooldown or filters)")  # fmt: skip
     if report.get("outputs"):
         lines.append(f"outputs    {', '.join(report['outputs'])}")
     return "\n".join(lines)

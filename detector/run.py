@@ -24,6 +24,7 @@ from typing import Any
 from detector.backends import Detector, load_detector
 from detector.errors import SourceError, SourcesFailed, UserError
 from detector.files import Preexisting
+from detector.outlets import Outlets
 from detector.pipeline.engine import Pipeline, PipelineOptions
 from detector.pipeline.lane import Lane
 from detector.progress import Progress, ProgressBoard
@@ -145,6 +146,7 @@ class Run:
         self.lanes: list[Lane] = []
         self._quit = threading.Event()  # the window's q
         self.web: WebView | None = None
+        self.outlets = Outlets()  # MQTT and notifications (none until ``execute`` opens them)
 
     @property
     def stats(self) -> RunStats | None:
@@ -154,8 +156,11 @@ class Run:
     def execute(self) -> list[RunStats]:
         self.web = web_view(self.settings)  # --serve: up first, so the page shows the model loading
         try:
+            self.outlets = Outlets.open(self.settings)  # a broker that refuses us: exit 2 here
+            self.web.board.counters.append(self.outlets.counters)
             return self._execute(self.web)
         finally:
+            self.outlets.close()
             self.web.close()
 
     def _execute(self, web: WebView) -> list[RunStats]:
@@ -284,6 +289,7 @@ class Run:
                 with_source=several,
             )
             sinks = made.sinks + web.add_source(plan.name, info, stats, stages)
+            sinks += self.outlets.add_source(plan.name, info, stats, plan.settings, detector.names)
             if window is not None:
                 sinks.append(window.tile(plan.name))
             progress = _progress(board, plan.settings, plan.name if several else Path(info.name).name, info)

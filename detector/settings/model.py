@@ -16,6 +16,8 @@ from pydantic import ConfigDict, Field, ValidationInfo, field_validator, model_v
 
 from detector.settings.analytics import IgnoreSpec, LineSpec, PrivacyMaskSpec, TrailSettings, ZoneSpec
 from detector.settings.base import BATCH, BENCH, RUN, StrictModel, option, split_list
+from detector.settings.mqtt import MqttSettings
+from detector.settings.notify import NotifySettings
 from detector.settings.serve import ServeSettings
 from detector.settings.sources import SourceSpec
 
@@ -222,6 +224,8 @@ class Settings(StrictModel):
     encoder: EncoderSettings = Field(default_factory=EncoderSettings, description="H.264 encoder")
     overlay: OverlaySettings = Field(default_factory=OverlaySettings, description="what is drawn")
     serve: ServeSettings = Field(default_factory=ServeSettings, description="the live web view")
+    mqtt: MqttSettings = Field(default_factory=MqttSettings, description="MQTT and Home Assistant")
+    notify: NotifySettings = Field(default_factory=NotifySettings, description="push notifications")
 
     @model_validator(mode="before")
     @classmethod

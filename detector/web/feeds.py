@@ -151,6 +151,8 @@ class Board:
     model: str = ""
     backend: str = ""
     started_at: float = field(default_factory=time.monotonic)
+    # more counters for /metrics, read when scraped: [(name, help, {source: value})], "" = no source
+    counters: list[Callable[[], list[tuple[str, str, dict[str, float]]]]] = field(default_factory=list)
 
     def sources(self) -> list[Feed]:
         return list(self.feeds.values())

@@ -1,0 +1,156 @@
+"""The bounded outbox between the pipeline and the broker, and the thread that empties it.
+
+The pipeline's thread only puts (O(1), never waits): a *message* (an event, a review item, the
+stats) joins a queue of at most ``capacity``, the oldest dropped past it (counted, per source); a
+*state* (a count, a status, a snapshot, a discovery config: retained) replaces the value waiting for
+its topic, so states never pile up, and the latest of each is kept to be sent again after a
+reconnect. A payload may be a function (a JSON dump, a JPEG encode): the outbox's thread calls it,
+so that work is never the pipeline's. While the broker is away nothing is published; messages wait
+(up to ``capacity``) and every state is sent again once it is back.
+
+``ticks`` run on the outbox's thread every ``TICK`` seconds (status changes, the stats message).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from detector.stats import StageTimer
+
+log = logging.getLogger(__name__)
+
+TICK = 0.25  # seconds between the ticks (status polling)
+Payload = bytes | str | Callable[[], bytes | str | None]
+
+
+class Broker(Protocol):
+    connected: threading.Event
+
+    def publish(self, topic: str, payload: bytes | str, *, qos: int, retain: bool) -> bool: ...
+
+
+@dataclass
+class _Item:
+    topic: str
+    payload: Payload
+    retain: bool
+    source: str
+    born: float | None  # time.monotonic() of the frame it comes from (for the latency)
+
+
+class Outbox:
+    def __init__(self, broker: Broker, *, qos: int = 1, capacity: int = 1000) -> None:
+        self.broker = broker
+        self.qos = qos
+        self.capacity = capacity
+        self.published: Counter[str] = Counter()  # by source ("" for the run's own topics)
+        self.dropped: Counter[str] = Counter()
+        self.latency = StageTimer()  # ms from the frame to its message handed to the broker
+        self.ticks: list[Callable[[], None]] = []
+        self._messages: deque[_Item] = deque()
+        self._pending: dict[str, _Item] = {}  # states waiting to be sent, by topic
+        self._sent: dict[str, _Item] = {}  # the latest state of every topic, payload resolved
+        self._cond = threading.Condition()
+        self._closing = False
+        self._thread = threading.Thread(target=self._run, name="mqtt-outbox", daemon=True)
+
+    # -- any thread ---------------------------------------------------------------------------------------
+    def put(self, topic: str, payload: Payload, *, source: str = "", born: float | None = None) -> None:
+        """A message (not retained); the oldest waiting one is dropped when the outbox is full."""
+        with self._cond:
+            if len(self._messages) >= self.capacity:
+                self.dropped[self._messages.popleft().source] += 1
+            self._messages.append(_Item(topic, payload, False, source, born))
+            self._cond.notify()
+
+    def set(self, topic: str, payload: Payload, *, source: str = "", born: float | None = None) -> None:
+        """A retained state: replaces what waits for ``topic``."""
+        with self._cond:
+            self._pending[topic] = _Item(topic, payload, True, source, born)
+            self._cond.notify()
+
+    def resend(self) -> None:
+        """Send every state again (after a reconnect: the broker may have lost what it retained)."""
+        with self._cond:
+            for topic, item in self._sent.items():
+                self._pending.setdefault(topic, _Item(topic, item.payload, True, item.source, None))
+            self._cond.notify()
+
+    def wake(self) -> None:
+        with self._cond:
+            self._cond.notify()
+
+    def start(self) -> Outbox:
+        self._thread.start()
+        return self
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Publish what waits (while connected), at most ``timeout`` seconds, then stop."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+        with self._cond:
+            for item in self._messages:
+                self.dropped[item.source] += 1
+            self._messages.clear()
+
+    @property
+    def waiting(self) -> int:
+        with self._cond:
+            return len(self._messages) + len(self._pending)
+
+    # -- the outbox's thread ------------------------------------------------------------------------------
+    def _run(self) -> None:
+        next_tick = time.monotonic()
+        while True:
+            with self._cond:
+                closing = self._closing
+                if not closing:
+                    self._cond.wait_for(self._ready, timeout=max(0.0, next_tick - time.monotonic()))
+            if time.monotonic() >= next_tick or closing:
+                next_tick = time.monotonic() + TICK
+                for tick in self.ticks:
+                    try:
+                        tick()
+                    except Exception:  # a tick must never stop the publishing
+                        log.exception("MQTT: a periodic message failed")
+            sent = self._send_waiting()
+            if closing and (not sent or not self.broker.connected.is_set()):
+                return
+
+    def _ready(self) -> bool:
+        return self._closing or (self.broker.connected.is_set() and bool(self._messages or self._pending))
+
+    def _send_waiting(self) -> int:
+        """Publish everything that waits; the number sent."""
+        if not self.broker.connected.is_set():
+            return 0
+        with self._cond:
+            states, self._pending = list(self._pending.values()), {}
+            messages, self._messages = list(self._messages), deque()
+        for item in [*states, *messages]:
+            try:
+                payload = item.payload() if callable(item.payload) else item.payload
+            except Exception as exc:
+                log.warning("MQTT: %s not published: %s", item.topic, exc)
+                self.dropped[item.source] += 1
+                continue
+            if payload is None:  # nothing to say after all (a picture that could not be encoded)
+                continue
+            if self.broker.publish(item.topic, payload, qos=self.qos, retain=item.retain):
+                self.published[item.source] += 1
+                if item.born is not None:
+                    self.latency.add((time.monotonic() - item.born) * 1000)
+            else:
+                self.dropped[item.source] += 1
+            if item.retain:
+                self._sent[item.topic] = _Item(item.topic, payload, True, item.source, None)
+        return len(states) + len(messages)

@@ -1,0 +1,107 @@
+"""What a run tells beyond its own files: an MQTT broker (``--mqtt``) and push notifications
+(``--notify``). Opened first, so a broker that refuses the connection or the credentials, or a URL
+Apprise cannot use, ends the run with one line (exit 2) before anything else starts; closed last.
+
+    outlets = Outlets.open(settings)                          # UserError: exit 2
+    sinks += outlets.add_source(name, info, stats, settings, names)   # per source; [] when off
+    ...
+    outlets.close()                                           # in a finally
+
+paho-mqtt and Apprise are imported only when asked for (the start-up path stays lean).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from detector.settings import Settings
+from detector.sinks.base import Sink
+from detector.sources.base import SourceInfo
+from detector.stats import RunStats
+
+if TYPE_CHECKING:
+    from detector.mqtt.publisher import MqttPublisher
+    from detector.notify.worker import Notifier
+
+log = logging.getLogger(__name__)
+Counters = list[tuple[str, str, dict[str, float]]]
+
+
+def class_names(wanted: list[int | str] | None, names: Mapping[int, str]) -> list[str]:
+    """The classes a run keeps (``--classes``) by name; none when it keeps them all."""
+    if not wanted:
+        return []
+    out = [names.get(int(c), str(c)) if isinstance(c, int) else str(c) for c in wanted]
+    return list(dict.fromkeys(out))
+
+
+class Outlets:
+    def __init__(self) -> None:
+        self.mqtt: MqttPublisher | None = None
+        self.notifier: Notifier | None = None
+
+    @classmethod
+    def open(cls, settings: Settings) -> Outlets:
+        out = cls()
+        try:
+            if settings.mqtt.url:
+                from detector.mqtt.publisher import MqttPublisher
+
+                out.mqtt = MqttPublisher(settings.mqtt, connect_timeout=settings.connect_timeout).start()
+            if settings.notify.urls:
+                from detector.notify.sender import targets
+                from detector.notify.worker import Notifier
+
+                n = settings.notify
+                out.notifier = Notifier(targets(n.urls, n.timeout), timeout=n.timeout, retries=n.retries)
+                out.notifier.start()
+                log.info("notifications to %s", ", ".join(t.name for t in out.notifier.targets))
+        except BaseException:
+            out.close()
+            raise
+        return out
+
+    def add_source(
+        self, name: str, info: SourceInfo, stats: RunStats, settings: Settings, names: Mapping[int, str]
+    ) -> list[Sink]:
+        """The sinks of one source (its own ``settings``: its zones)."""
+        sinks: list[Sink] = []
+        if self.mqtt is not None:
+            classes = class_names(settings.classes, names)
+            zones = [z.name for z in settings.zones]
+            sinks.append(self.mqtt.add_source(name, info.kind, stats, classes=classes, zones=zones))
+        return sinks
+
+    def counters(self) -> Counters:
+        """For ``/metrics``: (name, help, value by source)."""
+        out: Counters = []
+        if self.mqtt is not None:
+            out += self.mqtt.counters()
+        if self.notifier is not None:
+            n = self.notifier
+            out += [
+                ("notifications_sent", "notifications every target took", _values(n.sent)),
+                ("notifications_failed", "notifications a target refused at every try", _values(n.failed)),
+                ("notifications_dropped", "notifications never sent (queue full, or the run ended)",
+                 _values(n.dropped)),
+            ]  # fmt: skip
+        return out
+
+    def close(self) -> None:
+        """Send what waits (bounded), say ``offline``, disconnect; never raises over the run's error."""
+        closers: list[Callable[[], None]] = []
+        if self.notifier is not None:
+            closers.append(self.notifier.close)
+        if self.mqtt is not None:
+            closers.append(self.mqtt.close)
+        for close in closers:
+            try:
+                close()
+            except Exception as exc:
+                log.error("closing %s failed: %s", getattr(close, "__self__", close).__class__.__name__, exc)
+
+
+def _values(counter: Mapping[str, Any]) -> dict[str, float]:
+    return {k: float(v) for k, v in counter.items()} or {"": 0.0}
