@@ -41,6 +41,7 @@ class Outlets:
     def __init__(self) -> None:
         self.mqtt: MqttPublisher | None = None
         self.notifier: Notifier | None = None
+        self.closed = False
 
     @classmethod
     def open(cls, settings: Settings) -> Outlets:
@@ -90,7 +91,11 @@ class Outlets:
         return out
 
     def close(self) -> None:
-        """Send what waits (bounded), say ``offline``, disconnect; never raises over the run's error."""
+        """Send what waits (bounded), say ``offline``, disconnect; never raises over the run's error.
+        Once: later calls do nothing."""
+        if self.closed:
+            return
+        self.closed = True
         closers: list[Callable[[], None]] = []
         if self.notifier is not None:
             closers.append(self.notifier.close)

@@ -160,9 +160,10 @@ def format_summary(report: Mapping[str, Any]) -> str:
         lines.append(f"clips      {c['clips']} clips, {c['events']} events, in {c['folder']}")
     if report.get("mqtt"):
         m = report["mqtt"]
-        again = f", {m['reconnects']} reconnects" if m.get("reconnects") else ""
-        lines.append(f"mqtt       {m['published']} messages to {m.get('broker', 'the broker')}, "
-                     f"{m['dropped']} dropped{again}")  # fmt: skip
+        text = f"mqtt       {m['published']} messages to {m['broker']}, {m['dropped']} dropped"
+        if m.get("run_dropped", 0) > m["dropped"]:
+            text += f" ({m['run_dropped']} in the whole run)"
+        lines.append(text + (f", reconnected {m['reconnects']}x" if m.get("reconnects") else ""))
     if report.get("notify"):
         n = report["notify"]
         lines.append(f"notify     {n['sent']} sent, {n['failed']} failed, {n['dropped']} dropped, "

@@ -216,6 +216,7 @@ class Run:
             for source in sources:
                 if not any(lane.source is source for lane in self.lanes):
                     source.close()  # opened, but the run never got to it
+            self.outlets.close()  # what waits is sent, and counted in the reports
             self._list_outputs(outputs, shared)
             self._report(outputs, failing=failure is not None)
 

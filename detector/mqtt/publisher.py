@@ -84,8 +84,8 @@ class MqttPublisher:
         latency = self.outbox.latency
         return {
             "broker": self.name,
-            "published": sum(self.outbox.published.values()),
-            "dropped": sum(self.outbox.dropped.values()),
+            "run_published": sum(self.outbox.published.values()),  # every source's, and the run's own
+            "run_dropped": sum(self.outbox.dropped.values()),
             "reconnects": self.link.reconnects,
             "latency_ms": {"p50": round(latency.percentile(50), 1), "p95": round(latency.percentile(95), 1)},
         }
@@ -113,6 +113,8 @@ class MqttPublisher:
     def _stats(self) -> None:
         with self._lock:
             sinks = list(self.sinks)
+        if not sinks:
+            return
         box = self.outbox
 
         def message() -> dict[str, Any]:
