@@ -8,6 +8,7 @@ The broker going away mid-run, and kill -9 of detector, are in test_mqtt_live.py
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
@@ -85,7 +86,8 @@ def is_subsequence(part: list[str], whole: list[str]) -> bool:
 
 
 def expected_values(counts: list[int]) -> list[str]:
-    """What a count topic says over a run: 0 at start, each change, 0 once the run stops looking."""
+    """What a count topic says over a run: 0 at start, each change, 0 once the run stops looking.
+    The outbox keeps only the newest value of a topic, so a one-frame blip may be skipped (not sent)."""
     values = ["0"]
     for n in counts:
         if str(n) != values[-1]:
@@ -115,8 +117,9 @@ def test_counts_per_class_follow_the_frames(street: dict[str, Any]) -> None:
         want = expected_values(counts)
         assert got[0] == "0" and got[-1] == "0", (name, got)
         assert is_subsequence(got, want), f"{name}: {got} is not the frames' {want}"
-        if max(counts):
-            assert str(max(counts)) in got or len(got) > 2, (name, got, want)
+        if name in ("all", "person", "car"):  # in view most of the time, coming and going
+            assert len(got) >= 3, (name, got, want)
+        assert all(a != b for a, b in itertools.pairwise(got)), f"{name}: sent only on change: {got}"
         assert street["retained"][f"{PREFIX}/{SOURCE}/{name}"].text == "0"
 
 
@@ -216,3 +219,37 @@ def test_no_broker_is_one_line_and_exit_2(cli: Capture, model_path: Path, videos
         "run", videos_dir / GIF, "--model", model_path, "--mqtt", f"mqtt://u:pw@127.0.0.1:{port}"
     )
     assert message == f"MQTT broker mqtt://127.0.0.1:{port}/detector cannot be reached: Connection refused"
+
+
+def test_the_password_can_come_from_the_environment_and_a_bare_url_from_the_config(
+    cli: Capture, broker: Broker, model_path: Path, videos_dir: Path, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    config = tmp_path / "c.yaml"
+    config.write_text(f"mqtt: mqtt://{USER}@127.0.0.1:{broker.port}/envtest\nshow: false\n")
+    monkeypatch.setenv("DETECTOR_MQTT_PASSWORD", PASSWORD)
+    with Subscriber(broker, "envtest/#") as sub:
+        code, lines, _ = cli.run("run", videos_dir / GIF, "--model", model_path, "--config", config, "-q")
+        assert code == 0, lines
+        sub.wait_for(
+            "offline", lambda: [m.text for m in sub.on("envtest/available")] == ["online", "offline"]
+        )
+        assert sub.on(f"envtest/{SOURCE}/car")
+
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        (
+            "http://u:hunter2@127.0.0.1",
+            "should be mqtt://[user:pass@]host[:port][/prefix] (or mqtts:// for TLS)",
+        ),
+        ("mqtt://u:hunter2@127.0.0.1:http", "has a port that is not a number from 1 to 65535"),
+        ("mqtt://u:hunter2@127.0.0.1/cams/#", "has a topic prefix with a wildcard (+ or #) or a '?'"),
+    ],
+)
+def test_a_bad_mqtt_url_is_one_line_without_its_password(
+    cli: Capture, clip: Path, url: str, says: str
+) -> None:
+    message = cli.error("run", clip, "--mqtt", url)
+    assert message == f"--mqtt {says}"

@@ -42,6 +42,7 @@ class _Item:
     retain: bool
     source: str
     born: float | None  # time.monotonic() of the frame it comes from (for the latency)
+    again: bool = False  # a state sent again (after a reconnect), even though it did not change
 
 
 class Outbox:
@@ -79,7 +80,7 @@ class Outbox:
         """Send every state again (after a reconnect: the broker may have lost what it retained)."""
         with self._cond:
             for topic, item in self._sent.items():
-                self._pending.setdefault(topic, _Item(topic, item.payload, True, item.source, None))
+                self._pending.setdefault(topic, _Item(topic, item.payload, True, item.source, None, True))
             self._cond.notify()
 
     def wake(self) -> None:
@@ -145,6 +146,9 @@ class Outbox:
                 continue
             if payload is None:  # nothing to say after all (a picture that could not be encoded)
                 continue
+            last = self._sent.get(item.topic) if item.retain and not item.again else None
+            if last is not None and last.payload == payload:
+                continue  # a change and its undoing, both within one turn of this thread: no change
             if self.broker.publish(item.topic, payload, qos=self.qos, retain=item.retain):
                 self.published[item.source] += 1
                 if item.born is not None:

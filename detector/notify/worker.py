@@ -54,7 +54,8 @@ class Notifier:
         self._queue: queue.Queue[Job | None] = queue.Queue(QUEUE)
         self._closing = threading.Event()
         self._thread = threading.Thread(target=self._run, name="notify", daemon=True)
-        self._busy: Job | None = None
+        self._busy: Job | None = None  # the one being sent
+        self._lock = threading.Lock()
 
     def start(self) -> Notifier:
         self._thread.start()
@@ -89,9 +90,10 @@ class Notifier:
                 break
             if job is not None:
                 left.append(job)
-        busy = self._busy
-        if self._thread.is_alive() and busy is not None:
-            left.append(busy)
+        with self._lock:
+            if self._thread.is_alive() and self._busy is not None:
+                left.append(self._busy)  # still trying: counted here, and not when it gives up
+                self._busy = None
         for job in left:
             self.dropped[job.source] += 1
         if left:
@@ -103,14 +105,17 @@ class Notifier:
             job = self._queue.get()
             if job is None:
                 return
-            self._busy = job
+            with self._lock:
+                self._busy = job
             try:
                 ok = self._deliver(job)
             except Exception:  # never lose the thread to one notification
                 log.exception("notification for %s failed", job.source)
                 ok = False
-            self._busy = None
-            (self.sent if ok else self.failed)[job.source] += 1
+            with self._lock:
+                if self._busy is job:  # not given up on by ``close``
+                    (self.sent if ok else self.failed)[job.source] += 1
+                self._busy = None
 
     def _deliver(self, job: Job) -> bool:
         jpeg = None

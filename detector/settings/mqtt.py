@@ -46,8 +46,9 @@ def parse_mqtt_url(url: str) -> BrokerAddress:
     if port == 0:
         raise ValueError("has port 0; give the broker's port (1883 by default)")
     prefix = parts.path.strip("/") or DEFAULT_PREFIX
-    if any(c in prefix for c in "+#\0"):
-        raise ValueError("has a topic prefix with a wildcard (+ or #)")
+    tail = url.strip().partition("://")[2].partition("/")[2]  # the prefix as typed (# starts a fragment)
+    if any(c in tail for c in "+#?\0"):
+        raise ValueError("has a topic prefix with a wildcard (+ or #) or a '?'")
     return BrokerAddress(
         host=parts.hostname,
         port=port,
