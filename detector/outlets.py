@@ -14,8 +14,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
+from detector.notify.alerts import AlertNotifier
+from detector.notify.worker import Notifier
+from detector.review_view import Update
 from detector.settings import Settings
 from detector.sinks.base import Sink
 from detector.sources.base import SourceInfo
@@ -23,10 +26,15 @@ from detector.stats import RunStats
 
 if TYPE_CHECKING:
     from detector.mqtt.publisher import MqttPublisher
-    from detector.notify.worker import Notifier
 
 log = logging.getLogger(__name__)
 Counters = list[tuple[str, str, dict[str, float]]]
+
+
+class Listener(Sink, Protocol):
+    """A sink that also listens to its source's review items."""
+
+    def review(self, update: Update) -> None: ...
 
 
 def class_names(wanted: list[int | str] | None, names: Mapping[int, str]) -> list[str]:
@@ -41,6 +49,7 @@ class Outlets:
     def __init__(self) -> None:
         self.mqtt: MqttPublisher | None = None
         self.notifier: Notifier | None = None
+        self.alerts: list[AlertNotifier] = []
         self.closed = False
 
     @classmethod
@@ -53,7 +62,6 @@ class Outlets:
                 out.mqtt = MqttPublisher(settings.mqtt, connect_timeout=settings.connect_timeout).start()
             if settings.notify.urls:
                 from detector.notify.sender import targets
-                from detector.notify.worker import Notifier
 
                 n = settings.notify
                 out.notifier = Notifier(targets(n.urls, n.timeout), timeout=n.timeout, retries=n.retries)
@@ -66,13 +74,17 @@ class Outlets:
 
     def add_source(
         self, name: str, info: SourceInfo, stats: RunStats, settings: Settings, names: Mapping[int, str]
-    ) -> list[Sink]:
-        """The sinks of one source (its own ``settings``: its zones)."""
-        sinks: list[Sink] = []
+    ) -> list[Listener]:
+        """The sinks of one source (its own ``settings``: its zones); each one also listens to the
+        source's review items (``review``)."""
+        sinks: list[Listener] = []
         if self.mqtt is not None:
             classes = class_names(settings.classes, names)
             zones = [z.name for z in settings.zones]
             sinks.append(self.mqtt.add_source(name, info.kind, stats, classes=classes, zones=zones))
+        if self.notifier is not None:
+            self.alerts.append(AlertNotifier(self.notifier, name, settings.notify, names))
+            sinks.append(self.alerts[-1])
         return sinks
 
     def counters(self) -> Counters:
@@ -88,6 +100,10 @@ class Outlets:
                 ("notifications_dropped", "notifications never sent (queue full, or the run ended)",
                  _values(n.dropped)),
             ]  # fmt: skip
+            held = {a.source: float(a.report()["notify"]["skipped"]) for a in self.alerts}
+            out.append(
+                ("notifications_skipped", "alerts the cooldown or the filters held back", held or {"": 0.0})
+            )
         return out
 
     def close(self) -> None:

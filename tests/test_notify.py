@@ -6,6 +6,8 @@ one line and exit 2."""
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass, replace
+from datetime import datetime
 from pathlib import Path
 
 import av
@@ -15,8 +17,10 @@ import pytest
 from user_errors import Capture
 from webhook import Blackhole, Webhook, attachments
 
+from detector.notify.alerts import AlertNotifier
 from detector.notify.sender import targets
-from detector.notify.worker import QUEUE, Notifier
+from detector.notify.worker import QUEUE, Note, Notifier
+from detector.settings.notify import NotifySettings
 
 
 def street_jpeg(videos_dir: Path) -> bytes:
@@ -71,3 +75,109 @@ def test_a_url_apprise_cannot_use_is_one_line_and_exit_2(cli: Capture, clip: Pat
 def test_targets_are_named_without_their_secrets(url: str) -> None:
     [target] = targets([url], timeout=1)
     assert "secret" not in target.name and target.name.startswith(url.partition("://")[0] + "://")
+
+
+# -- which review items notify (the policy), with review updates shaped as detector.reviews makes them --
+@dataclass(frozen=True)
+class Shot:
+    class_name: str
+
+
+@dataclass(frozen=True)
+class Item:
+    id: str
+    source: str = "door"
+    severity: str = "alert"
+    start_time: float = 1_800_000_000.0
+    last_time: float = 1_800_000_000.0
+    objects: tuple[str, ...] = ("person",)
+    zones: tuple[str, ...] = ()
+    lines: tuple[str, ...] = ()
+    best: Shot | None = Shot("person")
+
+
+@dataclass(frozen=True)
+class Update:
+    type: str
+    before: Item
+    after: Item
+    picture: object | None = None
+
+    def to_dict(self) -> dict[str, object]:
+        return {"type": self.type}
+
+
+class Recorder:
+    """A target that keeps what it is sent."""
+
+    name = "recorder://"
+
+    def __init__(self) -> None:
+        self.notes: list[Note] = []
+
+    def send(self, note: Note) -> bool:
+        self.notes.append(note)
+        return True
+
+
+class Frame:
+    def jpeg(self, width: int | None = None, quality: int = 85) -> bytes:
+        return b"\xff\xd8 a jpeg %d" % (width or 0)
+
+
+def alerts(**settings: object) -> tuple[AlertNotifier, Notifier, Recorder]:
+    target = Recorder()
+    notifier = Notifier([target], timeout=1, retries=0).start()
+    names = {0: "person", 2: "car"}
+    return AlertNotifier(notifier, "door", NotifySettings.model_validate(settings), names), notifier, target
+
+
+def play(notifier: AlertNotifier, *steps: tuple[str, Item]) -> None:
+    before: dict[str, Item] = {}
+    for kind, item in steps:
+        notifier.review(Update(kind, before.get(item.id, item), item, Frame()))
+        before[item.id] = item
+
+
+def test_an_item_notifies_once_when_it_becomes_an_alert() -> None:
+    policy, notifier, target = alerts(cooldown=0, url_base="https://cams.example:8080")
+    quiet = Item("a", severity="detection", objects=("dog",))
+    alert = replace(quiet, severity="alert", objects=("dog", "person"), zones=("porch",), lines=("gate",))
+    play(policy, ("new", quiet), ("update", quiet), ("update", alert), ("update", alert), ("end", alert))
+    play(policy, ("new", Item("b", severity="detection")), ("end", Item("b", severity="detection")))
+    notifier.close()
+    [note] = target.notes
+    assert note.title == "dog, person at door"
+    when = datetime.fromtimestamp(1_800_000_000.0).astimezone()
+    assert note.body == (
+        f"door: dog, person in porch, crossing gate at {when:%H:%M:%S} on {when:%Y-%m-%d}\n"
+        "https://cams.example:8080/history?review=a"
+    )
+    assert note.jpeg == b"\xff\xd8 a jpeg 1280", "the best shot, no wider than notify.snapshot_width"
+    assert policy.report()["notify"] == {"targets": ["recorder://"], "sent": 1, "failed": 0, "dropped": 0,
+                                         "skipped": 0}  # fmt: skip
+    assert not policy.done, "ended items are forgotten"
+
+
+def test_the_cooldown_holds_per_source() -> None:
+    policy, notifier, target = alerts(cooldown=30)
+    t0 = 1_800_000_000.0
+    for k, offset in enumerate([0.0, 10.0, 29.0, 31.0, 45.0, 62.0]):
+        item = Item(f"i{k}", start_time=t0 + offset, last_time=t0 + offset)
+        play(policy, ("new", item), ("end", item))
+    notifier.close()
+    assert len(target.notes) == 3, "at 0, 31 and 62 s; 10, 29 and 45 s fall in a cooldown"
+    assert policy.report()["notify"]["skipped"] == 3
+
+
+def test_filters_by_class_and_zone_and_an_item_that_later_passes() -> None:
+    policy, notifier, target = alerts(cooldown=0, classes=["car", 0], zones=["drive"])
+    elsewhere = Item("a", objects=("car",), zones=("lawn",))
+    play(policy, ("new", elsewhere), ("end", elsewhere))  # a car, not in the zone: held back
+    dog = Item("b", objects=("dog",), zones=("drive",))
+    play(policy, ("new", dog), ("end", dog))  # in the zone, not a wanted class
+    later = Item("c", objects=("person",), zones=())
+    play(policy, ("new", later), ("update", replace(later, zones=("drive",))))  # passes on its update
+    notifier.close()
+    assert [n.title for n in target.notes] == ["person at door"]
+    assert policy.report()["notify"]["skipped"] == 2

@@ -21,6 +21,7 @@ from detector.images import fit_width
 from detector.mqtt.discovery import Discovery
 from detector.mqtt.outbox import Outbox
 from detector.mqtt.topics import ALL, OFFLINE, ONLINE, RECONNECTING, Topics, changes, with_all
+from detector.review_view import Update
 from detector.sinks.base import FrameResult
 from detector.sinks.jsonl import dumps_line
 from detector.sinks.snapshot import highlight
@@ -113,6 +114,21 @@ class MqttSink:
                 return _jpeg(highlight(result.annotated, result, event), width)
 
             self._set(self.topics.snapshot(self.source, record.class_name), picture, born)
+
+    def review(self, update: Update) -> None:
+        """A review item opened, changed or ended: to ``{prefix}/reviews``; a new best shot becomes its
+        class's snapshot (from the first item on, events no longer make snapshots)."""
+        self.reviewed = True
+        self.outbox.put(self.topics.reviews, as_json(update.to_dict), source=self.source)
+        best, picture = update.after.best, update.picture
+        if best is None or picture is None or (update.type != "new" and update.before.best == best):
+            return
+        self._announce([best.class_name])
+        width = self.snapshot_width
+        self._set(
+            self.topics.snapshot(self.source, best.class_name),
+            lambda: picture.jpeg(width=width, quality=JPEG_QUALITY),
+        )
 
     def close(self) -> None:
         """The source ended: nothing is in view any more (every count to 0), and it is ``offline``."""

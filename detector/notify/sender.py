@@ -7,25 +7,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import apprise
 from apprise.attachment.memory import AttachMemory
 
 from detector.errors import UserError
+from detector.notify.worker import Note
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Note:
-    """One notification: what it says, and the JPEG attached (if any)."""
-
-    title: str
-    body: str
-    jpeg: bytes | None = None
-    name: str = "snapshot.jpg"
 
 
 def _scheme(url: str) -> str:

@@ -20,12 +20,20 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from detector.notify.sender import Note
-
 log = logging.getLogger(__name__)
 
 QUEUE = 32  # notifications waiting, at most
 BACKOFF = 1.0  # seconds before the first retry; doubles
+
+
+@dataclass(frozen=True)
+class Note:
+    """One notification: what it says, and the JPEG attached (if any)."""
+
+    title: str
+    body: str
+    jpeg: bytes | None = None
+    name: str = "snapshot.jpg"
 
 
 class Target(Protocol):
