@@ -1,11 +1,11 @@
 """One source's MQTT sink: counts per class and per zone (sent on change), every event record, the
-snapshot of each class, the source's status, and its Home Assistant device.
+snapshot of each class, the source's status, its review items, and its Home Assistant device.
 
 On the pipeline's thread it only compares a few counts and puts into the outbox; JSON and JPEG are
 made on the outbox's thread (a frame's annotated image is never written to once the sinks have it,
-so keeping a reference is safe). Review items (``review``) go to ``{prefix}/reviews``, and their best
-shot becomes the class's snapshot; until a source has review items, the frame of each object event
-that makes a clip is its class's snapshot.
+so keeping a reference is safe). A class's snapshot is the latest of: the frame of an object event
+that makes a clip (a zone entry, a line crossing), with its object outlined; a review item's new best
+shot of that class. Review items go to ``{prefix}/reviews``.
 """
 
 from __future__ import annotations
@@ -64,7 +64,6 @@ class MqttSink:
         self.zone_counts: dict[str, dict[str, int]] = {zone: {} for zone in self.zones}
         self.announced: set[str] = set()
         self.latest: FrameResult | None = None
-        self.reviewed = False  # review items give the snapshots from their first one on
         self.closed = False
         self.status: str | None = None
         self._lock = threading.Lock()
@@ -106,7 +105,7 @@ class MqttSink:
         shown = latest if latest is not None and latest.frame.index == record.frame else None
         born = shown.frame.capture_time if shown is not None else None
         self.outbox.put(self.topics.events, as_json(record.to_dict), source=self.source, born=born)
-        if isinstance(record, ObjectEvent) and record.clip_worthy and shown is not None and not self.reviewed:
+        if isinstance(record, ObjectEvent) and record.clip_worthy and shown is not None:
             self._announce([record.class_name])
             width = self.snapshot_width
 
@@ -117,8 +116,7 @@ class MqttSink:
 
     def review(self, update: Update) -> None:
         """A review item opened, changed or ended: to ``{prefix}/reviews``; a new best shot becomes its
-        class's snapshot (from the first item on, events no longer make snapshots)."""
-        self.reviewed = True
+        class's snapshot."""
         self.outbox.put(self.topics.reviews, as_json(update.to_dict), source=self.source)
         best, picture = update.after.best, update.picture
         if best is None or picture is None or (update.type != "new" and update.before.best == best):
