@@ -253,3 +253,25 @@ def test_a_bad_mqtt_url_is_one_line_without_its_password(
 ) -> None:
     message = cli.error("run", clip, "--mqtt", url)
     assert message == f"--mqtt {says}"
+
+
+def test_review_items_are_published_as_new_updates_and_end(street: dict[str, Any]) -> None:
+    pytest.importorskip("detector.reviews", reason="review items come with the event store (issue 21)")
+    updates = [json.loads(m.payload) for m in on(street["messages"], f"{PREFIX}/reviews")]
+    assert updates, "the street's zone entries make review items"
+    events = {r["id"] for r in street["records"] if "event" in r}
+    by_item: dict[str, list[dict[str, Any]]] = {}
+    for update in updates:
+        assert set(update) == {"type", "before", "after"}
+        assert update["before"]["id"] == update["after"]["id"]
+        by_item.setdefault(update["after"]["id"], []).append(update)
+    for item_id, steps in by_item.items():
+        types = [s["type"] for s in steps]
+        assert types[0] == "new" and types[-1] == "end" and set(types[1:-1]) <= {"update"}, types
+        assert steps[0]["before"] == steps[0]["after"], "new: before is the item itself"
+        last = steps[-1]["after"]
+        assert last["end_time"] is not None and last["source"] == SOURCE
+        assert last["severity"] == "alert", "zone events make alerts"
+        assert set(last["events"]) <= events and last["zones"]
+        for a, b in itertools.pairwise(steps):
+            assert b["before"] == a["after"], f"{item_id}: each update starts where the last one ended"
