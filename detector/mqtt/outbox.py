@@ -41,8 +41,9 @@ class _Item:
     payload: Payload
     retain: bool
     source: str
-    born: float | None  # time.monotonic() of the frame it comes from (for the latency)
+    born: float | None  # time.monotonic() when its frame reached the sinks (for the latency)
     again: bool = False  # a state sent again (after a reconnect), even though it did not change
+    slow: bool = False  # its payload takes long to make (a JPEG): sent after what waits with it
 
 
 class Outbox:
@@ -52,7 +53,7 @@ class Outbox:
         self.capacity = capacity
         self.published: Counter[str] = Counter()  # by source ("" for the run's own topics)
         self.dropped: Counter[str] = Counter()
-        self.latency = StageTimer()  # ms from the frame to its message handed to the broker
+        self.latency = StageTimer()  # ms from the frame at the sinks to its message handed to the broker
         self.ticks: list[Callable[[], None]] = []
         self._messages: deque[_Item] = deque()
         self._pending: dict[str, _Item] = {}  # states waiting to be sent, by topic
@@ -70,10 +71,13 @@ class Outbox:
             self._messages.append(_Item(topic, payload, False, source, born))
             self._cond.notify()
 
-    def set(self, topic: str, payload: Payload, *, source: str = "", born: float | None = None) -> None:
-        """A retained state: replaces what waits for ``topic``."""
+    def set(
+        self, topic: str, payload: Payload, *, source: str = "", born: float | None = None, slow: bool = False
+    ) -> None:
+        """A retained state: replaces what waits for ``topic``. ``slow``: a payload that takes long to
+        make (a JPEG to encode), sent after the rest of what waits, so it never delays an event."""
         with self._cond:
-            self._pending[topic] = _Item(topic, payload, True, source, born)
+            self._pending[topic] = _Item(topic, payload, True, source, born, slow=slow)
             self._cond.notify()
 
     def resend(self) -> None:
@@ -137,7 +141,8 @@ class Outbox:
         with self._cond:
             states, self._pending = list(self._pending.values()), {}
             messages, self._messages = list(self._messages), deque()
-        for item in [*states, *messages]:
+        fast = [item for item in states if not item.slow]
+        for item in [*fast, *messages, *(item for item in states if item.slow)]:
             try:
                 payload = item.payload() if callable(item.payload) else item.payload
             except Exception as exc:

@@ -11,6 +11,7 @@ shot of that class. Review items go to ``{prefix}/reviews``.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -70,9 +71,9 @@ class MqttSink:
         self._set(topics.status(source), ONLINE)
         self.status = ONLINE
         if discovery is not None:
-            self._set(*discovery.status())
+            self._set(*discovery.status(), slow=True)
             for zone in self.zones:
-                self._set(*discovery.zone(zone))
+                self._set(*discovery.zone(zone), slow=True)
         self._announce([ALL, *classes])
         self._send_counts({ALL: 0, **dict.fromkeys(classes, 0)}, None)
         self.counts = {ALL: 0}
@@ -80,13 +81,13 @@ class MqttSink:
             self._send_zone(zone, {ALL: 0}, None)
             self.zone_counts[zone] = {ALL: 0}
 
-    def _set(self, topic: str, payload: Any, born: float | None = None) -> None:
-        self.outbox.set(topic, payload, source=self.source, born=born)
+    def _set(self, topic: str, payload: Any, born: float | None = None, slow: bool = False) -> None:
+        self.outbox.set(topic, payload, source=self.source, born=born, slow=slow)
 
     # -- the pipeline's thread ----------------------------------------------------------------------------
     def write(self, result: FrameResult) -> None:
         self.latest = result
-        born = result.frame.capture_time
+        born = time.monotonic()  # the frame reached the sinks: the outbox's delay runs from here
         counts = with_all(result.detections.counts())
         if counts != self.counts:
             self._send_counts(changes(self.counts, counts), born)
@@ -103,8 +104,9 @@ class MqttSink:
     def event(self, record: EventRecord) -> None:
         latest = self.latest
         shown = latest if latest is not None and latest.frame.index == record.frame else None
-        born = shown.frame.capture_time if shown is not None else None
-        self.outbox.put(self.topics.events, as_json(record.to_dict), source=self.source, born=born)
+        self.outbox.put(
+            self.topics.events, as_json(record.to_dict), source=self.source, born=time.monotonic()
+        )
         if isinstance(record, ObjectEvent) and record.clip_worthy and shown is not None:
             self._announce([record.class_name])
             width = self.snapshot_width
@@ -112,7 +114,7 @@ class MqttSink:
             def picture(result: FrameResult = shown, event: EventRecord = record) -> bytes | None:
                 return _jpeg(highlight(result.annotated, result, event), width)
 
-            self._set(self.topics.snapshot(self.source, record.class_name), picture, born)
+            self._set(self.topics.snapshot(self.source, record.class_name), picture, slow=True)
 
     def review(self, update: Update) -> None:
         """A review item opened, changed or ended: to ``{prefix}/reviews``; a new best shot becomes its
@@ -126,6 +128,7 @@ class MqttSink:
         self._set(
             self.topics.snapshot(self.source, best.class_name),
             lambda: picture.jpeg(width=width, quality=JPEG_QUALITY),
+            slow=True,
         )
 
     def close(self) -> None:
@@ -167,9 +170,9 @@ class MqttSink:
                 continue
             self.announced.add(name)
             if self.discovery is not None:
-                self._set(*self.discovery.count(name))
+                self._set(*self.discovery.count(name), slow=True)
                 if name != ALL:
-                    self._set(*self.discovery.snapshot(name))
+                    self._set(*self.discovery.snapshot(name), slow=True)
 
     def report(self) -> dict[str, Any]:
         run = self.figures() if self.figures is not None else {}
