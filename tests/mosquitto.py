@@ -35,8 +35,28 @@ def mosquitto_exe() -> str:
     return exe
 
 
+def make_certificates(folder: Path) -> tuple[Path, Path, Path]:
+    """A throwaway CA and a certificate it signs for 127.0.0.1 (openssl): (ca.pem, cert, key)."""
+    ca, ca_key, cert, key = (folder / n for n in ("ca.pem", "ca.key", "server.pem", "server.key"))
+    ext = folder / "san.ext"
+    ext.write_text("subjectAltName=IP:127.0.0.1\n")
+    steps = [
+        ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", ca_key, "-out", ca, "-days", "1",
+         "-subj", "/CN=detector test CA"],
+        ["req", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", folder / "server.csr",
+         "-subj", "/CN=127.0.0.1"],
+        ["x509", "-req", "-in", folder / "server.csr", "-CA", ca, "-CAkey", ca_key, "-CAcreateserial",
+         "-out", cert, "-days", "1", "-extfile", ext],
+    ]  # fmt: skip
+    for step in steps:
+        subprocess.run(["openssl", *map(str, step)], check=True, capture_output=True, timeout=60)
+    return ca, cert, key
+
+
 class Broker:
-    def __init__(self, folder: Path, user: str = USER, password: str = PASSWORD) -> None:
+    def __init__(
+        self, folder: Path, user: str = USER, password: str = PASSWORD, *, tls: bool = False
+    ) -> None:
         self.exe = mosquitto_exe()
         self.folder = folder
         self.port = free_port()
@@ -51,13 +71,17 @@ class Broker:
             f"listener {self.port} 127.0.0.1\nallow_anonymous false\npassword_file {passwd}\n"
             f"user {getpass.getuser()}\n"  # as root it would become user mosquitto, who cannot read tmp
             "persistence false\nlog_dest stderr\nlog_type error\nlog_type warning\n"
+            + ("cafile {}\ncertfile {}\nkeyfile {}\n".format(*make_certificates(folder)) if tls else "")
         )
+        self.tls = tls
+        self.ca = folder / "ca.pem" if tls else None
         self.proc: subprocess.Popen[bytes] | None = None
         self.start()
 
     @property
     def url(self) -> str:
-        return f"mqtt://{self.user}:{self.password}@127.0.0.1:{self.port}"
+        scheme = "mqtts" if self.tls else "mqtt"
+        return f"{scheme}://{self.user}:{self.password}@127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 10.0) -> None:
         log = open(self.folder / "mosquitto.log", "ab")  # noqa: SIM115 - the broker's, kept open

@@ -275,3 +275,21 @@ def test_review_items_are_published_as_new_updates_and_end(street: dict[str, Any
         assert set(last["events"]) <= events and last["zones"]
         for a, b in itertools.pairwise(steps):
             assert b["before"] == a["after"], f"{item_id}: each update starts where the last one ended"
+
+
+def test_tls_with_the_brokers_ca_and_not_without(
+    cli: Capture, model_path: Path, videos_dir: Path, tmp_path: Path
+) -> None:
+    with Broker(tmp_path, tls=True) as secure:
+        assert secure.ca is not None
+        config = tmp_path / "tls.yaml"
+        config.write_text(yaml.safe_dump({"show": False, "mqtt": {"ca_certs": str(secure.ca)}}))
+        argv = ("run", videos_dir / GIF, "--model", model_path, "--mqtt", secure.url)
+        code, lines, _ = cli.run(*argv, "--config", config, "--report", tmp_path / "r.json", "-q")
+        assert code == 0, lines
+        assert json.loads((tmp_path / "r.json").read_text())["mqtt"]["published"] > 41
+        message = cli.error(*argv)  # the system's CAs do not know this one
+        assert message == (
+            f"MQTT broker mqtts://127.0.0.1:{secure.port}/detector: its TLS certificate is not trusted "
+            "(self-signed certificate in certificate chain); give the CA that signed it with mqtt.ca_certs"
+        )

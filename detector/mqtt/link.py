@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import ssl
 import threading
 import uuid
 from collections.abc import Callable
@@ -88,6 +89,11 @@ class BrokerLink:
         """Connect and wait for the broker's answer (``UserError`` if it cannot be had)."""
         try:
             self.client.connect(self.host, self.port, keepalive=self.settings.keepalive)
+        except ssl.SSLCertVerificationError as exc:
+            raise UserError(
+                f"MQTT broker {self.name}: its TLS certificate is not trusted ({exc.verify_message}); give "
+                "the CA that signed it with mqtt.ca_certs"
+            ) from None
         except OSError as exc:
             reason = exc.strerror or str(exc) or type(exc).__name__
             raise UserError(f"MQTT broker {self.name} cannot be reached: {reason}") from None
