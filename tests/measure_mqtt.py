@@ -4,7 +4,8 @@
 
 1. fps: the doorway footage with a zone over the whole room and the door line, ``--max-frames``
    frames, run without and with ``--mqtt`` (a local mosquitto, a subscriber on ``#``) and ``--notify``
-   (a loopback ``json://`` server), A B A B...; fps from each run's report, the ratio pair by pair.
+   (a loopback ``json://`` server), A B A B...; fps from each run's report and the CPU seconds the
+   process used (steadier than fps on a loaded machine), the ratios pair by pair.
 2. frame to MQTT message: the street GIF with the traffic config, 5 runs with MQTT; for each event
    record, the subscriber's arrival time minus the record's ``wall_time`` (files: when its frame
    reached the sinks). Also the outbox's own figure from the report (every message: its frame at the
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -45,10 +47,15 @@ def door_config(folder: Path) -> Path:
 
 
 def run(args: list[str], folder: Path) -> dict:
+    """One run's report, with ``cpu_s``: the CPU seconds (user + system) the process used."""
     report = folder / "report.json"
     cmd = [sys.executable, "-m", "detector", "run", *args, "--report", str(report), "--overwrite", "-q"]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     subprocess.run(cmd, check=True, cwd=folder, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=900)
-    return json.loads(report.read_text())
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    out = json.loads(report.read_text())
+    out["cpu_s"] = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return out
 
 
 def main() -> int:
@@ -69,18 +76,21 @@ def main() -> int:
                 str(opts.frames),
             ]
             told = [*base, "--mqtt", broker.url, "--notify", hook.url]
-            ratios = []
+            ratios, cpu = [], []
             for k in range(opts.pairs):
                 off, on = run(base, folder), run(told, folder)
                 ratios.append(on["fps"] / off["fps"])
+                cpu.append(on["cpu_s"] / off["cpu_s"])
                 print(
                     f"pair {k + 1}: fps without {off['fps']:.2f}, with {on['fps']:.2f} "
-                    f"(ratio {ratios[-1]:.3f}); mqtt published {on['mqtt']['run_published']}, "
+                    f"(ratio {ratios[-1]:.3f}); CPU s without {off['cpu_s']:.1f}, with {on['cpu_s']:.1f} "
+                    f"(ratio {cpu[-1]:.3f}); mqtt published {on['mqtt']['run_published']}, "
                     f"dropped {on['mqtt']['run_dropped']}; notifications sent {on['notify']['sent']}",
                     flush=True,
                 )
-            print(f"fps ratio with/without: median {statistics.median(ratios):.3f}, "
-                  f"mean {statistics.mean(ratios):.3f}, {[round(r, 3) for r in ratios]}")  # fmt: skip
+            for what, values in (("fps", ratios), ("CPU seconds", cpu)):
+                print(f"{what} ratio with/without: median {statistics.median(values):.3f}, "
+                      f"mean {statistics.mean(values):.3f}, {[round(r, 3) for r in values]}")  # fmt: skip
             print(f"webhook POSTs: {len(hook.received())}")
             delays: list[float] = []
             outbox: list[float] = []
