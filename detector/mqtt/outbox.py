@@ -8,12 +8,16 @@ reconnect. A payload may be a function (a JSON dump, a JPEG encode): the outbox'
 so that work is never the pipeline's. While the broker is away nothing is published; messages wait
 (up to ``capacity``) and every state is sent again once it is back.
 
-``ticks`` run on the outbox's thread every ``TICK`` seconds (status changes, the stats message).
+Pictures (a snapshot's JPEG) are made on a second thread, at a lower priority, then sent as states:
+an encode never stands between an event and the broker. ``ticks`` run on the outbox's thread every
+``TICK`` seconds (status changes, the stats message).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import threading
 import time
 from collections import Counter, deque
@@ -43,7 +47,6 @@ class _Item:
     source: str
     born: float | None  # time.monotonic() when its frame reached the sinks (for the latency)
     again: bool = False  # a state sent again (after a reconnect), even though it did not change
-    slow: bool = False  # its payload takes long to make (a JPEG): sent after what waits with it
 
 
 class Outbox:
@@ -58,9 +61,12 @@ class Outbox:
         self._messages: deque[_Item] = deque()
         self._pending: dict[str, _Item] = {}  # states waiting to be sent, by topic
         self._sent: dict[str, _Item] = {}  # the latest state of every topic, payload resolved
+        self._pictures: dict[str, _Item] = {}  # slow states waiting for the picture thread, by topic
         self._cond = threading.Condition()
-        self._closing = False
+        self._closing = False  # the picture thread ends once it made what waits
+        self._finishing = False  # then the outbox's thread, once it sent what waits
         self._thread = threading.Thread(target=self._run, name="mqtt-outbox", daemon=True)
+        self._painter = threading.Thread(target=self._paint, name="mqtt-pictures", daemon=True)
 
     # -- any thread ---------------------------------------------------------------------------------------
     def put(self, topic: str, payload: Payload, *, source: str = "", born: float | None = None) -> None:
@@ -75,10 +81,12 @@ class Outbox:
         self, topic: str, payload: Payload, *, source: str = "", born: float | None = None, slow: bool = False
     ) -> None:
         """A retained state: replaces what waits for ``topic``. ``slow``: a payload that takes long to
-        make (a JPEG to encode), sent after the rest of what waits, so it never delays an event."""
+        make (a JPEG to encode), made on a thread of its own (at a lower priority), so that it never
+        delays an event or a count."""
         with self._cond:
-            self._pending[topic] = _Item(topic, payload, True, source, born, slow=slow)
-            self._cond.notify()
+            waiting = self._pictures if slow and callable(payload) else self._pending
+            waiting[topic] = _Item(topic, payload, True, source, born)
+            self._cond.notify_all()
 
     def resend(self) -> None:
         """Send every state again (after a reconnect: the broker may have lost what it retained)."""
@@ -93,15 +101,22 @@ class Outbox:
 
     def start(self) -> Outbox:
         self._thread.start()
+        self._painter.start()
         return self
 
     def close(self, timeout: float = 5.0) -> None:
-        """Publish what waits (while connected), at most ``timeout`` seconds, then stop."""
+        """Make and publish what waits (while connected), at most ``timeout`` seconds, then stop."""
+        deadline = time.monotonic() + timeout
         with self._cond:
             self._closing = True
-            self._cond.notify()
+            self._cond.notify_all()
+        if self._painter.is_alive():
+            self._painter.join(timeout / 2)
+        with self._cond:
+            self._finishing = True
+            self._cond.notify_all()
         if self._thread.is_alive():
-            self._thread.join(timeout)
+            self._thread.join(max(0.1, deadline - time.monotonic()))
         with self._cond:
             for item in self._messages:
                 self.dropped[item.source] += 1
@@ -117,7 +132,7 @@ class Outbox:
         next_tick = time.monotonic()
         while True:
             with self._cond:
-                closing = self._closing
+                closing = self._finishing
                 if not closing:
                     self._cond.wait_for(self._ready, timeout=max(0.0, next_tick - time.monotonic()))
             if time.monotonic() >= next_tick or closing:
@@ -132,7 +147,7 @@ class Outbox:
                 return
 
     def _ready(self) -> bool:
-        return self._closing or (self.broker.connected.is_set() and bool(self._messages or self._pending))
+        return self._finishing or (self.broker.connected.is_set() and bool(self._messages or self._pending))
 
     def _send_waiting(self) -> int:
         """Publish everything that waits; the number sent."""
@@ -141,8 +156,7 @@ class Outbox:
         with self._cond:
             states, self._pending = list(self._pending.values()), {}
             messages, self._messages = list(self._messages), deque()
-        fast = [item for item in states if not item.slow]
-        for item in [*fast, *messages, *(item for item in states if item.slow)]:
+        for item in [*messages, *states]:
             try:
                 payload = item.payload() if callable(item.payload) else item.payload
             except Exception as exc:
@@ -163,3 +177,24 @@ class Outbox:
             if item.retain:
                 self._sent[item.topic] = _Item(item.topic, payload, True, item.source, None)
         return len(states) + len(messages)
+
+    # -- the picture thread -------------------------------------------------------------------------------
+    def _paint(self) -> None:
+        """Make the slow payloads (JPEGs), one at a time, and hand each to the outbox as a state."""
+        with contextlib.suppress(AttributeError, OSError):  # Linux: nice +10 for this thread alone
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: self._closing or bool(self._pictures))
+                if not self._pictures:
+                    return
+                topic = next(iter(self._pictures))
+                item = self._pictures.pop(topic)
+            try:
+                payload = item.payload() if callable(item.payload) else item.payload
+            except Exception as exc:
+                log.warning("MQTT: %s not published: %s", item.topic, exc)
+                self.dropped[item.source] += 1
+                continue
+            if payload is not None:
+                self.set(item.topic, payload, source=item.source)

@@ -71,9 +71,9 @@ class MqttSink:
         self._set(topics.status(source), ONLINE)
         self.status = ONLINE
         if discovery is not None:
-            self._set(*discovery.status(), slow=True)
+            self._set(*discovery.status())
             for zone in self.zones:
-                self._set(*discovery.zone(zone), slow=True)
+                self._set(*discovery.zone(zone))
         self._announce([ALL, *classes])
         self._send_counts({ALL: 0, **dict.fromkeys(classes, 0)}, None)
         self.counts = {ALL: 0}
@@ -170,9 +170,9 @@ class MqttSink:
                 continue
             self.announced.add(name)
             if self.discovery is not None:
-                self._set(*self.discovery.count(name), slow=True)
+                self._set(*self.discovery.count(name))
                 if name != ALL:
-                    self._set(*self.discovery.snapshot(name), slow=True)
+                    self._set(*self.discovery.snapshot(name))
 
     def report(self) -> dict[str, Any]:
         run = self.figures() if self.figures is not None else {}
