@@ -85,7 +85,8 @@ def main() -> int:
                     f"pair {k + 1}: fps without {off['fps']:.2f}, with {on['fps']:.2f} "
                     f"(ratio {ratios[-1]:.3f}); CPU s without {off['cpu_s']:.1f}, with {on['cpu_s']:.1f} "
                     f"(ratio {cpu[-1]:.3f}); sinks ms/frame without {off['stage_ms']['write']['mean']:.2f}, "
-                    f"with {on['stage_ms']['write']['mean']:.2f}; mqtt published {on['mqtt']['run_published']}, "
+                    f"with {on['stage_ms']['write']['mean']:.2f}; "
+                    f"mqtt published {on['mqtt']['run_published']}, "
                     f"dropped {on['mqtt']['run_dropped']}; notifications sent {on['notify']['sent']}",
                     flush=True,
                 )
