@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from detector.notify.alerts import AlertNotifier
 from detector.notify.worker import Notifier
@@ -93,12 +93,12 @@ class Outlets:
         if self.mqtt is not None:
             out += self.mqtt.counters()
         if self.notifier is not None:
-            n = self.notifier
+            n = self.notifier.totals()
             out += [
-                ("notifications_sent", "notifications every target took", _values(n.sent)),
-                ("notifications_failed", "notifications a target refused at every try", _values(n.failed)),
+                ("notifications_sent", "notifications every target took", n["sent"] or {"": 0.0}),
+                ("notifications_failed", "notifications a target never took", n["failed"] or {"": 0.0}),
                 ("notifications_dropped", "notifications never sent (queue full, or the run ended)",
-                 _values(n.dropped)),
+                 n["dropped"] or {"": 0.0}),
             ]  # fmt: skip
             held = {a.source: float(a.report()["notify"]["skipped"]) for a in self.alerts}
             out.append(
@@ -122,7 +122,3 @@ class Outlets:
                 close()
             except Exception as exc:
                 log.error("closing %s failed: %s", getattr(close, "__self__", close).__class__.__name__, exc)
-
-
-def _values(counter: Mapping[str, Any]) -> dict[str, float]:
-    return {k: float(v) for k, v in counter.items()} or {"": 0.0}

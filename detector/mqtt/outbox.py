@@ -122,10 +122,16 @@ class Outbox:
                 self.dropped[item.source] += 1
             self._messages.clear()
 
-    @property
-    def waiting(self) -> int:
+    def totals(self) -> tuple[dict[str, float], dict[str, float]]:
+        """(published, dropped) by source, copied (another thread may be counting)."""
         with self._cond:
-            return len(self._messages) + len(self._pending)
+            return {k: float(v) for k, v in self.published.items()}, {
+                k: float(v) for k, v in self.dropped.items()
+            }
+
+    def _count(self, counter: Counter[str], source: str) -> None:
+        with self._cond:  # counted from three threads
+            counter[source] += 1
 
     # -- the outbox's thread ------------------------------------------------------------------------------
     def _run(self) -> None:
@@ -161,7 +167,7 @@ class Outbox:
                 payload = item.payload() if callable(item.payload) else item.payload
             except Exception as exc:
                 log.warning("MQTT: %s not published: %s", item.topic, exc)
-                self.dropped[item.source] += 1
+                self._count(self.dropped, item.source)
                 continue
             if payload is None:  # nothing to say after all (a picture that could not be encoded)
                 continue
@@ -169,11 +175,11 @@ class Outbox:
             if last is not None and last.payload == payload:
                 continue  # a change and its undoing, both within one turn of this thread: no change
             if self.broker.publish(item.topic, payload, qos=self.qos, retain=item.retain):
-                self.published[item.source] += 1
+                self._count(self.published, item.source)
                 if item.born is not None:
                     self.latency.add((time.monotonic() - item.born) * 1000)
             else:
-                self.dropped[item.source] += 1
+                self._count(self.dropped, item.source)
             if item.retain:
                 self._sent[item.topic] = _Item(item.topic, payload, True, item.source, None)
         return len(states) + len(messages)
@@ -194,7 +200,7 @@ class Outbox:
                 payload = item.payload() if callable(item.payload) else item.payload
             except Exception as exc:
                 log.warning("MQTT: %s not published: %s", item.topic, exc)
-                self.dropped[item.source] += 1
+                self._count(self.dropped, item.source)
                 continue
             if payload is not None:
                 self.set(item.topic, payload, source=item.source)

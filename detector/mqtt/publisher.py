@@ -74,28 +74,30 @@ class MqttPublisher:
             sink.close()  # done by its lane already, unless the run failed before it ran
         self.outbox.close(CLOSE_TIMEOUT)
         self.link.close(CLOSE_TIMEOUT)
-        waiting = sum(self.outbox.dropped.values())
-        if waiting:
-            log.warning("MQTT: %d messages were dropped (the broker was away or slow)", waiting)
+        dropped = int(sum(self.outbox.totals()[1].values()))
+        if dropped:
+            log.warning("MQTT: %d messages were dropped (the broker was away or slow)", dropped)
 
     # -- figures --------------------------------------------------------------------------------------------
     def figures(self) -> dict[str, Any]:
         """What the run report says of MQTT (run-wide)."""
         latency = self.outbox.latency
+        published, dropped = self.outbox.totals()
         return {
             "broker": self.name,
-            "run_published": sum(self.outbox.published.values()),  # every source's, and the run's own
-            "run_dropped": sum(self.outbox.dropped.values()),
+            "run_published": int(sum(published.values())),  # every source's, and the run's own
+            "run_dropped": int(sum(dropped.values())),
             "reconnects": self.link.reconnects,
             "latency_ms": {"p50": round(latency.percentile(50), 1), "p95": round(latency.percentile(95), 1)},
         }
 
     def counters(self) -> list[tuple[str, str, dict[str, float]]]:
         """``/metrics`` counters: (name, help, value by source; "" = the run's own)."""
+        published, dropped = self.outbox.totals()
         return [
-            ("mqtt_messages_published", "MQTT messages handed to the broker", dict(self.outbox.published)),
+            ("mqtt_messages_published", "MQTT messages handed to the broker", published or {"": 0.0}),
             ("mqtt_messages_dropped", "MQTT messages dropped: the outbox was full, or the broker away",
-             {k: float(v) for k, v in self.outbox.dropped.items()} or {"": 0.0}),
+             dropped or {"": 0.0}),
             ("mqtt_reconnects", "times the broker connection was made again", {"": self.link.reconnects}),
         ]  # fmt: skip
 
@@ -118,7 +120,11 @@ class MqttPublisher:
         box = self.outbox
 
         def message() -> dict[str, Any]:
-            rows = [(s.source, s.stats, box.published[s.source], box.dropped[s.source]) for s in sinks]
+            published, dropped = box.totals()
+            rows = [
+                (s.source, s.stats, int(published.get(s.source, 0)), int(dropped.get(s.source, 0)))
+                for s in sinks
+            ]
             return stats_message(rows, time.monotonic() - self.started, self.link.reconnects)
 
         box.put(self.topics.stats, as_json(message))

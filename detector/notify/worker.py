@@ -74,15 +74,27 @@ class Notifier:
     ) -> bool:
         """Queue one notification; False (counted as dropped) when the queue is full or closed."""
         if self._closing.is_set():
-            self.dropped[source] += 1
+            self._drop(source)
             return False
         try:
             self._queue.put_nowait(Job(source, title, body, picture, time.monotonic()))
         except queue.Full:
-            self.dropped[source] += 1
+            self._drop(source)
             log.warning("notification for %s dropped: %d are still waiting to be sent", source, QUEUE)
             return False
         return True
+
+    def _drop(self, source: str) -> None:
+        with self._lock:
+            self.dropped[source] += 1
+
+    def totals(self) -> dict[str, dict[str, float]]:
+        """Sent, failed and dropped by source, copied (the worker may be counting)."""
+        with self._lock:
+            return {
+                name: {k: float(v) for k, v in counter.items()}
+                for name, counter in (("sent", self.sent), ("failed", self.failed), ("dropped", self.dropped))
+            }
 
     def close(self) -> None:
         """Give what waits one more ``timeout`` to go out, then stop (the rest is dropped)."""
@@ -103,7 +115,7 @@ class Notifier:
                 left.append(self._busy)  # still trying: counted here, and not when it gives up
                 self._busy = None
         for job in left:
-            self.dropped[job.source] += 1
+            self._drop(job.source)
         if left:
             log.warning("%d notifications not sent: the run ended while they waited", len(left))
 
