@@ -77,7 +77,9 @@ class BrokerLink:
             self.client.tls_set(ca_certs=settings.ca_certs)
         self.client.will_set(self.will_topic, "offline", qos=1, retain=True)
         self.client.reconnect_delay_set(*BACKOFF)
-        self.client.max_queued_messages_set(settings.outbox)
+        # paho's own queue (sent, not yet acknowledged, or waiting across a reconnect): bounded too, with
+        # room for a burst of states after a reconnect; past it publish refuses (the outbox counts it)
+        self.client.max_queued_messages_set(2 * settings.outbox + 1000)
         self.client.max_inflight_messages_set(100)
         self.client.connect_timeout = connect_timeout
         self.client.on_connect = self._on_connect

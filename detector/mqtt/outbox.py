@@ -65,6 +65,7 @@ class Outbox:
         self._cond = threading.Condition()
         self._closing = False  # the picture thread ends once it made what waits
         self._finishing = False  # then the outbox's thread, once it sent what waits
+        self._hold_until = 0.0  # paho's own queue was full: nothing more until then
         self._thread = threading.Thread(target=self._run, name="mqtt-outbox", daemon=True)
         self._painter = threading.Thread(target=self._paint, name="mqtt-pictures", daemon=True)
 
@@ -90,9 +91,9 @@ class Outbox:
 
     def resend(self) -> None:
         """Send every state again (after a reconnect: the broker may have lost what it retained)."""
-        with self._cond:
-            for topic, item in self._sent.items():
-                self._pending.setdefault(topic, _Item(topic, item.payload, True, item.source, None, True))
+        with self._cond:  # in the order they were first sent (``available`` first), newer values kept
+            again = {t: _Item(t, i.payload, True, i.source, None, True) for t, i in self._sent.items()}
+            self._pending = {**again, **self._pending}
             self._cond.notify()
 
     def wake(self) -> None:
@@ -153,7 +154,10 @@ class Outbox:
                 return
 
     def _ready(self) -> bool:
-        return self._finishing or (self.broker.connected.is_set() and bool(self._messages or self._pending))
+        if self._finishing:
+            return True
+        waiting = bool(self._messages or self._pending) and time.monotonic() >= self._hold_until
+        return waiting and self.broker.connected.is_set()
 
     def _send_waiting(self) -> int:
         """Publish everything that waits; the number sent."""
@@ -178,6 +182,12 @@ class Outbox:
                 self._count(self.published, item.source)
                 if item.born is not None:
                     self.latency.add((time.monotonic() - item.born) * 1000)
+            elif item.retain:  # a state is never lost: it waits for the next turn (unless a newer one does)
+                again = _Item(item.topic, payload, True, item.source, None, True)
+                with self._cond:
+                    self._pending.setdefault(item.topic, again)
+                    self._hold_until = time.monotonic() + TICK  # paho's queue is full: let it drain
+                continue
             else:
                 self._count(self.dropped, item.source)
             if item.retain:
