@@ -168,6 +168,10 @@ def format_summary(report: Mapping[str, Any]) -> str:
         n = report["notify"]
         lines.append(f"notify     {n['sent']} sent, {n['failed']} failed, {n['dropped']} dropped, "
                      f"{n['skipped']} held back (cooldown or filters)")  # fmt: skip
+    if report.get("events_db"):
+        s = report["events_db"]
+        lost = f", {s['dropped'] + s['lost']} lost" if s["dropped"] or s["lost"] else ""
+        lines.append(f"store      {s['reviews']} review items, {s['events']} events{lost}, in {s['path']}")
     if report.get("outputs"):
         lines.append(f"outputs    {', '.join(report['outputs'])}")
     return "\n".join(lines)

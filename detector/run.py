@@ -29,11 +29,12 @@ from detector.pipeline.engine import Pipeline, PipelineOptions
 from detector.pipeline.lane import Lane
 from detector.progress import Progress, ProgressBoard
 from detector.report import build_report, part_reports, write_report
+from detector.reviews import reviewer_for
 from detector.settings import Settings
 from detector.signals import interrupts
 from detector.sinks.audio import audio_codec
 from detector.sinks.base import FileOutput
-from detector.sinks.build import Shared, build_sinks
+from detector.sinks.build import Shared, build_sinks, store_path
 from detector.sinks.paths import check_outputs
 from detector.sinks.window import Window, display_available
 from detector.sources import Source, SourceInfo, check_url, is_live_spec, open_source
@@ -147,6 +148,7 @@ class Run:
         self._quit = threading.Event()  # the window's q
         self.web: WebView | None = None
         self.outlets = Outlets()  # MQTT and notifications (none until ``execute`` opens them)
+        self.shared: Shared | None = None  # what the sources write together (made with the lanes)
 
     @property
     def stats(self) -> RunStats | None:
@@ -216,6 +218,8 @@ class Run:
             for source in sources:
                 if not any(lane.source is source for lane in self.lanes):
                     source.close()  # opened, but the run never got to it
+            if self.shared is not None:
+                self.shared.close()  # the event stores, once every lane (and clip) is done
             self.outlets.close()  # what waits is sent, and counted in the reports
             self._list_outputs(outputs, shared)
             self._report(outputs, failing=failure is not None)
@@ -272,12 +276,13 @@ class Run:
                 on_pause=lambda paused: None if paused else self._reset_fps(),
                 on_quit=self._quit.set,
             )
-        together = Shared(settings, shared.get("json_path"), _files(outputs, shared))
+        together = self.shared = Shared(settings, shared.get("json_path"), _files(outputs, shared))
         board = ProgressBoard(interval=settings.log_interval)
         for plan, source, paths, (stats, stages) in zip(plans, sources, outputs, built, strict=True):
             info = source.info
             clips = paths.get("clips") or (Path(shared["clips"]).expanduser() if "clips" in shared else None)
             heat = next((s for s in stages if isinstance(s, HeatmapStage)), None)
+            store = store_path(plan.settings, paths, shared, clips)
             made = build_sinks(
                 plan.settings,
                 plan.identity,
@@ -285,19 +290,24 @@ class Run:
                 paths,
                 together,
                 clips=clips,
+                store=store,
                 audio_from=_audio_source(plan.spec, info.kind, plan.settings.audio),
                 heatmap=heat.render if heat is not None else None,
                 with_source=several,
             )
             sinks = made.sinks + web.add_source(plan.name, info, stats, stages)
-            sinks += self.outlets.add_source(plan.name, info, stats, plan.settings, detector.names)
+            told = self.outlets.add_source(plan.name, info, stats, plan.settings, detector.names)
+            sinks += told  # MQTT and notifications: sinks, and listeners of the review items
             if window is not None:
                 sinks.append(window.tile(plan.name))
             progress = _progress(board, plan.settings, plan.name if several else Path(info.name).name, info)
+            reviewer = reviewer_for(plan.name, [*made.reviews, *told], plan.settings.review, detector.names)
+            if store is not None:
+                web.set_store(store)
             self.lanes.append(
                 Lane(
                     source, stages, sinks, name=plan.name, stats=stats, progress=progress,
-                    attachers=made.attachers,
+                    attachers=made.attachers, reviewer=reviewer,
                 )
             )  # fmt: skip
 

@@ -1,13 +1,13 @@
 """Event clips from the encoded-packet ring: synthetic frames through the real video sink and recorder,
-every clip decoded back with PyAV (no model). What a user would check: how long each clip is, where
-it starts, that overlapping events share one clip, that clips are the --output's own packets (the
-video is encoded once), and that every clip plays."""
+driven by the real reviewer as a lane drives them (one review item is one clip), every clip decoded
+back with PyAV (no model). What a user would check: how long each clip is, where it starts, that
+activity within ``review.gap`` shares one clip and an object in view keeps it going, that clips are
+the --output's own packets (the video is encoded once), and that every clip plays."""
 
 from __future__ import annotations
 
 import itertools
 import json
-import time
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -17,9 +17,10 @@ import cv2
 import numpy as np
 import pytest
 
+from detector import reviews as reviews_mod
 from detector.catalog import MediaFile
 from detector.events import EventRecord, LineCross, ZoneExit, stamp
-from detector.sinks import clips as clips_mod
+from detector.reviews import Reviewer
 from detector.sinks.base import FrameResult
 from detector.sinks.clipfolder import ClipFolder, EventsFile
 from detector.sinks.clips import ClipRecorder
@@ -29,6 +30,7 @@ from detector.types import Detections, Frame
 
 FPS = 10
 SIZE = (320, 240)
+WALL0 = 1_790_000_000.0  # the Unix time of frame 0
 
 
 def image(i: int) -> np.ndarray:
@@ -40,7 +42,8 @@ def image(i: int) -> np.ndarray:
     return img
 
 
-def result(i: int, *, live: bool = False) -> FrameResult:
+def result(i: int, *, live: bool = False, seen: bool = True) -> FrameResult:
+    """Frame ``i``; ``seen``: track 7 (the person) is in it."""
     box = Detections(
         xyxy=np.array([[(i * 7) % (SIZE[0] - 40), 100, (i * 7) % (SIZE[0] - 40) + 40, 140]], np.float32),
         confidence=np.array([0.9], np.float32),
@@ -48,6 +51,8 @@ def result(i: int, *, live: bool = False) -> FrameResult:
         tracker_id=np.array([7]),
         names={0: "person"},
     )
+    if not seen:
+        box = Detections.empty({0: "person"})
     t = i / FPS
     frame = Frame(image=image(i), index=i, pts=t, capture_time=100.0 + t * (1.02 if live else 1.0))
     return FrameResult(frame, box, image(i), 20.0)
@@ -70,20 +75,32 @@ def run(
     live: bool = False,
     preset: str = "ultrafast",
     catalog: Any = None,
+    gap: float = 2.0,
+    seen: set[int] | None = None,
 ) -> tuple[VideoWriterSink, ClipRecorder, list[dict[str, Any]]]:
-    """Frames 0..frames-1 through a video sink with a clip recorder; ``events`` by frame index, each
-    finished as a lane does it (stamped, then attached) and written to ``events.jsonl``."""
+    """Frames 0..frames-1 through a video sink with a clip recorder and a reviewer, as a lane runs
+    them; ``events`` by frame index, each finished as a lane does it (stamped, seen by the reviewer,
+    then attached) and written to ``events.jsonl``. ``seen``: the frames the person is in (default:
+    those of the events)."""
     clip_folder = ClipFolder(folder)
-    recorder = ClipRecorder(clip_folder, before=before, after=after, source="cam", catalog=catalog)
+    recorder = ClipRecorder(clip_folder, before=before, after=after, source="cam", catalog=catalog, gap=gap)
+    reviewer = Reviewer("cam", [recorder], gap=gap)
     index = EventsFile(clip_folder)
     sink = VideoWriterSink(output, fps=Fraction(FPS), live=live, preset=preset, threads=2, outputs=[recorder])
     sent = []
+    seen = set(events) if seen is None else seen
     for i in range(frames):
-        sink.write(result(i, live=live))
+        frame = result(i, live=live, seen=i in seen)
+        wall = WALL0 + i / FPS
+        sink.write(frame)
+        reviewer.frame(frame, wall)
         if i in events:
-            record = recorder.attach(stamp(events[i], "cam", time.time()))
+            record = stamp(events[i], "cam", wall)
+            reviewer.event(record, wall)
+            record = recorder.attach(record)
             index.event(record)
             sent.append(record.to_dict())
+    reviewer.finish()
     sink.close()
     index.close()
     return sink, recorder, sent
@@ -123,10 +140,10 @@ def test_each_clip_spans_before_to_after_from_a_keyframe(tmp_path: Path) -> None
     assert recorder.report()["clips"]["clips"] == 2
 
 
-def test_overlapping_events_extend_one_clip(tmp_path: Path) -> None:
+def test_activity_within_the_gap_is_one_item_and_one_clip(tmp_path: Path) -> None:
     clips = tmp_path / "clips"
-    # 4.0 s -> [2, 5.5]; 7.0 s asks from 5.0 s: overlaps, so one clip to 8.5 s.
-    run(clips, 120, {40: crossing(40), 70: crossing(70)})
+    # 4.0 s and 7.0 s, 3 s apart, within the 3.5 s gap: one item from 4.0 to 7.0, one clip to 8.5 s.
+    run(clips, 120, {40: crossing(40), 70: crossing(70)}, gap=3.5)
     records = events_file(clips)
     assert [r["clip"] for r in records] == ["cam-clip-0001.mp4"] * 2
     indices, _ = decoded_indices(clips / "cam-clip-0001.mp4")
@@ -135,8 +152,18 @@ def test_overlapping_events_extend_one_clip(tmp_path: Path) -> None:
     assert sorted(p.name for p in clips.glob("*.mp4")) == ["cam-clip-0001.mp4"]
 
 
+def test_an_item_lasts_while_its_objects_are_in_view(tmp_path: Path) -> None:
+    """The person crosses at 4.0 s and stays in view until 8.0 s: one item to 8.0 s, its clip to 9.5 s
+    (where an event's own window would have ended at 5.5 s)."""
+    clips = tmp_path / "clips"
+    run(clips, 150, {40: crossing(40)}, seen=set(range(40, 81)))
+    indices, _ = decoded_indices(clips / "cam-clip-0001.mp4")
+    assert indices == list(range(20, 96))
+    assert sorted(p.name for p in clips.glob("*.mp4")) == ["cam-clip-0001.mp4"]
+
+
 def test_a_busy_scene_makes_clips_of_bounded_length(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(clips_mod, "MAX_CLIP_S", 6.0)
+    monkeypatch.setattr(reviews_mod, "MAX_ITEM_S", 6.0)
     clips = tmp_path / "clips"
     run(clips, 200, {i: crossing(i) for i in range(30, 180, 15)})  # an event every 1.5 s
     records = events_file(clips)
@@ -144,7 +171,8 @@ def test_a_busy_scene_makes_clips_of_bounded_length(tmp_path: Path, monkeypatch:
     assert len(names) >= 3, "not one endless clip"
     for name in names:
         indices, times = decoded_indices(clips / name)
-        assert times[-1] <= 6.0 and indices == list(range(indices[0], indices[0] + len(indices)))
+        # an item of at most 6 s (and a frame), 2 s before it (from a keyframe up to 1 s earlier), 1.5 s after
+        assert times[-1] <= 6.1 + 3.0 + 1.5 and indices == list(range(indices[0], indices[0] + len(indices)))
     covered = {i for name in names for i in decoded_indices(clips / name)[0]}
     assert all(r["frame"] in covered for r in records), "every event is in a clip"
 
@@ -252,6 +280,9 @@ def test_finished_clips_and_snapshots_are_listed_with_their_events(tmp_path: Pat
     ]  # fmt: skip
     first = catalog.files[2]
     assert first.events == (sent[0]["id"], sent[1]["id"]) and first.source == "cam"
+    assert (
+        isinstance(first.extra["review"], str) and first.extra["review"] != catalog.files[4].extra["review"]
+    )
     assert first.bytes == (clips / "cam-clip-0001.mp4").stat().st_size > 0
     assert first.media_start == pytest.approx(2.0) and first.media_end == pytest.approx(6.5)
     assert first.start is not None and first.end - first.start == pytest.approx(4.5)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,8 @@ import av
 import pytest
 from detector_process import DetectorProcess
 from streaming import StreamServer
+
+from detector.store.queries import StoreReader
 
 pytestmark = pytest.mark.model
 
@@ -70,17 +73,27 @@ def test_a_clip_cut_off_by_a_signal_is_closed_and_plays(
 
 
 def test_clips_from_a_live_stream(model_path: Path, videos_dir: Path, tmp_path: Path) -> None:
-    with StreamServer(videos_dir / CLIP, duration=16.0, lifetime=60.0) as server:
-        run = start(server.url, model_path, tmp_path, "--clip-before", "2", "--clip-after", "2")
+    """The first person's review item (from their arrival at 6.4 s to 2 s after they leave, ~20 s) is
+    one clip, finished while the stream goes on, from 2 s before the item to 2 s after it."""
+    config = tmp_path / "gap.yaml"
+    config.write_text("review: {gap: 2}\n")
+    db = tmp_path / "clips" / "events.db"
+
+    def clip_listed() -> bool:
+        try:
+            with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as con:
+                return bool(con.execute("SELECT 1 FROM media WHERE kind = 'clip'").fetchall())
+        except sqlite3.Error:
+            return False
+
+    with StreamServer(videos_dir / CLIP, duration=27.0, lifetime=80.0) as server:
+        run = start(
+            server.url, model_path, tmp_path, "--clip-before", "2", "--clip-after", "2", "-c", str(config)
+        )
         try:
             run.wait_until("an event", lambda: logged(tmp_path), timeout=40)
             event = logged(tmp_path)[0]
-            done = event["pts"] + 2 + 2 + 1.5  # the clip ends 2 s after; it is finished 2 s after that
-
-            def finished() -> bool:
-                return any(r.get("pts", 0) >= done for r in run.frames())
-
-            run.wait_until("the clip to be finished", finished, timeout=40)
+            run.wait_until("the first clip to be finished", clip_listed, timeout=60)
             clip = tmp_path / "clips" / event["clip"]
             assert clip.is_file(), "a finished clip is written while the stream goes on"
             run.proc.send_signal(signal.SIGINT)
@@ -92,5 +105,11 @@ def test_clips_from_a_live_stream(model_path: Path, videos_dir: Path, tmp_path: 
     # 2 s of pre-roll from a keyframe up to 1 s earlier, or all there was (ffmpeg sends a burst at first,
     # of which a live source keeps the newest frame, so stream time runs ahead of the file's).
     assert min(2.0, event["pts"]) - 0.05 <= event["clip_offset_s"] <= 3.2
-    assert end == pytest.approx(event["clip_offset_s"] + 2.0, abs=0.3), "and 2 s after the event"
+    reader = StoreReader(db)
+    item = reader.review(str((reader.event(event["id"]) or {})["review_id"]))
+    assert item is not None and item["clip"]["name"] == event["clip"] and not item["in_progress"]
+    assert item["media_end"] - item["media_start"] > 5, "the item lasts while the person is in view"
+    assert end == pytest.approx(item["media_end"] - item["clip"]["media_start"] + 2.0, abs=0.3), (
+        "2 s after it"
+    )
     assert frames >= 0.8 * 10 * end, "the stream's frames, at its real-time rate"

@@ -149,7 +149,7 @@ def test_live_heatmap_draws_into_the_video() -> None:
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--clip-on", "person"], "--clip-on needs --clips DIR"),
+        (["--clip-on", "person"], "--clip-on needs --clips DIR or --events-db FILE"),
         (["--clips", "{tmp}/c", "--clip-on", "person"], "--clip-on needs track ids; add --track"),
         (["--clips", "{tmp}/file.txt"], "clips folder {tmp}/file.txt is a file"),
         (["--heatmap", "{tmp}/heat.txt"], "use a .png (or .jpg) name"),

@@ -17,10 +17,13 @@ here unless it needs a new rule):
 - ``--mqtt URL``: a loopback mosquitto with a password file (``tests/mosquitto.py``), the URL's topic
   prefix kept;
 - ``--notify URL``: a loopback ``json://`` webhook (``tests/webhook.py``);
+- an event store that does not exist (``detector events out/clips/events.db``): made by a run of the
+  sample clip with ``--track --clip-on person --clips`` its folder;
 - every ``detector run`` / ``detector batch`` gets ``--max-frames 30`` (the clip is 240 frames).
 
 Declared skips (each shows its reason in the test report): the programs in ``SKIP_PROGRAMS``, a camera
-index (no camera here), a web view bound beyond loopback (tests use loopback only) and a Ray cluster.
+index (no camera here), a web view bound beyond loopback (tests use loopback only), a Ray cluster, and
+``detector serve`` (it serves until stopped; tests/test_history_live.py runs it).
 A command passes when it exits 0, prints no traceback, and every output file it names exists.
 """
 
@@ -57,7 +60,7 @@ SKIP_PROGRAMS = {
     "ray": "starts a Ray cluster node",
     "ssh": "needs another machine",
 }
-POSITIONAL = {"run": "sources", "batch": "inputs", "bench": "source"}
+POSITIONAL = {"run": "sources", "batch": "inputs", "bench": "source", "events": "file"}
 VIDEO_SUFFIXES = {".mp4", ".mkv", ".avi", ".mov", ".webm", ".m4v", ".gif", ".ts"}
 MAX_FRAMES = "30"
 FENCE = re.compile(r"^( *)```(\w*)\n(.*?)^\1```", re.M | re.S)
@@ -126,6 +129,8 @@ def skip_reason(argv: list[str]) -> str | None:
         return None  # an unknown program fails the test: add a rule for it
     if "--ray-address" in argv:
         return "needs a Ray cluster"
+    if argv[1:2] == ["serve"]:
+        return "detector serve serves until stopped (tests/test_history_live.py runs it)"
     serve = argv[argv.index("--serve") + 1] if "--serve" in argv else ""
     if ":" in serve and not serve.startswith(("127.", "localhost:", "[::1]:")):
         return "binds the web view beyond loopback (tests use loopback only)"
@@ -185,6 +190,13 @@ class Workspace:
                 shutil.copy(picture, path / f"img{k + 1}{picture.suffix}")
         return spec
 
+    def event_store(self, path: Path, env: dict[str, str]) -> None:
+        """A store with the items of a short run of the sample clip, where a command reads one."""
+        clips = self.folder / "videos" / self.clip.name
+        cmd = [sys.executable, "-m", "detector", "run", str(clips), "--track", "--clip-on", "person",
+               "--clips", str(path.parent), "--events-db", str(path), "--max-frames", "60", "-q"]  # fmt: skip
+        subprocess.run(cmd, cwd=self.folder, env=env, check=True, timeout=240, stdin=subprocess.DEVNULL)
+
     def close(self) -> None:
         for server in self.servers:
             server.stop()
@@ -206,6 +218,8 @@ def workspace(tmp_path: Path, sample_clip: Path, pictures: list[Path]) -> Iterat
 def stand_ins(argv: list[str], ws: Workspace) -> list[str]:
     """``detector ...`` as this test runs it (the rules in the module's docstring)."""
     args = build_parser().parse_args(argv[1:])
+    if args.command == "events":
+        return [sys.executable, "-m", "detector", *argv[1:]]
     given = getattr(args, POSITIONAL[args.command])
     replaced = {spec: ws.source(spec) for spec in ([given] if isinstance(given, str) else given)}
     out = [replaced.get(word, word) for word in argv[1:]]
@@ -245,6 +259,8 @@ def test_readme_command(line: int, command: str, workspace: Workspace, model_pat
     env = {**os.environ, "PYTHONPATH": str(ROOT), "DETECTOR_MODEL": str(model_path), "YOLO_OFFLINE": "1"}
     for var in ("DISPLAY", "WAYLAND_DISPLAY"):
         env.pop(var, None)
+    if argv[1] == "events" and not (workspace.folder / argv[2]).exists():
+        workspace.event_store(workspace.folder / argv[2], env)
     done = subprocess.run(
         cmd,
         cwd=workspace.folder,

@@ -31,9 +31,6 @@ from detector.types import Detections, Frame
 
 pytestmark = pytest.mark.model
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
-
 
 class WebRun(DetectorProcess):
     """``detector run SOURCE --serve 127.0.0.1:0`` writing JSONL and MP4 into ``folder``."""
@@ -73,25 +70,6 @@ def launch(model_path: Path, tmp_path: Path) -> Iterator[Callable[..., WebRun]]:
         return WebRun(source, model_path, tmp_path, *extra, outputs=outputs)
 
     yield from launched(make)
-
-
-@pytest.fixture(scope="module")
-def chromium() -> Iterator[Any]:
-    if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
-        pytest.skip("Debian's chromium and chromium-driver are not installed (.ci/run installs them)")
-    os.environ["SE_OFFLINE"] = "true"  # Selenium must not try to download a driver
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"):
-        options.add_argument(arg)
-    options.add_argument("--window-size=1280,900")
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    driver.set_page_load_timeout(30)
-    yield driver
-    driver.quit()
 
 
 def box_pixels(png: bytes, bgr: tuple[int, int, int], tolerance: int = 40) -> int:

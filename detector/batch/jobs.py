@@ -83,7 +83,8 @@ class Job:
 
     def settings(self, base: Settings) -> Settings:
         """The settings of this input's run: its own output files, nothing shown, nothing served."""
-        update: dict[str, object] = {k: None for k in PER_RUN_OUTPUTS}  # a config's csv/mot would collide
+        # a config's csv/mot would collide; one event store takes every input's events (and items)
+        update: dict[str, object] = {k: None for k in PER_RUN_OUTPUTS if k != "events_db"}
         update.update(output=str(self.video), json_path=str(self.json), overwrite=True, show=False)
         update["serve"] = ServeSettings()  # a config's serve.bind: every worker would take the same port
         update["report"] = str(self.report) if self.report else None

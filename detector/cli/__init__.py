@@ -14,7 +14,7 @@ import time
 from collections.abc import Sequence
 
 from detector import __version__
-from detector.cli import batch, bench, cameras, run
+from detector.cli import batch, bench, cameras, events, run, serve
 from detector.cli.common import ArgParser, error_line, setup_logging
 from detector.errors import Interrupted, UserError
 from detector.signals import interrupts
@@ -30,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"detector {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=ArgParser)
-    for module in (run, bench, batch, cameras):
+    for module in (run, bench, batch, cameras, serve, events):
         module.add_parser(sub)
     return parser
 

@@ -5,7 +5,8 @@ stages (every ``update`` in order, then every drawing stage's ``annotate`` by la
 result to the sinks: a frame reaches all of its lane's sinks or none. Then the events the stages made
 are finished here, before any sink sees one: stamped (id, source name, wall time), then given their
 clip and snapshot by the ``attachers`` (the clip recorder), and the one finished record goes to every
-sink. ``end`` closes the lane.
+sink. The lane's ``reviewer`` (``detector.reviews``) sees each frame after its sinks and each stamped
+record before the attachers, and makes the review items. ``end`` closes the lane.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from detector.events import Attacher, EventRecord, stamp
 from detector.pipeline.capture import FrameReader, Item
 from detector.pipeline.channel import Channel
 from detector.progress import Progress
+from detector.reviews import Reviewer
 from detector.sinks.base import FrameResult, Sink
 from detector.sources.base import Source
 from detector.stages.base import Stage
@@ -40,6 +42,7 @@ class Lane:
         stats: RunStats | None = None,
         progress: Progress | None = None,
         attachers: Sequence[Attacher] = (),
+        reviewer: Reviewer | None = None,
     ) -> None:
         self.source = source
         self.stages = list(stages)
@@ -49,6 +52,7 @@ class Lane:
         self.stats = stats or RunStats(source=source.info.name)
         self.progress = progress
         self.attachers = list(attachers)
+        self.reviewer = reviewer
         self.stop = threading.Event()  # ends this lane's capture
         self.error: BaseException | None = None
         self.closed = False
@@ -83,8 +87,12 @@ class Lane:
         for sink in self.sinks:
             sink.write(out)
         self.stats.count_frame(detections.counts(), latency, self.started_at)
-        if events:
-            self.send(events, self._wall_time(frame))
+        if self.reviewer is not None or events:
+            wall = self._wall_time(frame)
+            if self.reviewer is not None:
+                self.reviewer.frame(out, wall)
+            if events:
+                self.send(events, wall)
         self.stats.stages["write"].add((time.perf_counter() - t2) * 1000)
         if self.progress is not None:
             self.progress.update(self.stats.frames_processed, self.stats.fps_meter.value or 0.0)
@@ -100,6 +108,8 @@ class Lane:
         when = time.time() if wall_time is None else wall_time
         for draft in events:
             record = stamp(draft, self.name, when)
+            if self.reviewer is not None:
+                self.reviewer.event(record, when)
             for attacher in self.attachers:
                 record = attacher.attach(record)
             for sink in self.sinks:
@@ -114,6 +124,8 @@ class Lane:
                 self.send([event for stage in self.stages for event in stage.finish()])
             except Exception as exc:  # a sink that cannot take them: still close everything
                 error = exc
+        if self.reviewer is not None:
+            self.reviewer.finish()  # the open review item ends (and its clip with it)
         self.error = self.error or error
         self.close()
 

@@ -8,8 +8,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-RUN, BATCH, BENCH = "run", "batch", "bench"
-COMMANDS = (RUN, BATCH, BENCH)
+RUN, BATCH, BENCH, SERVE = "run", "batch", "bench", "serve"
+COMMANDS = (RUN, BATCH, BENCH, SERVE)
 CLI_KEY = "cli"  # where ``option`` keeps the flag metadata inside ``json_schema_extra``
 
 

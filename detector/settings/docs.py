@@ -92,6 +92,7 @@ def render_keys_table() -> str:
 BLOCKS = {
     "run flags": lambda: render_flags_table("run"),
     "batch flags": lambda: render_flags_table("batch"),
+    "serve flags": lambda: render_flags_table("serve"),
     "config keys": render_keys_table,
 }
 

@@ -15,9 +15,10 @@ from typing import Any, Literal
 from pydantic import ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from detector.settings.analytics import IgnoreSpec, LineSpec, PrivacyMaskSpec, TrailSettings, ZoneSpec
-from detector.settings.base import BATCH, BENCH, RUN, StrictModel, option, split_list
+from detector.settings.base import BATCH, BENCH, RUN, SERVE, StrictModel, option, split_list
 from detector.settings.mqtt import MqttSettings
 from detector.settings.notify import NotifySettings
+from detector.settings.review import ReviewSettings
 from detector.settings.serve import ServeSettings
 from detector.settings.sources import SourceSpec
 
@@ -130,17 +131,29 @@ class Settings(StrictModel):
         commands=(RUN,), metavar="FILE.json|.html",
     )  # fmt: skip
     clips: str | None = option(
-        None, "folder for an MP4 clip and a JPEG snapshot per event, and events.jsonl", commands=(RUN,),
+        None, "folder for an MP4 clip per review item, a JPEG snapshot per event, events.jsonl and the "
+        "event store events.db", commands=(RUN,),
         metavar="DIR",
     )  # fmt: skip
+    events_db: str | None = option(
+        None, "SQLite event store of every event, review item, clip and snapshot, for /history and "
+        "`detector events`; off: none; a batch's inputs share one", commands=(RUN, BATCH, SERVE),
+        metavar="FILE",
+        default_text="DIR/events.db with --clips DIR",
+    )  # fmt: skip
     clip_before: float = option(
-        3.0, "seconds of video before each event in its clip", commands=(RUN,), ge=0, le=60
+        3.0, "seconds of video before each review item in its clip", commands=(RUN,), ge=0, le=60
     )
     clip_after: float = option(
-        3.0, "seconds of video after each event in its clip", commands=(RUN,), ge=0, le=600
+        3.0,
+        "seconds of video after each review item (its last activity) in its clip",
+        commands=(RUN,),
+        ge=0,
+        le=600,
     )
     clip_on: list[int | str] | None = option(
-        None, "also clip each new track of these classes (needs --track)", commands=(RUN,), metavar="CLASS",
+        None, "each new track of these classes is an event too: it opens or joins a review item (and its "
+        "clip); needs --track", commands=(RUN,), metavar="CLASS",
         default_text="line crossings and zone entries only",
     )  # fmt: skip
     heatmap: str | None = option(
@@ -226,6 +239,7 @@ class Settings(StrictModel):
     serve: ServeSettings = Field(default_factory=ServeSettings, description="the live web view")
     mqtt: MqttSettings = Field(default_factory=MqttSettings, description="MQTT and Home Assistant")
     notify: NotifySettings = Field(default_factory=NotifySettings, description="push notifications")
+    review: ReviewSettings = Field(default_factory=ReviewSettings, description="review items")
 
     @model_validator(mode="before")
     @classmethod
@@ -251,8 +265,9 @@ class Settings(StrictModel):
     @field_validator("clip_on")
     @classmethod
     def _clip_on_needs(cls, v: list[int | str] | None, info: ValidationInfo) -> list[int | str] | None:
-        if v is not None and not info.data.get("clips"):
-            raise ValueError("needs --clips DIR")
+        store = info.data.get("events_db") not in (None, STORE_OFF)
+        if v is not None and not info.data.get("clips") and not store:
+            raise ValueError("needs --clips DIR or --events-db FILE")
         if v is not None and not info.data.get("tracker"):
             raise ValueError("needs track ids; add --track")
         return v
@@ -279,8 +294,15 @@ class Settings(StrictModel):
         return bool(self.report) and Path(str(self.report)).suffix.lower() in (".html", ".htm")
 
     def output_paths(self) -> dict[str, str]:
-        """The per-run output files that are set, by field name."""
-        return {k: v for k in PER_RUN_OUTPUTS if isinstance(v := getattr(self, k), str) and v}
+        """The per-run output files that are set, by field name (``--events-db off`` is none)."""
+        paths = {k: v for k in PER_RUN_OUTPUTS if isinstance(v := getattr(self, k), str) and v}
+        if paths.get("events_db") == STORE_OFF:
+            del paths["events_db"]
+        return paths
+
+    def store_off(self) -> bool:
+        """``--events-db off``: no event store, not even the default one beside ``--clips``."""
+        return self.events_db == STORE_OFF
 
 
 def needs_track_ids(data: dict[str, Any]) -> list[str]:
@@ -300,8 +322,10 @@ PER_RUN_OUTPUTS = (
     "mot",
     "report",
     "clips",
+    "events_db",
     "heatmap",
 )  # fields naming one run's files
+STORE_OFF = "off"
 
 
 def with_updates(settings: Settings, **updates: Any) -> Settings:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pydantic import field_validator
 
-from detector.settings.base import RUN, StrictModel, option
+from detector.settings.base import RUN, SERVE, StrictModel, option
 
 LOOPBACK = "127.0.0.1"
 
@@ -40,13 +40,14 @@ class ServeSettings(StrictModel):
     bind: str | None = option(
         None,
         "serve a live web view, events, metrics and health on [HOST:]PORT; a bare port binds 127.0.0.1",
-        flag="--serve", commands=(RUN,), metavar="[HOST:]PORT", default_text="off",
+        flag="--serve", commands=(RUN, SERVE), metavar="[HOST:]PORT",
+        default_text="off (detector serve: 8080)",
     )  # fmt: skip
     token: str | None = option(
         None,
         "every web request must carry it (Authorization: Bearer, or ?token=); needed to bind a "
         "non-loopback host",
-        flag="--serve-token", commands=(RUN,), metavar="TOKEN", default_text="$DETECTOR_SERVE_TOKEN",
+        flag="--serve-token", commands=(RUN, SERVE), metavar="TOKEN", default_text="$DETECTOR_SERVE_TOKEN",
         min_length=1,
     )  # fmt: skip
     width: int = option(
@@ -55,7 +56,7 @@ class ServeSettings(StrictModel):
     )  # fmt: skip
     max_viewers: int = option(
         16, "video streams at once (and, apart, event streams); the next one gets 503",
-        flag="--serve-max-viewers", commands=(RUN,), ge=1, le=1000,
+        flag="--serve-max-viewers", commands=(RUN, SERVE), ge=1, le=1000,
     )  # fmt: skip
     jpeg_quality: int = option(80, "JPEG quality of the streamed frames", flag=False, ge=10, le=100)
 

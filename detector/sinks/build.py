@@ -4,8 +4,10 @@ stages), and the shared ones of a run with several sources.
 A source gets: the annotated video (``--output``, and the encoder the clip recorder cuts clips from),
 JSON lines, CSV, MOT, the ``--heatmap`` picture and what an HTML ``--report`` draws; its clip recorder
 is also its lane's attacher (clip and snapshot are added to a record before any sink sees it), so the
-order of the sinks carries no meaning. ``Shared`` holds what several sources write together: one
-``--json`` file, and each clips folder with its ``events.jsonl``.
+order of the sinks carries no meaning. The clip recorder and the event store listen to the lane's
+review items (``SourceSinks.reviews``). ``Shared`` holds what several sources write together: one
+``--json`` file, each clips folder with its ``events.jsonl``, each event store, and the media
+catalogs every finished file is told to.
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
-from detector.catalog import MediaCatalog
+from detector.catalog import Catalogs, MediaCatalog
 from detector.events import Attacher
+from detector.reviews import ReviewConsumer
 from detector.settings import Settings
 from detector.sinks.base import Sink
 from detector.sinks.clipfolder import ClipFolder, EventsFile
@@ -29,15 +32,18 @@ from detector.sinks.timeline import TimelineSink
 from detector.sinks.video import VideoWriterSink
 from detector.sources.base import SourceInfo
 from detector.sources.naming import SourceIdentity
+from detector.store.writer import EventStore
 from detector.types import Image
 
 
 @dataclass
 class SourceSinks:
-    """What one source writes: its sinks, and the attachers its lane runs on each event record."""
+    """What one source writes: its sinks, the attachers its lane runs on each event record, and who
+    listens to its review items."""
 
     sinks: list[Sink] = field(default_factory=list)
     attachers: list[Attacher] = field(default_factory=list)
+    reviews: list[ReviewConsumer] = field(default_factory=list)
 
 
 class Shared:
@@ -51,7 +57,7 @@ class Shared:
         catalog: MediaCatalog | None = None,
     ) -> None:
         self.settings = settings
-        self.catalog = catalog  # told of every finished clip and snapshot (and, later, segment)
+        self.catalog = Catalogs([catalog] if catalog is not None else [])  # every finished file is told
         self.outputs = [p.expanduser().absolute() for p in outputs]  # every file output of the run
         self.json = (
             SharedSink(JsonLinesSink(json_path, overwrite=settings.overwrite, with_source=True))
@@ -59,6 +65,7 @@ class Shared:
             else None
         )
         self.folders: dict[Path, tuple[ClipFolder, SharedSink]] = {}
+        self.stores: dict[Path, EventStore] = {}
 
     def clip_folder(self, path: Path) -> tuple[ClipFolder, Sink]:
         """The clips folder at ``path`` (one per folder, whichever sources use it) and a handle on its
@@ -69,6 +76,33 @@ class Shared:
         folder, events = self.folders[path]
         return folder, events.handle()
 
+    def store(self, path: Path) -> EventStore:
+        """The event store at ``path`` (one per file, whichever sources write it), a catalog too."""
+        key = path.expanduser().absolute()
+        if key not in self.stores:
+            self.stores[key] = EventStore(key)
+            self.catalog.add(self.stores[key])
+        return self.stores[key]
+
+    def close(self) -> None:
+        """After every lane has closed (a clip is listed as its recorder closes): close the stores."""
+        for store in self.stores.values():
+            store.close()
+
+
+def store_path(
+    settings: Settings, paths: dict[str, Path], shared: dict[str, str], clips: Path | None
+) -> Path | None:
+    """A source's event store: ``--events-db`` (its own, or the one all sources share), else
+    ``DIR/events.db`` beside its clips; none with ``--events-db off``."""
+    if settings.store_off():
+        return None
+    if "events_db" in paths:
+        return paths["events_db"]
+    if "events_db" in shared:
+        return Path(shared["events_db"]).expanduser()
+    return clips / "events.db" if clips is not None else None
+
 
 def build_sinks(
     settings: Settings,
@@ -78,15 +112,20 @@ def build_sinks(
     shared: Shared,
     *,
     clips: Path | None = None,
+    store: Path | None = None,
     audio_from: Path | None = None,
     heatmap: Callable[[], Image] | None = None,
     with_source: bool = False,
 ) -> SourceSinks:
     """One source's sinks. ``paths``: its own checked outputs (``{name}`` filled in); ``clips``: its
-    clips folder (its own or the run's shared one); ``heatmap``: the heatmap stage's ``render``;
-    ``with_source``: frame lines name their source (a run with several)."""
+    clips folder (its own or the run's shared one); ``store``: its event store; ``heatmap``: the
+    heatmap stage's ``render``; ``with_source``: frame lines name their source (a run with several)."""
     out = SourceSinks()
     recorders: list[ClipRecorder] = []
+    if store is not None:
+        handle = shared.store(store).handle(identity.name)
+        out.sinks.append(handle)
+        out.reviews.append(handle)
     if clips is not None:
         folder, events_file = shared.clip_folder(clips)
         recorder = ClipRecorder(
@@ -95,9 +134,11 @@ def build_sinks(
             after=settings.clip_after,
             source=identity.slug,
             catalog=shared.catalog,
+            gap=settings.review.gap,
         )
         recorders.append(recorder)
         out.attachers.append(recorder)
+        out.reviews.append(recorder)
         out.sinks.append(events_file)
     if "output" in paths or recorders:
         out.sinks.append(

@@ -1,4 +1,5 @@
-"""Event clips (``--clips DIR``): an MP4 and a snapshot for each event, cut from packets already encoded.
+"""Event clips (``--clips DIR``): one MP4 per review item, and a snapshot for each event, cut from
+packets already encoded.
 
 The recorder is a ``PacketOutput`` of the video sink: it gets the H.264 packets of the annotated video
 (encoded once, shared with ``--output``) and keeps the last ``before`` seconds of them in a ring,
@@ -6,18 +7,21 @@ from a keyframe on (keyframes come every ``encoder.fragment_seconds``, so a clip
 much earlier than asked, and always cleanly). Memory is that ring: about ``before + 1`` seconds of the
 encoded video (its bitrate; reported as ``preroll_bytes_per_s``).
 
-An event (a line crossing, a zone entry, or with ``--clip-on`` a new track) at source time ``t`` asks
-for ``[t - before, t + after]``. If that overlaps the clip still open, the clip grows to cover it;
-otherwise (or when the clip would pass ``MAX_CLIP_S``) a new clip starts at the last keyframe at or
-before ``t - before``. A clip is finished once the video is ``before`` seconds past its end (no later
-event can overlap it any more), or when the run ends (end of input, Ctrl-C, SIGTERM). Each clip is
-written like ``--output``: fragmented while being written, a faststart MP4 when finished.
+One review item is one clip (``detector.reviews``: the item drives its clip). The recorder is one of
+its lane's ``ReviewConsumer``s: when an item opens at source time ``t`` a clip starts at the last
+keyframe at or before ``t - before``; it takes every packet while the item lasts, and ends ``after``
+seconds after the item's end. While the item is open, packets later than its end can possibly be are
+held back: the item ends ``review.gap`` seconds after its last activity, so only the last
+``gap - after`` seconds (if that is more than zero) wait to be written or dropped. A clip is finished
+once the video is ``SETTLE_S`` past its end (a B-frame shown before its end may still follow), or
+when the run ends (end of input, Ctrl-C, SIGTERM). Each clip is written like ``--output``:
+fragmented while being written, a faststart MP4 when finished.
 
-Each event also gets a JPEG of its frame with the object highlighted. The recorder is its lane's
-``Attacher``: ``attach`` returns the record with ``clip``, ``clip_offset_s`` (where in the clip the
-event is) and ``snapshot``, paths relative to DIR, before any sink sees it, so ``--json``,
-``DIR/events.jsonl`` (``clipfolder.EventsFile``) and every other sink get the same record. Names
-come from the source's unique name and never replace a file (``clipfolder.ClipFolder``).
+Each event that makes a clip also gets a JPEG of its frame with the object highlighted. The recorder
+is its lane's ``Attacher``: ``attach`` returns the record with ``clip`` (its item's), ``clip_offset_s``
+(where in the clip the event is) and ``snapshot``, paths relative to DIR, before any sink sees it, so
+``--json``, ``DIR/events.jsonl`` (``clipfolder.EventsFile``) and every other sink get the same record.
+Names come from the source's unique name and never replace a file (``clipfolder.ClipFolder``).
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from typing import Any
 from detector.catalog import MediaCatalog, MediaFile
 from detector.errors import UserError
 from detector.events import EventRecord
+from detector.reviews import ReviewUpdate
 from detector.sinks.base import FrameResult
 from detector.sinks.clipfolder import ClipFolder
 from detector.sinks.encoder import Encoded, H264Encoder
@@ -43,17 +48,19 @@ from detector.sinks.video import Mp4Writer
 
 log = logging.getLogger(__name__)
 
-MAX_CLIP_S = 300.0  # a busy scene makes a new clip every 5 minutes, not one endless clip
+SETTLE_S = 1.0  # a clip is finished once the video is this far past its end
 
 
 @dataclass
 class _Clip:
     path: Path
     writer: Mp4Writer
-    end: float  # source time (s) of the last frame it must hold
+    end: float  # source time (s) of the last frame it must hold (so far, while its item is open)
     start_pts: float | None  # source time of its first frame (None until known)
     next_seq: int  # the next packet (by sequence number) it takes
-    events: int = 1
+    item: str = ""  # the review item it shows
+    item_open: bool = True
+    events: int = 0
     ids: list[str] = field(default_factory=list)  # of its event records
     clock: tuple[float, float] | None = None  # (Unix time, pts) of one of its events: maps pts to wall
     held: list[Encoded] = field(default_factory=list)  # taken, past the end: written only if needed
@@ -71,12 +78,14 @@ class ClipRecorder:
         after: float,
         source: str,
         catalog: MediaCatalog | None = None,
+        gap: float = 5.0,
     ) -> None:
         self.clip_folder = folder
         self.catalog = catalog  # told of each finished clip and snapshot
         self.folder = folder.folder
         self.before = float(before)
         self.after = float(after)
+        self.gap = float(gap)  # review.gap: an open item's end is at least this recent
         self.source = source
         self.encoder: H264Encoder | None = None
         self.ring: deque[tuple[int, Encoded]] = deque()  # (sequence number, packet), from a keyframe
@@ -86,7 +95,9 @@ class ClipRecorder:
         self.clips_made = 0
         self.events_recorded = 0
         self.open: list[_Clip] = []
+        self.current: _Clip | None = None  # the clip of the open review item
         self.latest: FrameResult | None = None
+        self._reviewed = -math.inf  # pts of the frame before the latest: the reviewer has seen it
         self._seq = 0  # sequence number of the next packet
         self._newest = -math.inf  # source time of the newest packet
         self._first_pts: float | None = None
@@ -99,6 +110,8 @@ class ClipRecorder:
         self.encoder = encoder
 
     def frame(self, result: FrameResult) -> None:
+        if self.latest is not None:
+            self._reviewed = self.latest.frame.pts
         self.latest = result
         if self._first_pts is None:
             self._first_pts = result.frame.pts
@@ -115,31 +128,52 @@ class ClipRecorder:
             self._newest = max(self._newest, t)
             self._span = (t, t) if self._span is None else (min(self._span[0], t), max(self._span[1], t))
         self.ring_peak_bytes = max(self.ring_peak_bytes, self.ring_bytes)
+        # An open item's activity went on at least until ``gap`` s before the last frame reviewed.
+        reached = self._reviewed - self.gap + self.after
         for clip in self.open:
+            if clip.item_open:
+                clip.end = max(clip.end, reached)
             self._catch_up(clip)
-        for clip in [c for c in self.open if self._newest > c.end + self.before]:
-            self._finish(clip)
+        self._finish_settled()
         self._prune()
 
+    # -- ReviewConsumer -------------------------------------------------------------------------------
+    def review(self, update: ReviewUpdate) -> None:
+        """An item opened (its clip starts), changed (its clip reaches further) or ended."""
+        if self._closed:
+            return
+        item = update.after
+        if update.type == "new":
+            self.current = self._start(item.media_start)
+            self.current.item = item.id
+            self.current.clock = (item.start_time, item.media_start)
+        clip = next((c for c in self.open if c.item == item.id), None)
+        if clip is None:
+            return
+        clip.end = max(clip.end, item.media_end + self.after)
+        if update.type == "end":
+            clip.item_open = False
+            if self.current is clip:
+                self.current = None
+        self._catch_up(clip)
+        self._finish_settled()
+
+    def _finish_settled(self) -> None:
+        for clip in [c for c in self.open if not c.item_open and self._newest > c.end + SETTLE_S]:
+            self._finish(clip)
+
     def attach(self, record: EventRecord) -> EventRecord:
-        """The record with its clip and snapshot (for the events that make clips; others as they are)."""
-        if not record.clip_worthy or self._closed:
+        """The record with its item's clip and its snapshot (for the events that make clips; others as
+        they are). The reviewer has already opened (or extended) the item."""
+        clip = self.current
+        if not record.clip_worthy or self._closed or clip is None:
             return record
         t = float(record.pts if record.pts is not None else self._newest)
-        last = self.open[-1] if self.open else None
-        start = last.start_pts if last is not None and last.start_pts is not None else t
-        if last is not None and t - self.before <= last.end and t + self.after - start <= MAX_CLIP_S:
-            last.end = max(last.end, t + self.after)
-            last.events += 1
-            clip = last
-        else:
-            clip = self._start(t)
         self._catch_up(clip)
         self.events_recorded += 1
+        clip.events += 1
         wall = datetime.fromisoformat(record.wall_time).timestamp() if record.wall_time else None
         clip.ids.append(record.id)
-        if wall is not None and clip.clock is None:
-            clip.clock = (wall, t)
         snapshot: str | None = None
         if self.latest is not None:
             path = self.clip_folder.claim(self.source, "event", ".jpg")
@@ -160,8 +194,12 @@ class ClipRecorder:
         if self._closed:
             return
         self._closed = True
+        self.current = None
         errors: list[Exception] = []
         for clip in list(self.open):
+            if clip.item_open:  # its item never heard its end (the lane stopped short): keep what came
+                clip.end = math.inf
+                self._release(clip)
             try:
                 self._finish(clip)
             except (OSError, UserError) as exc:
@@ -173,7 +211,7 @@ class ClipRecorder:
 
     # -- clips ----------------------------------------------------------------------------------------
     def _start(self, t: float) -> _Clip:
-        """A new clip for an event at ``t``, from the last keyframe at or before ``t - before``."""
+        """A new clip for an item from ``t``, from the last keyframe at or before ``t - before``."""
         assert self.encoder is not None, "bind() the encoder first"
         start_seq, start_pts = self._seq, None  # nothing encoded yet: from the first packet to come
         if self._keys:
@@ -185,7 +223,7 @@ class ClipRecorder:
         writer = Mp4Writer(path, self.encoder, from_zero=True)
         clip = _Clip(path, writer, end=t + self.after, start_pts=start_pts, next_seq=start_seq)
         self.open.append(clip)
-        log.debug("clip %s starts at %.2f s for an event at %.2f s", path.name, start_pts or 0.0, t)
+        log.debug("clip %s starts at %.2f s for an item from %.2f s", path.name, start_pts or 0.0, t)
         return clip
 
     def _catch_up(self, clip: _Clip) -> None:
@@ -236,6 +274,7 @@ class ClipRecorder:
                 media_end=end,
                 bytes=clip.path.stat().st_size if clip.path.exists() else 0,
                 events=tuple(clip.ids),
+                extra={"review": clip.item},
             )
         )
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from detector.errors import UserError
 from detector.settings.base import flag_for
 from detector.settings.model import Settings
+from detector.store.schema import connect, version_of
 
 STDOUT = "-"
 VIDEO_OUTPUT_EXTENSIONS = {".mp4", ".m4v", ".mov"}
@@ -153,6 +154,25 @@ def check_clips_dir(path: str | Path, overwrite: bool) -> Path:
     return p
 
 
+def check_events_db(path: str | Path, overwrite: bool) -> Path:
+    """An event store: absent (made at the first write) or a store of ours it appends to (a foreign
+    or newer file is refused here, before the model loads); ``--overwrite`` has nothing to do with it."""
+    p = Path(path).expanduser()
+    refuse_folder(path, "event store")
+    if not os.path.lexists(p):
+        return check_output_file(p, overwrite, "event store")
+    if not p.is_file():
+        raise UserError(f"event store {p} is not a file; choose another path")
+    if not os.access(p, os.W_OK) or not os.access(p.parent, os.W_OK | os.X_OK):
+        raise UserError(f"event store {p} is not writable (nor its folder); choose another path")
+    db = connect(p)
+    try:
+        version_of(db, p)
+    finally:
+        db.close()
+    return p
+
+
 _CHECKS = {
     "output": check_video_output_path,
     "json_path": lambda p, o: check_json_output_path(p, o),
@@ -160,6 +180,7 @@ _CHECKS = {
     "mot": lambda p, o: check_output_file(p, o, "MOT output"),
     "report": check_report_path,
     "clips": check_clips_dir,
+    "events_db": check_events_db,
     "heatmap": check_image_output_path,
 }
 
@@ -171,7 +192,7 @@ def _flag(key: str) -> str:
 
 NAME = "{name}"  # in an output path: the source's name (see ``sources.naming``)
 ONE_PER_SOURCE = ("output", "csv", "mot", "report", "heatmap")  # with several sources, these need {name}
-SHAREABLE = ("json_path", "clips")  # with several sources and no {name}: one for all, records say "source"
+SHAREABLE = ("json_path", "clips", "events_db")  # several sources, no {name}: one for all
 _EXAMPLE = {
     "output": "out/{name}.mp4",
     "csv": "out/{name}.csv",

@@ -18,6 +18,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 from detector.events import EventRecord
@@ -153,6 +154,7 @@ class Board:
     started_at: float = field(default_factory=time.monotonic)
     # more counters for /metrics, read when scraped: [(name, help, {source: value})], "" = no source
     counters: list[Callable[[], list[tuple[str, str, dict[str, float]]]]] = field(default_factory=list)
+    store: Path | None = None  # the event store the history page reads (``web.history``)
 
     def sources(self) -> list[Feed]:
         return list(self.feeds.values())

@@ -7,6 +7,8 @@ file named by a request):
     /app.js        its script         /events        Server-Sent Events     /api/status    JSON
     /style.css     its style          /metrics       Prometheus text        /healthz       200 / 503
 
+and the history page with the event store's API and media (``web.history``).
+
 The socket is bound here, on the caller's thread, so a taken port is a ``UserError`` before the
 model loads. ``close`` ends every stream, stops uvicorn (a viewer that never reads is cut off after
 ``GRACE_SECONDS``) and gives up on the thread after ``JOIN_SECONDS``: the run never waits on a viewer.
@@ -39,6 +41,7 @@ from detector.sinks.jsonl import dumps_line
 from detector.web.broadcast import BOUNDARY, JpegFeed, Relay, Slots, Subscriber, lower_priority
 from detector.web.config import ServeConfig, is_loopback
 from detector.web.feeds import Board, Feed
+from detector.web.history import History
 from detector.web.metrics import CONTENT_TYPE, Metrics
 from detector.web.status import build_health, build_status
 from detector.web.streams import Held, queued_bytes
@@ -161,6 +164,7 @@ class WebServer:
         self.metrics = Metrics(board, self.viewer_counts, self.encodes)
         self.page = _asset("index.html")
         self.assets = {path: _asset(path.lstrip("/")) for path in ASSETS}
+        self.history = History(board, config.token)
         app = Starlette(routes=self._routes())
         uv_config = uvicorn.Config(
             Guard(app, config.token),
@@ -295,6 +299,7 @@ class WebServer:
             Route("/api/status", self.status),
             Route("/metrics", self.prometheus),
             Route("/healthz", self.health),
+            *self.history.routes(),
         ]
 
     def _feed(self, request: Request) -> JpegFeed | None:

@@ -68,6 +68,7 @@ def build_status(board: Board, viewers: dict[str, int]) -> dict[str, Any]:
         },
         "counts": by_count(counts),
         "viewers": viewers,
+        "history": board.store is not None,  # the run keeps an event store: /history shows it
         "sources": sources,
     }
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Protocol
 
 from detector.events import EventRecord
@@ -83,6 +84,14 @@ class WebView:
 
     def set_model(self, path: str, backend: str) -> None:
         self.board.model, self.board.backend = str(path), backend
+
+    def set_store(self, path: Path) -> None:
+        """The event store ``/history`` and the API read (the first one, if the run writes several)."""
+        path = path.expanduser().absolute()
+        if self.board.store is None:
+            self.board.store = path
+        elif self.board.store != path:
+            log.info("the web view's history shows %s (not %s)", self.board.store, path)
 
     def add_source(
         self, name: str, info: SourceInfo, stats: RunStats, stages: Sequence[Stage] = ()

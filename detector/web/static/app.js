@@ -209,6 +209,8 @@ async function poll() {
     const r = await fetch(url("/api/status"), { cache: "no-store" });
     if (!r.ok) throw new Error(`status ${r.status}`);
     status = await r.json();
+    if (status.phase === "browsing") { location.replace(url("/history")); return; } // detector serve: no run
+    $("history").hidden = !status.history; // a link once the run keeps an event store
     everUp = true;
     ended = false;
     renderScreen();
@@ -235,5 +237,6 @@ $("video").onerror = () => {
   }
 };
 $("video").onload = () => { $("waiting").hidden = true; };
+
 window.addEventListener("hashchange", () => { if (status) { renderScreen(); renderPanel(); followEvents(); } });
 poll();

@@ -1,0 +1,132 @@
+"""What one event record, review item or media file is as rows of the store (and back), and where
+a file's path is kept: relative to the store's folder when the file is inside it (so a folder copied
+elsewhere still finds its clips), else absolute."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from detector.catalog import MediaFile
+from detector.events import EventRecord
+from detector.reviews import ReviewItem
+from detector.store.schema import LABELS_SQL, labels
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def stored_path(path: Path, root: Path) -> str:
+    """``path`` as the store keeps it: relative to ``root`` (the store's folder) if inside it."""
+    absolute = Path(os.path.abspath(path))
+    try:
+        return absolute.relative_to(Path(os.path.abspath(root))).as_posix()
+    except ValueError:
+        return str(absolute)
+
+
+def real_path(stored: str, root: Path) -> Path:
+    """Where a stored path is on this machine."""
+    path = Path(stored)
+    return path if path.is_absolute() else root / path
+
+
+def pid_alive(pid: int) -> bool:
+    """A process of this machine with that id exists (maybe not ours to signal)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def unix_time(iso: str) -> float:
+    return datetime.fromisoformat(iso).timestamp() if iso else 0.0
+
+
+EVENT_SQL = (
+    "INSERT OR IGNORE INTO events (id, kind, source, time, class_name, track_id, zone, line, review_id,"
+    " data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def event_row(record: EventRecord, review_id: str | None) -> tuple[Any, ...]:
+    data = record.to_dict()
+    return (
+        record.id,
+        record.kind,
+        record.source,
+        unix_time(record.wall_time),
+        data.get("class_name"),
+        data.get("track_id"),
+        data.get("zone"),
+        data.get("line"),
+        review_id,
+        dumps(data),
+    )
+
+
+REVIEW_SQL = (
+    "INSERT INTO reviews (id, run, source, severity, start_time, end_time, last_time, data)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET severity = excluded.severity,"
+    " end_time = excluded.end_time, last_time = excluded.last_time, data = excluded.data"
+)
+
+
+def write_review(db: sqlite3.Connection, item: ReviewItem, run: int | None) -> None:
+    data = item.to_dict()
+    db.execute(
+        REVIEW_SQL,
+        (item.id, run, item.source, item.severity, item.start_time, item.end_time, item.last_time,
+         dumps(data)),
+    )  # fmt: skip
+    db.executemany(LABELS_SQL, labels(data, item.start_time, item.id))
+
+
+MEDIA_SQL = (
+    "INSERT INTO media (kind, source, path, start_time, end_time, media_start, media_end, bytes,"
+    " review_id, event_id, events, extra) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (path) DO UPDATE SET kind = excluded.kind, source = excluded.source,"
+    " start_time = excluded.start_time, end_time = excluded.end_time,"
+    " media_start = excluded.media_start, media_end = excluded.media_end, bytes = excluded.bytes,"
+    " review_id = excluded.review_id, event_id = excluded.event_id, events = excluded.events,"
+    " extra = excluded.extra"
+)
+
+
+def media_row(media: MediaFile, root: Path) -> tuple[Any, ...]:
+    review = media.extra.get("review") if media.kind == "clip" else None
+    event = media.events[0] if media.kind == "snapshot" and media.events else None
+    extra = {k: v for k, v in media.extra.items() if k != "review"}
+    return (
+        media.kind,
+        media.source,
+        stored_path(media.path, root),
+        media.start,
+        media.end,
+        media.media_start,
+        media.media_end,
+        int(media.bytes),
+        str(review) if review else None,
+        event,
+        dumps(list(media.events)),
+        dumps(extra),
+    )
+
+
+def delete_review(db: sqlite3.Connection, review_id: str) -> int:
+    """An item with its events, labels, thumbnail and the rows of its events' snapshots; returns the
+    number of events deleted."""
+    ids = [r[0] for r in db.execute("SELECT id FROM events WHERE review_id = ?", (review_id,))]
+    db.executemany("DELETE FROM media WHERE event_id = ? AND +kind = 'snapshot'", [(i,) for i in ids])
+    gone = db.execute("DELETE FROM events WHERE review_id = ?", (review_id,)).rowcount
+    for table, key in (("reviews", "id"), ("thumbnails", "review_id"), ("review_labels", "review_id")):
+        db.execute(f"DELETE FROM {table} WHERE {key} = ?", (review_id,))
+    return int(gone)

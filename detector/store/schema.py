@@ -1,0 +1,190 @@
+"""The event store's tables, and the migrations that bring an older store up to date.
+
+The store is one SQLite file in WAL mode (readers never wait for the writer, and a killed writer
+leaves the last committed transaction, never half of one). ``PRAGMA user_version`` is the schema
+version; ``PRAGMA application_id`` marks the file as ours, so another program's database is never
+written into. Opening a store for writing runs the migrations it lacks, each in its own transaction:
+
+1. ``runs``, ``events``, ``reviews`` (+ ``thumbnails``) and ``media``, with the indexes the API's
+   newest-first lists walk.
+2. ``review_labels``: each item's classes and zones with its start time, so that a class or zone
+   filter walks one index instead of reading every item's JSON; filled from the items already there.
+
+A store made by a newer detector (a higher version) is refused, not touched.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+
+from detector.errors import UserError
+
+APPLICATION_ID = 0x44455431  # "DET1"
+SCHEMA_VERSION = 2
+BUSY_MS = 10_000
+
+
+def _script(db: sqlite3.Connection, sql: str) -> None:
+    """Each statement of ``sql`` in the open transaction (``executescript`` would commit it first)."""
+    for statement in sql.split(";"):
+        code = "\n".join(line.split("--")[0] for line in statement.splitlines()).strip()
+        if code:
+            db.execute(code)
+
+
+def _v1(db: sqlite3.Connection) -> None:
+    _script(
+        db,
+        """
+        CREATE TABLE runs (
+            id INTEGER PRIMARY KEY,
+            started REAL NOT NULL,
+            ended REAL,
+            host TEXT NOT NULL,
+            pid INTEGER NOT NULL,
+            version TEXT NOT NULL
+        );
+        CREATE TABLE events (
+            seq INTEGER PRIMARY KEY,
+            id TEXT NOT NULL UNIQUE,          -- UUID v7: sorts by time
+            kind TEXT NOT NULL,
+            source TEXT NOT NULL,
+            time REAL NOT NULL,               -- Unix time of wall_time
+            class_name TEXT,
+            track_id INTEGER,
+            zone TEXT,
+            line TEXT,
+            review_id TEXT,
+            data TEXT NOT NULL                -- the record's JSON form (EventRecord.to_dict)
+        );
+        CREATE INDEX events_source ON events (source, id);
+        CREATE INDEX events_class ON events (class_name, id);
+        CREATE INDEX events_kind ON events (kind, id);
+        CREATE INDEX events_review ON events (review_id);
+        CREATE INDEX events_time ON events (time);
+        CREATE TABLE reviews (
+            seq INTEGER PRIMARY KEY,
+            id TEXT NOT NULL UNIQUE,
+            run INTEGER,
+            source TEXT NOT NULL,
+            severity TEXT NOT NULL,
+            start_time REAL NOT NULL,
+            end_time REAL,                    -- NULL while open
+            last_time REAL NOT NULL,
+            data TEXT NOT NULL                -- the item's JSON form (ReviewItem.to_dict)
+        );
+        CREATE INDEX reviews_start ON reviews (start_time, id);
+        CREATE INDEX reviews_source ON reviews (source, start_time, id);
+        CREATE INDEX reviews_severity ON reviews (severity, start_time, id);
+        CREATE TABLE thumbnails (
+            review_id TEXT PRIMARY KEY,
+            jpeg BLOB NOT NULL
+        );
+        CREATE TABLE media (
+            id INTEGER PRIMARY KEY,
+            kind TEXT NOT NULL,               -- segment | clip | snapshot
+            source TEXT NOT NULL,
+            path TEXT NOT NULL UNIQUE,        -- relative to the store's folder when inside it
+            start_time REAL,
+            end_time REAL,
+            media_start REAL,
+            media_end REAL,
+            bytes INTEGER NOT NULL,
+            review_id TEXT,                   -- a clip: its item
+            event_id TEXT,                    -- a snapshot: its event
+            events TEXT NOT NULL,             -- JSON list of event ids
+            extra TEXT NOT NULL               -- JSON object
+        );
+        CREATE INDEX media_review ON media (review_id);
+        CREATE INDEX media_event ON media (event_id);
+        CREATE INDEX media_time ON media (kind, start_time);
+        """,
+    )
+
+
+LABELS_SQL = "INSERT OR IGNORE INTO review_labels (kind, name, start_time, review_id) VALUES (?, ?, ?, ?)"
+
+
+def labels(data: dict[str, object], start: float, review_id: str) -> list[tuple[str, str, float, str]]:
+    """The ``review_labels`` rows of an item: one per class (``object``) and per zone."""
+    rows = []
+    for kind, key in (("object", "objects"), ("zone", "zones")):
+        names = data.get(key)
+        for name in names if isinstance(names, list) else []:
+            rows.append((kind, str(name), start, review_id))
+    return rows
+
+
+def _v2(db: sqlite3.Connection) -> None:
+    _script(
+        db,
+        """
+        CREATE TABLE review_labels (
+            kind TEXT NOT NULL,               -- object | zone
+            name TEXT NOT NULL,
+            start_time REAL NOT NULL,
+            review_id TEXT NOT NULL,
+            PRIMARY KEY (kind, name, start_time, review_id)
+        ) WITHOUT ROWID;
+        CREATE INDEX review_labels_item ON review_labels (review_id);
+        """,
+    )
+    rows = db.execute("SELECT id, start_time, data FROM reviews")
+    for review_id, start, data in rows.fetchall():
+        db.executemany(LABELS_SQL, labels(json.loads(data), start, review_id))
+
+
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _v1, 2: _v2}
+
+
+def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
+    """A connection in autocommit mode (transactions are explicit), waiting up to 10 s for a lock."""
+    if readonly:
+        db = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True, timeout=BUSY_MS / 1000,
+                             isolation_level=None, check_same_thread=False)  # fmt: skip
+    else:
+        db = sqlite3.connect(path, timeout=BUSY_MS / 1000, isolation_level=None)
+    db.execute(f"PRAGMA busy_timeout = {BUSY_MS}")
+    return db
+
+
+def version_of(db: sqlite3.Connection, path: Path) -> int:
+    """The store's schema version (0: a new, empty file); ``UserError`` if it is not a store of ours
+    or was made by a newer detector."""
+    try:
+        version = int(db.execute("PRAGMA user_version").fetchone()[0])
+        app = int(db.execute("PRAGMA application_id").fetchone()[0])
+        tables = db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+    except sqlite3.DatabaseError as exc:
+        raise UserError(f"event store {path} is not an SQLite database ({exc}); choose another file") from exc
+    if app != APPLICATION_ID and (app or tables):
+        raise UserError(f"{path} is an SQLite database, but not a detector event store; choose another file")
+    if version > SCHEMA_VERSION:
+        raise UserError(
+            f"event store {path} has schema version {version}, made by a newer detector (this one "
+            f"knows up to {SCHEMA_VERSION}); upgrade detector or use another file"
+        )
+    return version
+
+
+def migrate(db: sqlite3.Connection, path: Path) -> int:
+    """Bring the store up to ``SCHEMA_VERSION`` (in WAL mode); returns the version it had."""
+    old = version_of(db, path)
+    db.execute("PRAGMA journal_mode = WAL")
+    for version in range(old + 1, SCHEMA_VERSION + 1):
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            if version_of(db, path) >= version:  # another process migrated it meanwhile
+                db.execute("ROLLBACK")
+                continue
+            MIGRATIONS[version](db)
+            db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+            db.execute(f"PRAGMA user_version = {version}")
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+    return old
