@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from detector.notify.alerts import AlertNotifier
 from detector.notify.worker import Notifier
-from detector.review_view import Update
+from detector.reviews import ReviewUpdate
 from detector.settings import Settings
 from detector.sinks.base import Sink
 from detector.sources.base import SourceInfo
@@ -34,7 +34,7 @@ Counters = list[tuple[str, str, dict[str, float]]]
 class Listener(Sink, Protocol):
     """A sink that also listens to its source's review items."""
 
-    def review(self, update: Update) -> None: ...
+    def review(self, update: ReviewUpdate) -> None: ...
 
 
 def class_names(wanted: list[int | str] | None, names: Mapping[int, str]) -> list[str]:

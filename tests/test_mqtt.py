@@ -256,7 +256,6 @@ def test_a_bad_mqtt_url_is_one_line_without_its_password(
 
 
 def test_review_items_are_published_as_new_updates_and_end(street: dict[str, Any]) -> None:
-    pytest.importorskip("detector.reviews", reason="review items come with the event store (issue 21)")
     updates = [json.loads(m.payload) for m in on(street["messages"], f"{PREFIX}/reviews")]
     assert updates, "the street's zone entries make review items"
     events = {r["id"] for r in street["records"] if "event" in r}

@@ -6,7 +6,7 @@ one line and exit 2."""
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
@@ -20,6 +20,7 @@ from webhook import Blackhole, Webhook, attachments
 from detector.notify.alerts import AlertNotifier
 from detector.notify.sender import targets
 from detector.notify.worker import QUEUE, Note, Notifier
+from detector.reviews import Picture, ReviewItem, ReviewUpdate
 from detector.settings.notify import NotifySettings
 
 
@@ -77,34 +78,20 @@ def test_targets_are_named_without_their_secrets(url: str) -> None:
     assert "secret" not in target.name and target.name.startswith(url.partition("://")[0] + "://")
 
 
-# -- which review items notify (the policy), with review updates shaped as detector.reviews makes them --
-@dataclass(frozen=True)
-class Shot:
-    class_name: str
+# -- which review items notify (the policy), with review updates as detector.reviews makes them ----------
+T0 = 1_800_000_000.0
+FRAME = np.full((1080, 1920, 3), 90, np.uint8)  # a 1080p frame: the attached snapshot is 1280 wide
 
 
-@dataclass(frozen=True)
-class Item:
-    id: str
-    source: str = "door"
-    severity: str = "alert"
-    start_time: float = 1_800_000_000.0
-    last_time: float = 1_800_000_000.0
-    objects: tuple[str, ...] = ("person",)
-    zones: tuple[str, ...] = ()
-    lines: tuple[str, ...] = ()
-    best: Shot | None = Shot("person")
-
-
-@dataclass(frozen=True)
-class Update:
-    type: str
-    before: Item
-    after: Item
-    picture: object | None = None
-
-    def to_dict(self) -> dict[str, object]:
-        return {"type": self.type}
+def Item(
+    id: str, *, severity: str = "alert", start_time: float = T0, objects: tuple[str, ...] = ("person",),
+    zones: tuple[str, ...] = (), lines: tuple[str, ...] = (),
+) -> ReviewItem:  # fmt: skip
+    return ReviewItem(
+        id=id, source="door", severity="alert" if severity == "alert" else "detection", start_time=start_time,
+        end_time=None, last_time=start_time, media_start=0.0, media_end=1.0, objects=objects, zones=zones,
+        lines=lines,
+    )  # fmt: skip
 
 
 class Recorder:
@@ -120,11 +107,6 @@ class Recorder:
         return True
 
 
-class Frame:
-    def jpeg(self, width: int | None = None, quality: int = 85) -> bytes:
-        return b"\xff\xd8 a jpeg %d" % (width or 0)
-
-
 def alerts(**settings: object) -> tuple[AlertNotifier, Notifier, Recorder]:
     target = Recorder()
     notifier = Notifier([target], timeout=1, retries=0).start()
@@ -132,11 +114,14 @@ def alerts(**settings: object) -> tuple[AlertNotifier, Notifier, Recorder]:
     return AlertNotifier(notifier, "door", NotifySettings.model_validate(settings), names), notifier, target
 
 
-def play(notifier: AlertNotifier, *steps: tuple[str, Item]) -> None:
-    before: dict[str, Item] = {}
+def play(notifier: AlertNotifier, *steps: tuple[str, ReviewItem]) -> None:
+    before: dict[str, ReviewItem] = {}
     for kind, item in steps:
-        notifier.review(Update(kind, before.get(item.id, item), item, Frame()))
-        before[item.id] = item
+        ended = replace(item, end_time=item.last_time) if kind == "end" else item
+        notifier.review(
+            ReviewUpdate(kind, before.get(item.id, ended), ended, Picture(FRAME, (800, 300, 1000, 900)))
+        )
+        before[item.id] = ended
 
 
 def test_an_item_notifies_once_when_it_becomes_an_alert() -> None:
@@ -153,7 +138,9 @@ def test_an_item_notifies_once_when_it_becomes_an_alert() -> None:
         f"door: dog, person in porch, crossing gate at {when:%H:%M:%S} on {when:%Y-%m-%d}\n"
         "https://cams.example:8080/history?review=a"
     )
-    assert note.jpeg == b"\xff\xd8 a jpeg 1280", "the best shot, no wider than notify.snapshot_width"
+    assert note.jpeg is not None
+    shot = cv2.imdecode(np.frombuffer(note.jpeg, np.uint8), cv2.IMREAD_COLOR)
+    assert shot.shape == (720, 1280, 3), "the best shot, no wider than notify.snapshot_width"
     assert policy.report()["notify"] == {"targets": ["recorder://"], "sent": 1, "failed": 0, "dropped": 0,
                                          "skipped": 0}  # fmt: skip
     assert not policy.done, "ended items are forgotten"
@@ -163,7 +150,7 @@ def test_the_cooldown_holds_per_source() -> None:
     policy, notifier, target = alerts(cooldown=30)
     t0 = 1_800_000_000.0
     for k, offset in enumerate([0.0, 10.0, 29.0, 31.0, 45.0, 62.0]):
-        item = Item(f"i{k}", start_time=t0 + offset, last_time=t0 + offset)
+        item = Item(f"i{k}", start_time=t0 + offset)
         play(policy, ("new", item), ("end", item))
     notifier.close()
     assert len(target.notes) == 3, "at 0, 31 and 62 s; 10, 29 and 45 s fall in a cooldown"

@@ -2,8 +2,6 @@
 frame a zone, so each one's visit is an alert review item), Apprise posting to a loopback ``json://``
 server: one POST per alert item, its snapshot attached (a JPEG of the footage); the cooldown holds;
 a dead endpoint (it accepts and never answers) does not slow the run: the pipeline never waits for it.
-
-Review items come from the event store's issue (21): these tests need ``detector.reviews``.
 """
 
 from __future__ import annotations
@@ -20,7 +18,6 @@ from mosquitto import Broker, Subscriber
 from user_errors import Capture
 from webhook import Blackhole, Webhook, attachments
 
-pytest.importorskip("detector.reviews", reason="review items come with the event store (issue 21)")
 pytestmark = [pytest.mark.model, pytest.mark.slow]
 
 CLIP = "one-by-one-person-detection.mp4"  # 768x432, 10 fps: people come in at 6.4 s and 23.1 s

@@ -22,7 +22,7 @@ from detector.images import fit_width
 from detector.mqtt.discovery import Discovery
 from detector.mqtt.outbox import Outbox
 from detector.mqtt.topics import ALL, OFFLINE, ONLINE, RECONNECTING, Topics, changes, with_all
-from detector.review_view import Update
+from detector.reviews import ReviewUpdate
 from detector.sinks.base import FrameResult
 from detector.sinks.jsonl import dumps_line
 from detector.sinks.snapshot import highlight
@@ -116,7 +116,7 @@ class MqttSink:
 
             self._set(self.topics.snapshot(self.source, record.class_name), picture, slow=True)
 
-    def review(self, update: Update) -> None:
+    def review(self, update: ReviewUpdate) -> None:
         """A review item opened, changed or ended: to ``{prefix}/reviews``; a new best shot becomes its
         class's snapshot."""
         self.outbox.put(self.topics.reviews, as_json(update.to_dict), source=self.source)

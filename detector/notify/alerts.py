@@ -18,7 +18,7 @@ from typing import Any
 
 from detector.events import EventRecord
 from detector.notify.worker import Notifier
-from detector.review_view import Item, Update
+from detector.reviews import ReviewItem, ReviewUpdate
 from detector.settings.notify import NotifySettings
 from detector.sinks.base import FrameResult
 
@@ -36,7 +36,7 @@ def wanted_classes(wanted: list[int | str] | None, names: Mapping[int, str]) -> 
     return out
 
 
-def describe(item: Item) -> tuple[str, str]:
+def describe(item: ReviewItem) -> tuple[str, str]:
     """(title, body): ``person, car at door`` and ``door: person, car in drive, crossing gate at
     14:03:27 on 2026-12-01``."""
     objects = ", ".join(item.objects) or "activity"
@@ -67,12 +67,12 @@ class AlertNotifier:
         self.filtered = 0  # ended alert items the filters kept out
         self.open_filtered: set[str] = set()  # open ones, so far
 
-    def passes(self, item: Item) -> bool:
+    def passes(self, item: ReviewItem) -> bool:
         if self.classes is not None and not {o.lower() for o in item.objects} & self.classes:
             return False
         return self.zones is None or bool(set(item.zones) & self.zones)
 
-    def review(self, update: Update) -> None:
+    def review(self, update: ReviewUpdate) -> None:
         item, ended = update.after, update.type == "end"
         if item.id in self.done:
             if ended:
