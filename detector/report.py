@@ -160,6 +160,16 @@ def format_summary(report: Mapping[str, Any]) -> str:
     if report.get("clips"):
         c = report["clips"]
         lines.append(f"clips      {c['clips']} clips, {c['events']} events, in {c['folder']}")
+    if report.get("mqtt"):
+        m = report["mqtt"]
+        text = f"mqtt       {m['published']} messages to {m['broker']}, {m['dropped']} dropped"
+        if m.get("run_dropped", 0) > m["dropped"]:
+            text += f" ({m['run_dropped']} in the whole run)"
+        lines.append(text + (f", reconnected {m['reconnects']}x" if m.get("reconnects") else ""))
+    if report.get("notify"):
+        n = report["notify"]
+        lines.append(f"notify     {n['sent']} sent, {n['failed']} failed, {n['dropped']} dropped, "
+                     f"{n['skipped']} held back (cooldown or filters)")  # fmt: skip
     if report.get("events_db"):
         s = report["events_db"]
         lost = f", {s['dropped'] + s['lost']} lost" if s["dropped"] or s["lost"] else ""

@@ -29,6 +29,7 @@ from detector.backends import Detector, load_detector
 from detector.catalog import Catalogs
 from detector.errors import OutputsIncomplete, SourceError, SourcesFailed, UserError
 from detector.files import Preexisting
+from detector.outlets import Outlets
 from detector.pipeline.engine import Pipeline, PipelineOptions
 from detector.pipeline.gate import gate_for
 from detector.pipeline.lane import Lane
@@ -118,6 +119,7 @@ class Run:
         self.lanes: list[Lane] = []
         self._quit = threading.Event()  # the window's q
         self.web: WebView | None = None
+        self.outlets = Outlets()  # MQTT and notifications (none until ``execute`` opens them)
         self.shared: Shared | None = None  # what the sources write together (made with the lanes)
         self.catalogs = Catalogs()  # told of every finished clip, snapshot and segment
         self.storage = Storage(settings, self.catalogs)
@@ -130,8 +132,11 @@ class Run:
     def execute(self) -> list[RunStats]:
         self.web = web_view(self.settings)  # --serve: up first, so the page shows the model loading
         try:
+            self.outlets = Outlets.open(self.settings)  # a broker that refuses us: exit 2 here
+            self.web.board.counters.append(self.outlets.counters)
             return self._execute(self.web)
         finally:
+            self.outlets.close()
             self.web.close()
 
     def _execute(self, web: WebView) -> list[RunStats]:
@@ -193,6 +198,7 @@ class Run:
             self.storage.close()  # recorders and retention first: their last files reach the stores
             if self.shared is not None:
                 self.shared.close()  # the event stores, once every lane (and clip) is done
+            self.outlets.close()  # what waits is sent, and counted in the reports
             self._list_outputs(outputs, shared)
             self._report(outputs, failing=failure is not None)
 
@@ -274,10 +280,12 @@ class Run:
                 source=source,
             )
             sinks = made.sinks + web.add_source(plan.name, info, stats, stages)
+            told = self.outlets.add_source(plan.name, info, stats, plan.settings, detector.names)
+            sinks += told  # MQTT and notifications: sinks, and listeners of the review items
             if window is not None:
                 sinks.append(window.tile(plan.name))
             progress = _progress(board, plan.settings, plan.name if several else Path(info.name).name, info)
-            reviewer = reviewer_for(plan.name, made.reviews, plan.settings.review, detector.names)
+            reviewer = reviewer_for(plan.name, [*made.reviews, *told], plan.settings.review, detector.names)
             if store is not None:
                 web.set_store(store)
             self.lanes.append(

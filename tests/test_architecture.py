@@ -124,14 +124,17 @@ def test_pipeline_takes_few_parameters() -> None:
 
 
 def test_start_up_path_imports_no_heavy_libraries() -> None:
-    """Neither the CLI nor --track (our ByteTrack, on NumPy and lap) brings torch in."""
+    """Neither the CLI nor --track (our ByteTrack, on NumPy and lap) brings torch in; paho-mqtt and
+    Apprise come only with --mqtt and --notify."""
     code = (
         "import sys; from detector.cli import build_parser; build_parser(); import detector.run; "
+        "from detector.outlets import Outlets; from detector.settings import Settings; "
+        "Outlets.open(Settings()).close(); "
         "import numpy as np; from detector.stages.track import load_tracker; "
         "from detector.types import Detections; t = load_tracker('bytetrack', 10.0); "
         "t.update(Detections(np.array([[0, 0, 9, 9]]), [0.9], [0]), np.zeros((9, 9, 3), np.uint8)); "
         "heavy = ('torch', 'ultralytics', 'supervision', 'ray', 'starlette', 'uvicorn', "
-        "'prometheus_client'); "
+        "'prometheus_client', 'paho', 'apprise'); "
         "print(type(t).__name__, sorted(m for m in heavy if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)

@@ -27,6 +27,7 @@ def flags_of(command: str, *, lists: bool) -> list[tuple[str, tuple[str, ...]]]:
         if flag is None:
             continue
         is_list = "list" in str(info.field.annotation) and info.cli.get("const") is None
+        is_list = is_list and not info.cli.get("repeat")  # one value per flag (test_repeated_flag...)
         if (lists and is_list) or (not lists and info.cli.get("const") is not None):
             found.append((flag, info.path))
     return found
@@ -93,6 +94,19 @@ def test_list_values_reach_settings_split() -> None:
 
     over, _ = parse(RUN, "--classes", "person,2", "car", "clip.mp4", "--classes", "bus")
     assert load_settings(None, over, env={}).classes == ["person", 2, "car", "bus"]
+
+
+def test_repeated_flag_takes_one_url_each_time_anywhere() -> None:
+    """``--notify URL`` takes exactly the next word (a URL, which would end a list flag's values), and
+    each repeat adds one; the SOURCEs around it stay SOURCEs."""
+    over, positional = parse(
+        RUN, "--notify", "json://127.0.0.1:8080/a", "a.mp4", "--notify", "ntfy://ntfy.sh/b", "rtsp://cam/1"
+    )
+    assert over == {"notify": {"urls": ["json://127.0.0.1:8080/a", "ntfy://ntfy.sh/b"]}}
+    assert positional == ["a.mp4", "rtsp://cam/1"]
+    from detector.settings import load_settings
+
+    assert load_settings(None, over, env={}).notify.urls == ["json://127.0.0.1:8080/a", "ntfy://ntfy.sh/b"]
 
 
 def test_sources_and_flags_intermixed() -> None:

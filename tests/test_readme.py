@@ -14,6 +14,9 @@ here unless it needs a new rule):
 - a stream URL (``rtsp://cam.local/stream``): a loopback stream of the sample clip in real time
   (GStreamer's RTSP server where installed, else ffmpeg's HTTP MPEG-TS), one per distinct URL;
 - ``--serve PORT``: a free loopback port;
+- ``--mqtt URL``: a loopback mosquitto with a password file (``tests/mosquitto.py``), the URL's topic
+  prefix kept;
+- ``--notify URL``: a loopback ``json://`` webhook (``tests/webhook.py``);
 - an event store that does not exist (``detector events out/clips/events.db``): made by a run of the
   sample clip with ``--track --clip-on person --clips`` its folder;
 - every ``detector run`` / ``detector batch`` gets ``--max-frames 30`` (the clip is 240 frames).
@@ -40,8 +43,10 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import ROOT
+from mosquitto import Broker
 from rtsp import RtspServer, rtsp_missing
 from streaming import StreamServer, free_port
+from webhook import Webhook
 
 from detector.cli import build_parser
 from detector.settings import Settings
@@ -145,6 +150,21 @@ class Workspace:
         shutil.copy(clip, folder / "videos" / clip.name)
         shutil.copytree(ROOT / "configs", folder / "configs")
         self.servers: list[StreamServer] = []
+        self.broker: Broker | None = None
+        self.hook: Webhook | None = None
+
+    def mqtt(self, url: str) -> str:
+        """A loopback broker's URL in place of ``url``, its topic prefix kept."""
+        if self.broker is None:
+            (self.folder / "broker").mkdir()
+            self.broker = Broker(self.folder / "broker")
+        prefix = url.partition("://")[2].partition("/")[2]
+        return f"{self.broker.url}/{prefix}" if prefix else self.broker.url
+
+    def notify(self, url: str) -> str:
+        if self.hook is None:
+            self.hook = Webhook()
+        return self.hook.url
 
     def stream(self, url: str) -> str:
         use_rtsp = url.startswith("rtsp://") and rtsp_missing() is None
@@ -180,6 +200,10 @@ class Workspace:
     def close(self) -> None:
         for server in self.servers:
             server.stop()
+        if self.broker is not None:
+            self.broker.stop()
+        if self.hook is not None:
+            self.hook.close()
 
 
 @pytest.fixture
@@ -201,6 +225,11 @@ def stand_ins(argv: list[str], ws: Workspace) -> list[str]:
     out = [replaced.get(word, word) for word in argv[1:]]
     if "--serve" in out:
         out[out.index("--serve") + 1] = str(free_port())
+    for k, word in enumerate(out[:-1]):
+        if word == "--mqtt":
+            out[k + 1] = ws.mqtt(out[k + 1])
+        elif word == "--notify":
+            out[k + 1] = ws.notify(out[k + 1])
     if args.command in ("run", "batch"):
         out[1:1] = ["--max-frames", MAX_FRAMES]
     return [sys.executable, "-m", "detector", *out]

@@ -37,6 +37,8 @@ _NOT_IN_KEY = {
     "queue_size",
     "stall_timeout",
     "serve",
+    "mqtt",  # where results are told, not what they are
+    "notify",
     "connect_timeout",
     "reconnect_max",
     "camera_size",

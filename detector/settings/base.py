@@ -29,6 +29,7 @@ def option(
     renamed: dict[str, str] | None = None,
     metavar: str | None = None,
     const: Any = None,
+    repeat: bool = False,
     default_text: str | None = None,
     default_factory: Any = None,
     **constraints: Any,
@@ -38,6 +39,7 @@ def option(
     ``flag``: True for ``--name-with-dashes``, a string for another name, False/None for config only.
     ``commands``: the subcommands that have the flag; ``renamed``: another flag name in one command
     (``{"batch": "--model-backend"}``). ``const``: the value of a flag given without one (``--track``).
+    ``repeat``: a list whose flag takes one value each time it is given (``--notify URL --notify URL``).
     ``default_text``: how ``--help`` shows the default when the value alone says too little.
     """
     cli = {
@@ -47,6 +49,7 @@ def option(
         "renamed": dict(renamed or {}),
         "metavar": metavar,
         "const": const,
+        "repeat": repeat,
         "default_text": default_text,
     }
     if default_factory is not None:

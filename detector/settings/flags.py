@@ -47,6 +47,8 @@ _GROUPS = {  # help groups, by the first key of the setting
     "serve": "web view",
     "record": "recording and retention",
     "retain": "recording and retention",
+    "mqtt": "MQTT and notifications",
+    "notify": "MQTT and notifications",
 }
 
 
@@ -185,6 +187,8 @@ def add_setting_flags(parser: argparse.ArgumentParser, command: str) -> None:
                 names=[str(c) for c in options or ()],
             )  # fmt: skip
             help_text = help_text.replace(" (default:", f"; {flag}={metavar} to pick one (default:", 1)
+        elif info.cli.get("repeat"):
+            kw.update(action="append", metavar=metavar)
         elif get_origin(ann) is list:
             kw.update(action=ListFlag, nargs="+", metavar=metavar)
         else:

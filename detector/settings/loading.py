@@ -75,8 +75,23 @@ def _describe(err: Mapping[str, Any], flags: set[str], config_path: str | None, 
     msg = str(err["msg"]).replace("Input should", "should").replace("String should", "should")
     msg = msg.replace("Value error, ", "")
     got = err.get("input")
+    if _secret(loc):  # a password, or a URL that may hold one: never shown
+        return f"{where} {msg}"
     shown = got if flag and isinstance(got, str) else _SHOWN.repr(got)  # flags are always strings: no quotes
     return f"{where} {msg} (got {shown})"
+
+
+def _secret(loc: tuple[Any, ...]) -> bool:
+    """Whether the setting at ``loc`` is declared ``repr=False`` (credentials, URLs that carry them)."""
+    named = [i for i, p in enumerate(loc) if not isinstance(p, int)]
+    if not named:
+        return False
+    key = loc[named[-1]]
+    model = _submodel(tuple(loc[: named[-1]]))
+    field = model.model_fields.get(str(key)) or next(
+        (f for f in model.model_fields.values() if f.alias == key), None
+    )
+    return field is not None and field.repr is False
 
 
 def _first(errors: list[Any]) -> Mapping[str, Any]:

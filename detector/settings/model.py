@@ -17,6 +17,8 @@ from pydantic import ConfigDict, Field, ValidationInfo, field_validator, model_v
 from detector.settings.analytics import IgnoreSpec, LineSpec, PrivacyMaskSpec, TrailSettings, ZoneSpec
 from detector.settings.base import BATCH, BENCH, RUN, SERVE, StrictModel, option, split_list
 from detector.settings.motion import MotionSettings, StationarySettings
+from detector.settings.mqtt import MqttSettings
+from detector.settings.notify import NotifySettings
 from detector.settings.review import ReviewSettings
 from detector.settings.serve import ServeSettings
 from detector.settings.sources import SourceSpec
@@ -246,6 +248,8 @@ class Settings(StrictModel):
     encoder: EncoderSettings = Field(default_factory=EncoderSettings, description="H.264 encoder")
     overlay: OverlaySettings = Field(default_factory=OverlaySettings, description="what is drawn")
     serve: ServeSettings = Field(default_factory=ServeSettings, description="the live web view")
+    mqtt: MqttSettings = Field(default_factory=MqttSettings, description="MQTT and Home Assistant")
+    notify: NotifySettings = Field(default_factory=NotifySettings, description="push notifications")
     review: ReviewSettings = Field(default_factory=ReviewSettings, description="review items")
     record: RecordSettings = Field(default_factory=RecordSettings, description="continuous recording")
     retain: RetainSettings = Field(default_factory=RetainSettings, description="what is kept on disk")

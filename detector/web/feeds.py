@@ -155,6 +155,8 @@ class Board:
     model: str = ""
     backend: str = ""
     started_at: float = field(default_factory=time.monotonic)
+    # more counters for /metrics, read when scraped: [(name, help, {source: value})], "" = no source
+    counters: list[Callable[[], list[tuple[str, str, dict[str, float]]]]] = field(default_factory=list)
     store: Path | None = None  # the event store the history page reads (``web.history``)
     storage: Storage | None = None  # the run's recording, retention and storage health
 

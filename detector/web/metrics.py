@@ -74,6 +74,13 @@ class _RunCollector:
         yield CounterMetricFamily(
             "detector_jpeg_encodes", "frames JPEG-encoded for the web view", value=self.encodes()
         )
+        for read in self.board.counters:  # MQTT, notifications
+            for name, doc, values in read():
+                labelled = any(values)
+                family = CounterMetricFamily(f"detector_{name}", doc, labels=["source"] if labelled else None)
+                for source, value in values.items():
+                    family.add_metric([source] if labelled else [], value)
+                yield family
         uptime = time.monotonic() - self.board.started_at
         yield GaugeMetricFamily("detector_uptime_seconds", "seconds since the web view started", value=uptime)
         yield from storage_metrics(self.board.storage)

@@ -1,0 +1,185 @@
+"""One source's MQTT sink: counts per class and per zone (sent on change), every event record, the
+snapshot of each class, the source's status, its review items, and its Home Assistant device.
+
+On the pipeline's thread it only compares a few counts and puts into the outbox; JSON and JPEG are
+made on the outbox's thread (a frame's annotated image is never written to once the sinks have it,
+so keeping a reference is safe). A class's snapshot is the latest of: the frame of an object event
+that makes a clip (a zone entry, a line crossing), with its object outlined; a review item's new best
+shot of that class. Review items go to ``{prefix}/reviews``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import cv2
+
+from detector.events import EventRecord, ObjectEvent
+from detector.images import fit_width
+from detector.mqtt.discovery import Discovery
+from detector.mqtt.outbox import Outbox
+from detector.mqtt.topics import ALL, OFFLINE, ONLINE, RECONNECTING, Topics, changes, with_all
+from detector.reviews import ReviewUpdate
+from detector.sinks.base import FrameResult
+from detector.sinks.jsonl import dumps_line
+from detector.sinks.snapshot import highlight
+from detector.stats import RunStats
+
+JPEG_QUALITY = 85
+
+
+def as_json(data: Callable[[], dict[str, Any]]) -> Callable[[], str]:
+    """A payload made when it is published: ``data()`` as compact JSON."""
+    return lambda: dumps_line(data()).rstrip("\n")
+
+
+class MqttSink:
+    """The sink (and review listener) of one source."""
+
+    def __init__(
+        self,
+        outbox: Outbox,
+        topics: Topics,
+        source: str,
+        stats: RunStats,
+        *,
+        discovery: Discovery | None = None,
+        classes: Iterable[str] = (),
+        zones: Iterable[str] = (),
+        snapshot_width: int = 640,
+        figures: Callable[[], dict[str, Any]] | None = None,
+    ) -> None:
+        classes = [c for c in classes if c != ALL]
+        self.outbox = outbox
+        self.topics = topics
+        self.source = source
+        self.stats = stats
+        self.discovery = discovery
+        self.snapshot_width = snapshot_width
+        self.figures = figures  # the run's MQTT figures (broker, reconnects, latency) for the report
+        self.zones = list(zones)
+        self.counts: dict[str, int] = {}
+        self.zone_counts: dict[str, dict[str, int]] = {zone: {} for zone in self.zones}
+        self.announced: set[str] = set()
+        self.latest: FrameResult | None = None
+        self.closed = False
+        self.status: str | None = None
+        self._lock = threading.Lock()
+        self._set(topics.status(source), ONLINE)
+        self.status = ONLINE
+        if discovery is not None:
+            self._set(*discovery.status())
+            for zone in self.zones:
+                self._set(*discovery.zone(zone))
+        self._announce([ALL, *classes])
+        self._send_counts({ALL: 0, **dict.fromkeys(classes, 0)}, None)
+        self.counts = {ALL: 0}
+        for zone in self.zones:
+            self._send_zone(zone, {ALL: 0}, None)
+            self.zone_counts[zone] = {ALL: 0}
+
+    def _set(self, topic: str, payload: Any, born: float | None = None, slow: bool = False) -> None:
+        self.outbox.set(topic, payload, source=self.source, born=born, slow=slow)
+
+    # -- the pipeline's thread ----------------------------------------------------------------------------
+    def write(self, result: FrameResult) -> None:
+        self.latest = result
+        born = time.monotonic()  # the frame reached the sinks: the outbox's delay runs from here
+        counts = with_all(result.detections.counts())
+        if counts != self.counts:
+            self._send_counts(changes(self.counts, counts), born)
+            self.counts = counts
+        if self.zones:
+            inside = result.extra.get("zones")
+            inside = inside if isinstance(inside, dict) else {}
+            for zone in self.zones:
+                now = with_all(dict(inside.get(zone) or {}))
+                if now != self.zone_counts[zone]:
+                    self._send_zone(zone, changes(self.zone_counts[zone], now), born)
+                    self.zone_counts[zone] = now
+
+    def event(self, record: EventRecord) -> None:
+        latest = self.latest
+        shown = latest if latest is not None and latest.frame.index == record.frame else None
+        self.outbox.put(
+            self.topics.events, as_json(record.to_dict), source=self.source, born=time.monotonic()
+        )
+        if isinstance(record, ObjectEvent) and record.clip_worthy and shown is not None:
+            self._announce([record.class_name])
+            width = self.snapshot_width
+
+            def picture(result: FrameResult = shown, event: EventRecord = record) -> bytes | None:
+                return _jpeg(highlight(result.annotated, result, event), width)
+
+            self._set(self.topics.snapshot(self.source, record.class_name), picture, slow=True)
+
+    def review(self, update: ReviewUpdate) -> None:
+        """A review item opened, changed or ended: to ``{prefix}/reviews``; a new best shot becomes its
+        class's snapshot."""
+        self.outbox.put(self.topics.reviews, as_json(update.to_dict), source=self.source)
+        best, picture = update.after.best, update.picture
+        if best is None or picture is None or (update.type != "new" and update.before.best == best):
+            return
+        self._announce([best.class_name])
+        width = self.snapshot_width
+        self._set(
+            self.topics.snapshot(self.source, best.class_name),
+            lambda: picture.jpeg(width=width, quality=JPEG_QUALITY),
+            slow=True,
+        )
+
+    def close(self) -> None:
+        """The source ended: nothing is in view any more (every count to 0), and it is ``offline``."""
+        if self.closed:
+            return
+        self.closed = True
+        self._send_counts(changes(self.counts, {}), None)
+        self.counts = {}
+        for zone in self.zones:
+            self._send_zone(zone, changes(self.zone_counts[zone], {}), None)
+            self.zone_counts[zone] = {}
+        self.tick()
+
+    # -- the outbox's thread ------------------------------------------------------------------------------
+    def tick(self) -> None:
+        """Publish the status when it changed (a live source reconnecting, the source ended)."""
+        status = OFFLINE if self.closed else RECONNECTING if self.stats.reconnecting else ONLINE
+        with self._lock:
+            if status == self.status:
+                return
+            self.status = status
+        self._set(self.topics.status(self.source), status)
+
+    # -- helpers ------------------------------------------------------------------------------------------
+    def _send_counts(self, counts: dict[str, int], born: float | None) -> None:
+        self._announce(counts)
+        for name, n in counts.items():
+            self._set(self.topics.count(self.source, name), str(n), born)
+
+    def _send_zone(self, zone: str, counts: dict[str, int], born: float | None) -> None:
+        for name, n in counts.items():
+            self._set(self.topics.zone_count(self.source, zone, name), str(n), born)
+
+    def _announce(self, classes: Iterable[str]) -> None:
+        """Home Assistant's count sensor and snapshot image of each class not announced yet."""
+        for name in classes:
+            if name in self.announced:
+                continue
+            self.announced.add(name)
+            if self.discovery is not None:
+                self._set(*self.discovery.count(name))
+                if name != ALL:
+                    self._set(*self.discovery.snapshot(name))
+
+    def report(self) -> dict[str, Any]:
+        run = self.figures() if self.figures is not None else {}
+        own = {"published": self.outbox.published[self.source], "dropped": self.outbox.dropped[self.source]}
+        return {"mqtt": {**run, **own}}
+
+
+def _jpeg(image: Any, width: int) -> bytes | None:
+    ok, data = cv2.imencode(".jpg", fit_width(image, width), [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+    return data.tobytes() if ok else None

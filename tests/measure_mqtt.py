@@ -1,0 +1,117 @@
+"""What MQTT and notifications cost, measured (not a test): paired runs, alternating.
+
+    DETECTOR_TEST_VIDEOS=../shared/videos python tests/measure_mqtt.py [--pairs 3] [--frames 600]
+
+1. fps: the doorway footage with a zone over the whole room and the door line, ``--max-frames``
+   frames, run without and with ``--mqtt`` (a local mosquitto, a subscriber on ``#``) and ``--notify``
+   (a loopback ``json://`` server), A B A B...; fps from each run's report and the CPU seconds the
+   process used (steadier than fps on a loaded machine), the ratios pair by pair.
+2. frame to MQTT message: the street GIF with the traffic config, 5 runs with MQTT; for each event
+   record, the subscriber's arrival time minus the record's ``wall_time`` (files: when its frame
+   reached the sinks). Also the outbox's own figure from the report (every message: its frame at the
+   sinks to the message handed to the broker, p95).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from mosquitto import Broker, Subscriber
+from webhook import Webhook
+
+ROOT = Path(__file__).resolve().parent.parent
+DOOR = "one-by-one-person-detection.mp4"
+GIF = "person-bicycle-car-detection.gif"
+
+
+def door_config(folder: Path) -> Path:
+    data = yaml.safe_load((ROOT / "configs" / "count-people-doorway.yaml").read_text())
+    data["zones"] = [{"name": "room", "polygon": [[0, 0], [1, 0], [1, 1], [0, 1]]}]
+    data["notify"] = {"cooldown": 0}
+    path = folder / "door.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def run(args: list[str], folder: Path) -> dict:
+    """One run's report, with ``cpu_s``: the CPU seconds (user + system) the process used."""
+    report = folder / "report.json"
+    cmd = [sys.executable, "-m", "detector", "run", *args, "--report", str(report), "--overwrite", "-q"]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    subprocess.run(cmd, check=True, cwd=folder, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=900)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    out = json.loads(report.read_text())
+    out["cpu_s"] = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--pairs", type=int, default=3)
+    parser.add_argument("--frames", type=int, default=600)
+    parser.add_argument("--latency-runs", type=int, default=5)
+    opts = parser.parse_args()
+    videos = Path(os.environ["DETECTOR_TEST_VIDEOS"])
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        with Broker(folder) as broker, Subscriber(broker) as sub, Webhook() as hook:
+            base = [
+                str(videos / DOOR),
+                "--config",
+                str(door_config(folder)),
+                "--max-frames",
+                str(opts.frames),
+            ]
+            told = [*base, "--mqtt", broker.url, "--notify", hook.url]
+            ratios, cpu = [], []
+            for k in range(opts.pairs):
+                off, on = run(base, folder), run(told, folder)
+                ratios.append(on["fps"] / off["fps"])
+                cpu.append(on["cpu_s"] / off["cpu_s"])
+                print(
+                    f"pair {k + 1}: fps without {off['fps']:.2f}, with {on['fps']:.2f} "
+                    f"(ratio {ratios[-1]:.3f}); CPU s without {off['cpu_s']:.1f}, with {on['cpu_s']:.1f} "
+                    f"(ratio {cpu[-1]:.3f}); sinks ms/frame without {off['stage_ms']['write']['mean']:.2f}, "
+                    f"with {on['stage_ms']['write']['mean']:.2f}; "
+                    f"mqtt published {on['mqtt']['run_published']}, "
+                    f"dropped {on['mqtt']['run_dropped']}; notifications sent {on['notify']['sent']}",
+                    flush=True,
+                )
+            for what, values in (("fps", ratios), ("CPU seconds", cpu)):
+                print(f"{what} ratio with/without: median {statistics.median(values):.3f}, "
+                      f"mean {statistics.mean(values):.3f}, {[round(r, 3) for r in values]}")  # fmt: skip
+            print(f"webhook POSTs: {len(hook.received())}")
+            delays: list[float] = []
+            outbox: list[float] = []
+            config = ROOT / "configs" / "traffic-zones.yaml"
+            for _ in range(opts.latency_runs):
+                start = len(sub.messages)
+                report = run([str(videos / GIF), "--config", str(config), "--mqtt", broker.url], folder)
+                outbox.append(report["mqtt"]["latency_ms"]["p95"])
+                for m in sub.messages[start:]:
+                    if m.topic == "detector/events":
+                        wall = datetime.fromisoformat(json.loads(m.payload)["wall_time"]).timestamp()
+                        delays.append((m.at - wall) * 1000)
+            d = np.asarray(delays)
+            p50, p95 = np.percentile(d, 50), np.percentile(d, 95)
+            print(f"frame (sinks) to MQTT subscriber, {len(d)} events over {opts.latency_runs} runs: "
+                  f"p50 {p50:.1f} ms, p95 {p95:.1f} ms, max {d.max():.1f} ms")  # fmt: skip
+            print(f"outbox (frame at the sinks to the broker, every message) p95 per run: {outbox} ms")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

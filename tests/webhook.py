@@ -1,0 +1,107 @@
+"""Loopback HTTP endpoints for the notification tests: ``Webhook`` takes every POST (what Apprise's
+``json://`` sends) and keeps it; ``Blackhole`` accepts connections and never answers (a dead endpoint
+that makes every try wait for its timeout). Both bind 127.0.0.1 on a free port and stop on exit."""
+
+from __future__ import annotations
+
+import base64
+import json
+import socket
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+class Webhook:
+    def __init__(self) -> None:
+        self.posts: list[dict[str, Any]] = []  # {"path", "at", "json"}
+        self._lock = threading.Lock()
+        hook = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                with hook._lock:
+                    hook.posts.append(
+                        {"path": self.path, "at": time.time(), "json": json.loads(body or b"{}")}
+                    )
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:  # quiet
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = int(self.server.server_address[1])
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"json://127.0.0.1:{self.port}/hook"
+
+    def received(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return list(self.posts)
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def __enter__(self) -> Webhook:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def attachments(post: dict[str, Any]) -> list[tuple[str, str, bytes]]:
+    """(filename, mimetype, bytes) of each file Apprise attached to a json:// POST."""
+    return [
+        (a.get("filename", ""), a.get("mimetype", ""), base64.b64decode(a["base64"]))
+        for a in post["json"].get("attachments") or []
+    ]
+
+
+class Blackhole:
+    """Accepts every connection and never says a word; counts the connections."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.sock.settimeout(0.2)
+        self.port = int(self.sock.getsockname()[1])
+        self.connections = 0
+        self._held: list[socket.socket] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"json://127.0.0.1:{self.port}/hook"
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                continue
+            self.connections += 1
+            self._held.append(conn)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(2)
+        for conn in self._held:
+            conn.close()
+        self.sock.close()
+
+    def __enter__(self) -> Blackhole:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
