@@ -8,6 +8,7 @@ frame of the video with ``--detect-fps``; a parked object) is in test_motion_e2e
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +21,8 @@ from web_client import get
 from detector.cli import main
 from detector.errors import UserError
 from detector.events import EventRecord
+from detector.pipeline.capture import Item
+from detector.pipeline.channel import Channel
 from detector.pipeline.engine import Pipeline
 from detector.pipeline.gate import Gate
 from detector.pipeline.lane import Lane
@@ -82,7 +85,8 @@ def test_a_pause_in_the_motion_is_not_followed_by_a_burst_of_runs() -> None:
     second from the first moving frame on."""
     frames = [frame(i, 30, motion=not 30 <= i < 90) for i in range(150)]
     ran = runs(Gate(MotionSettings(recheck=1.0), detect_fps=10), frames)
-    assert [i for i in ran if 30 <= i < 90] == [57, 87]  # the last run before: frame 27 (0.9 s)
+    # Frame 30 runs for the motion on 28-29, which the rate held back (the last run: frame 27).
+    assert [i for i in ran if 30 <= i < 90] == [30, 60]
     after = [i for i in ran if i >= 90]
     assert after[:3] == [90, 93, 96] and len(after) == 20
 
@@ -92,6 +96,30 @@ def test_motion_gating_runs_the_model_on_moving_frames_and_every_recheck() -> No
     assert runs(Gate(MotionSettings(recheck=2.0)), still) == [0, 20, 40]  # the first, then every 2 s
     moving = [frame(i, 10, motion=i % 10 == 5) for i in range(30)]
     assert runs(Gate(MotionSettings(recheck=2.0)), moving) == [0, 5, 15, 25]
+
+
+def test_motion_the_rate_held_back_runs_the_model_when_the_rate_allows() -> None:
+    """--detect-fps 2 at 10 fps with motion gating: something moves on frame 3 only (the model last
+    ran on frame 0); frame 5, the next one the rate allows, runs though nothing moves on it."""
+    frames = [frame(i, 10, motion=i == 3) for i in range(30)]
+    assert runs(Gate(MotionSettings(recheck=60.0), detect_fps=2), frames) == [0, 5]
+
+
+def test_motion_on_a_frame_a_live_queue_drops_is_not_lost() -> None:
+    """A live lane keeps only the newest frame: the dropped frame's motion boxes go on with the frame
+    that replaced it, so the model runs on it though nothing moved between the two."""
+    gate = Gate(MotionSettings(recheck=60.0))
+    queue: Channel[Item] = Channel(1, keep_latest=True, stop=threading.Event(), merge=gate.carry)
+    assert gate.admit(frame(0, 10, motion=False)).inference is Inference.RAN  # the first frame
+    queue.put(frame(1, 10, motion=True))
+    queue.put(frame(2, 10, motion=False))  # frame 1 is dropped
+    kept = queue.get_nowait()
+    assert isinstance(kept, Frame) and kept.index == 2 and queue.dropped == 1
+    assert kept.motion is not None and kept.motion.tolist() == [[0, 0, 9, 9]]
+    assert gate.admit(kept).inference is Inference.RAN
+    queue.put(frame(3, 10, motion=False))
+    queue.put(frame(4, 10, motion=False))
+    assert gate.admit(queue.get_nowait()).inference is Inference.NO_MOTION
 
 
 def test_time_going_back_restarts_the_gate() -> None:

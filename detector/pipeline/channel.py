@@ -2,7 +2,8 @@
 
 ``keep_latest=False`` (files): ``put`` blocks while the queue is full (backpressure, nothing dropped).
 ``keep_latest=True`` (live): ``put`` never blocks; the oldest waiting item is dropped and counted,
-so a slow consumer always gets the newest frame and latency cannot build up.
+so a slow consumer always gets the newest frame and latency cannot build up; ``merge(dropped, new)``,
+if given, makes the item that goes in instead of ``new`` (what the dropped one knew, handed on).
 Control items (end of stream, errors, events) are never dropped.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
+from collections.abc import Callable
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -27,7 +29,13 @@ class Channel(Generic[T]):
     """``bell``: an event set on every ``put``, so one consumer can wait on several channels at once."""
 
     def __init__(
-        self, maxsize: int, *, keep_latest: bool, stop: threading.Event, bell: threading.Event | None = None
+        self,
+        maxsize: int,
+        *,
+        keep_latest: bool,
+        stop: threading.Event,
+        bell: threading.Event | None = None,
+        merge: Callable[[T, T], T] | None = None,
     ) -> None:
         if maxsize < 1:
             raise ValueError("maxsize must be >= 1")
@@ -35,6 +43,7 @@ class Channel(Generic[T]):
         self.keep_latest = keep_latest
         self._stop = stop
         self._bell = bell
+        self._merge = merge
         self._items: deque[tuple[T, bool]] = deque()
         self._cond = threading.Condition()
         self.dropped = 0
@@ -55,10 +64,12 @@ class Channel(Generic[T]):
                     if self._stop.is_set():
                         return False
                     if self.keep_latest:
-                        for i, (_, is_control) in enumerate(self._items):
+                        for i, (old, is_control) in enumerate(self._items):
                             if not is_control:
                                 del self._items[i]
                                 self.dropped += 1
+                                if self._merge is not None:
+                                    item = self._merge(old, item)
                                 break
                     else:
                         self._cond.wait(poll)

@@ -62,7 +62,11 @@ class Pipeline:
             lane.stats.backend = detector.backend
             live = lane.live
             # Live: keep only the newest frame. Files: block, never drop.
-            lane.frames = Channel(1 if live else opts.queue_size, keep_latest=live, stop=lane.stop, bell=bell)
+            watch = lane.gate if lane.gate is not None and lane.gate.watches_motion else None
+            lane.frames = Channel(
+                1 if live else opts.queue_size, keep_latest=live, stop=lane.stop, bell=bell,
+                merge=None if watch is None else watch.carry,
+            )  # fmt: skip
             lane.reader = reader = FrameReader(
                 lane.source,
                 lane.frames,
@@ -71,7 +75,7 @@ class Pipeline:
                 max_frames=None if live else opts.max_frames,  # live: counted where frames are processed
                 vid_stride=opts.vid_stride,
                 reconnect_max=opts.reconnect_max,
-                look=lane.gate.look if lane.gate is not None and lane.gate.watches_motion else None,
+                look=None if watch is None else watch.look,
             )
             self._readers.append(reader)
         self.results: Channel[Routed] = Channel(2 * len(self.lanes), keep_latest=False, stop=self.halt)

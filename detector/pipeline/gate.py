@@ -6,7 +6,9 @@ Two rules, each optional (``gate_for`` builds a gate only when one is on):
   (``detector.motion``) on every frame it forwards (``look``), so the background keeps up with the
   scene even on frames a live queue later drops. A frame where nothing moved skips the model, except
   that the model runs at least every ``motion.recheck`` seconds, so that a tracked object that was
-  taken away without a visible move (or a change the check missed) still shows;
+  taken away without a visible move (or a change the check missed) still shows. Motion is not lost
+  on the way: a live frame the queue drops hands its motion boxes to the frame that replaced it
+  (``carry``), and motion on a frame the rate holds back makes the next frame it allows run;
 * **rate** (``detect_fps``): the model runs at most N times a second of the source's time; frames
   in between skip it.
 
@@ -22,7 +24,10 @@ import logging
 import math
 import time
 
+import numpy as np
+
 from detector.motion import MotionDetector
+from detector.pipeline.capture import Item
 from detector.settings import Settings
 from detector.settings.motion import MotionSettings
 from detector.stats import RunStats, StageTimer
@@ -51,6 +56,7 @@ class Gate:
         self._detector: MotionDetector | None = None
         self._last_run: float | None = None  # pts of the last frame the model ran on
         self._next_run = -math.inf  # pts from which the rate allows the next run
+        self._stirred = False  # motion since the last run, on a frame the rate held back
         self._timer: StageTimer | None = None
         if stats is not None and motion is not None:
             self._timer = stats.stages.setdefault("motion", StageTimer())
@@ -76,6 +82,18 @@ class Gate:
             self._timer.add((time.perf_counter() - t) * 1000)
         return dataclasses.replace(frame, motion=boxes)
 
+    @staticmethod
+    def carry(dropped: Item, new: Item) -> Item:
+        """A live queue dropped ``dropped`` for ``new`` (capture thread): ``new`` takes its motion boxes
+        too, so that motion seen only on dropped frames still runs the model."""
+        if not (isinstance(dropped, Frame) and isinstance(new, Frame)):
+            return new
+        if dropped.motion is None or not len(dropped.motion) or new.motion is None:
+            return new
+        boxes = np.concatenate([new.motion, dropped.motion])
+        area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+        return dataclasses.replace(new, motion=boxes[np.argsort(-area, kind="stable")])
+
     # -- inference thread -------------------------------------------------------------------------------
 
     def admit(self, frame: Frame) -> Frame:
@@ -86,6 +104,7 @@ class Gate:
         if self.motion is not None and not self._moving(frame, pts):
             return dataclasses.replace(frame, inference=Inference.NO_MOTION)
         if self.period and pts < self._next_run - 1e-6:
+            self._stirred = self.motion is not None  # moving (or a recheck): run when the rate allows
             return dataclasses.replace(frame, inference=Inference.BETWEEN)
         if self.period:
             # Keep the schedule while on time (N runs a second on average); after a pause, start anew
@@ -93,16 +112,19 @@ class Gate:
             late = pts - self._next_run
             self._next_run = self._next_run + self.period if late < self.period else pts + self.period
         self._last_run = pts
+        self._stirred = False
         return frame
 
     def _moving(self, frame: Frame, pts: float) -> bool:
         moved = frame.motion is None or len(frame.motion) > 0  # unchecked: assume it moved
-        return moved or self._last_run is None or pts - self._last_run >= self.recheck - 1e-6
+        due = self._last_run is None or pts - self._last_run >= self.recheck - 1e-6
+        return moved or due or self._stirred
 
     def restart(self) -> None:
         """Forget the timing: the next frame that may run, runs (after a reconnect, say)."""
         self._last_run = None
         self._next_run = -math.inf
+        self._stirred = False
 
 
 def gate_for(settings: Settings, live: bool, stats: RunStats | None = None) -> Gate | None:
