@@ -3,7 +3,6 @@ motion shows, the boxes cover the moving object, and an ignore mask over it hide
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,20 +10,13 @@ import cv2
 import numpy as np
 import pytest
 from conftest import write_clip
+from quiet_camera import NOISE, ffmpeg  # NOISE: issue 23's sensor noise, new on every frame
 
 from detector.motion import MotionDetector
 from detector.types import Image
 
 FPS = 10
 STILL_S, MOVING_S = 4, 2
-NOISE = "noise=alls=6:allf=t"  # issue 23's "quiet camera": sensor noise, new on every frame
-
-
-def ffmpeg(*args: str) -> None:
-    import imageio_ffmpeg
-
-    exe = imageio_ffmpeg.get_ffmpeg_exe()
-    subprocess.run([exe, "-y", "-loglevel", "error", *args], check=True, timeout=120)
 
 
 def frames(path: Path) -> Iterator[Image]:

@@ -2,7 +2,8 @@
 
 On a gated source (motion gating or ``--detect-fps``) every frame line says whether the model ran on
 it (``"inference": true|false``) and, with motion gating, where the motion check saw change
-(``"motion"``: boxes as corners in source pixels, biggest first; ``[]`` where nothing moved).
+(``"motion"``: boxes as corners in source pixels, biggest first, with those of any live frames dropped
+just before it; ``[]`` where nothing moved).
 ``overlay.motion`` draws those boxes, thin and orange, under everything but the privacy covers.
 """
 
