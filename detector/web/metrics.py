@@ -25,7 +25,7 @@ INFERENCE_BUCKETS = (0.005, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.2, 0.5,
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0, 2.0, 5.0)
 PER_SOURCE_COUNTERS = {
     "frames_read": "frames decoded from the source",
-    "frames_processed": "frames that went through the model and the stages",
+    "frames_processed": "frames analysed (through the stages to the sinks), with the model or without",
     "frames_dropped": "live frames dropped because newer ones arrived",
     "frames_detected": "processed frames the model ran on",
     "frames_motion_skipped": "processed frames that skipped the model: nothing moved",
