@@ -227,3 +227,15 @@ def test_the_live_page_links_to_the_history_of_the_run(
             assert run.finish(30) == 130, run.stderr
         finally:
             run.kill()
+
+
+def test_a_notifications_link_opens_its_item(history: dict[str, Any], chromium: Any) -> None:
+    """``notify.url_base``: each notification links to ``/history?review=ID``."""
+    items = api(history)
+    item = [i for i in items if i["severity"] == "alert" and i["clip"]][-1]  # not the first listed
+    chromium.get(f"{history['url']}history?review={item['id']}&token={TOKEN}")
+    selected = "return [...document.querySelectorAll('[aria-selected=true]')].map(e => e.dataset.reviewId)"
+    wait_for("the linked item chosen", lambda: chromium.execute_script(selected) == [item["id"]], timeout=20)
+    player = chromium.find_element("id", "player")
+    wait_for("its clip to play", lambda: item["clip"]["url"] in chromium.execute_script(
+        "return arguments[0].currentSrc", player), timeout=20)  # fmt: skip

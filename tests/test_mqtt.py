@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -180,6 +181,10 @@ def test_home_assistant_discovers_a_device_per_source(street: dict[str, Any]) ->
     for topic, config in configs.items():
         assert topic.endswith("/config")
         assert config["availability_topic"] == f"{PREFIX}/available"
+        component = topic.split("/")[1]  # object_id: deprecated by Home Assistant 2025.10, gone in 2026.4
+        assert "object_id" not in config and re.fullmatch(
+            rf"{component}\.(?!_)(?!.*__)[a-z0-9_]+(?<!_)", config["default_entity_id"]
+        ), config.get("default_entity_id")
         if "state_topic" in config:  # an image has no picture until its class had an event
             assert config["state_topic"] in published, f"{topic}: nothing on {config['state_topic']}"
     zones = {c["state_topic"] for t, c in configs.items() if "/binary_sensor/" in t}

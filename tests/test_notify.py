@@ -168,3 +168,25 @@ def test_filters_by_class_and_zone_and_an_item_that_later_passes() -> None:
     notifier.close()
     assert [n.title for n in target.notes] == ["person at door"]
     assert policy.report()["notify"]["skipped"] == 2
+
+
+def test_a_worker_still_sending_when_the_run_ends_stops_once_its_try_ends() -> None:
+    release, started = threading.Event(), threading.Event()
+
+    class Stuck:
+        name = "stuck://"
+
+        def send(self, note: Note) -> bool:
+            started.set()
+            return release.wait(10)
+
+    notifier = Notifier([Stuck()], timeout=0.2, retries=0).start()
+    for _ in range(3):
+        notifier.submit("door", "t", "b")
+    assert started.wait(5)
+    notifier.close()  # gives up after its timeout: the three are dropped
+    assert notifier.dropped["door"] == 3
+    release.set()
+    notifier._thread.join(5)
+    assert not notifier._thread.is_alive(), "the worker ends, not left waiting on an empty queue"
+    assert not notifier.sent and not notifier.failed

@@ -24,6 +24,11 @@ def object_id(*parts: str) -> str:
     return re.sub(r"[^A-Za-z0-9_-]+", "_", "_".join(parts)).strip("_") or "_"
 
 
+def entity_slug(oid: str) -> str:
+    """The object part of a Home Assistant entity id: ``[a-z0-9_]``, no ``__``, no ``_`` at either end."""
+    return re.sub(r"[^a-z0-9]+", "_", oid.lower()).strip("_") or "detector"
+
+
 @dataclass(frozen=True)
 class Discovery:
     """The discovery configs of one source."""
@@ -50,7 +55,9 @@ class Discovery:
         oid = object_id(self.source, what)
         payload = {
             "unique_id": f"detector_{self.node}_{oid}",
-            "object_id": oid,
+            # the entity id Home Assistant gives it (``object_id`` is deprecated since 2025.10 and goes in
+            # 2026.4; older versions drop keys they do not know, and name the entity after it instead)
+            "default_entity_id": f"{component}.{entity_slug(oid)}",
             "availability_topic": self.topics.available,
             "payload_available": "online",
             "payload_not_available": "offline",

@@ -110,6 +110,8 @@ class Notifier:
                 break
             if job is not None:
                 left.append(job)
+        with contextlib.suppress(queue.Full):  # the draining took the first one: a busy worker still ends
+            self._queue.put_nowait(None)
         with self._lock:
             if self._thread.is_alive() and self._busy is not None:
                 left.append(self._busy)  # still trying: counted here, and not when it gives up

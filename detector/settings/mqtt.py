@@ -1,7 +1,7 @@
 """The ``mqtt`` section: publishing to an MQTT broker (``--mqtt mqtt://[user:pass@]host[:port][/prefix]``).
 
 ``parse_mqtt_url`` is the one reader of the URL; the password may also come from the section or from
-``$DETECTOR_MQTT_PASSWORD`` (``detector.mqtt.client`` picks it, so it is never written anywhere).
+``$DETECTOR_MQTT_PASSWORD`` (``detector.mqtt.link`` picks it, so it is never written anywhere).
 """
 
 from __future__ import annotations

@@ -234,5 +234,12 @@ document.addEventListener("keydown", (e) => {
 $("filters").addEventListener("change", () => load(false));
 $("filters").addEventListener("submit", (e) => { e.preventDefault(); load(false); });
 $("more").addEventListener("click", () => load(true));
-facets().then(() => load(false));
+// ?review=ID (a notification's link): that item, chosen and playing once the list is in
+const linked = new URLSearchParams(location.search).get("review");
+facets().then(() => load(false)).then(() => {
+  if (!linked) return;
+  const k = items.findIndex((i) => i.id === linked);
+  if (k >= 0) choose(k, true);
+  else getJSON(`/api/reviews/${encodeURIComponent(linked)}`).then(show).catch(() => {});
+});
 setInterval(() => { refresh(); facets(); }, 5000);
