@@ -25,7 +25,8 @@ from detector.events import ZoneEnter, stamp
 from detector.reviews import Reviewer, ReviewItem
 from detector.store import writer as writer_mod
 from detector.store.queries import ReviewQuery, StoreReader
-from detector.store.schema import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION, connect
+from detector.store.rows import write_review
+from detector.store.schema import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION, connect, migrate
 from detector.store.writer import EventStore
 
 
@@ -175,6 +176,32 @@ def test_detector_serve_migrates_an_older_store_too(tmp_path: Path) -> None:
     assert code.returncode == 2 and "reachable from other machines" in code.stderr, code.stderr
     with sqlite3.connect(path) as db:
         assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+
+
+def test_after_finds_an_item_longer_than_max_item_s_of_unix_time(tmp_path: Path) -> None:
+    """A file processed slower than it plays: 300 s of video can span an hour of Unix time. An item
+    that overlaps ``after`` is listed however long before it it started."""
+    path = tmp_path / "events.db"
+    db = connect(path)
+    migrate(db, path)
+
+    def item(n: int, start: float, length: float) -> str:
+        review = ReviewItem(id=f"01900000-0000-7000-8000-00000000000{n}", source="cam", severity="alert",
+                            start_time=start, end_time=start + length, last_time=start + length,
+                            media_start=0.0, media_end=min(length, 300.0), objects=("person",))  # fmt: skip
+        db.execute("BEGIN")
+        write_review(db, review, None)
+        db.execute("COMMIT")
+        return review.id
+
+    slow = item(1, WALL0, 3000.0)
+    reader = StoreReader(path)
+    for q in (ReviewQuery(after=WALL0 + 2500), ReviewQuery(after=WALL0 + 2500, class_name="person")):
+        assert [i["id"] for i in reader.reviews(q)[0]] == [slow], q
+    slower = item(2, WALL0 - 9000.0, 9000.0 + 2600)  # written after the reader's first look
+    assert [i["id"] for i in reader.reviews(ReviewQuery(after=WALL0 + 2550))[0]] == [slow, slower]
+    assert reader.reviews(ReviewQuery(after=WALL0 + 3100))[0] == []
+    db.close()
 
 
 @pytest.mark.parametrize("kind", ["newer", "foreign", "not sqlite", "folder"])
