@@ -5,6 +5,7 @@ The kill -9 test with the real model is in test_store_runs.py."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sqlite3
@@ -22,7 +23,7 @@ from test_reviews import WALL0, feed, new_track
 from detector.catalog import MediaFile
 from detector.errors import UserError
 from detector.events import ZoneEnter, stamp
-from detector.reviews import Reviewer, ReviewItem
+from detector.reviews import BestShot, Picture, Reviewer, ReviewItem
 from detector.store import writer as writer_mod
 from detector.store.queries import ReviewQuery, StoreReader
 from detector.store.rows import write_review
@@ -227,6 +228,65 @@ def test_a_file_that_is_not_a_store_we_can_write_is_refused(tmp_path: Path, kind
     with pytest.raises(UserError, match=message):
         EventStore(path)
     assert before is None or path.read_bytes() == before, "not touched"
+
+
+def updates(n: int, shade: int = 0) -> list[tuple[str, ReviewItem, Picture]]:
+    """``n`` updates of one open item, each with a better best shot on a frame of its own (the last
+    one's frame is ``shade`` grey), then its end."""
+    base = ReviewItem(id="01900000-0000-7000-8000-0000000000aa", source="cam", severity="alert",
+                      start_time=WALL0, end_time=None, last_time=WALL0,
+                      media_start=0.0, media_end=0.0)  # fmt: skip
+    ops = []
+    for k in range(n + 1):
+        best = BestShot(7, "person", 0.5, 100.0 + k, (0, 0, 10, 10), k, k / 10, WALL0 + k / 10)
+        item = dataclasses.replace(
+            base, best=best, last_time=WALL0 + k, end_time=WALL0 + n if k == n else None
+        )
+        image = np.full((240, 320, 3), shade if k == n else 10, np.uint8)
+        ops.append(("review", item, Picture(image, (0.0, 0.0, 10.0, 10.0))))
+    return ops
+
+
+def test_a_stalled_writer_holds_a_bounded_number_of_frames(tmp_path: Path) -> None:
+    """Each update of an item holds its best shot's frame: a writer that cannot keep up must not keep
+    thousands of them; the item's end keeps its own, so the thumbnail is still the best shot."""
+    store = EventStore(tmp_path / "events.db")
+    gate = threading.Event()
+    write = store._write
+
+    def stalled(ops: list[Any], *, final: bool = False) -> None:
+        gate.wait(30)
+        write(ops, final=final)
+
+    store._write = stalled  # type: ignore[method-assign]
+    for op in updates(500, shade=200):
+        store.put(op)
+    held = [op for op in list(store.queue.queue) if op[2] is not None]
+    assert len(held) <= writer_mod.MAX_PICTURES + 1 and held[-1][1].end_time is not None, len(held)
+    assert store.counts["pictures_dropped"] >= 400 and store.counts["dropped"] == 0
+    gate.set()
+    store.close()
+    assert store._pictures == 0
+    jpeg = StoreReader(tmp_path / "events.db").thumbnail(held[-1][1].id)
+    assert jpeg is not None
+    image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_GRAYSCALE)
+    assert abs(int(np.median(image)) - 200) < 10, "the thumbnail is the end's best shot"
+
+
+def test_a_batch_that_raises_does_not_stop_the_writer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = EventStore(tmp_path / "events.db")
+    monkeypatch.setattr(Picture, "jpeg", lambda self, *a, **kw: (_ for _ in ()).throw(cv2.error("bad")))
+    for op in updates(2):
+        store.put(op)
+    assert store.flush(10) and store.failed is not None and store.counts["lost"] == 3
+    monkeypatch.undo()
+    handle = store.handle("cam")
+    handle.event(stamp(new_track(1, 1), "cam", WALL0))
+    assert store.flush(10), "the writer goes on"
+    store.close()
+    assert store.counts["events"] == 1
 
 
 def test_removed_deletes_rows_with_their_media(tmp_path: Path) -> None:
