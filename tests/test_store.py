@@ -163,6 +163,28 @@ def test_an_older_store_is_migrated_and_its_items_found_by_the_new_filters(tmp_p
     assert len(found) == 2 and found[-1]["id"] == old_id
 
 
+def test_the_api_of_a_run_whose_older_store_is_not_migrated_yet_says_why(tmp_path: Path) -> None:
+    """A run migrates its store at its first write; until then the history's API answers 503 with
+    the reason, not a 500."""
+    from web_client import get
+
+    from detector.web.config import ServeConfig
+    from detector.web.view import WebView
+
+    path = tmp_path / "events.db"
+    v1_store(path)
+    view = WebView(ServeConfig("127.0.0.1", 0, token=None))
+    view.set_store(path)
+    view.start()
+    try:
+        assert view.url is not None
+        for route in ("/api/reviews", "/api/facets"):
+            reply = get(view.url, route)
+            assert reply.status == 503 and b"schema 1" in reply.body, (route, reply.status, reply.body)
+    finally:
+        view.close()
+
+
 def test_detector_serve_migrates_an_older_store_too(tmp_path: Path) -> None:
     path = tmp_path / "events.db"
     v1_store(path)
