@@ -5,6 +5,7 @@ The kill -9 test with the real model is in test_store_runs.py."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sqlite3
@@ -22,10 +23,11 @@ from test_reviews import WALL0, feed, new_track
 from detector.catalog import MediaFile
 from detector.errors import UserError
 from detector.events import ZoneEnter, stamp
-from detector.reviews import Reviewer, ReviewItem
+from detector.reviews import BestShot, Picture, Reviewer, ReviewItem
 from detector.store import writer as writer_mod
 from detector.store.queries import ReviewQuery, StoreReader
-from detector.store.schema import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION, connect
+from detector.store.rows import write_review
+from detector.store.schema import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION, connect, migrate
 from detector.store.writer import EventStore
 
 
@@ -161,6 +163,28 @@ def test_an_older_store_is_migrated_and_its_items_found_by_the_new_filters(tmp_p
     assert len(found) == 2 and found[-1]["id"] == old_id
 
 
+def test_the_api_of_a_run_whose_older_store_is_not_migrated_yet_says_why(tmp_path: Path) -> None:
+    """A run migrates its store at its first write; until then the history's API answers 503 with
+    the reason, not a 500."""
+    from web_client import get
+
+    from detector.web.config import ServeConfig
+    from detector.web.view import WebView
+
+    path = tmp_path / "events.db"
+    v1_store(path)
+    view = WebView(ServeConfig("127.0.0.1", 0, token=None))
+    view.set_store(path)
+    view.start()
+    try:
+        assert view.url is not None
+        for route in ("/api/reviews", "/api/facets"):
+            reply = get(view.url, route)
+            assert reply.status == 503 and b"schema 1" in reply.body, (route, reply.status, reply.body)
+    finally:
+        view.close()
+
+
 def test_detector_serve_migrates_an_older_store_too(tmp_path: Path) -> None:
     path = tmp_path / "events.db"
     v1_store(path)
@@ -175,6 +199,32 @@ def test_detector_serve_migrates_an_older_store_too(tmp_path: Path) -> None:
     assert code.returncode == 2 and "reachable from other machines" in code.stderr, code.stderr
     with sqlite3.connect(path) as db:
         assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+
+
+def test_after_finds_an_item_longer_than_max_item_s_of_unix_time(tmp_path: Path) -> None:
+    """A file processed slower than it plays: 300 s of video can span an hour of Unix time. An item
+    that overlaps ``after`` is listed however long before it it started."""
+    path = tmp_path / "events.db"
+    db = connect(path)
+    migrate(db, path)
+
+    def item(n: int, start: float, length: float) -> str:
+        review = ReviewItem(id=f"01900000-0000-7000-8000-00000000000{n}", source="cam", severity="alert",
+                            start_time=start, end_time=start + length, last_time=start + length,
+                            media_start=0.0, media_end=min(length, 300.0), objects=("person",))  # fmt: skip
+        db.execute("BEGIN")
+        write_review(db, review, None)
+        db.execute("COMMIT")
+        return review.id
+
+    slow = item(1, WALL0, 3000.0)
+    reader = StoreReader(path)
+    for q in (ReviewQuery(after=WALL0 + 2500), ReviewQuery(after=WALL0 + 2500, class_name="person")):
+        assert [i["id"] for i in reader.reviews(q)[0]] == [slow], q
+    slower = item(2, WALL0 - 9000.0, 9000.0 + 2600)  # written after the reader's first look
+    assert [i["id"] for i in reader.reviews(ReviewQuery(after=WALL0 + 2550))[0]] == [slow, slower]
+    assert reader.reviews(ReviewQuery(after=WALL0 + 3100))[0] == []
+    db.close()
 
 
 @pytest.mark.parametrize("kind", ["newer", "foreign", "not sqlite", "folder"])
@@ -200,6 +250,65 @@ def test_a_file_that_is_not_a_store_we_can_write_is_refused(tmp_path: Path, kind
     with pytest.raises(UserError, match=message):
         EventStore(path)
     assert before is None or path.read_bytes() == before, "not touched"
+
+
+def updates(n: int, shade: int = 0) -> list[tuple[str, ReviewItem, Picture]]:
+    """``n`` updates of one open item, each with a better best shot on a frame of its own (the last
+    one's frame is ``shade`` grey), then its end."""
+    base = ReviewItem(id="01900000-0000-7000-8000-0000000000aa", source="cam", severity="alert",
+                      start_time=WALL0, end_time=None, last_time=WALL0,
+                      media_start=0.0, media_end=0.0)  # fmt: skip
+    ops = []
+    for k in range(n + 1):
+        best = BestShot(7, "person", 0.5, 100.0 + k, (0, 0, 10, 10), k, k / 10, WALL0 + k / 10)
+        item = dataclasses.replace(
+            base, best=best, last_time=WALL0 + k, end_time=WALL0 + n if k == n else None
+        )
+        image = np.full((240, 320, 3), shade if k == n else 10, np.uint8)
+        ops.append(("review", item, Picture(image, (0.0, 0.0, 10.0, 10.0))))
+    return ops
+
+
+def test_a_stalled_writer_holds_a_bounded_number_of_frames(tmp_path: Path) -> None:
+    """Each update of an item holds its best shot's frame: a writer that cannot keep up must not keep
+    thousands of them; the item's end keeps its own, so the thumbnail is still the best shot."""
+    store = EventStore(tmp_path / "events.db")
+    gate = threading.Event()
+    write = store._write
+
+    def stalled(ops: list[Any], *, final: bool = False) -> None:
+        gate.wait(30)
+        write(ops, final=final)
+
+    store._write = stalled  # type: ignore[method-assign]
+    for op in updates(500, shade=200):
+        store.put(op)
+    held = [op for op in list(store.queue.queue) if op[2] is not None]
+    assert len(held) <= writer_mod.MAX_PICTURES + 1 and held[-1][1].end_time is not None, len(held)
+    assert store.counts["pictures_dropped"] >= 400 and store.counts["dropped"] == 0
+    gate.set()
+    store.close()
+    assert store._pictures == 0
+    jpeg = StoreReader(tmp_path / "events.db").thumbnail(held[-1][1].id)
+    assert jpeg is not None
+    image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_GRAYSCALE)
+    assert abs(int(np.median(image)) - 200) < 10, "the thumbnail is the end's best shot"
+
+
+def test_a_batch_that_raises_does_not_stop_the_writer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = EventStore(tmp_path / "events.db")
+    monkeypatch.setattr(Picture, "jpeg", lambda self, *a, **kw: (_ for _ in ()).throw(cv2.error("bad")))
+    for op in updates(2):
+        store.put(op)
+    assert store.flush(10) and store.failed is not None and store.counts["lost"] == 3
+    monkeypatch.undo()
+    handle = store.handle("cam")
+    handle.event(stamp(new_track(1, 1), "cam", WALL0))
+    assert store.flush(10), "the writer goes on"
+    store.close()
+    assert store.counts["events"] == 1
 
 
 def test_removed_deletes_rows_with_their_media(tmp_path: Path) -> None:

@@ -8,7 +8,9 @@ Every filter walks an index: items by start time, by source or severity, by clas
 (``review_labels``); events by id, by source, class or kind.
 
 Times (``after``, ``before``) are Unix seconds: an item is listed when its span overlaps them, an
-event when its time lies within them. An item that a run left open when it was killed is shown as
+event when its time lies within them. (An item's span in Unix time has no fixed bound: a file processed
+slower than it plays stretches its ``MAX_ITEM_S`` of video, so ``after`` looks back as far as the
+store's longest item.) An item that a run left open when it was killed is shown as
 ended at its last activity (``in_progress`` only while its run is alive on this machine, or on
 another one).
 """
@@ -26,7 +28,6 @@ from pathlib import Path
 from typing import Any
 
 from detector.errors import UserError
-from detector.reviews import MAX_ITEM_S
 from detector.store.rows import pid_alive, real_path
 from detector.store.schema import SCHEMA_VERSION, connect, version_of
 
@@ -146,6 +147,7 @@ class StoreReader:
         if db is not None:
             db.close()
             self._local.db = None
+            self._local.longest = None
 
     # -- review items -------------------------------------------------------------------------------------
     def reviews(self, q: ReviewQuery) -> tuple[list[dict[str, Any]], str | None]:
@@ -177,7 +179,7 @@ class StoreReader:
             args.append(q.before)
         if q.after is not None:
             where.append(f"{key[0]} > ? AND coalesce(r.end_time, r.last_time) >= ?")
-            args += [q.after - MAX_ITEM_S - 60.0, q.after]
+            args += [q.after - self._longest(db) - 1.0, q.after]
         if q.cursor:
             where.append(f"({key[0]}, {key[1]}) < (?, ?)")
             args += _review_cursor(q.cursor)
@@ -216,6 +218,17 @@ class StoreReader:
             for m, kind, path, event in media.fetchall()
         ]
         return item
+
+    def _longest(self, db: sqlite3.Connection) -> float:
+        """The longest span of the store's items (Unix seconds), read again only once another
+        connection has committed since."""
+        version = db.execute("PRAGMA data_version").fetchone()[0]
+        known: tuple[int, float] | None = getattr(self._local, "longest", None)
+        if known is None or known[0] != version:
+            span = db.execute("SELECT max(last_time - start_time) FROM reviews").fetchone()[0]
+            known = (version, max(0.0, float(span or 0.0)))
+            self._local.longest = known
+        return known[1]
 
     def _alive_runs(self, db: sqlite3.Connection) -> set[int]:
         alive = set()

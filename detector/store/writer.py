@@ -15,7 +15,10 @@ listed once finished). The next run that writes the store ends the items a dead 
 their last activity. The file is created at the first write (a run with no events makes none).
 
 The queue holds up to ``MAX_QUEUE`` operations; if the disk cannot keep up beyond that, what does
-not fit is dropped and counted (the pipeline never waits for the store).
+not fit is dropped and counted (the pipeline never waits for the store). An item's update holds its
+best shot's frame (a full decoded image) until the writer encodes the thumbnail, so at most
+``MAX_PICTURES`` updates in the queue keep theirs; beyond that an update goes without (the item's
+``end`` always keeps its picture: the thumbnail ends up right).
 """
 
 from __future__ import annotations
@@ -57,6 +60,7 @@ log = logging.getLogger(__name__)
 FLUSH_SECONDS = 0.5
 MAX_BATCH = 5000
 MAX_QUEUE = 100_000
+MAX_PICTURES = 32  # queued frames of best shots (1080p: 6 MB each)
 PENDING_S = 5.0  # a snapshot waits this long for its event's row, then is written alone
 THUMB_WIDTH = 320  # the list shows them 8rem wide: 2x for sharp screens
 JOIN_SECONDS = 30.0
@@ -89,6 +93,7 @@ class EventStore:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._closed = False
+        self._pictures = 0  # queued ops that hold a frame
         self.check()
 
     def check(self) -> None:
@@ -119,6 +124,7 @@ class EventStore:
 
     # -- the queue ----------------------------------------------------------------------------------------
     def put(self, op: Any) -> None:
+        pictured = _pictured(op)
         with self._lock:
             if self._closed:
                 log.debug("event store %s is closed: %s not written", self.path, op[0])
@@ -126,12 +132,22 @@ class EventStore:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="event-store", daemon=True)
                 self._thread.start()
+            if pictured and self._pictures >= MAX_PICTURES and op[1].end_time is None:
+                op, pictured = (op[0], op[1], None), False  # a later update (its end) brings one
+                self.counts["pictures_dropped"] += 1
+            self._pictures += pictured
         try:
             self.queue.put_nowait(op)
         except queue.Full:
+            self._taken(int(pictured))
             self.counts["dropped"] += 1
             if self.counts["dropped"] == 1:
                 log.warning("event store %s cannot keep up: dropping what does not fit", self.path)
+
+    def _taken(self, pictures: int) -> None:
+        if pictures:
+            with self._lock:
+                self._pictures -= pictures
 
     def flush(self, timeout: float = 30.0) -> bool:
         """Wait until everything put so far is committed (tests, ``detector serve`` next to a run)."""
@@ -171,6 +187,7 @@ class EventStore:
                     break
             stop = batch[-1] is _STOP
             self._write([op for op in batch if isinstance(op, tuple)], final=stop)
+            self._taken(sum(map(_pictured, batch)))
             for op in batch:
                 if isinstance(op, _Flush):
                     op.done.set()
@@ -192,7 +209,7 @@ class EventStore:
             self._write_pending(db, 0.0 if final else PENDING_S)
             db.execute("COMMIT")
             self.counts["batches"] += 1
-        except (sqlite3.Error, OSError, ValueError) as exc:
+        except Exception as exc:  # sqlite3, the disk, a thumbnail (cv2.error): never the writer's end
             if db.in_transaction:
                 db.execute("ROLLBACK")
             self._lose(len(ops), str(exc))
@@ -321,6 +338,11 @@ class EventStore:
         keys = ("events", "reviews", "media", "removed", "dropped", "lost", "batches")
         counts = {k: self.counts[k] for k in keys}
         return {"events_db": {"path": str(self.path), **counts, "writer_cpu_s": round(self.cpu_s, 3)}}
+
+
+def _pictured(op: Any) -> bool:
+    """A review op that holds its best shot's frame."""
+    return isinstance(op, tuple) and op[0] == "review" and op[2] is not None
 
 
 class StoreHandle:

@@ -38,6 +38,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from detector.errors import UserError
 from detector.sinks.jsonl import dumps_line
 from detector.store.queries import BadQuery, EventQuery, ReviewQuery, StoreReader, read_time
 from detector.web.feeds import Board
@@ -119,6 +120,8 @@ class History:
             return await run_in_threadpool(query, reader)
         except BadQuery as exc:
             raise HTTPException(400, str(exc)) from exc
+        except UserError as exc:  # an older store, until the run's first write migrates it
+            raise HTTPException(503, str(exc)) from exc
 
     # -- the page -----------------------------------------------------------------------------------------
     async def history(self, request: Request) -> Response:
