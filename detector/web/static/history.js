@@ -89,10 +89,13 @@ function mark() {
   for (let i = 0; i < cards.length; i++) cards[i].setAttribute("aria-selected", i === selected ? "true" : "false");
 }
 
+let fetchingMore = false;  // one "more" at a time: a second click on the same cursor would list its page twice
+
 async function load(more = false) {
+  if (more && fetchingMore) return;
   const mine = more ? generation : ++generation;
   const params = { ...filters(), limit: PAGE };
-  if (more) params.cursor = next;
+  if (more) { params.cursor = next; fetchingMore = true; }
   try {
     const page = await getJSON("/api/reviews", params);
     if (mine !== generation) return;
@@ -102,6 +105,8 @@ async function load(more = false) {
     render();
   } catch (e) {
     $("count").textContent = `cannot list the items (${e.message})`;
+  } finally {
+    if (more) fetchingMore = false;
   }
 }
 
