@@ -241,3 +241,17 @@ def test_segment_names_never_replace_a_file(tmp_path: Path) -> None:
     second = claim_segment(tmp_path, "cam", day, clock)
     assert (first.name, second.name) == ("01.02.05.mp4", "01.02.05-2.mp4")
     assert first.parent == tmp_path / "cam" / "2026-01-02" and first.read_bytes() == b"kept"
+
+
+def test_taking_stock_leaves_this_runs_snapshot_waiting_for_its_clip(tmp_path: Path) -> None:
+    """A snapshot this run made before the scan at start ended still waits for its clip (it is not an
+    orphan of an earlier run, to be deleted on its own while its clip is written)."""
+    folder = tmp_path / "clips"
+    old = put(folder / "cam-event-0001.jpg", b"\0" * 10, 5)  # an earlier run's, its clip gone
+    retention = Retention(Limits(max_size=1), Catalogs())
+    retention.watch(folder, "clips")
+    snap = put(folder / "cam-event-0002.jpg", b"\0" * 10, 0)
+    retention.added(MediaFile("snapshot", "cam", snap.absolute(), end=time.time(), bytes=10, events=("e2",)))
+    retention.start(background=False)
+    assert [d.unit.files[0].path for d in retention.check()] == [old.absolute()]
+    assert snap.exists(), "its clip is still being written"

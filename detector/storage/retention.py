@@ -223,15 +223,17 @@ class Retention:
         listed = {m.path: m for m in self.catalogs.listed(folder.path)}
         busy = self.clock() - BUSY_SECONDS
         found.sort(key=lambda m: m.kind != "snapshot")  # snapshots first: each clip then takes its own
-        with self._lock:
-            for media in found:
-                if media.end is not None and media.end > busy:
-                    continue
-                known = listed.get(media.path)
-                folder.add(known_as(media, known) if known is not None else media)
-            for snapshot in {id(m): m for m in folder.waiting.values()}.values():  # their clip is gone
-                folder.units[snapshot.path] = Unit([snapshot])
-            folder.waiting.clear()
+        scanned = _Folder(folder.path, folder.kind, folder.writers)  # apart from what this run adds
+        for media in found:
+            if media.end is not None and media.end > busy:
+                continue
+            known = listed.get(media.path)
+            scanned.add(known_as(media, known) if known is not None else media)
+        for snapshot in {id(m): m for m in scanned.waiting.values()}.values():  # their clip is gone
+            scanned.units[snapshot.path] = Unit([snapshot])
+        with self._lock:  # this run's files (and snapshots waiting for their clip) stay as they are
+            for path, unit in scanned.units.items():
+                folder.units.setdefault(path, unit)
 
     def close(self) -> None:
         self._stop.set()
