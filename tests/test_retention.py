@@ -255,3 +255,17 @@ def test_taking_stock_leaves_this_runs_snapshot_waiting_for_its_clip(tmp_path: P
     retention.start(background=False)
     assert [d.unit.files[0].path for d in retention.check()] == [old.absolute()]
     assert snap.exists(), "its clip is still being written"
+
+
+def test_the_report_says_what_a_folder_holds_without_limits(tmp_path: Path) -> None:
+    """No limits: no check ever runs, and ``/metrics`` still has what is used and free."""
+    root = tmp_path / "rec"
+    segment(root, "door", "2026-01-01", "10.00.00", days_old=1, size=1000)
+    retention = Retention(Limits(), Catalogs())
+    retention.watch(root, "recordings")
+    retention.start(background=False)  # takes stock; no check follows
+    new = segment(root, "door", "2026-01-02", "10.00.00", days_old=0, size=500)
+    retention.added(MediaFile("segment", "door", new.absolute(), end=time.time(), bytes=500))
+    [figures] = retention.report()["folders"].values()
+    assert figures["used_bytes"] == 1500 and figures["free_bytes"] > 0
+    retention.close()
