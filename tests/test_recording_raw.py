@@ -1,5 +1,5 @@
-"""The raw recorder (``storage.raw``) on its own, fed demuxed packets as a PyAV source's tap is: no
-model, no source."""
+"""The recorders' parts on their own, no model, no source: the raw recorder (``storage.raw``) fed
+demuxed packets as a PyAV source's tap is, and the segment book's full-disk state."""
 
 from __future__ import annotations
 
@@ -13,9 +13,10 @@ import av
 import pytest
 from conftest import write_clip
 
-from detector.errors import StorageError
+from detector.errors import StorageError, storage_error
 from detector.storage.raw import RawRecorder
-from detector.storage.recorder import SegmentBook
+from detector.storage.recorder import RecordHooks, SegmentBook
+from detector.storage.status import StorageStatus
 
 
 def packets(path: Path) -> list[av.Packet]:
@@ -68,3 +69,19 @@ def test_a_segment_that_cannot_be_opened_leaves_no_empty_file(
         with pytest.raises(StorageError, match="No space left on device"):
             recorder.close()
     assert list(root.glob("cam/*/*")) == [], "no empty segment in our naming"
+
+
+def test_a_recording_that_resumed_before_its_failure_was_reported_is_not_failing(tmp_path: Path) -> None:
+    """The raw recorder's thread may find room again (and resume) before the main thread raises its
+    full disk to the lane: the failure is counted, but ``/healthz`` does not stay 503 for good."""
+    status = StorageStatus()
+    book = SegmentBook(
+        tmp_path, "cam", seconds=2, live=True, mode="raw", hooks=RecordHooks(resumed=status.resumed)
+    )
+    full = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    book.failed(None, storage_error(full, tmp_path / "a.mp4", "full") or pytest.fail("a storage error"))
+    book.resumed()
+    with pytest.raises(StorageError) as raised:
+        book.raise_pending()
+    status.failed("cam", raised.value)  # what the lane does with it
+    assert status.problems() == [] and status.failures_by_source() == {"cam": 1}
