@@ -64,7 +64,8 @@ class StorageError(UserError):
     """A write failed for want of storage (``STORAGE_ERRNOS``). ``path``: the file; ``reason``: the
     system's words (``No space left on device``); ``key``: which output it is, for the one that later
     says it resumed (a recording's next segment); ``others``: more outputs that failed in the same
-    call (one encoded packet written to several files on one disk)."""
+    call (one encoded packet written to several files on one disk); ``resumed``: the output already
+    writes again (it resumed before the lane heard of the failure): counted, but no longer failing."""
 
     exit_code = 4
 
@@ -74,6 +75,7 @@ class StorageError(UserError):
         self.reason = reason
         self.key = key or str(path)
         self.others: list[StorageError] = []
+        self.resumed = False
 
     def all(self) -> list[StorageError]:
         return [self, *self.others]

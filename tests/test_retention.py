@@ -241,3 +241,31 @@ def test_segment_names_never_replace_a_file(tmp_path: Path) -> None:
     second = claim_segment(tmp_path, "cam", day, clock)
     assert (first.name, second.name) == ("01.02.05.mp4", "01.02.05-2.mp4")
     assert first.parent == tmp_path / "cam" / "2026-01-02" and first.read_bytes() == b"kept"
+
+
+def test_taking_stock_leaves_this_runs_snapshot_waiting_for_its_clip(tmp_path: Path) -> None:
+    """A snapshot this run made before the scan at start ended still waits for its clip (it is not an
+    orphan of an earlier run, to be deleted on its own while its clip is written)."""
+    folder = tmp_path / "clips"
+    old = put(folder / "cam-event-0001.jpg", b"\0" * 10, 5)  # an earlier run's, its clip gone
+    retention = Retention(Limits(max_size=1), Catalogs())
+    retention.watch(folder, "clips")
+    snap = put(folder / "cam-event-0002.jpg", b"\0" * 10, 0)
+    retention.added(MediaFile("snapshot", "cam", snap.absolute(), end=time.time(), bytes=10, events=("e2",)))
+    retention.start(background=False)
+    assert [d.unit.files[0].path for d in retention.check()] == [old.absolute()]
+    assert snap.exists(), "its clip is still being written"
+
+
+def test_the_report_says_what_a_folder_holds_without_limits(tmp_path: Path) -> None:
+    """No limits: no check ever runs, and ``/metrics`` still has what is used and free."""
+    root = tmp_path / "rec"
+    segment(root, "door", "2026-01-01", "10.00.00", days_old=1, size=1000)
+    retention = Retention(Limits(), Catalogs())
+    retention.watch(root, "recordings")
+    retention.start(background=False)  # takes stock; no check follows
+    new = segment(root, "door", "2026-01-02", "10.00.00", days_old=0, size=500)
+    retention.added(MediaFile("segment", "door", new.absolute(), end=time.time(), bytes=500))
+    [figures] = retention.report()["folders"].values()
+    assert figures["used_bytes"] == 1500 and figures["free_bytes"] > 0
+    retention.close()

@@ -8,8 +8,9 @@ loses packets (counted; the segment picks up again at the next keyframe); a file
 nothing is lost by reading it later. Everything else happens on the recorder's own thread: segments
 open on the source's keyframes (the first at least ``seconds`` after the segment's start closes it),
 as fragmented MP4s, closed into faststart MP4s and told to the catalog. A reconnect (a new stream)
-starts a new segment at its first keyframe. A full disk works as for the annotated recording
-(``recorder.SegmentBook``); the error reaches the lane through the sink's next ``write``.
+ends the segment; the next starts at the new stream's first keyframe. A full disk works as for the
+annotated recording (``recorder.SegmentBook``); the error reaches the lane through the sink's next
+``write``.
 """
 
 from __future__ import annotations
@@ -150,6 +151,7 @@ class RawRecorder:
                 self._cond.notify_all()
             try:
                 if kind == "stream":
+                    self._roll()  # the old stream's segment ends with it, not at the new one's keyframe
                     if self._template is not None:
                         self._template.close()
                     self._template, self._new_stream = item, True
@@ -220,6 +222,7 @@ class RawRecorder:
             stream = container.add_stream_from_template(template.stream)
             stream.time_base = template.time_base
         except OSError as exc:
+            segment.path.unlink(missing_ok=True)  # claimed, but nothing will be written to it
             full = storage_error(exc, segment.path, f"cannot create {segment.path}: {exc.strerror or exc}")
             if full is None:
                 raise

@@ -130,6 +130,8 @@ class SegmentBook:
     def resumed(self) -> None:
         with self._lock:
             self.waiting = False
+            for exc in self._full:  # not raised yet (the raw recorder's thread is quick): not failing
+                exc.resumed = True
         log.info("%s: recording resumed (the disk has room again)", self.source)
         self.hooks.resumed(self.key)
 

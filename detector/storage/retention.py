@@ -144,8 +144,6 @@ class _Folder:
     waiting: dict[str, MediaFile] = field(default_factory=dict)  # snapshots whose clip is open, by id
     deleted_files: int = 0
     deleted_bytes: int = 0
-    used: int = 0
-    free: int | None = None
 
     def owns(self, media: MediaFile) -> bool:
         if self.kind == "recordings":
@@ -223,15 +221,17 @@ class Retention:
         listed = {m.path: m for m in self.catalogs.listed(folder.path)}
         busy = self.clock() - BUSY_SECONDS
         found.sort(key=lambda m: m.kind != "snapshot")  # snapshots first: each clip then takes its own
-        with self._lock:
-            for media in found:
-                if media.end is not None and media.end > busy:
-                    continue
-                known = listed.get(media.path)
-                folder.add(known_as(media, known) if known is not None else media)
-            for snapshot in {id(m): m for m in folder.waiting.values()}.values():  # their clip is gone
-                folder.units[snapshot.path] = Unit([snapshot])
-            folder.waiting.clear()
+        scanned = _Folder(folder.path, folder.kind, folder.writers)  # apart from what this run adds
+        for media in found:
+            if media.end is not None and media.end > busy:
+                continue
+            known = listed.get(media.path)
+            scanned.add(known_as(media, known) if known is not None else media)
+        for snapshot in {id(m): m for m in scanned.waiting.values()}.values():  # their clip is gone
+            scanned.units[snapshot.path] = Unit([snapshot])
+        with self._lock:  # this run's files (and snapshots waiting for their clip) stay as they are
+            for path, unit in scanned.units.items():
+                folder.units.setdefault(path, unit)
 
     def close(self) -> None:
         self._stop.set()
@@ -294,10 +294,6 @@ class Retention:
                     with contextlib.suppress(OSError):
                         day.rmdir()
             self.catalogs.removed(removed)
-        with self._lock:
-            for folder in self.folders.values():
-                folder.used = sum(u.bytes for u in folder.units.values())
-                folder.free = free_bytes(folder.path)
         ms = (time.perf_counter() - started) * 1000
         self.checks += 1
         self.check_ms_total += ms
@@ -339,17 +335,20 @@ class Retention:
         return gone
 
     def report(self) -> dict[str, Any]:
+        """What was deleted, and what each folder holds and its disk has free now (also without limits,
+        when no check runs)."""
         with self._lock:
-            folders = {
+            folders: dict[str, dict[str, Any]] = {
                 str(f.path): {
                     "kind": f.kind,
                     "deleted_files": f.deleted_files,
                     "deleted_bytes": f.deleted_bytes,
-                    "used_bytes": f.used,
-                    "free_bytes": f.free,
+                    "used_bytes": sum(u.bytes for u in f.units.values()),
                 }
                 for f in self.folders.values()
             }
+        for f in self.folders.values():
+            folders[str(f.path)]["free_bytes"] = free_bytes(f.path)
         mean = self.check_ms_total / self.checks if self.checks else 0.0
         return {
             "limits": {

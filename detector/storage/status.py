@@ -46,13 +46,16 @@ class StorageStatus:
         path = exc.path
         with self._lock:
             self.failures[source] += 1
-            self._problems[exc.key] = {
-                "source": source,
-                "output": None if path is None else str(path),
-                "error": exc.reason,
-                "since": round(time.time(), 3),
-                "free_bytes": None if path is None else free_bytes(path),
-            }
+            if exc.resumed:  # it writes again already: counted, but not failing
+                self._problems.pop(exc.key, None)
+            else:
+                self._problems[exc.key] = {
+                    "source": source,
+                    "output": None if path is None else str(path),
+                    "error": exc.reason,
+                    "since": round(time.time(), 3),
+                    "free_bytes": None if path is None else free_bytes(path),
+                }
         for listener in self.listeners:
             listener()
 
