@@ -18,6 +18,7 @@ from typing import Any
 import av
 import pytest
 from detector_process import DetectorProcess
+from store_data import make_store
 from streaming import StreamServer
 from test_clips_live import headless_env
 from web_client import get, wait_for
@@ -239,3 +240,24 @@ def test_a_notifications_link_opens_its_item(history: dict[str, Any], chromium: 
     player = chromium.find_element("id", "player")
     wait_for("its clip to play", lambda: item["clip"]["url"] in chromium.execute_script(
         "return arguments[0].currentSrc", player), timeout=20)  # fmt: skip
+
+
+def test_more_lists_each_item_once_however_fast_it_is_clicked(tmp_path: Path, chromium: Any) -> None:
+    """A store of more items than a page (generated): two quick clicks on "more" list the second page
+    once, not twice."""
+    db = tmp_path / "events.db"
+    make_store(db, events=1200)  # about 300 items: six pages
+    cmd = ["detector", "serve", "--events-db", str(db), "--serve", "127.0.0.1:0", "--serve-token", TOKEN]
+    serve = DetectorProcess(cmd, tmp_path, headless_env())
+    try:
+        url = served_url(serve)
+        chromium.get(f"{url}history?token={TOKEN}")
+        wait_for("the first page", lambda: len(shown(chromium)) == 50, timeout=20)
+        chromium.execute_script("const b = document.getElementById('more'); b.click(); b.click();")
+        wait_for("the second page", lambda: len(shown(chromium)) >= 100, timeout=20)
+        time.sleep(1.0)  # a second request for the same page would have come back by now
+        ids = shown(chromium)
+        assert len(ids) == 100 and len(set(ids)) == 100, f"{len(ids)} cards, {len(set(ids))} items"
+    finally:
+        serve.proc.send_signal(signal.SIGINT)
+        assert serve.finish(20) == 130, serve.stderr
