@@ -84,6 +84,7 @@ class StreamServer:
         offset: float = 0.0,
         lifetime: float = 60.0,
         ready_timeout: float = 10.0,
+        loop: bool = False,
     ) -> None:
         self.clip = Path(clip)
         if not self.clip.is_file():
@@ -92,6 +93,7 @@ class StreamServer:
         self.offset = offset
         self.lifetime = lifetime
         self.ready_timeout = ready_timeout
+        self.loop = loop  # send the clip again and again (until ``lifetime``), for runs slower than it
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         self._stderr: IO[bytes] | None = None
@@ -107,6 +109,8 @@ class StreamServer:
             cmd += ["-ss", f"{self.offset:g}"]
         if self.duration is not None:
             cmd += ["-t", f"{self.duration:g}"]
+        if self.loop:
+            cmd += ["-stream_loop", "-1"]
         cmd += ["-i", str(self.clip), "-map", "0:v:0", "-c", "copy", "-f", "mpegts", "-listen", "1", self.url]
         return cmd
 

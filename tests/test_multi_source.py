@@ -183,7 +183,7 @@ def rtsp_clip(clips: dict[str, Path]) -> Iterator[RtspServer]:
 
 def test_killed_stream_rejoins_while_the_others_go_on(clips, rtsp_clip, model_path, tmp_path):
     """An RTSP camera dies and comes back; an HTTP stream and a file beside it are not disturbed."""
-    with StreamServer(clips["slow"]) as http:
+    with StreamServer(clips["slow"], loop=True) as http:  # looped: a loaded machine needs more than 8 s
         cmd = ["detector", "run", rtsp_clip.url, http.url, str(clips["sample"]), "--model", str(model_path)]
         cmd += ["--json", str(tmp_path / "out.jsonl"), "--max-frames", "60", "--stall-timeout", "2"]
         run = DetectorProcess(cmd, tmp_path, headless())
