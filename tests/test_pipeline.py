@@ -15,6 +15,7 @@ from detector.errors import StreamLost
 from detector.events import EventRecord
 from detector.pipeline.channel import Channel, Closed
 from detector.pipeline.engine import Pipeline, PipelineOptions
+from detector.pipeline.gate import Gate
 from detector.pipeline.lane import Lane
 from detector.sinks.base import FrameResult
 from detector.sources import SourceInfo
@@ -300,3 +301,17 @@ def test_one_source_failing_leaves_the_others_running():
     assert [s.frames_processed for s in stats[1:]] == [50, 50]
     assert all(sink.closed and sink.pixels == list(range(50)) for sink in sinks[1:])
     assert no_stage_threads()
+
+
+def test_a_gated_live_lane_keeps_two_frames_waiting_and_an_ungated_one_the_newest():
+    """Most of a gated camera's frames skip the model and leave at once, so it may keep one more frame
+    waiting while model runs on other lanes hold the inference loop; an ungated camera keeps only its
+    newest (latency first)."""
+    gated = Lane(FakeSource(10, kind="camera"), [], [RecordingSink()], name="gated", gate=Gate(detect_fps=1))
+    plain = Lane(FakeSource(10, kind="camera"), [], [RecordingSink()], name="plain")
+    Pipeline([gated, plain], FakeDetector())  # built, not run: the queues only
+    for lane in (gated, plain):
+        for _ in range(3):
+            assert lane.frames.put(lane.source.read())
+    assert (len(gated.frames), gated.frames.dropped) == (2, 1)
+    assert (len(plain.frames), plain.frames.dropped) == (1, 2)

@@ -31,6 +31,7 @@ from detector.stages.base import Stage
 from detector.stats import RunStats
 
 log = logging.getLogger(__name__)
+LIVE_GATED_DEPTH = 2  # frames a gated live lane keeps waiting (an ungated one: the newest only)
 
 
 @dataclass
@@ -61,10 +62,14 @@ class Pipeline:
         for lane in self.lanes:
             lane.stats.backend = detector.backend
             live = lane.live
-            # Live: keep only the newest frame. Files: block, never drop.
+            # Live: keep only the newest frame; a gated lane the newest two: most of its frames skip the
+            # model and leave at once, but model runs on several lanes at once can hold the inference
+            # loop for a frame's time (12 quiet cameras: 92-95% of frames analysed with one, 96-97% with
+            # two, p95 latency 150 -> 220 ms). Files: block, never drop.
             watch = lane.gate if lane.gate is not None and lane.gate.watches_motion else None
+            depth = LIVE_GATED_DEPTH if lane.gate is not None else 1
             lane.frames = Channel(
-                1 if live else opts.queue_size, keep_latest=live, stop=lane.stop, bell=bell,
+                depth if live else opts.queue_size, keep_latest=live, stop=lane.stop, bell=bell,
                 merge=None if watch is None else watch.carry,
             )  # fmt: skip
             lane.reader = reader = FrameReader(

@@ -192,7 +192,11 @@ class Settings(StrictModel):
         default_text="every frame",
     )  # fmt: skip
     queue_size: int = option(
-        4, "frames buffered between stages (files; live keeps only the newest)", flag=False, ge=1, le=256
+        4,
+        "frames buffered between stages (files; live keeps only the newest, a gated live one the newest two)",
+        flag=False,
+        ge=1,
+        le=256,
     )
     # -- live sources -----------------------------------------------------------------------------------
     stall_timeout: float = option(
