@@ -5,6 +5,9 @@ mode ``umask`` allows, like any other output, not ``mkstemp``'s 0600), makes it 
 it over ``path`` in one step: a reader, a crash or a full disk never sees half a file. Every
 whole-file output uses it: reports, pictures (snapshots, heatmaps), the faststart rewrite of an MP4.
 
+``reserve(path, what)`` creates ``path`` empty unless a file has that name: how a clip, a snapshot or a
+recording segment claims its name, so that nothing ever replaces a file.
+
 ``Preexisting`` notes, before a run opens anything, which output paths already exist. After a failed
 start, ``remove_made`` deletes the regular files that did not exist then (and the empty folders made
 for them), and nothing else: never an old output, never a device such as ``/dev/full``.
@@ -20,6 +23,8 @@ import stat
 import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
+
+from detector.errors import UserError, storage_error
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +78,19 @@ def write_text(path: Path, text: str) -> None:
             f.write(text)
 
     atomic_write(path, write)
+
+
+def reserve(path: Path, what: str) -> bool:
+    """Create ``path`` empty, unless something has that name (False). A failure to create it is a
+    ``StorageError`` (a full disk) or a ``UserError``, both saying "cannot create {what} {path}"."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+    except FileExistsError:
+        return False
+    except OSError as exc:
+        message = f"cannot create {what}{' ' if what else ''}{path}: {exc.strerror or exc}"
+        raise storage_error(exc, path, message) or UserError(message) from exc
+    return True
 
 
 def _is_regular(path: Path) -> bool:

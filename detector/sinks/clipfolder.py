@@ -27,6 +27,7 @@ from pathlib import Path
 from detector.catalog import MediaFile
 from detector.errors import UserError, storage_error
 from detector.events import EventRecord
+from detector.files import reserve
 from detector.sinks.base import FrameResult
 from detector.sinks.jsonl import JsonLinesSink, read_jsonl
 
@@ -68,14 +69,8 @@ class ClipFolder:
             path = self.folder / f"{source}-{kind}-{n:04d}{suffix}"
             if path.name in self.reserved:
                 continue
-            try:
-                os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-            except FileExistsError:
-                continue
-            except OSError as exc:
-                message = f"cannot create {path}: {exc.strerror or exc}"
-                raise storage_error(exc, path, message) or UserError(message) from exc
-            return path
+            if reserve(path, ""):
+                return path
         raise UserError(f"clips folder {self.folder}: no free name for {source}-{kind}-NNNN{suffix}")
 
     def _numbers(self) -> dict[tuple[str, str, str], int]:

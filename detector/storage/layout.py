@@ -17,6 +17,7 @@ from pathlib import Path
 
 from detector.catalog import MediaFile, MediaKind
 from detector.errors import UserError, storage_error
+from detector.files import reserve
 
 SEGMENTS_FILE = "segments.jsonl"
 MAX_TRIES = 1000
@@ -48,14 +49,8 @@ def claim_segment(root: Path, source: str, day: str, clock: str) -> Path:
         raise storage_error(exc, folder, message) or UserError(message) from exc
     for n in range(1, MAX_TRIES + 1):
         path = folder / (f"{clock}.mp4" if n == 1 else f"{clock}-{n}.mp4")
-        try:
-            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-        except FileExistsError:
-            continue
-        except OSError as exc:
-            message = f"cannot create recording segment {path}: {exc.strerror or exc}"
-            raise storage_error(exc, path, message) or UserError(message) from exc
-        return path
+        if reserve(path, "recording segment"):
+            return path
     raise UserError(f"recording folder {folder}: no free name for {clock}.mp4")
 
 
