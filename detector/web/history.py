@@ -26,7 +26,6 @@ import os
 import stat
 import time
 from collections.abc import Callable
-from importlib import resources
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -39,25 +38,17 @@ from starlette.responses import FileResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from detector.errors import UserError
-from detector.sinks.jsonl import dumps_line
 from detector.store.queries import BadQuery, EventQuery, ReviewQuery, StoreReader, read_time
 from detector.web.feeds import Board
+from detector.web.pages import CSS, JS, Page, json_response
 
 HISTORY_CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; media-src 'self'; "
     "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 )
-ASSETS = {"/history.js": "text/javascript; charset=utf-8", "/history.css": "text/css; charset=utf-8"}
+ASSETS = {"/history.js": JS, "/history.css": CSS}  # and the live page's /common.js (web.server)
 MEDIA_TYPES = {".mp4": "video/mp4", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".m4v": "video/mp4"}
 SEVERITIES = ("alert", "detection")
-
-
-def _asset(name: str) -> bytes:
-    return (resources.files("detector.web") / "static" / name).read_bytes()
-
-
-def _json(data: Any, status: int = 200) -> Response:
-    return Response(dumps_line(data), status_code=status, media_type="application/json")
 
 
 def _media_url(media: dict[str, Any] | None) -> str | None:
@@ -88,15 +79,12 @@ class History:
 
     def __init__(self, board: Board, token: str | None) -> None:
         self.board = board
-        self.token = token
-        self.page = _asset("history.html")
-        self.assets = {path: _asset(path.lstrip("/")) for path in ASSETS}
+        self.page = Page("/history", "history.html", HISTORY_CSP, ASSETS, token)
         self._reader: StoreReader | None = None
 
     def routes(self) -> list[Route]:
         return [
-            Route("/history", self.history),
-            *(Route(path, self.asset) for path in ASSETS),
+            *self.page.routes(),
             Route("/api/reviews", self.reviews),
             Route("/api/reviews/{review_id}", self.review),
             Route("/api/reviews/{review_id}/thumbnail.jpg", self.thumbnail),
@@ -123,18 +111,6 @@ class History:
         except UserError as exc:  # an older store, until the run's first write migrates it
             raise HTTPException(503, str(exc)) from exc
 
-    # -- the page -----------------------------------------------------------------------------------------
-    async def history(self, request: Request) -> Response:
-        token = request.query_params.get("token") if self.token else None
-        query = f"?token={quote(token, safe='')}" if token else ""
-        page = self.page.replace(b"{{query}}", query.encode("ascii"))
-        headers = {"Content-Security-Policy": HISTORY_CSP}
-        return Response(page, media_type="text/html; charset=utf-8", headers=headers)
-
-    async def asset(self, request: Request) -> Response:
-        path = request.url.path
-        return Response(self.assets[path], media_type=ASSETS[path])
-
     # -- the API ------------------------------------------------------------------------------------------
     async def reviews(self, request: Request) -> Response:
         p = request.query_params
@@ -147,7 +123,7 @@ class History:
         except BadQuery as exc:
             raise HTTPException(400, str(exc)) from exc
         items, cursor = await self._read(lambda r: r.reviews(q))
-        return _json({"items": [with_urls(i) for i in items], "next": cursor})
+        return json_response({"items": [with_urls(i) for i in items], "next": cursor})
 
     async def review(self, request: Request) -> Response:
         review_id = request.path_params["review_id"]
@@ -155,7 +131,7 @@ class History:
         if item is None:
             raise HTTPException(404, f"no review item {review_id!r}")
         item["records"] = [event_with_urls(e) for e in item["records"]]
-        return _json(with_urls(item))
+        return json_response(with_urls(item))
 
     async def thumbnail(self, request: Request) -> Response:
         review_id = request.path_params["review_id"]
@@ -172,17 +148,17 @@ class History:
         except BadQuery as exc:
             raise HTTPException(400, str(exc)) from exc
         records, cursor = await self._read(lambda r: r.events(q))
-        return _json({"items": [event_with_urls(e) for e in records], "next": cursor})
+        return json_response({"items": [event_with_urls(e) for e in records], "next": cursor})
 
     async def event(self, request: Request) -> Response:
         event_id = request.path_params["event_id"]
         record = await self._read(lambda r: r.event(event_id))
         if record is None:
             raise HTTPException(404, f"no event {event_id!r}")
-        return _json(event_with_urls(record))
+        return json_response(event_with_urls(record))
 
     async def facets(self, request: Request) -> Response:
-        return _json(await self._read(lambda r: r.facets()))
+        return json_response(await self._read(lambda r: r.facets()))
 
     async def media(self, request: Request) -> Response:
         media_id, name = int(request.path_params["media_id"]), request.path_params["name"]

@@ -1,11 +1,12 @@
 """The HTTP side of the web view: a Starlette app served by uvicorn on a thread of its own.
 
-Routes (every other path is 404; only the packaged page and its two assets are served, never a
+Routes (every other path is 404; only the packaged page and its assets are served, never a
 file named by a request):
 
     /              the page           /stream.mjpg   MJPEG (?source=NAME)   /snapshot.jpg  newest frame
     /app.js        its script         /events        Server-Sent Events     /api/status    JSON
     /style.css     its style          /metrics       Prometheus text        /healthz       200 / 503
+    /common.js     helpers it shares with the history page
 
 and the history page with the event store's API and media (``web.history``).
 
@@ -24,9 +25,8 @@ import socket
 import threading
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
-from importlib import resources
 from typing import Any
-from urllib.parse import parse_qs, quote
+from urllib.parse import parse_qs
 
 import uvicorn
 from starlette.applications import Starlette
@@ -37,12 +37,12 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from detector.errors import UserError
-from detector.sinks.jsonl import dumps_line
 from detector.web.broadcast import BOUNDARY, JpegFeed, Relay, Slots, Subscriber, lower_priority
 from detector.web.config import ServeConfig, is_loopback
 from detector.web.feeds import Board, Feed
 from detector.web.history import History
 from detector.web.metrics import CONTENT_TYPE, Metrics
+from detector.web.pages import CSS, JS, Page, json_response
 from detector.web.status import build_health, build_status
 from detector.web.streams import Held, queued_bytes
 
@@ -56,7 +56,7 @@ PAGE_CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
     "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 )
-ASSETS = {"/app.js": "text/javascript; charset=utf-8", "/style.css": "text/css; charset=utf-8"}
+ASSETS = {"/app.js": JS, "/style.css": CSS, "/common.js": JS}  # common.js: helpers the history page uses too
 EVERY_RESPONSE = [
     (b"x-content-type-options", b"nosniff"),
     (b"cache-control", b"no-store"),
@@ -80,10 +80,6 @@ def _bind(host: str, port: int) -> socket.socket:
         sock.close()
         raise UserError(f"--serve: cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
     return sock
-
-
-def _asset(name: str) -> bytes:
-    return (resources.files("detector.web") / "static" / name).read_bytes()
 
 
 def _loopback_host(scope: Scope) -> bool:
@@ -148,10 +144,6 @@ def _busy(what: str, limit: int) -> Response:
     return PlainTextResponse(text, status_code=503, headers={"Retry-After": "5"})
 
 
-def _json(data: Any, status: int = 200) -> Response:
-    return Response(dumps_line(data), status_code=status, media_type="application/json")
-
-
 class WebServer:
     def __init__(self, board: Board, config: ServeConfig) -> None:
         self.board = board
@@ -162,8 +154,7 @@ class WebServer:
         self.streams = Slots(config.max_viewers)
         self.executor = ThreadPoolExecutor(2, thread_name_prefix="web-jpeg", initializer=lower_priority)
         self.metrics = Metrics(board, self.viewer_counts, self.encodes)
-        self.page = _asset("index.html")
-        self.assets = {path: _asset(path.lstrip("/")) for path in ASSETS}
+        self.page = Page("/", "index.html", PAGE_CSP, ASSETS, config.token)
         self.history = History(board, config.token)
         app = Starlette(routes=self._routes())
         uv_config = uvicorn.Config(
@@ -291,8 +282,7 @@ class WebServer:
     # -- routes -----------------------------------------------------------------------------------------
     def _routes(self) -> list[Route]:
         return [
-            Route("/", self.index),
-            *(Route(path, self.asset) for path in ASSETS),
+            *self.page.routes(),
             Route("/stream.mjpg", self.stream),
             Route("/snapshot.jpg", self.snapshot),
             Route("/events", self.events),
@@ -320,17 +310,6 @@ class WebServer:
         while not self.relay.jpeg and not self.closing.is_set():
             await asyncio.sleep(0.1)
         return next(iter(self.relay.jpeg.values()), None)
-
-    async def index(self, request: Request) -> Response:
-        token = request.query_params.get("token") if self.config.token else None
-        query = f"?token={quote(token, safe='')}" if token else ""
-        page = self.page.replace(b"{{query}}", query.encode("ascii"))
-        headers = {"Content-Security-Policy": PAGE_CSP}
-        return Response(page, media_type="text/html; charset=utf-8", headers=headers)
-
-    async def asset(self, request: Request) -> Response:
-        path = request.url.path
-        return Response(self.assets[path], media_type=ASSETS[path])
 
     async def stream(self, request: Request) -> Response:
         chosen = self._feed(request)
@@ -379,11 +358,11 @@ class WebServer:
         return Held(lines(), release, self.held, media_type="text/event-stream", headers=headers)
 
     async def status(self, request: Request) -> Response:
-        return _json(build_status(self.board, self.viewer_counts()))
+        return json_response(build_status(self.board, self.viewer_counts()))
 
     async def prometheus(self, request: Request) -> Response:
         return Response(self.metrics.render(), media_type=CONTENT_TYPE)
 
     async def health(self, request: Request) -> Response:
         ok, body = build_health(self.board)
-        return _json(body, 200 if ok else 503)
+        return json_response(body, 200 if ok else 503)

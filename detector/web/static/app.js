@@ -2,8 +2,7 @@
 // and /events (Server-Sent Events), and, for several sources, a grid of snapshots. Plain JS, no build.
 "use strict";
 
-const token = new URLSearchParams(location.search).get("token");
-const $ = (id) => document.getElementById(id);
+// token, $, url and el: common.js
 let status = null; // the latest /api/status
 let everUp = false; // the run answered at least once
 let ended = false; // it stopped answering after that
@@ -13,20 +12,6 @@ let eventSource = null;
 let recent = []; // the latest events, newest first
 let inView = {}; // per source ("" for a record without one): {counts per class, at} of its newest frame (from /events)
 const FRESH_MS = 2000; // a source's newest frame from /events is used this long, then /api/status's counts
-
-function url(path, params = {}) {
-  const q = new URLSearchParams(params);
-  if (token) q.set("token", token);
-  const s = q.toString();
-  return s ? `${path}?${s}` : path;
-}
-
-function el(tag, text, cls) {
-  const e = document.createElement(tag);
-  if (text !== undefined) e.textContent = text;
-  if (cls) e.className = cls;
-  return e;
-}
 
 function wanted() {
   // The source the page shows alone: the one in #source=NAME, or the only one; null = the grid.

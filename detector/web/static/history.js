@@ -3,29 +3,13 @@
 // Keyboard: up/down or j/k move, Enter plays, space pauses, left/right seek 5 s, f the filters.
 "use strict";
 
-const token = new URLSearchParams(location.search).get("token");
-const $ = (id) => document.getElementById(id);
+// token, $, url and el: common.js
 const PAGE = 50;
 let items = []; // shown, newest first
 let next = null; // the cursor of the next page
 let selected = -1;
 let shown = null; // the item whose clip is in the player
 let generation = 0; // bumps when the filters change: answers to older requests are dropped
-
-function url(path, params = {}) {
-  const q = new URLSearchParams();
-  for (const [k, v] of Object.entries(params)) if (v !== "" && v !== null && v !== undefined) q.set(k, v);
-  if (token) q.set("token", token);
-  const s = q.toString();
-  return s ? `${path}?${s}` : path;
-}
-
-function el(tag, text, cls) {
-  const e = document.createElement(tag);
-  if (text !== undefined) e.textContent = text;
-  if (cls) e.className = cls;
-  return e;
-}
 
 async function getJSON(path, params) {
   const r = await fetch(url(path, params), { cache: "no-store" });
