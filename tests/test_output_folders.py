@@ -15,7 +15,7 @@ from detector.cli import main
 
 pytestmark = pytest.mark.model
 
-EVERY_OUTPUT = {  # flag: a file (or, for --clips, a folder) in its own missing folders
+EVERY_OUTPUT = {  # flag: a file (or, for --clips and --record, a folder) in its own missing folders
     "--output": "a/b/video.mp4",
     "--json": "c/d/frames.jsonl",
     "--csv": "e/rows.csv",
@@ -23,6 +23,7 @@ EVERY_OUTPUT = {  # flag: a file (or, for --clips, a folder) in its own missing 
     "--report": "g/h/report.html",
     "--heatmap": "i/heat.png",
     "--clips": "j/k/clips",
+    "--record": "l/m/rec",
 }
 
 
@@ -46,6 +47,7 @@ def test_every_output_makes_its_missing_folders(
     assert "<html" in Path(EVERY_OUTPUT["--report"]).read_text()
     events = Path(EVERY_OUTPUT["--clips"], "events.jsonl").read_text().splitlines()
     assert events and json.loads(events[0])["clip"].endswith(".mp4")
+    assert list(Path(EVERY_OUTPUT["--record"]).glob("sample/*/*.mp4")), "a recording segment"
 
 
 def test_several_sources_fill_name_templates_in_missing_folders(
@@ -83,3 +85,4 @@ def test_a_folder_that_cannot_be_made_is_refused_up_front(
     blocker.write_text("x")
     msg = cli.error("run", clip, "--model", model_path, flag, blocker / EVERY_OUTPUT[flag])
     assert msg.endswith(f"folder {blocker} is not a folder; choose another path")
+    assert "folder folder" not in msg

@@ -148,7 +148,7 @@ def check_clips_dir(path: str | Path, overwrite: bool, what: str = "clips folder
     if p.exists() and not p.is_dir():
         raise UserError(f"{what} {p} is a file; give a folder")
     if not p.exists():
-        check_output_file(p, overwrite, what)
+        check_output_file(p, overwrite, what.removesuffix(" folder"))  # its messages add " folder"
         return p
     if not os.access(p, os.W_OK | os.X_OK):
         raise UserError(f"{what} {p} is not writable; choose another path")
