@@ -52,6 +52,7 @@ def test_precedence_defaults_yaml_env_flags(tmp_path):
         ("conf: 3\n", "key 'conf' should be less than or equal to 1"),
         ("- a\n- b\n", "must be a mapping"),
         ("encoder:\n  preset: warp\n", "key 'encoder.preset' should be"),
+        ("sources: true\n", "key 'sources' should be a valid list"),  # found by tests/test_fuzz.py
     ],
 )
 def test_config_errors_name_the_key(tmp_path, text, message):

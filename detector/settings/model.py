@@ -324,7 +324,8 @@ class Settings(StrictModel):
 
 def needs_track_ids(data: dict[str, Any]) -> list[str]:
     """What in raw settings (a config's mapping) counts by track id: "lines", "zones", "trails"."""
-    sources = [s for s in data.get("sources") or [] if isinstance(s, dict)]
+    listed = data.get("sources")  # anything but a list is the validators' to refuse, not ours to read
+    sources = [s for s in listed if isinstance(s, dict)] if isinstance(listed, list) else []
     stationary = data.get("stationary")
     return [
         key
