@@ -233,6 +233,32 @@ def test_this_runs_files_come_through_the_catalog_and_a_clip_waits_for_its_snaps
     assert not clip.exists() and not snap.exists()
 
 
+def test_the_cap_counts_the_disk_a_folder_takes_with_room_for_three_segments(tmp_path: Path) -> None:
+    """A user's cap is what ``du`` says: files rounded up to the disk's blocks, the folder's index
+    (``segments.jsonl``) too, and room for the open segment while the one before is closed and copied."""
+    root = tmp_path / "rec"
+    block = os.statvfs(tmp_path).f_frsize
+    catalogs = Catalogs()
+    segments = SegmentList(root)
+    catalogs.add(segments)
+    # 6 segments of one block and a byte: two blocks each on disk
+    paths = [segment(root, "door", "2026-01-01", f"10.00.0{i}", days_old=0, size=block + 1) for i in range(6)]
+    retention = Retention(Limits(max_size=9 * block), catalogs)
+    catalogs.add(retention)
+    retention.watch(root, "recordings")
+    for i, path in enumerate(paths):
+        media = MediaFile("segment", "door", path.absolute(), start=i, end=i + 1.0, bytes=block + 1)
+        segments.added(media)
+        retention.added(media)
+    index = -(-(root / "segments.jsonl").stat().st_size // block) * block
+    assert index == block, "one block of index lines"
+    doomed = retention.check()
+    # room: 3 x 2 blocks + the index's block = 7 of 9 blocks; a segment takes 2: one is kept
+    assert [d.unit.files[0].path for d in doomed] == [p.absolute() for p in paths[:5]]
+    kept = sum(p.stat().st_blocks * 512 for p in root.rglob("*") if p.is_file())
+    assert kept + 2 * 2 * block <= 9 * block, "with the next segment open and this one's copy, under the cap"
+
+
 def test_segment_names_never_replace_a_file(tmp_path: Path) -> None:
     day, clock = media_stem(date(2026, 1, 2), 3725.9)
     assert (day, clock) == ("2026-01-02", "01.02.05"), "a file's segment: its media time"

@@ -5,8 +5,11 @@ clip with its snapshots (and, through the catalogs, their ``events.jsonl`` lines
 ``choose`` decides, oldest first (by the time a unit ends): every unit older than ``days``; then, per
 folder, the oldest until the folder holds at most ``max_size`` with room (``headroom``) for what is
 being written; then, across the folders on one filesystem, the oldest until ``min_free`` and that
-room are free. The room is twice the largest of the folder's recent units per source writing there
-(a segment being written, and its faststart copy while it is closed).
+room are free. Sizes are what the files take on disk (rounded up to the filesystem's block), and the
+room is what the folder holds that is not a unit: its index files (``segments.jsonl``;
+``events.jsonl`` and the event store), and per source writing there, the largest of its recent
+units three times for recordings (a segment being written while the one before is closed on a
+thread: that one and its faststart copy) and twice for clips (a clip and its faststart copy).
 
 ``Retention`` knows a folder's units from a scan at start (files in our naming only: see ``layout``;
 which snapshots go with which clip from the catalogs' ``listed``) and, during the run, from the
@@ -31,7 +34,8 @@ from typing import Any, Literal
 
 from detector.catalog import Catalogs, MediaFile
 from detector.settings.storage import size_text
-from detector.storage.layout import empty_days, is_segment, scan_clips, scan_recordings
+from detector.sinks.clipfolder import EVENTS_FILE
+from detector.storage.layout import SEGMENTS_FILE, empty_days, is_segment, scan_clips, scan_recordings
 from detector.storage.status import free_bytes
 
 log = logging.getLogger(__name__)
@@ -39,6 +43,11 @@ log = logging.getLogger(__name__)
 FolderKind = Literal["recordings", "clips"]
 CHECK_SECONDS = 60.0
 RECENT_UNITS = 10  # the room kept for what is being written: from the largest of these
+BEING_WRITTEN: dict[FolderKind, int] = {"recordings": 3, "clips": 2}  # per writer, in units (see above)
+INDEX_FILES: dict[FolderKind, tuple[str, ...]] = {
+    "recordings": (SEGMENTS_FILE,),
+    "clips": (EVENTS_FILE, "events.db", "events.db-wal", "events.db-shm", "events.db-journal"),
+}
 BUSY_SECONDS = 30.0  # at start, a file modified this recently may be another run's open file: left
 
 
@@ -65,10 +74,16 @@ class Unit:
     """What is deleted together: a segment, or a clip and its snapshots."""
 
     files: list[MediaFile]
+    block: int = 1  # the filesystem's allocation unit
 
     @property
     def bytes(self) -> int:
         return sum(f.bytes for f in self.files)
+
+    @property
+    def disk(self) -> int:
+        """What its files take on disk."""
+        return sum(allocated(f.bytes, self.block) for f in self.files)
 
     @property
     def end(self) -> float:
@@ -114,24 +129,24 @@ def choose(
                     doom(folder, unit, f"older than {limits.days:g} days")
     if limits.max_size is not None:
         for folder, units in ordered.items():
-            used = sum(u.bytes for u in units if id(u) not in gone)
+            used = sum(u.disk for u in units if id(u) not in gone)
             room = headroom.get(folder, 0)
             for unit in units:
                 if used + room <= limits.max_size:
                     break
                 if id(unit) not in gone:
                     doom(folder, unit, f"{folder} over {size_text(limits.max_size)}")
-                    used -= unit.bytes
+                    used -= unit.disk
     if limits.min_free is not None and free is not None:
         need = limits.min_free + sum(headroom.get(f, 0) for f in ordered)
-        free += sum(d.unit.bytes for d in doomed)
+        free += sum(d.unit.disk for d in doomed)
         pool = sorted(((u.end, f, u) for f, us in ordered.items() for u in us), key=lambda x: x[0])
         for _, folder, unit in pool:
             if free >= need:
                 break
             if id(unit) not in gone:
                 doom(folder, unit, f"less than {size_text(limits.min_free)} free")
-                free += unit.bytes
+                free += unit.disk
     return doomed
 
 
@@ -140,6 +155,7 @@ class _Folder:
     path: Path
     kind: FolderKind
     writers: int
+    block: int = 1
     units: dict[Path, Unit] = field(default_factory=dict)  # by their first file
     waiting: dict[str, MediaFile] = field(default_factory=dict)  # snapshots whose clip is open, by id
     deleted_files: int = 0
@@ -154,7 +170,7 @@ class _Folder:
         if media.kind == "snapshot":
             self.waiting.update((eid, media) for eid in media.events or (str(media.path),))
             return
-        unit = Unit([media])
+        unit = Unit([media], self.block)
         for eid in media.events:
             snapshot = self.waiting.pop(eid, None)
             if snapshot is not None and snapshot not in unit.files:
@@ -162,8 +178,14 @@ class _Folder:
         self.units[media.path] = unit
 
     def headroom(self) -> int:
+        """The room for what the folder holds that is not a unit (see the module's docstring)."""
         recent = sorted(self.units.values(), key=lambda u: u.end)[-RECENT_UNITS:]
-        return 2 * self.writers * max((u.bytes for u in recent), default=0)
+        writing = BEING_WRITTEN[self.kind] * self.writers * max((u.disk for u in recent), default=0)
+        index = 0
+        for name in INDEX_FILES[self.kind]:
+            with contextlib.suppress(OSError):
+                index += allocated(os.stat(self.path / name).st_size, self.block)
+        return writing + index
 
 
 class Retention:
@@ -190,7 +212,7 @@ class Retention:
         if path in self.folders:
             self.folders[path].writers += writers
         else:
-            self.folders[path] = _Folder(path, kind, writers)
+            self.folders[path] = _Folder(path, kind, writers, block_size(path))
 
     # -- start and stop -------------------------------------------------------------------------------
     def start(self, background: bool = True) -> None:
@@ -221,7 +243,7 @@ class Retention:
         listed = {m.path: m for m in self.catalogs.listed(folder.path)}
         busy = self.clock() - BUSY_SECONDS
         found.sort(key=lambda m: m.kind != "snapshot")  # snapshots first: each clip then takes its own
-        scanned = _Folder(folder.path, folder.kind, folder.writers)  # apart from what this run adds
+        scanned = _Folder(folder.path, folder.kind, folder.writers, folder.block)  # apart from this run's
         for media in found:
             if media.end is not None and media.end > busy:
                 continue
@@ -303,11 +325,8 @@ class Retention:
     def _by_filesystem(self) -> list[list[_Folder]]:
         groups: dict[int, list[_Folder]] = {}
         for folder in self.folders.values():
-            p = folder.path
-            while not p.exists() and p != p.parent:
-                p = p.parent
             try:
-                dev = os.stat(p).st_dev
+                dev = os.stat(existing(folder.path)).st_dev
             except OSError:
                 continue
             groups.setdefault(dev, []).append(folder)
@@ -369,3 +388,23 @@ def known_as(found: MediaFile, listed: MediaFile) -> MediaFile:
         found.kind, listed.source or found.source, found.path, start=listed.start, end=found.end,
         bytes=found.bytes, events=listed.events,
     )  # fmt: skip
+
+
+def allocated(size: int, block: int) -> int:
+    """The bytes a file of ``size`` takes on a filesystem that allocates in ``block``s."""
+    return -(-size // block) * block
+
+
+def existing(path: Path) -> Path:
+    """``path``, or its nearest parent that exists (a folder not made yet is on its parent's disk)."""
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def block_size(folder: Path) -> int:
+    """The allocation unit of the filesystem ``folder`` is (or will be) on; 4096 when it cannot be told."""
+    try:
+        return max(1, os.statvfs(existing(folder)).f_frsize)
+    except OSError:
+        return 4096
