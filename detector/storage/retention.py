@@ -7,9 +7,9 @@ folder, the oldest until the folder holds at most ``max_size`` with room (``head
 being written; then, across the folders on one filesystem, the oldest until ``min_free`` and that
 room are free. Sizes are what the files take on disk (rounded up to the filesystem's block), and the
 room is what the folder holds that is not a unit: its index files (``segments.jsonl``;
-``events.jsonl`` and the event store), and per source writing there, the largest of its recent
-units three times for recordings (a segment being written while the one before is closed on a
-thread: that one and its faststart copy) and twice for clips (a clip and its faststart copy).
+``events.jsonl`` and the event store), and per source writing there, three times the largest of its
+recent units: one being written while the one before is closed (that one and its faststart copy; a
+segment is closed on a thread, and a clip in its last seconds overlaps the next item's).
 
 ``Retention`` knows a folder's units from a scan at start (files in our naming only: see ``layout``;
 which snapshots go with which clip from the catalogs' ``listed``) and, during the run, from the
@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 FolderKind = Literal["recordings", "clips"]
 CHECK_SECONDS = 60.0
 RECENT_UNITS = 10  # the room kept for what is being written: from the largest of these
-BEING_WRITTEN: dict[FolderKind, int] = {"recordings": 3, "clips": 2}  # per writer, in units (see above)
+BEING_WRITTEN = 3  # per writer, in units: the open one, and the one closed with its copy
 INDEX_FILES: dict[FolderKind, tuple[str, ...]] = {
     "recordings": (SEGMENTS_FILE,),
     "clips": (EVENTS_FILE, "events.db", "events.db-wal", "events.db-shm", "events.db-journal"),
@@ -180,7 +180,7 @@ class _Folder:
     def headroom(self) -> int:
         """The room for what the folder holds that is not a unit (see the module's docstring)."""
         recent = sorted(self.units.values(), key=lambda u: u.end)[-RECENT_UNITS:]
-        writing = BEING_WRITTEN[self.kind] * self.writers * max((u.disk for u in recent), default=0)
+        writing = BEING_WRITTEN * self.writers * max((u.disk for u in recent), default=0)
         index = 0
         for name in INDEX_FILES[self.kind]:
             with contextlib.suppress(OSError):
