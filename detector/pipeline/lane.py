@@ -32,7 +32,7 @@ from detector.sinks.base import FrameResult, Sink
 from detector.sources.base import Source
 from detector.stages.base import Stage
 from detector.stats import RunStats
-from detector.storage.status import free_bytes
+from detector.storage.disk import free_bytes
 from detector.types import Detections, Frame
 
 log = logging.getLogger(__name__)

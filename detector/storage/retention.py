@@ -35,8 +35,8 @@ from typing import Any, Literal
 from detector.catalog import Catalogs, MediaFile
 from detector.settings.storage import size_text
 from detector.sinks.clipfolder import EVENTS_FILE
+from detector.storage.disk import allocated, block_size, existing, free_bytes
 from detector.storage.layout import SEGMENTS_FILE, empty_days, is_segment, scan_clips, scan_recordings
-from detector.storage.status import free_bytes
 
 log = logging.getLogger(__name__)
 
@@ -388,23 +388,3 @@ def known_as(found: MediaFile, listed: MediaFile) -> MediaFile:
         found.kind, listed.source or found.source, found.path, start=listed.start, end=found.end,
         bytes=found.bytes, events=listed.events,
     )  # fmt: skip
-
-
-def allocated(size: int, block: int) -> int:
-    """The bytes a file of ``size`` takes on a filesystem that allocates in ``block``s."""
-    return -(-size // block) * block
-
-
-def existing(path: Path) -> Path:
-    """``path``, or its nearest parent that exists (a folder not made yet is on its parent's disk)."""
-    while not path.exists() and path != path.parent:
-        path = path.parent
-    return path
-
-
-def block_size(folder: Path) -> int:
-    """The allocation unit of the filesystem ``folder`` is (or will be) on; 4096 when it cannot be told."""
-    try:
-        return max(1, os.statvfs(existing(folder)).f_frsize)
-    except OSError:
-        return 4096

@@ -7,30 +7,16 @@ when they write again (``resumed``); ``/healthz`` answers 503 while any output i
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from detector.errors import StorageError
+from detector.storage.disk import free_bytes
 
 log = logging.getLogger(__name__)
-
-
-def free_bytes(path: Path) -> int | None:
-    """Free space (for an unprivileged writer) on the filesystem that holds ``path``, or would: its
-    nearest existing folder. None if it cannot be told."""
-    p = path.absolute()
-    while not p.exists() and p != p.parent:
-        p = p.parent
-    try:
-        st = os.statvfs(p)
-    except OSError:
-        return None
-    return st.f_bavail * st.f_frsize
 
 
 class StorageStatus:
