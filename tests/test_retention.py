@@ -49,6 +49,21 @@ def test_the_room_for_what_is_being_written_counts_against_the_cap() -> None:
     assert names(doomed) == [f"{i:02d}" for i in range(7)], "300 B left, plus 200 B being written"
 
 
+def test_a_folders_index_counts_against_its_cap_but_not_against_free_space() -> None:
+    """The index files are part of the folder (``du`` counts them) but are already on the disk: they
+    take nothing from the free space ``min_free`` keeps."""
+    folder = Path("/rec")
+    units = [unit(f"{i:02d}", end=1000.0 + i) for i in range(10)]
+    capped = choose(
+        {folder: units}, Limits(max_size=550), now=2000.0, free=None, headroom={}, held={folder: 100}
+    )
+    assert names(capped) == [f"{i:02d}" for i in range(6)], "400 B left, plus the 100 B index"
+    freed = choose(
+        {folder: units}, Limits(min_free=300), now=2000.0, free=100, headroom={}, held={folder: 100}
+    )
+    assert names(freed) == ["00", "01"], "200 B more free: the index takes nothing"
+
+
 def test_old_units_go_whatever_the_size() -> None:
     folder = Path("/rec")
     now = 100 * DAY
@@ -253,7 +268,7 @@ def test_the_cap_counts_the_disk_a_folder_takes_with_room_for_three_segments(tmp
     index = -(-(root / "segments.jsonl").stat().st_size // block) * block
     assert index == block, "one block of index lines"
     doomed = retention.check()
-    # room: 3 x 2 blocks + the index's block = 7 of 9 blocks; a segment takes 2: one is kept
+    # the index (1 block) and room for 3 x 2 blocks: 7 of 9 blocks; a segment takes 2: one is kept
     assert [d.unit.files[0].path for d in doomed] == [p.absolute() for p in paths[:5]]
     kept = sum(p.stat().st_blocks * 512 for p in root.rglob("*") if p.is_file())
     assert kept + 2 * 2 * block <= 9 * block, "with the next segment open and this one's copy, under the cap"

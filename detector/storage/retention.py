@@ -5,11 +5,11 @@ clip with its snapshots (and, through the catalogs, their ``events.jsonl`` lines
 ``choose`` decides, oldest first (by the time a unit ends): every unit older than ``days``; then, per
 folder, the oldest until the folder holds at most ``max_size`` with room (``headroom``) for what is
 being written; then, across the folders on one filesystem, the oldest until ``min_free`` and that
-room are free. Sizes are what the files take on disk (rounded up to the filesystem's block), and the
-room is what the folder holds that is not a unit: its index files (``segments.jsonl``;
-``events.jsonl`` and the event store), and per source writing there, three times the largest of its
-recent units: one being written while the one before is closed (that one and its faststart copy; a
-segment is closed on a thread, and a clip in its last seconds overlaps the next item's).
+room are free. Sizes are what the files take on disk (rounded up to the filesystem's block); a
+folder's size counts its index files too (``segments.jsonl``; ``events.jsonl`` and the event store).
+The room is, per source writing there, three times the largest of its recent units: one being
+written while the one before is closed (that one and its faststart copy; a segment is closed on a
+thread, and a clip in its last seconds overlaps the next item's).
 
 ``Retention`` knows a folder's units from a scan at start (files in our naming only: see ``layout``;
 which snapshots go with which clip from the catalogs' ``listed``) and, during the run, from the
@@ -110,9 +110,11 @@ def choose(
     now: float,
     free: int | None,
     headroom: Mapping[Path, int],
+    held: Mapping[Path, int] | None = None,
 ) -> list[Doomed]:
     """The units to delete, oldest first, from ``folders`` that share one filesystem (``free`` bytes
-    free on it). ``headroom``: per folder, the room kept for what is being written."""
+    free on it). ``headroom``: per folder, the room kept for what is being written; ``held``: what
+    else it holds that counts against its size (its index files)."""
     doomed: list[Doomed] = []
     gone: set[int] = set()
 
@@ -129,7 +131,7 @@ def choose(
                     doom(folder, unit, f"older than {limits.days:g} days")
     if limits.max_size is not None:
         for folder, units in ordered.items():
-            used = sum(u.disk for u in units if id(u) not in gone)
+            used = sum(u.disk for u in units if id(u) not in gone) + (held or {}).get(folder, 0)
             room = headroom.get(folder, 0)
             for unit in units:
                 if used + room <= limits.max_size:
@@ -178,14 +180,17 @@ class _Folder:
         self.units[media.path] = unit
 
     def headroom(self) -> int:
-        """The room for what the folder holds that is not a unit (see the module's docstring)."""
+        """The room for what is being written (see the module's docstring)."""
         recent = sorted(self.units.values(), key=lambda u: u.end)[-RECENT_UNITS:]
-        writing = BEING_WRITTEN * self.writers * max((u.disk for u in recent), default=0)
+        return BEING_WRITTEN * self.writers * max((u.disk for u in recent), default=0)
+
+    def index_bytes(self) -> int:
+        """What the folder's index files take on disk."""
         index = 0
         for name in INDEX_FILES[self.kind]:
             with contextlib.suppress(OSError):
                 index += allocated(os.stat(self.path / name).st_size, self.block)
-        return writing + index
+        return index
 
 
 class Retention:
@@ -307,8 +312,9 @@ class Retention:
             with self._lock:
                 units = {f.path: list(f.units.values()) for f in group}
                 headroom = {f.path: f.headroom() for f in group}
+            held = {f.path: f.index_bytes() for f in group}
             free = free_bytes(group[0].path)
-            doomed += choose(units, self.limits, now=self.clock(), free=free, headroom=headroom)
+            doomed += choose(units, self.limits, now=self.clock(), free=free, headroom=headroom, held=held)
         removed = [path for d in doomed for path in self._delete(d)]
         if removed:
             for root in (f.path for f in self.folders.values() if f.kind == "recordings"):
