@@ -130,6 +130,16 @@ class Outbox:
                 k: float(v) for k, v in self.dropped.items()
             }
 
+    def _made(self, item: _Item) -> bytes | str | None:
+        """The item's payload, made now if it is a function; None when there is nothing to say after all
+        (a picture that could not be encoded) or making it failed (logged, counted as dropped)."""
+        try:
+            return item.payload() if callable(item.payload) else item.payload
+        except Exception as exc:
+            log.warning("MQTT: %s not published: %s", item.topic, exc)
+            self._count(self.dropped, item.source)
+            return None
+
     def _count(self, counter: Counter[str], source: str) -> None:
         with self._cond:  # counted from three threads
             counter[source] += 1
@@ -167,13 +177,8 @@ class Outbox:
             states, self._pending = list(self._pending.values()), {}
             messages, self._messages = list(self._messages), deque()
         for item in [*messages, *states]:
-            try:
-                payload = item.payload() if callable(item.payload) else item.payload
-            except Exception as exc:
-                log.warning("MQTT: %s not published: %s", item.topic, exc)
-                self._count(self.dropped, item.source)
-                continue
-            if payload is None:  # nothing to say after all (a picture that could not be encoded)
+            payload = self._made(item)
+            if payload is None:
                 continue
             last = self._sent.get(item.topic) if item.retain and not item.again else None
             if last is not None and last.payload == payload:
@@ -206,11 +211,6 @@ class Outbox:
                     return
                 topic = next(iter(self._pictures))
                 item = self._pictures.pop(topic)
-            try:
-                payload = item.payload() if callable(item.payload) else item.payload
-            except Exception as exc:
-                log.warning("MQTT: %s not published: %s", item.topic, exc)
-                self._count(self.dropped, item.source)
-                continue
+            payload = self._made(item)
             if payload is not None:
                 self.set(item.topic, payload, source=item.source)
