@@ -1,4 +1,5 @@
-"""Pictures for pages: shrink to a width, encode as a data URI (the HTML report inlines everything)."""
+"""Pictures: shrink to a width, encode as a JPEG (the web view, MQTT snapshots) or a data URI (the HTML
+report inlines everything), write to a file."""
 
 from __future__ import annotations
 
@@ -24,6 +25,13 @@ def fit_width(image: Image, width: int, *, fast: bool = False) -> Image:
     interpolation = cv2.INTER_LINEAR if fast and w <= 2 * width else cv2.INTER_AREA
     small = cv2.resize(image, (width, max(1, round(h * width / w))), interpolation=interpolation)
     return np.asarray(small, dtype=np.uint8)
+
+
+def jpeg(image: Image, width: int, quality: int, *, fast: bool = False) -> bytes | None:
+    """``image`` as a JPEG, scaled down to at most ``width`` pixels across (``fit_width``); None when
+    OpenCV cannot encode it."""
+    ok, data = cv2.imencode(".jpg", fit_width(image, width, fast=fast), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    return data.tobytes() if ok else None
 
 
 def data_uri(image: Image, kind: str = "png", quality: int = 80) -> str | None:

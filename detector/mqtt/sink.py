@@ -15,10 +15,8 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-import cv2
-
 from detector.events import EventRecord, ObjectEvent
-from detector.images import fit_width
+from detector.images import jpeg
 from detector.mqtt.discovery import Discovery
 from detector.mqtt.outbox import Outbox
 from detector.mqtt.topics import ALL, OFFLINE, ONLINE, RECONNECTING, Topics, changes, with_all
@@ -112,7 +110,7 @@ class MqttSink:
             width = self.snapshot_width
 
             def picture(result: FrameResult = shown, event: EventRecord = record) -> bytes | None:
-                return _jpeg(highlight(result.annotated, result, event), width)
+                return jpeg(highlight(result.annotated, result, event), width, JPEG_QUALITY)
 
             self._set(self.topics.snapshot(self.source, record.class_name), picture, slow=True)
 
@@ -178,8 +176,3 @@ class MqttSink:
         run = self.figures() if self.figures is not None else {}
         own = {"published": self.outbox.published[self.source], "dropped": self.outbox.dropped[self.source]}
         return {"mqtt": {**run, **own}}
-
-
-def _jpeg(image: Any, width: int) -> bytes | None:
-    ok, data = cv2.imencode(".jpg", fit_width(image, width), [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
-    return data.tobytes() if ok else None

@@ -23,11 +23,10 @@ from collections.abc import Callable
 from concurrent.futures import Executor
 from typing import Any, NamedTuple
 
-import cv2
 import numpy as np
 
 from detector.events import EventRecord
-from detector.images import fit_width
+from detector.images import jpeg
 from detector.sinks.base import FrameResult
 from detector.sinks.jsonl import dumps_line, frame_record
 from detector.web.feeds import Feed
@@ -39,11 +38,10 @@ BOUNDARY = "frame"
 
 def encode_jpeg(image: np.ndarray, max_width: int, quality: int) -> bytes:
     """JPEG of ``image``, scaled down to at most ``max_width`` pixels wide (``fit_width``'s fast way)."""
-    image = fit_width(image, max_width, fast=True)
-    ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
-    if not ok:  # pragma: no cover - OpenCV encodes any uint8 BGR image
+    data = jpeg(image, max_width, quality, fast=True)
+    if data is None:  # pragma: no cover - OpenCV encodes any uint8 BGR image
         raise RuntimeError("JPEG encoding failed")
-    return buf.tobytes()
+    return data
 
 
 class Jpeg(NamedTuple):
