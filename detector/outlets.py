@@ -22,6 +22,7 @@ from detector.reviews import ReviewUpdate
 from detector.settings import Settings
 from detector.sinks.base import Sink
 from detector.sources.base import SourceInfo
+from detector.stages.classes import resolve_classes
 from detector.stats import RunStats
 
 if TYPE_CHECKING:
@@ -37,12 +38,10 @@ class Listener(Sink, Protocol):
     def review(self, update: ReviewUpdate) -> None: ...
 
 
-def class_names(wanted: list[int | str] | None, names: Mapping[int, str]) -> list[str]:
-    """The classes a run keeps (``--classes``) by name; none when it keeps them all."""
-    if not wanted:
-        return []
-    out = [names.get(int(c), str(c)) if isinstance(c, int) else str(c) for c in wanted]
-    return list(dict.fromkeys(out))
+def kept_classes(wanted: list[int | str] | None, names: Mapping[int, str]) -> list[str]:
+    """The classes a run keeps (``--classes``) by the model's names (``Person`` is ``person``, as the
+    detections say it); none when it keeps them all."""
+    return [names[i] for i in resolve_classes(wanted, names) or []]
 
 
 class Outlets:
@@ -79,7 +78,7 @@ class Outlets:
         source's review items (``review``)."""
         sinks: list[Listener] = []
         if self.mqtt is not None:
-            classes = class_names(settings.classes, names)
+            classes = kept_classes(settings.classes, names)
             zones = [z.name for z in settings.zones]
             sinks.append(self.mqtt.add_source(name, info.kind, stats, classes=classes, zones=zones))
         if self.notifier is not None:

@@ -42,6 +42,7 @@ import numpy as np
 from detector.events import EventRecord, LineCross, ObjectEvent, ZoneEnter, ZoneExit, new_id
 from detector.settings.review import ReviewSettings
 from detector.sinks.base import FrameResult
+from detector.stages.classes import class_names
 from detector.types import Image
 
 log = logging.getLogger(__name__)
@@ -365,21 +366,8 @@ def reviewer_for(
     """A source's reviewer, if anyone listens to its items (the clip recorder, the event store...)."""
     if not consumers:
         return None
-    alert = alert_names(settings.alert_classes, names)
+    alert = class_names(settings.alert_classes, names)
     return Reviewer(source, consumers, gap=settings.gap, alert_classes=alert)
-
-
-def alert_names(wanted: Sequence[int | str], names: Mapping[int, str]) -> list[str]:
-    """``review.alert_classes`` as class names: ids looked up in the model's names, names kept."""
-    out = []
-    for item in wanted:
-        if isinstance(item, int) or str(item).strip().isdigit():
-            name = names.get(int(item))
-            if name is not None:
-                out.append(name)
-        else:
-            out.append(str(item).strip())
-    return out
 
 
 def area_of(xyxy: Sequence[float] | np.ndarray) -> float:

@@ -28,6 +28,9 @@ from mosquitto import PASSWORD, USER, Broker, Message, Subscriber
 from streaming import free_port
 from user_errors import Capture
 
+from detector.errors import UserError
+from detector.outlets import kept_classes
+
 pytestmark = pytest.mark.model
 
 GIF = "person-bicycle-car-detection.gif"  # 41 frames, 480x270: people, a bicycle, cars
@@ -297,3 +300,13 @@ def test_tls_with_the_brokers_ca_and_not_without(
             f"MQTT broker mqtts://127.0.0.1:{secure.port}/detector: its TLS certificate is not trusted "
             "(self-signed certificate in certificate chain); give the CA that signed it with mqtt.ca_certs"
         )
+
+
+def test_the_classes_a_run_keeps_are_announced_as_the_detections_name_them() -> None:
+    """``--classes Person,2`` announces (and zeroes) ``person`` and ``car``, the topics the counts go
+    to, not a ``Person`` topic that nothing ever updates."""
+    names = {0: "person", 1: "bicycle", 2: "car"}
+    assert kept_classes(["Person", 2, " car"], names) == ["person", "car"]
+    assert kept_classes(None, names) == [] and kept_classes([], names) == []
+    with pytest.raises(UserError, match="unknown class name 'persn'; did you mean 'person'"):
+        kept_classes(["persn"], names)

@@ -21,19 +21,14 @@ from detector.notify.worker import Notifier
 from detector.reviews import ReviewItem, ReviewUpdate
 from detector.settings.notify import NotifySettings
 from detector.sinks.base import FrameResult
+from detector.stages.classes import class_names
 
 JPEG_QUALITY = 85
 
 
 def wanted_classes(wanted: list[int | str] | None, names: Mapping[int, str]) -> set[str] | None:
     """``notify.classes`` by name (ids through the model's names), lower case; None: any class."""
-    if wanted is None:
-        return None
-    out = set()
-    for c in wanted:
-        name = names.get(int(c), str(c)) if isinstance(c, int) or str(c).isdigit() else str(c)
-        out.add(name.strip().lower())
-    return out
+    return None if wanted is None else {name.lower() for name in class_names(wanted, names)}
 
 
 def describe(item: ReviewItem) -> tuple[str, str]:

@@ -42,6 +42,21 @@ def resolve_classes(
     return sorted(ids)
 
 
+def class_names(wanted: Sequence[int | str], names: Mapping[int, str]) -> list[str]:
+    """Class ids or names as names, leniently: an id looked up in the model's names (one it lacks is
+    left out), a name kept as typed (stripped). For lists that only match what was detected
+    (``review.alert_classes``, ``notify.classes``), where ``resolve_classes`` would refuse a typo."""
+    out = []
+    for item in wanted:
+        if isinstance(item, int) or str(item).strip().isdigit():
+            name = names.get(int(item))
+            if name is not None:
+                out.append(name)
+        else:
+            out.append(str(item).strip())
+    return out
+
+
 def class_mask(detections: Detections, class_ids: Sequence[int] | None) -> npt.NDArray[np.bool_]:
     """Which detections belong to ``class_ids``; all of them when ``None``."""
     if class_ids is None:
