@@ -29,7 +29,9 @@ from streaming import free_port
 from user_errors import Capture
 
 from detector.errors import UserError
+from detector.mqtt.link import BrokerLink
 from detector.outlets import kept_classes
+from detector.settings.mqtt import MqttSettings
 
 pytestmark = pytest.mark.model
 
@@ -310,3 +312,16 @@ def test_the_classes_a_run_keeps_are_announced_as_the_detections_name_them() -> 
     assert kept_classes(None, names) == [] and kept_classes([], names) == []
     with pytest.raises(UserError, match="unknown class name 'persn'; did you mean 'person'"):
         kept_classes(["persn"], names)
+
+
+@pytest.mark.parametrize(
+    ("url", "tls", "port", "name"),
+    [
+        ("mqtt://u:secret@127.0.0.1/cams", False, 1883, "mqtt://127.0.0.1:1883/cams"),
+        ("mqtt://127.0.0.1/cams", True, 8883, "mqtts://127.0.0.1:8883/cams"),  # mqtt.tls: as connected to
+        ("mqtts://[::1]:8884", False, 8884, "mqtts://[::1]:8884/detector"),
+    ],
+)
+def test_messages_name_the_broker_as_it_is_connected_to(url: str, tls: bool, port: int, name: str) -> None:
+    link = BrokerLink(MqttSettings(url=url, tls=tls))
+    assert (link.name, link.port, link.tls) == (name, port, name.startswith("mqtts"))

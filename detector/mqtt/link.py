@@ -24,6 +24,7 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
 from detector.errors import UserError
+from detector.mqtt.topics import Topics
 from detector.settings.mqtt import MqttSettings, parse_mqtt_url
 
 log = logging.getLogger(__name__)
@@ -33,13 +34,9 @@ BACKOFF = (1, 30)  # seconds: the first reconnect wait, and the longest
 _CREDENTIALS = ("bad user name or password", "not authorized", "bad username or password")
 
 
-def broker_name(url: str) -> str:
+def broker_name(host: str, port: int, tls: bool, prefix: str) -> str:
     """The broker as messages name it: ``mqtt://host:port/prefix``, never with credentials."""
-    address = parse_mqtt_url(url)
-    scheme = "mqtts" if address.tls else "mqtt"
-    port = address.port or (8883 if address.tls else 1883)
-    host = f"[{address.host}]" if ":" in address.host else address.host
-    return f"{scheme}://{host}:{port}/{address.prefix}"
+    return f"{'mqtts' if tls else 'mqtt'}://{f'[{host}]' if ':' in host else host}:{port}/{prefix}"
 
 
 class BrokerLink:
@@ -50,11 +47,11 @@ class BrokerLink:
         address = parse_mqtt_url(settings.url)
         self.settings = settings
         self.prefix = address.prefix
-        self.name = broker_name(settings.url)
         self.tls = address.tls or settings.tls
         self.host, self.port = address.host, address.port or (8883 if self.tls else 1883)
+        self.name = broker_name(self.host, self.port, self.tls, self.prefix)  # the one connected to
         self.connect_timeout = connect_timeout
-        self.will_topic = f"{self.prefix}/available"
+        self.will_topic = Topics(self.prefix).available
         self.connected = threading.Event()
         self.on_connected: Callable[[], None] | None = None
         self.on_message: Callable[[str, bytes], None] | None = None
