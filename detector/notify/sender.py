@@ -1,11 +1,18 @@
 """Apprise, one target per ``--notify`` URL, each with its own timeout (so a retry goes only where the
 last try failed). A URL Apprise cannot use is a ``UserError`` at start. Targets are named by Apprise's
 privacy form of their URL (tokens and passwords masked), never by the URL itself.
+
+``notify.timeout`` bounds a whole try, not each read: an endpoint that trickles its reply a byte at a
+time never trips a socket's read timeout. Each try runs on a daemon thread of its own that is given up
+on (left to end with its socket) once the timeout has passed. Apprise's own deadline is off: it would
+run the try on its shared thread pool, whose blocked worker the interpreter joins at exit, keeping the
+process alive long after the run.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -26,7 +33,8 @@ class Target:
     """One Apprise URL."""
 
     def __init__(self, url: str, timeout: float) -> None:
-        plugin = apprise.Apprise.instantiate(url)
+        asset = apprise.AppriseAsset(async_mode=False, service_timeout=0)  # tries run on our thread
+        plugin = apprise.Apprise.instantiate(url, asset=asset)
         if plugin is None:
             raise UserError(
                 f"--notify {_scheme(url)}://...: Apprise cannot send to this URL (an unknown service, or "
@@ -34,15 +42,32 @@ class Target:
             )
         plugin.socket_connect_timeout = timeout
         plugin.socket_read_timeout = timeout
+        self.timeout = timeout
         self.name = str(plugin.url(privacy=True)).partition("?")[0]  # secrets masked, options left out
-        self._apprise = apprise.Apprise()
+        self._apprise = apprise.Apprise(asset=asset)
         self._apprise.add(plugin)
 
     def send(self, note: Note) -> bool:
+        """One try, over within ``timeout`` whatever the endpoint does; True when it was taken."""
         attach: Any = None
         if note.jpeg is not None:
             attach = AttachMemory(content=note.jpeg, name=note.name, mimetype="image/jpeg")
-        return bool(self._apprise.notify(body=note.body, title=note.title, attach=attach))
+        taken: list[bool] = []
+        done = threading.Event()
+
+        def attempt() -> None:
+            try:
+                taken.append(bool(self._apprise.notify(body=note.body, title=note.title, attach=attach)))
+            except Exception as exc:  # a plugin's bug is one failed try
+                log.debug("%s: %s: %s", self.name, type(exc).__name__, exc)
+            finally:
+                done.set()
+
+        threading.Thread(target=attempt, name="notify-try", daemon=True).start()
+        if done.wait(self.timeout):
+            return bool(taken and taken[0])
+        log.debug("%s did not finish within %g s; given up", self.name, self.timeout)
+        return False
 
 
 def targets(urls: Sequence[str], timeout: float) -> list[Target]:
