@@ -1,6 +1,7 @@
 """Apprise, one target per ``--notify`` URL, each with its own timeout (so a retry goes only where the
 last try failed). A URL Apprise cannot use is a ``UserError`` at start. Targets are named by Apprise's
-privacy form of their URL (tokens and passwords masked), never by the URL itself.
+privacy form of their URL (tokens and passwords masked), never by the URL itself; ntfy's topics are
+masked there too (on a public server the topic is the password), and in every log line.
 
 ``notify.timeout`` bounds a whole try, not each read: an endpoint that trickles its reply a byte at a
 time never trips a socket's read timeout. Each try runs on a daemon thread of its own that is given up
@@ -15,18 +16,34 @@ import logging
 import threading
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import unquote
 
 import apprise
 from apprise.attachment.memory import AttachMemory
 
 from detector.errors import UserError
 from detector.notify.worker import Note
+from detector.redact import remember
 
 log = logging.getLogger(__name__)
 
 
 def _scheme(url: str) -> str:
     return url.partition("://")[0] or "?"
+
+
+def _name(plugin: Any) -> str:
+    """Apprise's privacy form of the URL without its options, its topics (ntfy's) masked as Apprise
+    masks tokens (``T...t``): ``ntfy://user:****@host/T...t``."""
+    name = str(plugin.url(privacy=True)).partition("?")[0]
+    topics = {str(t) for t in getattr(plugin, "topics", None) or ()}
+    if not topics:
+        return name
+    remember(sorted(topics))  # masked in every log line too
+    scheme, _, rest = name.partition("://")
+    auth, at, where = rest.rpartition("@")
+    parts = [str(plugin.pprint(p, True, safe="")) if unquote(p) in topics else p for p in where.split("/")]
+    return f"{scheme}://{auth}{at}{'/'.join(parts)}"
 
 
 class Target:
@@ -43,7 +60,7 @@ class Target:
         plugin.socket_connect_timeout = timeout
         plugin.socket_read_timeout = timeout
         self.timeout = timeout
-        self.name = str(plugin.url(privacy=True)).partition("?")[0]  # secrets masked, options left out
+        self.name = _name(plugin)  # secrets masked, options left out
         self._apprise = apprise.Apprise(asset=asset)
         self._apprise.add(plugin)
 
