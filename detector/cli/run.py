@@ -49,7 +49,9 @@ def command(args: argparse.Namespace, started_at: float) -> int:
     settings = load_settings(args.config, setting_overrides(args), command=RUN)
     run = Run(settings, args.sources, started_at=started_at)
     live = any(is_live_spec(p.spec) for p in run.plans)
-    watched = settings.show or settings.serve.bind or live or settings.record.dir
+    # what else keeps what a run finds: a window, the web view, recordings, a broker, notifications
+    told = settings.mqtt.url or settings.notify.urls
+    watched = settings.show or settings.serve.bind or live or settings.record.dir or told
     if not settings.output_paths() and not watched:
         log.info(NOTHING_SAVED)
     try:
