@@ -41,7 +41,7 @@ def add_parser(sub: Any) -> None:
 
 
 def command(args: argparse.Namespace, started_at: float) -> int:
-    from detector.report import format_summary
+    from detector.report import format_summaries
     from detector.run import Run
     from detector.settings import load_settings
     from detector.sources import is_live_spec
@@ -58,5 +58,5 @@ def command(args: argparse.Namespace, started_at: float) -> int:
         run.execute()
     finally:
         if run.reports and not args.quiet:  # -q: only warnings and errors
-            print("\n\n".join(format_summary(r) for r in run.reports), file=sys.stderr)
+            print(format_summaries(run.reports), file=sys.stderr)
     return 0
