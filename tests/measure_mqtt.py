@@ -10,12 +10,13 @@
    record, the subscriber's arrival time minus the record's ``wall_time`` (files: when its frame
    reached the sinks). Also the outbox's own figure from the report (every message: its frame at the
    sinks to the message handed to the broker, p95).
-3. messages per minute (``--rate``): the doorway footage with that config, and car-detection.mp4
-   with configs/traffic-zones.yaml, each served live in real time (looping, ``--rate-seconds``) to a
-   run with ``--mqtt``; the subscriber's messages by kind (counts, snapshots and their MB, discovery
-   configs, events, review items, other) per minute. ``--tree DIR`` runs another checkout's
-   ``detector`` (the code before a change: ``git archive COMMIT | tar -x -C DIR``), whose settings may
-   lack the newer keys (the configs here use none).
+3. messages per minute (``--rate``): the doorway footage with that config, car-detection.mp4 with
+   configs/traffic-zones.yaml, and the street GIF made a minute long (every class, ``--clip-on
+   person``: a busy street as the issue's was), each served live in real time (looping,
+   ``--rate-seconds``) to a run with ``--mqtt``; the subscriber's messages by kind (counts,
+   snapshots and their MB, discovery configs, events, review items, other) per minute. ``--tree
+   DIR`` runs another checkout's ``detector`` (the code before a change: ``git archive COMMIT |
+   tar -x -C DIR``), whose settings may lack the newer keys (the configs here use none).
 
     DETECTOR_TEST_VIDEOS=../shared/videos python tests/measure_mqtt.py --rate [--tree DIR]
 """
@@ -40,7 +41,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from mosquitto import Broker, Message, Subscriber
-from streaming import StreamServer
+from streaming import StreamServer, ffmpeg_exe
 from webhook import Webhook
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -82,19 +83,27 @@ def kind(message: Message) -> str:
     return "counts"
 
 
-def rates(videos: Path, seconds: float, tree: Path) -> None:
+def rates(videos: Path, seconds: float, tree: Path, only: list[str]) -> None:
     """Messages per minute of each footage served live, by kind, and the busiest count topic."""
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
+        busy = folder / "street-loop.mp4"  # the street GIF 30 times over: a busy street for a minute
+        subprocess.run(
+            [ffmpeg_exe(), "-v", "error", "-stream_loop", "29", "-i", str(videos / GIF), "-c:v", "libx264",
+             "-pix_fmt", "yuv420p", "-r", "12.5", str(busy)], check=True, timeout=300,
+        )  # fmt: skip
+        traffic = ["--config", str(ROOT / "configs" / "traffic-zones.yaml")]
         cases = [
-            (DOOR, 10.0, ["--config", str(door_config(folder))]),
-            (STREET, 12.5, ["--config", str(ROOT / "configs" / "traffic-zones.yaml")]),
+            (videos / DOOR, 10.0, ["--config", str(door_config(folder))]),
+            (videos / STREET, 12.5, traffic),
+            (busy, 12.5, ["--track", "--clip-on", "person", "--clips", str(folder / "clips")]),  # any class
         ]
+        cases = [case for case in cases if not only or any(o in case[0].name for o in only)]
         with Broker(folder) as broker:
             for clip, fps, extra in cases:
                 with (
                     Subscriber(broker) as sub,
-                    StreamServer(videos / clip, loop=True, lifetime=seconds + 120) as stream,
+                    StreamServer(clip, loop=True, lifetime=seconds + 120) as stream,
                 ):
                     frames = str(round(seconds * fps))
                     args = [stream.url, *extra, "--mqtt", broker.url, "--max-frames", frames]
@@ -107,7 +116,7 @@ def rates(videos: Path, seconds: float, tree: Path) -> None:
                 topics = Counter(m.topic for m in messages if kind(m) == "counts")
                 busiest, most = topics.most_common(1)[0] if topics else ("-", 0)
                 kinds = ", ".join(f"{k} {n / minutes:.0f}" for k, n in by_kind.most_common())
-                print(f"{clip} live, {report['frames']['processed']} frames, {minutes * 60:.0f} s: "
+                print(f"{clip.name} live, {report['frames']['processed']} frames, {minutes * 60:.0f} s: "
                       f"{len(messages) / minutes:.0f} messages/min; by kind per minute {kinds}; "
                       f"snapshots {shots:.2f} MB; busiest count topic {busiest} {most / minutes:.0f}/min; "
                       f"discovery configs {by_kind['discovery']}", flush=True)  # fmt: skip
@@ -120,11 +129,12 @@ def main() -> int:
     parser.add_argument("--latency-runs", type=int, default=5)
     parser.add_argument("--rate", action="store_true", help="messages per minute only (3.)")
     parser.add_argument("--rate-seconds", type=float, default=60.0)
+    parser.add_argument("--only", nargs="*", default=[], help="--rate: footage whose name has one of these")
     parser.add_argument("--tree", type=Path, default=ROOT, help="the checkout whose detector runs (--rate)")
     opts = parser.parse_args()
     videos = Path(os.environ["DETECTOR_TEST_VIDEOS"])
     if opts.rate:
-        rates(videos, opts.rate_seconds, opts.tree.resolve())
+        rates(videos, opts.rate_seconds, opts.tree.resolve(), opts.only)
         return 0
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
