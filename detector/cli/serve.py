@@ -34,6 +34,7 @@ def add_parser(sub: Any) -> None:
 
 def command(args: argparse.Namespace, started_at: float) -> int:
     from detector.errors import UserError
+    from detector.machine import raise_open_files_limit
     from detector.settings import load_settings, with_updates
     from detector.store.schema import SCHEMA_VERSION, connect, existing_store, migrate
     from detector.web.config import serve_config
@@ -53,6 +54,7 @@ def command(args: argparse.Namespace, started_at: float) -> int:
             db.close()
     if settings.serve.bind is None:
         settings = with_updates(settings, serve={**settings.serve.model_dump(), "bind": DEFAULT_BIND})
+    raise_open_files_limit()
     web = WebView(serve_config(settings))
     web.set_phase(BROWSING)
     web.set_store(path)

@@ -39,6 +39,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from detector.errors import UserError
 from detector.web.broadcast import BOUNDARY, JpegFeed, Relay, Slots, Subscriber, lower_priority
 from detector.web.config import ServeConfig, is_loopback
+from detector.web.connections import connection_cap, uvicorn_limits
 from detector.web.feeds import Board, Feed
 from detector.web.history import History
 from detector.web.metrics import CONTENT_TYPE, Metrics
@@ -170,7 +171,7 @@ class WebServer:
         app = Starlette(routes=self._routes())
         uv_config = uvicorn.Config(
             Guard(app, config.token),
-            http="h11",
+            **uvicorn_limits(connection_cap()),  # idle clients cannot take the recording's descriptors
             loop="asyncio",
             ws="none",
             lifespan="off",
