@@ -191,3 +191,22 @@ def test_serve_never_writes_into_a_file_that_is_not_a_store(tmp_path: Path) -> N
         assert len(lines) == 1 and "not an event store" in lines[0], done.stderr
         assert empty.read_bytes() == b"", "the empty file was written into"
         assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.db"], list(tmp_path.iterdir())
+
+
+def test_serving_media_leaves_no_file_open(served: dict[str, Any]) -> None:
+    """Every descriptor /media opens is closed, whether the answer is 200, 206, 304, HEAD or 404."""
+    pid = served["proc"].proc.pid
+    name = served["clip"].name
+    etag = media(served, "clip", name).headers["etag"]
+
+    def open_files() -> int:
+        return len(os.listdir(f"/proc/{pid}/fd"))
+
+    before = open_files()
+    for _ in range(40):
+        assert media(served, "clip", name).status == 200
+        assert media(served, "clip", name, {"Range": "bytes=5-50"}).status == 206
+        assert media(served, "clip", name, {"If-None-Match": etag}).status == 304
+        assert media(served, "symlink", "snap.jpg").status == 404
+        assert media(served, "fifo", "fifo.jpg").status == 404
+    assert open_files() <= before + 2, (before, open_files())

@@ -183,7 +183,7 @@ class History:
         except Gone:
             return PlainTextResponse("404 not found: the file is gone\n", status_code=404)
         media_type = MEDIA_TYPES.get(PurePosixPath(name).suffix.lower(), "application/octet-stream")
-        response = FdFileResponse(fd, st, name, media_type=media_type)
+        response = FdFileResponse(fd, st, media_type=media_type)
         etag = response.headers.get("etag")
         wanted = [t.strip() for t in request.headers.get("if-none-match", "").split(",")]
         if etag and (etag in wanted or "*" in wanted):

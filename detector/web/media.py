@@ -21,12 +21,10 @@ import contextlib
 import errno
 import os
 import stat
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-import anyio
 from starlette.responses import FileResponse
 from starlette.types import Receive, Scope, Send
 
@@ -95,12 +93,13 @@ def _why(exc: OSError, link: str) -> Exception:
 
 
 class FdFileResponse(FileResponse):
-    """Starlette's ``FileResponse`` (Range, ETag, HEAD) over an already open descriptor, which it
-    closes once sent (or not sent). Starlette opens files by path; reading ours instead is the one
-    change (``_open_file``), so nothing is looked up by path again after the checks above."""
+    """Starlette's ``FileResponse`` (Range, ETag, HEAD) of an already open descriptor, which it closes
+    once sent (or not sent). It reads ``/dev/fd/N``: that opens the very file the descriptor has open
+    (on Linux a link to the open file itself, no path is walked again), so nothing a row names is
+    looked up after the checks above, with any version of Starlette."""
 
-    def __init__(self, fd: int, st: os.stat_result, name: str, **kwargs: Any) -> None:
-        super().__init__(name, stat_result=st, **kwargs)
+    def __init__(self, fd: int, st: os.stat_result, **kwargs: Any) -> None:
+        super().__init__(f"/dev/fd/{fd}", stat_result=st, **kwargs)
         self.fd = fd
 
     def close(self) -> None:
@@ -115,7 +114,3 @@ class FdFileResponse(FileResponse):
             await super().__call__({**scope, "extensions": extensions}, receive, send)
         finally:
             self.close()
-
-    @asynccontextmanager
-    async def _open_file(self) -> AsyncIterator[anyio.AsyncFile[bytes]]:
-        yield anyio.wrap_file(os.fdopen(self.fd, "rb", closefd=False))
