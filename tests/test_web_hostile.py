@@ -9,6 +9,7 @@ Runtime: about 10 s.
 
 from __future__ import annotations
 
+import http.client
 import os
 import re
 import signal
@@ -24,7 +25,7 @@ from conftest import write_clip
 from detector_process import DetectorProcess
 from store_data import add_clip, make_store
 from test_clips_live import headless_env
-from web_client import get
+from web_client import address, get
 
 from detector.store.rows import MEDIA_SQL
 
@@ -209,4 +210,9 @@ def test_serving_media_leaves_no_file_open(served: dict[str, Any]) -> None:
         assert media(served, "clip", name, {"If-None-Match": etag}).status == 304
         assert media(served, "symlink", "snap.jpg").status == 404
         assert media(served, "fifo", "fifo.jpg").status == 404
+        conn = http.client.HTTPConnection(*address(served["url"]), timeout=10)
+        conn.request("HEAD", f"/media/{served['rows']['clip']}/{name}", headers=AUTH)
+        head = conn.getresponse()
+        assert head.status == 200 and head.read() == b""
+        conn.close()
     assert open_files() <= before + 2, (before, open_files())
