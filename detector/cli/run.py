@@ -41,12 +41,14 @@ def add_parser(sub: Any) -> None:
 
 
 def command(args: argparse.Namespace, started_at: float) -> int:
+    from detector.machine import raise_open_files_limit
     from detector.report import format_summaries
     from detector.run import Run
     from detector.settings import load_settings
     from detector.sources import is_live_spec
 
     settings = load_settings(args.config, setting_overrides(args), command=RUN)
+    raise_open_files_limit()  # descriptors for segments, clips, the store and web connections
     run = Run(settings, args.sources, started_at=started_at)
     live = any(is_live_spec(p.spec) for p in run.plans)
     # what else keeps what a run finds: a window, the web view, recordings, a broker, notifications
