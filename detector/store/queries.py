@@ -17,7 +17,9 @@ another one).
 
 from __future__ import annotations
 
+import contextlib
 import json
+import math
 import socket
 import sqlite3
 import threading
@@ -28,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from detector.errors import UserError
-from detector.store.rows import pid_alive, real_path
+from detector.store.rows import pid_alive
 from detector.store.schema import SCHEMA_VERSION, connect, version_of
 
 MAX_LIMIT = 500
@@ -76,9 +78,11 @@ def _review_cursor(cursor: str) -> tuple[float, str]:
     try:
         if not sep or not review_id:
             raise ValueError
+        if not math.isfinite(float(start)):
+            raise ValueError
         return float(start), review_id
     except ValueError:
-        raise BadQuery(f"not a cursor of this list: {cursor!r}") from None
+        raise BadQuery(f"not a cursor of this list: {cursor[:80]!r}") from None
 
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -89,22 +93,21 @@ def read_time(text: str, now: float) -> float:
     (``2026-12-01``, ``2026-12-01T09:42``: local time unless it says its offset), or how long ago
     (``90s``, ``15m``, ``2h``, ``3d``, ``1w``)."""
     text = text.strip()
-    try:
-        return float(text)
-    except ValueError:
-        pass
-    if len(text) > 1 and text[-1].lower() in _UNITS:
-        try:
-            return now - float(text[:-1]) * _UNITS[text[-1].lower()]
-        except ValueError:
-            pass
-    try:
-        return datetime.fromisoformat(text).timestamp()
-    except ValueError:
-        raise ValueError(
-            f"not a time: {text!r} (give Unix seconds, an ISO date or time such as 2026-12-01T09:00, "
-            "or how long ago: 90s, 15m, 2h, 3d)"
-        ) from None
+    seconds: float | None = None
+    with contextlib.suppress(ValueError):
+        seconds = float(text)
+    if seconds is None and len(text) > 1 and text[-1].lower() in _UNITS:
+        with contextlib.suppress(ValueError):
+            seconds = now - float(text[:-1]) * _UNITS[text[-1].lower()]
+    if seconds is None:
+        with contextlib.suppress(ValueError, OverflowError):
+            seconds = datetime.fromisoformat(text).timestamp()
+    if seconds is not None and math.isfinite(seconds):  # nan, inf, 1e400 or 9 x 5000 are no time
+        return seconds
+    raise ValueError(
+        f"not a time: {text[:40]!r} (give Unix seconds, an ISO date or time such as 2026-12-01T09:00, "
+        "or how long ago: 90s, 15m, 2h, 3d)"
+    )
 
 
 def id_at(seconds: float) -> str:
@@ -322,10 +325,13 @@ class StoreReader:
         return record
 
     # -- media and what the filters offer -----------------------------------------------------------------
-    def media(self, media_id: int) -> tuple[Path, str] | None:
-        """Where the file of media row ``media_id`` is, and its kind; None if the store has no such row."""
+    def media(self, media_id: int) -> tuple[str, str] | None:
+        """The path media row ``media_id`` keeps (as stored: relative to the store's folder, or
+        absolute; ``web.media`` decides whether to serve it) and its kind; None if there is no such row."""
+        if not 0 < media_id < 2**63:  # SQLite's integers (a larger one is an OverflowError)
+            return None
         row = self._row("SELECT path, kind FROM media WHERE id = ?", (media_id,))
-        return None if row is None else (real_path(row[0], self.root), str(row[1]))
+        return None if row is None else (str(row[0]), str(row[1]))
 
     def facets(self) -> dict[str, Any]:
         """What the history page's filters offer: sources, classes, zones, and the first and last day."""

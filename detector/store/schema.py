@@ -170,6 +170,22 @@ def version_of(db: sqlite3.Connection, path: Path) -> int:
     return version
 
 
+def existing_store(path: Path) -> int:
+    """The schema version of the store at ``path``, read without writing a byte (``detector serve``
+    and ``detector events`` only read); ``UserError`` if there is no such file, it is not a store of
+    ours, or it is empty (a run would make a store in it; reading it must not)."""
+    if not path.is_file():
+        raise UserError(f"event store {path} does not exist")
+    db = connect(path, readonly=True)
+    try:
+        version = version_of(db, path)
+    finally:
+        db.close()
+    if version == 0:
+        raise UserError(f"{path} is empty, not an event store (give the --events-db FILE a run wrote)")
+    return version
+
+
 def migrate(db: sqlite3.Connection, path: Path) -> int:
     """Bring the store up to ``SCHEMA_VERSION`` (in WAL mode); returns the version it had."""
     old = version_of(db, path)
