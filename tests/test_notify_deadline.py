@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import time
 from pathlib import Path
 
@@ -52,4 +53,38 @@ def test_a_trickling_endpoint_does_not_keep_the_process_alive(
     assert code == 0, run.stderr
     notify = json.loads(report.read_text())["notify"]
     assert notify["sent"] == 0 and notify["failed"] + notify["dropped"] == 1
+    assert "Traceback" not in run.stderr
+
+
+def test_ctrl_c_while_a_notification_trickles_ends_the_process_at_once(
+    model_path: Path, videos_dir: Path, tmp_path: Path
+) -> None:
+    """The run is over and the notifier gives what waits one more ``notify.timeout`` (30 s here): a
+    Ctrl-C, then a second, end the process within seconds, not when the endpoint stops."""
+    config = tmp_path / "room.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "classes": ["person"],
+                "zones": [{"name": "room", "polygon": [[0, 0], [1, 0], [1, 1], [0, 1]]}],
+                "notify": {"cooldown": 0, "timeout": 30, "retries": 0},
+            }
+        )
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    with Trickle(every=3.0) as slow:
+        cmd = ["detector", "run", str(videos_dir / CLIP), "--model", str(model_path), "--no-show"]
+        cmd += ["--config", str(config), "--notify", slow.url, "--max-frames", "90"]
+        cmd += ["--json", str(tmp_path / "out.jsonl")]
+        run = DetectorProcess(cmd, tmp_path, {**env, "PYTHONUNBUFFERED": "1", "YOLO_OFFLINE": "1"})
+        try:
+            run.wait_until("every frame", lambda: len(run.frames()) == 90 and slow.connections, timeout=120)
+            time.sleep(1.0)  # the notifier's last wait
+            for _ in range(2):
+                run.proc.send_signal(signal.SIGINT)
+                time.sleep(0.3)
+            code = run.finish(10)
+        finally:
+            run.kill()
+    assert code in (130, -signal.SIGINT), run.stderr
     assert "Traceback" not in run.stderr
