@@ -16,6 +16,9 @@ import yaml
 from detector_process import DetectorProcess
 from webhook import Trickle
 
+from detector.notify.sender import STUCK, targets
+from detector.notify.worker import Note
+
 pytestmark = pytest.mark.model
 
 CLIP = "one-by-one-person-detection.mp4"  # 10 fps: a person comes in at 6.4 s
@@ -88,3 +91,13 @@ def test_ctrl_c_while_a_notification_trickles_ends_the_process_at_once(
             run.kill()
     assert code in (130, -signal.SIGINT), run.stderr
     assert "Traceback" not in run.stderr
+
+
+def test_tries_that_hang_are_bounded() -> None:
+    """Each try against a trickling endpoint is given up after the timeout; past ``STUCK`` of them
+    still hanging, a try fails without connecting: threads and sockets stay bounded."""
+    with Trickle(every=0.3) as slow:  # a byte sooner than the read timeout: only the deadline ends a try
+        [target] = targets([slow.url], timeout=0.5)
+        note = Note("t", "b")
+        assert [target.send(note) for _ in range(STUCK + 3)] == [False] * (STUCK + 3)
+        assert slow.connections == STUCK

@@ -146,9 +146,9 @@ class Trickle:
     def _trickle(self, conn: socket.socket) -> None:
         reply = b"HTTP/1.1 200 OK\r\nX-Slow: " + b"a" * 100_000
         with conn:
-            conn.settimeout(0.5)
+            conn.settimeout(min(0.5, self.every / 2))
             with contextlib.suppress(OSError):
-                while conn.recv(65536):  # the whole request: until it pauses for 0.5 s
+                while conn.recv(65536):  # the whole request: until it pauses
                     pass
             for byte in reply:
                 if self._stop.wait(self.every):

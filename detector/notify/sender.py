@@ -5,8 +5,10 @@ masked there too (on a public server the topic is the password), and in every lo
 
 ``notify.timeout`` bounds a whole try, not each read: an endpoint that trickles its reply a byte at a
 time never trips a socket's read timeout. Each try runs on a daemon thread of its own that is given up
-on (left to end with its socket) once the timeout has passed. Apprise's own deadline is off: it would
-run the try on its shared thread pool, whose blocked worker the interpreter joins at exit, keeping the
+on (left to end with its socket) once the timeout has passed; while ``STUCK`` given-up tries of a
+target still hold their sockets, the next try fails at once, so an endpoint that never ends its
+replies holds a bounded number of threads and sockets. Apprise's own deadline is off: it would run
+the try on its shared thread pool, whose blocked worker the interpreter joins at exit, keeping the
 process alive long after the run.
 """
 
@@ -26,6 +28,8 @@ from detector.notify.worker import Note
 from detector.redact import remember
 
 log = logging.getLogger(__name__)
+
+STUCK = 4  # given-up tries of one target still running, at most; past it a try fails at once
 
 
 def _scheme(url: str) -> str:
@@ -63,12 +67,17 @@ class Target:
         self.name = _name(plugin)  # secrets masked, options left out
         self._apprise = apprise.Apprise(asset=asset)
         self._apprise.add(plugin)
+        self._stuck: list[threading.Thread] = []  # tries given up on, maybe still running
 
     def send(self, note: Note) -> bool:
         """One try, over within ``timeout`` whatever the endpoint does; True when it was taken."""
         attach: Any = None
         if note.jpeg is not None:
             attach = AttachMemory(content=note.jpeg, name=note.name, mimetype="image/jpeg")
+        self._stuck = [t for t in self._stuck if t.is_alive()]
+        if len(self._stuck) >= STUCK:
+            log.debug("%s: %d earlier tries still hang; not tried", self.name, len(self._stuck))
+            return False
         taken: list[bool] = []
         done = threading.Event()
 
@@ -80,10 +89,12 @@ class Target:
             finally:
                 done.set()
 
-        threading.Thread(target=attempt, name="notify-try", daemon=True).start()
+        thread = threading.Thread(target=attempt, name="notify-try", daemon=True)
+        thread.start()
         if done.wait(self.timeout):
             return bool(taken and taken[0])
         log.debug("%s did not finish within %g s; given up", self.name, self.timeout)
+        self._stuck.append(thread)
         return False
 
 
