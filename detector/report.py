@@ -172,7 +172,10 @@ def format_summary(report: Mapping[str, Any]) -> str:
                      f"{n['skipped']} held back (cooldown or filters)")  # fmt: skip
     if report.get("events_db"):
         s = report["events_db"]
-        lost = f", {s['dropped'] + s['lost']} lost" if s["dropped"] or s["lost"] else ""
+        missing = (("events", s["dropped"] + s["lost"]), ("items", s.get("items_lost", 0)),
+                   ("files", s.get("files_lost", 0)))  # fmt: skip
+        lost = ", ".join(f"{n} {what}" for what, n in missing if n)
+        lost = f" (lost: {lost})" if lost else ""
         lines.append(f"store      {s['reviews']} review items, {s['events']} events{lost}, in {s['path']}")
     lines += storage_lines(report)
     if report.get("outputs"):

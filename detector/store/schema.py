@@ -15,6 +15,7 @@ A store made by a newer detector (a higher version) is refused, not touched.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 from collections.abc import Callable
@@ -149,6 +150,41 @@ def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
         db = sqlite3.connect(path, timeout=BUSY_MS / 1000, isolation_level=None)
     db.execute(f"PRAGMA busy_timeout = {BUSY_MS}")
     return db
+
+
+def rollback(db: sqlite3.Connection) -> bool:
+    """End the open transaction, if any; False when even that failed (the connection is then closed:
+    open the file anew)."""
+    if not db.in_transaction:
+        return True
+    try:
+        db.execute("ROLLBACK")
+    except sqlite3.Error:
+        with contextlib.suppress(sqlite3.Error):
+            db.close()
+        return False
+    return True
+
+
+def close_store(db: sqlite3.Connection) -> str | None:
+    """Close a writer's connection, its WAL written back and truncated first, so that a clean exit
+    leaves only the store's file (the last connection to close removes the WAL and its index; a
+    reader open elsewhere keeps them, empty). Why closing failed, if it did."""
+    with contextlib.suppress(sqlite3.Error):  # busy (a reader): the WAL stays whole, for the next one
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    try:
+        db.close()
+    except sqlite3.Error as exc:
+        return str(exc)
+    return None
+
+
+def failure(exc: BaseException) -> str:
+    """Why a write or read failed, in words: a lock held past the busy timeout is named for what it is."""
+    text = str(exc) or type(exc).__name__
+    if isinstance(exc, sqlite3.OperationalError) and "locked" in text:
+        return f"locked by another process for more than {BUSY_MS / 1000:g} s ({text})"
+    return text
 
 
 def version_of(db: sqlite3.Connection, path: Path) -> int:
