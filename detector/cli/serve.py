@@ -35,7 +35,7 @@ def add_parser(sub: Any) -> None:
 def command(args: argparse.Namespace, started_at: float) -> int:
     from detector.errors import UserError
     from detector.settings import load_settings, with_updates
-    from detector.store.schema import SCHEMA_VERSION, connect, migrate, version_of
+    from detector.store.schema import SCHEMA_VERSION, check_whole, connect, migrate, version_of
     from detector.web.config import serve_config
     from detector.web.view import WebView
 
@@ -48,6 +48,7 @@ def command(args: argparse.Namespace, started_at: float) -> int:
     db = connect(path)
     try:
         version = version_of(db, path)
+        check_whole(db, path)  # a damaged store is said at the start, not as 503s in the browser
         if version < SCHEMA_VERSION:
             migrate(db, path)
             log.info("event store %s: schema %d brought up to %d", path, version, SCHEMA_VERSION)

@@ -17,19 +17,20 @@ another one).
 
 from __future__ import annotations
 
+import functools
 import json
 import socket
 import sqlite3
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from detector.errors import UserError
 from detector.store.rows import pid_alive, real_path
-from detector.store.schema import SCHEMA_VERSION, connect, version_of
+from detector.store.schema import READ_BUSY_MS, SCHEMA_VERSION, connect, unreadable, version_of
 
 MAX_LIMIT = 500
 ID_MARGIN_S = 600.0  # an event's id is made at most this long after its wall_time (capture time)
@@ -113,6 +114,24 @@ def id_at(seconds: float) -> str:
     return f"{h[:8]}-{h[8:]}"
 
 
+T = TypeVar("T")
+
+
+def _reading(query: Callable[..., T]) -> Callable[..., T]:
+    """A query whose store SQLite cannot read (damaged, locked by another process) raises ``UserError``
+    with one line that says so (the API answers 503 with it, ``detector events`` exits with it)."""
+
+    @functools.wraps(query)
+    def read(self: StoreReader, *args: Any, **kwargs: Any) -> T:
+        try:
+            return query(self, *args, **kwargs)
+        except sqlite3.DatabaseError as exc:
+            self.close()  # this thread's connection: opened anew by the next query
+            raise UserError(unreadable(self.path, exc, READ_BUSY_MS)) from exc
+
+    return read
+
+
 class StoreReader:
     """Queries on the store at ``path``, from any thread (each thread gets its own read-only
     connection). A store not written yet reads as empty."""
@@ -150,6 +169,7 @@ class StoreReader:
             self._local.longest = None
 
     # -- review items -------------------------------------------------------------------------------------
+    @_reading
     def reviews(self, q: ReviewQuery) -> tuple[list[dict[str, Any]], str | None]:
         """A page of items, newest first, and the cursor of the next page (None: the last page)."""
         limit = _limit(q.limit)
@@ -195,6 +215,7 @@ class StoreReader:
         last = rows[limit - 1] if more else None
         return items, f"{last[5]!r}_{last[0]}" if last is not None else None
 
+    @_reading
     def review(self, review_id: str) -> dict[str, Any] | None:
         """One item with its events (their records, newest last) and its media."""
         db = self._db()
@@ -267,11 +288,13 @@ class StoreReader:
         db = self._db()
         return None if db is None else db.execute(sql, args).fetchone()
 
+    @_reading
     def thumbnail(self, review_id: str) -> bytes | None:
         row = self._row("SELECT jpeg FROM thumbnails WHERE review_id = ?", (review_id,))
         return bytes(row[0]) if row is not None else None
 
     # -- events -------------------------------------------------------------------------------------------
+    @_reading
     def events(self, q: EventQuery) -> tuple[list[dict[str, Any]], str | None]:
         limit = _limit(q.limit)
         db = self._db()
@@ -302,6 +325,7 @@ class StoreReader:
         out = [self._event(db, row) for row in rows[:limit]]
         return out, rows[limit - 1][0] if len(rows) > limit else None
 
+    @_reading
     def event(self, event_id: str) -> dict[str, Any] | None:
         row = self._row("SELECT id, data, review_id FROM events WHERE id = ?", (event_id,))
         db = self._db()
@@ -322,11 +346,13 @@ class StoreReader:
         return record
 
     # -- media and what the filters offer -----------------------------------------------------------------
+    @_reading
     def media(self, media_id: int) -> tuple[Path, str] | None:
         """Where the file of media row ``media_id`` is, and its kind; None if the store has no such row."""
         row = self._row("SELECT path, kind FROM media WHERE id = ?", (media_id,))
         return None if row is None else (real_path(row[0], self.root), str(row[1]))
 
+    @_reading
     def facets(self) -> dict[str, Any]:
         """What the history page's filters offer: sources, classes, zones, and the first and last day."""
         db = self._db()

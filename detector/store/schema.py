@@ -26,6 +26,7 @@ from detector.errors import UserError
 APPLICATION_ID = 0x44455431  # "DET1"
 SCHEMA_VERSION = 2
 BUSY_MS = 10_000
+READ_BUSY_MS = 2_000  # readers (WAL: they wait only for a lock that shuts out reading too)
 
 
 def _script(db: sqlite3.Connection, sql: str) -> None:
@@ -142,13 +143,15 @@ MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _v1, 2: _v2}
 
 
 def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
-    """A connection in autocommit mode (transactions are explicit), waiting up to 10 s for a lock."""
+    """A connection in autocommit mode (transactions are explicit), waiting up to 10 s for a lock (a
+    reader: 2 s)."""
+    busy = READ_BUSY_MS if readonly else BUSY_MS
     if readonly:
-        db = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True, timeout=BUSY_MS / 1000,
+        db = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True, timeout=busy / 1000,
                              isolation_level=None, check_same_thread=False)  # fmt: skip
     else:
-        db = sqlite3.connect(path, timeout=BUSY_MS / 1000, isolation_level=None)
-    db.execute(f"PRAGMA busy_timeout = {BUSY_MS}")
+        db = sqlite3.connect(path, timeout=busy / 1000, isolation_level=None)
+    db.execute(f"PRAGMA busy_timeout = {busy}")
     return db
 
 
@@ -179,12 +182,35 @@ def close_store(db: sqlite3.Connection) -> str | None:
     return None
 
 
-def failure(exc: BaseException) -> str:
+def failure(exc: BaseException, busy_ms: int = BUSY_MS) -> str:
     """Why a write or read failed, in words: a lock held past the busy timeout is named for what it is."""
     text = str(exc) or type(exc).__name__
     if isinstance(exc, sqlite3.OperationalError) and "locked" in text:
-        return f"locked by another process for more than {BUSY_MS / 1000:g} s ({text})"
+        return f"locked by another process for more than {busy_ms / 1000:g} s ({text})"
     return text
+
+
+def unreadable(path: Path, exc: sqlite3.DatabaseError, busy_ms: int = BUSY_MS) -> str:
+    """One line on a store that SQLite cannot read: locked, damaged, or not a database at all."""
+    text = str(exc)
+    if isinstance(exc, sqlite3.OperationalError) and "locked" in text:
+        return f"event store {path} is {failure(exc, busy_ms)}; try again once it lets go"
+    if "malformed" in text:
+        return f"event store {path} is damaged ({text}); restore a copy, or rescue it with sqlite3 .recover"
+    if "not a database" in text:
+        return f"event store {path} is not an SQLite database ({text}); choose another file"
+    return f"event store {path} cannot be read ({text})"
+
+
+def check_whole(db: sqlite3.Connection, path: Path) -> None:
+    """``UserError`` (one line) if SQLite finds the store damaged (``PRAGMA quick_check``: every page
+    read once, so about as long as reading the file)."""
+    try:
+        found = db.execute("PRAGMA quick_check(1)").fetchone()[0]
+    except sqlite3.DatabaseError as exc:
+        raise UserError(unreadable(path, exc)) from exc
+    if found != "ok":
+        raise UserError(unreadable(path, sqlite3.DatabaseError(f"database disk image is malformed: {found}")))
 
 
 def version_of(db: sqlite3.Connection, path: Path) -> int:
@@ -195,7 +221,8 @@ def version_of(db: sqlite3.Connection, path: Path) -> int:
         app = int(db.execute("PRAGMA application_id").fetchone()[0])
         tables = db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
     except sqlite3.DatabaseError as exc:
-        raise UserError(f"event store {path} is not an SQLite database ({exc}); choose another file") from exc
+        busy = int(db.execute("PRAGMA busy_timeout").fetchone()[0])
+        raise UserError(unreadable(path, exc, busy)) from exc
     if app != APPLICATION_ID and (app or tables):
         raise UserError(f"{path} is an SQLite database, but not a detector event store; choose another file")
     if version > SCHEMA_VERSION:
