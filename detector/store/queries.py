@@ -17,11 +17,14 @@ another one).
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import functools
 import json
 import socket
 import sqlite3
 import threading
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -115,6 +118,13 @@ def id_at(seconds: float) -> str:
 
 
 T = TypeVar("T")
+_READERS: weakref.WeakSet[StoreReader] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_readers() -> None:
+    for reader in list(_READERS):
+        reader.close_all()
 
 
 def _reading(query: Callable[..., T]) -> Callable[..., T]:
@@ -143,6 +153,9 @@ class StoreReader:
             raise UserError(f"event store {self.path} does not exist")
         self._local = threading.local()
         self._host = socket.gethostname()
+        self._open: list[sqlite3.Connection] = []  # every thread's, closed at exit (``close_all``)
+        self._open_lock = threading.Lock()
+        _READERS.add(self)
 
     def _db(self) -> sqlite3.Connection | None:
         db: sqlite3.Connection | None = getattr(self._local, "db", None)
@@ -159,14 +172,29 @@ class StoreReader:
                 raise UserError(f"event store {self.path} has schema {version}: open it with `detector run` "
                                 f"(or `detector serve`) of this version to migrate it")  # fmt: skip
             self._local.db = db
+            with self._open_lock:
+                self._open.append(db)
         return db
 
     def close(self) -> None:
+        """Close this thread's connection."""
         db = getattr(self._local, "db", None)
         if db is not None:
+            with self._open_lock:
+                if db in self._open:
+                    self._open.remove(db)
             db.close()
             self._local.db = None
             self._local.longest = None
+
+    def close_all(self) -> None:
+        """Close every thread's connection (at exit: the web server's threads never close theirs, and
+        the last connection to close removes the WAL)."""
+        with self._open_lock:
+            dbs, self._open = self._open, []
+        for db in dbs:
+            with contextlib.suppress(sqlite3.Error):
+                db.close()
 
     # -- review items -------------------------------------------------------------------------------------
     @_reading

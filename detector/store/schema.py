@@ -146,9 +146,12 @@ def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
     """A connection in autocommit mode (transactions are explicit), waiting up to 10 s for a lock (a
     reader: 2 s)."""
     busy = READ_BUSY_MS if readonly else BUSY_MS
-    if readonly:
-        db = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True, timeout=busy / 1000,
+    if readonly:  # opened for writing where the file allows it, but refusing writes (query_only): the
+        # last connection to close, a reader too, then removes the WAL and its index (a read-only one
+        # cannot: it left events.db-wal and -shm behind)
+        db = sqlite3.connect(f"{path.absolute().as_uri()}?mode=rw", uri=True, timeout=busy / 1000,
                              isolation_level=None, check_same_thread=False)  # fmt: skip
+        db.execute("PRAGMA query_only = 1")
     else:
         db = sqlite3.connect(path, timeout=busy / 1000, isolation_level=None)
     db.execute(f"PRAGMA busy_timeout = {busy}")
