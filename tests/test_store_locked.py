@@ -14,6 +14,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -77,8 +78,11 @@ def store_path(tmp_path: Path) -> Iterator[Path]:
 
 
 def rows(path: Path, sql: str) -> list[tuple[Any, ...]]:
-    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
         return db.execute(sql).fetchall()
+    finally:
+        db.close()
 
 
 @pytest.mark.model
@@ -116,19 +120,48 @@ def test_a_run_whose_store_is_locked_past_the_busy_timeout_loses_no_event(
     assert rows(store_path, "SELECT count(*) FROM runs WHERE ended IS NULL") == [(0,)], "the run ended"
 
 
-def test_what_cannot_be_written_within_the_bound_is_counted_as_what_is_missing(
-    store_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Past ``MAX_KEPT`` operations waiting for the lock, the oldest are lost; what the store counts as
-    lost (events, items) is exactly what is missing from it once the lock is gone."""
+def quick_busy_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The writer waits 0.2 s for a lock, not 10 s: a quick test."""
     real_connect = writer_mod.connect
 
-    def quick(path: Path) -> sqlite3.Connection:  # a busy timeout of 0.2 s, not 10 s: a quick test
+    def quick(path: Path) -> sqlite3.Connection:
         db = real_connect(path)
         db.execute("PRAGMA busy_timeout = 200")
         return db
 
     monkeypatch.setattr(writer_mod, "connect", quick)
+
+
+def test_kept_writes_are_written_once_the_lock_is_gone_with_nothing_new(
+    store_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A source that goes quiet while the store is locked: what waits is written within a few seconds
+    of the lock going, not at the next event or the end of the run."""
+    quick_busy_timeout(monkeypatch)
+    locker = Locker(store_path)
+    store = EventStore(store_path, flush_seconds=0.05)
+    try:
+        handle = store.handle("cam")
+        for k in range(1, 4):
+            handle.event(stamp(new_track(k, k), "cam", WALL0 + k))
+        assert store.flush(10) and rows(store_path, "SELECT count(*) FROM events") == [(0,)]
+        locker.release()
+        deadline = time.monotonic() + 10
+        while rows(store_path, "SELECT count(*) FROM events") != [(3,)]:
+            assert time.monotonic() < deadline, "the kept events are not written within 10 s"
+            time.sleep(0.05)
+    finally:
+        locker.release()
+        store.close()
+    assert store.report()["events_db"]["lost"] == 0
+
+
+def test_what_cannot_be_written_within_the_bound_is_counted_as_what_is_missing(
+    store_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past ``MAX_KEPT`` operations waiting for the lock, the oldest are lost; what the store counts as
+    lost (events, items) is exactly what is missing from it once the lock is gone."""
+    quick_busy_timeout(monkeypatch)
     monkeypatch.setattr(writer_mod, "MAX_KEPT", 6)
     locker = Locker(store_path)
     try:

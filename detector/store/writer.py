@@ -71,6 +71,7 @@ THUMB_WIDTH = 320  # the list shows them 8rem wide: 2x for sharp screens
 JOIN_SECONDS = 30.0
 MAX_KEPT = 4 * MAX_BATCH  # operations of failed batches kept to be tried again
 FINAL_TRIES_S = 8.0  # at the close, a kept batch is tried again this long (each try: <= 10 s busy)
+RETRY_S = 1.0
 
 
 class EventStore:
@@ -173,7 +174,11 @@ class EventStore:
     def _run(self) -> None:
         stop = False
         while not stop:
-            batch = [self.queue.get()]
+            try:  # kept operations are tried again within RETRY_S, even with nothing new
+                batch: list[Write | Flush | Stop] = [self.queue.get(timeout=RETRY_S if self._kept else None)]
+            except queue.Empty:
+                self._write([])
+                continue
             deadline = time.monotonic() + self.flush_seconds
             while len(batch) < MAX_BATCH and not isinstance(batch[-1], Flush | Stop):
                 wait = deadline - time.monotonic()
@@ -217,12 +222,8 @@ class EventStore:
             if self._db is not None and not rollback(self._db):
                 self._db = None  # in an unknown state: the next batch opens the file anew
             self._pending, self._thumbs = pending, thumbs
-            why = failure(exc)
-            if isinstance(exc, sqlite3.OperationalError | OSError):  # busy, locked, full: may pass
-                self._keep(ops, why)
-            else:
-                self._lose(ops, why)
-            return
+            retry = isinstance(exc, sqlite3.OperationalError | OSError)  # busy, locked, full: may pass
+            return (self._keep if retry else self._lose)(ops, failure(exc))
         with self._lock:
             self.counts.update(written)
             self.counts["batches"] += 1
@@ -239,11 +240,9 @@ class EventStore:
         if self._failing is None:
             log.warning("event store %s: cannot write now (%s); trying again", self.path, why)
         self._failing = why
-        over = len(ops) - MAX_KEPT
-        if over > 0:
-            self._lose(ops[:over], why)
-            ops = ops[over:]
-        self._kept = ops
+        if len(ops) > MAX_KEPT:
+            self._lose(ops[: len(ops) - MAX_KEPT], why)
+        self._kept = ops[-MAX_KEPT:]
 
     def _lose(self, ops: list[Write], why: str) -> None:
         with self._lock:
@@ -251,8 +250,7 @@ class EventStore:
             self._lost(ops, why, lost="lost")
 
     def _lost(self, ops: list[Write], why: str, *, lost: str) -> None:
-        """Count, under the lock, the rows ``ops`` would have written (events as ``lost``: "lost" or
-        "dropped"); log the first loss."""
+        """Count (under the lock) the rows ``ops`` would have written, events as ``lost``; log the first."""
         for op in ops:
             self.counts[f"{lost}_ops"] += 1
             if isinstance(op, EventOp):
