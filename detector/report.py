@@ -205,7 +205,10 @@ def store_line(report: Mapping[str, Any]) -> list[str]:
     if not report.get("events_db"):
         return []
     s = report["events_db"]
-    lost = f", {s['dropped'] + s['lost']} lost" if s["dropped"] or s["lost"] else ""
+    missing = (("events", s["dropped"] + s["lost"]), ("items", s.get("items_lost", 0)),
+               ("files", s.get("files_lost", 0)))  # fmt: skip
+    lost = ", ".join(f"{n} {what}" for what, n in missing if n)
+    lost = f" (lost: {lost})" if lost else ""
     return [f"store      {s['reviews']} review items, {s['events']} events{lost}, in {s['path']}"]
 
 
