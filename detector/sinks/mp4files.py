@@ -1,14 +1,15 @@
 """What is done to an MP4 once it is written: the faststart rewrite (a fragmented MP4 made a normal one,
 atomically), and what a full disk leaves: a close that lost its last fragment without saying so
-(PyAV's ``close`` does not report it) is found by the file's size. A file cut short is kept as it is:
-it plays up to its last whole fragment, and its demuxer still gives every whole packet of the
-fragment it was writing (only the last one is torn)."""
+(PyAV's ``close`` does not report it) is found by the file's size. A file cut short is trimmed to its
+last whole fragment (``trim_torn``: the MP4 box sizes say where it ends), so it plays to its end
+without a decoder error."""
 
 from __future__ import annotations
 
 import errno
 import logging
 import os
+import struct
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -92,3 +93,69 @@ def _video_packets(src: Any, src_stream: Any, dst_stream: Any) -> Iterator[tuple
             packet.pts -= shift
         packet.stream = dst_stream
         yield float(packet.dts * src_stream.time_base), packet
+
+
+# A fragmented MP4 is ftyp, moov, then (moof, mdat) pairs, and at a clean close an mfra index.
+_BOX_TYPES = {b"ftyp", b"moov", b"moof", b"mdat", b"mfra", b"free", b"skip", b"styp", b"sidx", b"uuid"}
+
+
+def top_boxes(path: Path) -> list[tuple[str, int, int]]:
+    """The top-level boxes of an MP4 as (type, offset, size), up to the first one that is not whole
+    (its header cut short, an unknown type, or a size past the end of the file). Read by hand: PyAV
+    does not expose boxes, and only the 8- or 16-byte headers are needed."""
+    boxes: list[tuple[str, int, int]] = []
+    with open(path, "rb") as f:
+        end = os.fstat(f.fileno()).st_size
+        offset = 0
+        while offset + 8 <= end:
+            f.seek(offset)
+            header = f.read(16)
+            size, kind = struct.unpack(">I4s", header[:8])
+            if size == 1 and len(header) == 16:
+                size = struct.unpack(">Q", header[8:16])[0]
+            elif size == 0:
+                size = end - offset
+            if kind not in _BOX_TYPES or size < 8 or offset + size > end:
+                break
+            boxes.append((kind.decode(), offset, size))
+            offset += size
+    return boxes
+
+
+def _known_box_at(path: Path, offset: int) -> bool:
+    with open(path, "rb") as f:
+        f.seek(offset)
+        header = f.read(8)
+    return len(header) == 8 and header[4:8] in _BOX_TYPES
+
+
+def trim_torn(path: Path) -> int:
+    """Cut a fragmented MP4 that a full disk tore back to the end of its last whole fragment (a moof
+    and the whole mdat after it, followed by a whole box or the end of the file), so that no decoder
+    meets a torn packet. Returns the bytes cut (0: the file was whole, or is not a fragmented MP4)."""
+    try:
+        boxes = top_boxes(path)
+        size = path.stat().st_size
+    except (OSError, struct.error) as exc:
+        log.debug("%s: its boxes cannot be read (%s); kept as it is", path, exc)
+        return 0
+    if "moov" not in [kind for kind, _, _ in boxes]:
+        return 0
+    if boxes and sum(boxes[-1][1:]) < size and not _known_box_at(path, sum(boxes[-1][1:])):
+        boxes.pop()  # what follows it is no box: its own size was torn (bytes written after a gap)
+    keep = 0
+    for i, (kind, offset, length) in enumerate(boxes):
+        if kind == "moof":  # a fragment is whole with its mdat
+            if i + 1 < len(boxes) and boxes[i + 1][0] == "mdat":
+                continue
+            break
+        keep = offset + length
+    if keep >= size:
+        return 0
+    try:
+        os.truncate(path, keep)
+    except OSError as exc:
+        log.warning("%s: its torn last fragment cannot be cut off (%s)", path, exc)
+        return 0
+    log.info("%s: cut off its torn last fragment (%d bytes)", path, size - keep)
+    return size - keep

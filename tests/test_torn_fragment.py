@@ -1,0 +1,75 @@
+"""A fragment torn by a full disk is cut off when the file closes (issue 29, item 4): the file then
+decodes to its end with no error (``ffmpeg -v error -i FILE -f null -`` prints nothing), where it
+used to play its whole fragments and then give "Invalid NAL unit size". tmpfs mounts, as
+``test_full_disk``; CI runs as root."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable
+from fractions import Fraction
+from pathlib import Path
+
+import imageio_ffmpeg
+import pytest
+from test_full_disk import fill, noise, whole_frames
+
+from detector.errors import StorageError
+from detector.sinks.encoder import H264Encoder
+from detector.sinks.mp4files import top_boxes
+from detector.sinks.video import Mp4Writer
+
+
+def decode_errors(path: Path) -> str:
+    cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", str(path), "-f", "null", "-"]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=60).stderr.strip()
+
+
+def write_until_full(disk: Path, frames: int, *, free_after: bool) -> tuple[Mp4Writer, int]:
+    """Frames of noise (each one large) into ``disk/a.mp4`` until the disk is full; then, with
+    ``free_after``, room again before the file closes (retention deleted something)."""
+    enc = H264Encoder(fps=Fraction(10), live=False, fragment_seconds=1.0, crf=0)
+    writer = Mp4Writer(disk / "a.mp4", enc)
+    theirs = None
+    written = 0
+    for i in range(frames):
+        if i == 25:
+            theirs = fill(disk, leave=30_000)
+        try:
+            for packet in enc.encode(noise(i), 0.0, i / 10):
+                writer.write(packet)
+                written += 1
+        except StorageError:
+            break
+    else:
+        raise AssertionError("the disk never filled")
+    if free_after and theirs is not None:
+        theirs.unlink()
+    writer.close()  # the full disk was raised by the write
+    return writer, written
+
+
+@pytest.mark.parametrize("free_after", [False, True], ids=["still-full", "room-again-at-close"])
+def test_a_torn_last_fragment_is_cut_off(small_disk: Callable[[str], Path], free_after: bool) -> None:
+    disk = small_disk("2m")
+    writer, written = write_until_full(disk, 200, free_after=free_after)
+    path = disk / "a.mp4"
+    assert decode_errors(path) == "", "plays to its end without a decoder error"
+    frames = whole_frames(path)
+    assert 10 <= frames <= written and frames % 10 == 0, "whole fragments (a keyframe every 10 frames)"
+    assert [kind for kind, _, _ in top_boxes(path)][:2] == ["ftyp", "moov"]
+    assert writer.failed == "No space left on device"
+
+
+def test_the_lost_trailer_case_decodes_cleanly(small_disk: Callable[[str], Path]) -> None:
+    disk = small_disk("400k")
+    enc = H264Encoder(fps=Fraction(10), live=False, fragment_seconds=1.0)
+    writer = Mp4Writer(disk / "a.mp4", enc)
+    for i in range(25):
+        for packet in enc.encode(noise(i), 0.0, i / 10):
+            writer.write(packet)
+    fill(disk)
+    with pytest.raises(StorageError):
+        writer.close()
+    assert decode_errors(disk / "a.mp4") == ""
+    assert whole_frames(disk / "a.mp4") == 20, "the two whole fragments"
