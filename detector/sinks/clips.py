@@ -15,7 +15,10 @@ held back: the item ends ``review.gap`` seconds after its last activity, so only
 ``gap - after`` seconds (if that is more than zero) wait to be written or dropped. A clip is finished
 once the video is ``SETTLE_S`` past its end (a B-frame shown before its end may still follow), or
 when the run ends (end of input, Ctrl-C, SIGTERM). Each clip is written like ``--output``:
-fragmented while being written, a faststart MP4 when finished.
+fragmented while being written, a faststart MP4 when finished. Finishing it (the trailer and the
+faststart rewrite: seconds for a long clip) is done on the recorder's own ``Finisher`` thread, as
+segments are, so the lane (which serves every source) never waits for it; the clip is told to the
+catalog (the event store, retention) once finished, and ``close`` waits for every clip.
 
 Each event that makes a clip also gets a JPEG of its frame with the object highlighted. The recorder
 is its lane's ``Attacher``: ``attach`` returns the record with ``clip`` (its item's), ``clip_offset_s``
@@ -33,6 +36,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import threading
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -49,6 +53,7 @@ from detector.sinks.clipfolder import ClipFolder
 from detector.sinks.encoder import Encoded, H264Encoder
 from detector.sinks.snapshot import write_snapshot
 from detector.sinks.video import Mp4Writer
+from detector.storage.recorder import Finisher
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +119,10 @@ class ClipRecorder:
         self._full: list[StorageError] = []  # not yet raised
         self._failing = False
         self._closed = False
+        self._lock = threading.Lock()  # ``_full`` and ``_failing``: the finisher's thread sets them too
+        self._errors: list[Exception] = []  # not a full disk: raised from ``close``
+        # A finished clip's trailer and faststart rewrite run here, as segments' do: never on the lane.
+        self._finisher = Finisher(f"clips {source}")
 
     # -- PacketOutput ---------------------------------------------------------------------------------
     def bind(self, encoder: H264Encoder) -> None:
@@ -146,7 +155,11 @@ class ClipRecorder:
             self._catch_up(clip)
         self._finish_settled()
         self._prune()
-        full, self._full = self._full, []
+        self._raise_full()
+
+    def _raise_full(self) -> None:
+        with self._lock:
+            full, self._full = self._full, []
         raise_together(full)
 
     # -- ReviewConsumer -------------------------------------------------------------------------------
@@ -221,28 +234,23 @@ class ClipRecorder:
         return path.name
 
     def close(self) -> None:
-        """After the encoder's last packets: finish every open clip (each one playable)."""
+        """After the encoder's last packets: finish every open clip (each one playable), and wait until
+        every clip is finished and listed."""
         if self._closed:
             return
         self._closed = True
         self.current = None
-        errors: list[Exception] = []
         for clip in list(self.open):
             if clip.item_open:  # its item never heard its end (the lane stopped short): keep what came
                 clip.end = math.inf
                 self._release(clip)
-            try:
-                self._finish(clip)
-            except StorageError as exc:
-                self._full.append(exc)
-            except (OSError, UserError) as exc:
-                errors.append(exc)
+            self._finish(clip)
         self.ring.clear()
         self._keys.clear()
-        if errors:
-            raise errors[0]
-        full, self._full = self._full, []
-        raise_together(full)
+        self._finisher.close()
+        if self._errors:
+            raise self._errors[0]
+        self._raise_full()
 
     # -- clips ----------------------------------------------------------------------------------------
     def _start(self, t: float) -> _Clip:
@@ -299,26 +307,39 @@ class ClipRecorder:
 
     def _failed(self, exc: StorageError) -> None:
         exc.key = self.key
-        if not self._failing:  # once until a clip is whole again
-            self._full.append(exc)
-        self._failing = True
+        with self._lock:
+            if not self._failing:  # once until a clip is whole again
+                self._full.append(exc)
+            self._failing = True
 
     def _finish(self, clip: _Clip) -> None:
+        """Hand the clip to the finisher: its trailer and faststart rewrite (seconds for a long clip)
+        never hold up the lane, which serves every source. It is listed once finished."""
         self.open.remove(clip)
+        self._finisher.submit(lambda: self._close_clip(clip))
+
+    def _close_clip(self, clip: _Clip) -> None:
+        """On the finisher's thread: close the clip's file, log it and tell the catalog."""
         try:
             clip.writer.close()
         except StorageError as exc:  # its last fragment did not fit: kept up to the one before
             clip.failed = clip.failed or exc
             self._failed(exc)
+        except (OSError, UserError) as exc:
+            log.error("clip %s: %s", clip.path, exc)
+            self._errors.append(exc)
+            return
         if clip.writer.frames_written == 0:  # nothing reached it (the run ended at once): no empty file
             clip.path.unlink(missing_ok=True)
             return
         cut = "" if clip.failed is None else f" (cut short: {clip.failed.reason})"
         log.info("clip %s: %d frames, %d event(s)%s", clip.path, clip.writer.frames_written, clip.events, cut)
-        if clip.failed is None and self._failing:
-            self._failing = False
-            if self.on_resumed is not None:
-                self.on_resumed(self.key)
+        with self._lock:
+            resumed = self._failing and clip.failed is None
+            if resumed:
+                self._failing = False
+        if resumed and self.on_resumed is not None:
+            self.on_resumed(self.key)
         start, end = clip.start_pts, clip.shown_until
         to_wall = None if clip.clock is None else clip.clock[0] - clip.clock[1]  # wall = pts + this
         self._list(
