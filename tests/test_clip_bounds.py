@@ -20,6 +20,7 @@ from detector.events import stamp
 from detector.reviews import Reviewer
 from detector.sinks.clipfolder import ClipFolder
 from detector.sinks.clips import ClipRecorder
+from detector.sinks.mp4files import top_boxes
 from detector.sinks.video import VideoWriterSink
 
 # A scene that never goes quiet for the model: a person at the table from 6.4 s on, in view throughout.
@@ -55,6 +56,8 @@ def test_a_busy_scene_is_cut_into_clips_and_items_under_the_bound(videos_dir: Pa
     for (_, _, start, end), name in zip(media, names, strict=True):
         frames, last = frames_of(clips / name)
         assert last < 4.0, f"{name}: {last} s, over the 4 s bound"
+        boxes = [box for box, _, _ in top_boxes(clips / name)]  # finished off the lane, at the end too
+        assert boxes.index("moov") < boxes.index("mdat") and "moof" not in boxes, f"{name}: faststart"
         assert frames == round((end - start) * 10) + 1, f"{name}: its frames, as the store says"
     for before, after in itertools.pairwise(media):
         assert after[2] == pytest.approx(before[3] + 0.1), "the next clip goes on at the next frame"

@@ -21,9 +21,14 @@ from detector.sinks.video import VideoWriterSink
 
 
 def run(
-    folder: Path, frames: int, events: dict[int, EventRecord], snapshots: SnapshotSettings
+    folder: Path,
+    frames: int,
+    events: dict[int, EventRecord],
+    snapshots: SnapshotSettings,
+    big: int | None = None,
 ) -> ListCatalog:
-    """As ``test_clips.run``, with these snapshot settings; the person is in view at its events."""
+    """As ``test_clips.run``, with these snapshot settings; the person is in view at its events (and
+    seen twice as large at frame ``big``)."""
     catalog = ListCatalog()
     clip_folder = ClipFolder(folder)
     recorder = ClipRecorder(
@@ -34,6 +39,9 @@ def run(
     sink = VideoWriterSink(None, fps=Fraction(FPS), live=False, threads=1, outputs=[recorder])
     for i in range(frames):
         frame = result(i, seen=any(abs(i - e) <= 3 for e in events))
+        if i == big:
+            x1, y1, x2, y2 = frame.detections.xyxy[0]
+            frame.detections.xyxy[0] = (x1 - 20, y1 - 20, x2 + 20, y2 + 20)
         wall = WALL0 + i / FPS
         sink.write(frame)
         reviewer.frame(frame, wall)
@@ -75,6 +83,19 @@ def test_per_item_keeps_one_snapshot_per_item(tmp_path: Path) -> None:
     assert [m.path.name for m in snaps] == ["cam-event-0001.jpg", "cam-event-0002.jpg"]
     assert [m.events for m in snaps] == [(records[0]["id"],), (records[2]["id"],)]
     assert all(m.bytes == m.path.stat().st_size for m in snaps)
+
+
+def test_per_item_is_the_items_best_shot(tmp_path: Path) -> None:
+    """The item's snapshot, named on its first event (frame 20), ends up showing its best shot: the
+    person seen largest, at frame 22."""
+    catalog = run(tmp_path, 40, {20: crossing(20)}, SnapshotSettings(mode="per-item"), big=22)
+    (snap,) = [m for m in catalog.files if m.kind == "snapshot"]
+    assert snap.path.name == "cam-event-0001.jpg" and snap.media_start == 2.2
+    (image,) = jpegs(tmp_path)
+    red = (image[..., 2] > 200) & (image[..., 1] < 60) & (image[..., 0] < 60)
+    assert red.sum() > 40 * 40 * 0.9, "the object is there"
+    columns = np.flatnonzero(red.any(axis=0))
+    assert abs(columns[0] - 154) <= 2 and abs(columns[-1] - 193) <= 2, "frame 22's: its square at x = 154"
 
 
 def test_off_makes_none(tmp_path: Path) -> None:
