@@ -10,6 +10,7 @@ from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
 
+import av
 import imageio_ffmpeg
 import pytest
 from test_full_disk import fill, noise, whole_frames
@@ -18,6 +19,8 @@ from detector.errors import StorageError
 from detector.sinks.encoder import H264Encoder
 from detector.sinks.mp4files import top_boxes
 from detector.sinks.video import Mp4Writer
+from detector.storage.raw import RawRecorder
+from detector.storage.recorder import SegmentBook
 
 
 def decode_errors(path: Path) -> str:
@@ -73,3 +76,31 @@ def test_the_lost_trailer_case_decodes_cleanly(small_disk: Callable[[str], Path]
         writer.close()
     assert decode_errors(disk / "a.mp4") == ""
     assert whole_frames(disk / "a.mp4") == 20, "the two whole fragments"
+
+
+def test_a_raw_segment_torn_by_a_full_disk_is_cut_off(
+    small_disk: Callable[[str], Path], tmp_path: Path
+) -> None:
+    """``record.mode: raw`` copies the source's packets with PyAV: its segment is trimmed the same way."""
+    source = tmp_path / "noise.mp4"  # 4 s of noise, lossless: 1.2 MB, more than the disk holds
+    with av.open(str(source), "w") as out:
+        stream = out.add_stream("libx264", rate=10, options={"g": "10", "bf": "0", "crf": "0"})
+        stream.width, stream.height, stream.pix_fmt = 160, 120, "yuv420p"
+        for i in range(40):
+            for packet in stream.encode(av.VideoFrame.from_ndarray(noise(i), format="bgr24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    root = small_disk("1m") / "rec"
+    recorder = RawRecorder(SegmentBook(root, "cam", seconds=600, live=False, mode="raw"))
+    with av.open(str(source)) as c:
+        recorder.stream(c.streams.video[0])
+        for packet in c.demux(c.streams.video[0]):
+            if packet.size:
+                recorder.packet(packet)
+    with pytest.raises(StorageError, match="No space left on device"):
+        recorder.close()
+    (segment,) = root.glob("cam/*/*.mp4")
+    assert decode_errors(segment) == "", "plays to its end without a decoder error"
+    frames = whole_frames(segment)
+    assert 10 <= frames < 40, "its whole fragments"
