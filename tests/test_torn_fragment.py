@@ -28,16 +28,17 @@ def decode_errors(path: Path) -> str:
     return subprocess.run(cmd, capture_output=True, text=True, timeout=60).stderr.strip()
 
 
-def write_until_full(disk: Path, frames: int, *, free_after: bool) -> tuple[Mp4Writer, int]:
-    """Frames of noise (each one large) into ``disk/a.mp4`` until the disk is full; then, with
-    ``free_after``, room again before the file closes (retention deleted something)."""
+def write_until_full(disk: Path, frames: int, *, free_after: bool, leave: int) -> tuple[Mp4Writer, int]:
+    """Frames of noise (about 37 kB each) into ``disk/a.mp4`` until the disk is full (``leave`` bytes
+    left once two fragments are written); then, with ``free_after``, room again before the file
+    closes (retention deleted something)."""
     enc = H264Encoder(fps=Fraction(10), live=False, fragment_seconds=1.0, crf=0)
     writer = Mp4Writer(disk / "a.mp4", enc)
     theirs = None
     written = 0
     for i in range(frames):
         if i == 25:
-            theirs = fill(disk, leave=30_000)
+            theirs = fill(disk, leave=leave)
         try:
             for packet in enc.encode(noise(i), 0.0, i / 10):
                 writer.write(packet)
@@ -53,13 +54,21 @@ def write_until_full(disk: Path, frames: int, *, free_after: bool) -> tuple[Mp4W
 
 
 @pytest.mark.parametrize("free_after", [False, True], ids=["still-full", "room-again-at-close"])
-def test_a_torn_last_fragment_is_cut_off(small_disk: Callable[[str], Path], free_after: bool) -> None:
+@pytest.mark.parametrize("leave", [30_000, 150_000], ids=["no-whole-frame-torn", "whole-frames-torn"])
+def test_a_torn_last_fragment_is_cut_off(
+    small_disk: Callable[[str], Path], free_after: bool, leave: int
+) -> None:
+    """Frames 0-19 are two whole fragments; the third (20-29) is torn where the disk filled: its
+    whole frames stay (its moof and mdat are rewritten to end with them), the torn one goes."""
     disk = small_disk("2m")
-    writer, written = write_until_full(disk, 200, free_after=free_after)
+    writer, _ = write_until_full(disk, 200, free_after=free_after, leave=leave)
     path = disk / "a.mp4"
     assert decode_errors(path) == "", "plays to its end without a decoder error"
     frames = whole_frames(path)
-    assert 10 <= frames <= written and frames % 10 == 0, "whole fragments (a keyframe every 10 frames)"
+    if leave < 37_000:
+        assert frames == 20, "the two whole fragments"
+    else:
+        assert 22 <= frames < 30, "the two whole fragments and the whole frames of the torn one"
     assert [kind for kind, _, _ in top_boxes(path)][:2] == ["ftyp", "moov"]
     assert writer.failed == "No space left on device"
 

@@ -7,7 +7,7 @@ clip recorder, so clips cost no second encode.
 ``Mp4Writer`` writes packets to ``path``: while writing, the file is a fragmented MP4 with a
 keyframe (and a fragment) every ``fragment_seconds``, flushed to the OS as each fragment ends, so a
 process killed with SIGKILL leaves a file that plays up to the last fragment; one a full disk cut
-short is trimmed to its last whole fragment as it closes (no torn packet for a decoder to meet).
+short loses its torn packet as it closes (no decoder meets it; ``mp4files.trim_torn``).
 ``close()`` remuxes (stream copy) into a normal ``+faststart`` MP4 that replaces the fragmented one
 atomically.
 """
