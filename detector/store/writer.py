@@ -5,7 +5,8 @@ Each source's lane writes through a ``StoreHandle``: a sink for its finished eve
 listener of its review items (``detector.reviews``). The store itself is a ``MediaCatalog``: it lists
 the clips and snapshots (and, with recordings, the segments) of its sources as they are finished,
 and forgets files as retention deletes them (``removed``: a clip takes its review item with it, with
-the item's events and their snapshots' rows).
+the item's events and their snapshots' rows, leaving a ``deleted_reviews`` row that says when). At
+start it lists what a run killed before it could left unlisted (``found``).
 
 A batch is what came within ``flush_seconds`` (0.5 s), written in one transaction. So a run killed
 with ``kill -9`` leaves a store as it was after its last commit: every row whole, an item's events
@@ -48,6 +49,7 @@ from detector.store.rows import (
     MEDIA_SQL,
     delete_review,
     event_row,
+    list_found,
     media_row,
     pid_alive,
     stored_path,
@@ -117,6 +119,11 @@ class EventStore:
     def added(self, media: MediaFile) -> None:
         if media.source in self.sources:
             self.put(("media", media))
+
+    def found(self, media: MediaFile) -> None:
+        """An earlier run's file found at start: listed if it is not (a run killed before it was)."""
+        if media.source in self.sources:
+            self.put(("found", media))
 
     def removed(self, paths: Sequence[Path]) -> None:
         if paths:
@@ -281,6 +288,8 @@ class EventStore:
                 self._pending[media.events[0]] = (time.monotonic(), media)
         elif kind == "removed":
             self._remove(db, op[1])
+        elif kind == "found" and list_found(db, op[1], self.root):
+            self.counts["media"] += 1
 
     def _review(self, db: sqlite3.Connection, item: ReviewItem, picture: Picture | None) -> None:
         write_review(db, item, self.run_id)

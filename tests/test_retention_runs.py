@@ -1,0 +1,98 @@
+"""Retention in real ``detector run`` processes (the model, real segments): a cap too small for the
+room retention keeps still keeps each source's newest segment and says what it needs (issue 29), and
+two runs recording into one folder, each deleting and rewriting ``segments.jsonl``, leave every
+segment on disk listed (issue 30)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from detector_process import DetectorProcess
+
+from detector.sinks.jsonl import read_jsonl
+
+pytestmark = pytest.mark.model
+
+CLIP = "car-detection.mp4"  # 768x432, 12.5 fps: about 100 kB per 1 s annotated segment
+
+
+def record(
+    videos_dir: Path, model: Path, folder: Path, rec: Path, sources: int, *extra: str
+) -> DetectorProcess:
+    folder.mkdir(parents=True, exist_ok=True)
+    cmd = [
+        "detector",
+        "run",
+        *[str(videos_dir / CLIP)] * sources,
+        "--model",
+        str(model),
+        "--record",
+        str(rec),
+    ]
+    cmd += ["--record-segment", "1", "--max-frames", "60", *extra]
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    return DetectorProcess(cmd, folder, {**env, "PYTHONUNBUFFERED": "1", "YOLO_OFFLINE": "1"})
+
+
+def on_disk(rec: Path) -> set[str]:
+    return {p.relative_to(rec).as_posix() for p in rec.rglob("*.mp4")}
+
+
+def test_a_small_cap_keeps_each_sources_newest_segment(
+    videos_dir: Path, model_path: Path, tmp_path: Path
+) -> None:
+    """Two sources, 1 s segments of about 100 kB, a 300 kB cap: the room for three segments of each
+    (600 kB) is more than the cap. Before, every finished segment was deleted."""
+    rec = tmp_path / "rec"
+    run = record(videos_dir, model_path, tmp_path, rec, 2, "--retain-max-size", "300kB", "--report",
+                 str(tmp_path / "report-{name}.json"))  # fmt: skip
+    try:
+        assert run.finish(180) == 0, run.stderr
+    finally:
+        run.kill()
+    kept = on_disk(rec)
+    sources = {p.split("/")[0] for p in kept}
+    assert len(sources) == 2, f"a segment of each source is kept: {kept}\n{run.stderr}"
+    assert {line["path"] for line in read_jsonl(rec / "segments.jsonl")} == kept, "each listed"
+    assert "more than retain.max_size 300.0 kB" in run.stderr and "or more" in run.stderr
+    assert "retention: deleted" in run.stderr, "the older ones went"
+    report = json.loads(next(tmp_path.glob("report-*.json")).read_text())
+    [figures] = report["retention"]["folders"].values()
+    du = sum(p.lstat().st_blocks * 512 for p in rec.rglob("*"))
+    assert figures["needs_bytes"] > 300_000 and figures["used_bytes"] == du > 0, figures
+
+
+def test_two_runs_sharing_a_folder_list_every_segment(
+    videos_dir: Path, model_path: Path, tmp_path: Path
+) -> None:
+    """Each run deletes its older segments and rewrites ``segments.jsonl`` while the other appends.
+    Before, the other run went on appending to the replaced file: its lines were lost."""
+    rec = tmp_path / "rec"
+    rec.mkdir()  # two runs that make a missing folder at once race in its check (sinks.paths)
+    runs = [
+        record(
+            videos_dir,
+            model_path,
+            tmp_path / name,
+            rec,
+            1,
+            "--retain-max-size",
+            "400kB",
+            "--max-frames",
+            "150",
+        )
+        for name in ("a", "b")
+    ]
+    try:
+        codes = [run.finish(240) for run in runs]
+    finally:
+        for run in runs:
+            run.kill()
+    assert codes == [0, 0], "\n".join(run.stderr for run in runs)
+    assert all("retention: deleted" in run.stderr for run in runs), "both rewrote the index"
+    listed = [line["path"] for line in read_jsonl(rec / "segments.jsonl")]
+    assert sorted(listed) == sorted(on_disk(rec)), "every segment on disk listed, once"
+    assert any(p.endswith("-2.mp4") for p in listed), "the second run's segments are among them"
