@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import sqlite3
+import time
 from pathlib import Path
 
 import pytest
@@ -96,3 +99,66 @@ def test_two_runs_sharing_a_folder_list_every_segment(
     listed = [line["path"] for line in read_jsonl(rec / "segments.jsonl")]
     assert sorted(listed) == sorted(on_disk(rec)), "every segment on disk listed, once"
     assert any(p.endswith("-2.mp4") for p in listed), "the second run's segments are among them"
+
+
+DOORWAY = "one-by-one-person-detection.mp4"  # a person walks in within the first seconds
+
+
+def test_a_killed_runs_last_segment_and_clip_are_listed_by_the_next(
+    videos_dir: Path, model_path: Path, tmp_path: Path
+) -> None:
+    """Issue 30: after ``kill -9`` and a restart the killed run's open segment stayed unlisted (or
+    empty on disk) and its clip out of the store. The restart comes a minute later (the killed run's
+    files are dated back: a file written in the last 30 s may be another run's open one)."""
+    rec, clips = tmp_path / "rec", tmp_path / "clips"
+    cmd = ["detector", "run", str(videos_dir / DOORWAY), "--model", str(model_path), "--track",
+           "--clip-on", "person", "--clips", str(clips), "--record", str(rec), "--record-segment", "1",
+           "--retain-days", "30"]  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    env = {**env, "PYTHONUNBUFFERED": "1", "YOLO_OFFLINE": "1"}
+    (tmp_path / "killed").mkdir()
+    killed = DetectorProcess(cmd, tmp_path / "killed", env)
+    try:
+        killed.wait_until("an item in the store with its clip's events", lambda: item_stored(clips), 180)
+        killed.wait_until("two segments listed", lambda: len(listed(rec)) >= 2, 60)
+        killed.proc.send_signal(signal.SIGKILL)
+        killed.finish(30)
+    finally:
+        killed.kill()
+    unlisted = on_disk(rec) - set(listed(rec))
+    assert unlisted, "the open segment the kill left (empty, or fragments) is not listed"
+    an_hour_ago = time.time() - 60
+    for path in [*rec.rglob("*"), *clips.rglob("*")]:
+        os.utime(path, (an_hour_ago, an_hour_ago), follow_symlinks=False)
+    (tmp_path / "next").mkdir()
+    restart = DetectorProcess([*cmd, "--max-frames", "3"], tmp_path / "next", env)
+    try:
+        assert restart.finish(120) == 0, restart.stderr
+    finally:
+        restart.kill()
+    empty = [p for p in rec.rglob("*.mp4") if p.stat().st_size == 0]
+    assert empty == [], "a segment reserved and never written is removed"
+    assert set(listed(rec)) == on_disk(rec), "every segment on disk listed"
+    db = clips / "events.db"
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute("SELECT path, review_id FROM media WHERE kind = 'clip'").fetchall()
+    on_disk_clips = {p.name for p in clips.glob("*-clip-*.mp4")}
+    assert {path for path, _ in rows} == on_disk_clips, "the killed run's clip is in the store"
+    assert all(review for _, review in rows), "with its item"
+
+
+def listed(rec: Path) -> list[str]:
+    index = rec / "segments.jsonl"
+    return [line["path"] for line in read_jsonl(index)] if index.exists() else []
+
+
+def item_stored(clips: Path) -> bool:
+    """An item's events are in the store, and in ``events.jsonl`` with their clip's name."""
+    index = clips / "events.jsonl"
+    lines = read_jsonl(index) if index.exists() else []
+    try:
+        with sqlite3.connect(f"{(clips / 'events.db').as_uri()}?mode=ro", uri=True) as conn:
+            stored = conn.execute("SELECT count(*) FROM events WHERE review_id IS NOT NULL").fetchone()[0]
+    except sqlite3.Error:
+        return False
+    return stored > 0 and any(line.get("clip") for line in lines)
