@@ -16,14 +16,20 @@ from pathlib import Path
 import pytest
 from test_retention import DAY, put, segment
 from test_store import Lane, two_items
+from test_web_server import metrics
+from web_client import get, wait_for
 
 from detector.catalog import Catalogs, MediaFile
+from detector.settings import Settings
 from detector.settings.storage import size_text
 from detector.sinks.jsonl import JsonLinesSink, read_jsonl
 from detector.storage.retention import Limits, Retention, Unit, choose, needs
 from detector.storage.segments import SegmentList
+from detector.storage.setup import Storage
 from detector.store.queries import ReviewQuery, StoreReader
 from detector.store.writer import EventStore
+from detector.web.config import ServeConfig
+from detector.web.view import WebView
 
 
 def unit(source: str, name: str, end: float, size: int = 100, kind: str = "segment") -> Unit:
@@ -242,3 +248,32 @@ def test_an_index_rewritten_by_another_writer_loses_no_appended_line(tmp_path: P
     lines = read_jsonl(path)
     assert rewrites > 10 and len(written) > 100, "both wrote while the other did"
     assert [line["n"] for line in lines if line["path"] == "kept"] == written, "every appended line"
+
+
+def test_healthz_says_a_cap_too_small_and_metrics_what_du_says(tmp_path: Path) -> None:
+    """Issue 29: ``detector_storage_used_bytes`` read 0 mid-run while ``du`` showed 190 MB (retention
+    had deleted every finished segment: it counted only those); a cap too small is said on
+    ``/healthz`` (still 200: recording goes on)."""
+    root = tmp_path / "rec"
+    block = os.statvfs(tmp_path).f_frsize
+    for i in range(3):
+        segment(root, "door", "2026-01-01", f"10.00.0{i}", days_old=1, size=block)
+    open_one = put(root / "door" / "2026-01-02" / "10.00.00.mp4", b"\0" * 5 * block, 0)  # being written
+    settings = Settings.model_validate({"record": {"dir": str(root)}, "retain": {"max_size": 2 * block}})
+    storage = Storage(settings, Catalogs())
+    view = WebView(ServeConfig("127.0.0.1", 0, token=None)).start()
+    try:
+        view.set_storage(storage)
+        storage.start([])
+        wait_for("the first check", lambda: storage.retention.checks > 0)
+        reply = get(view.url, "/healthz")
+        assert reply.status == 200 and reply.json()["retention_short"] == [
+            {"folder": str(root.absolute()), "max_size": 2 * block, "needs_bytes": 5 * block}
+        ], "the newest segment, room for three and segments.jsonl (the segments found got their lines)"
+        used = metrics(view.url)[f"detector_storage_used_bytes{{folder={root.absolute()}}}"]
+        du = sum(p.lstat().st_blocks * 512 for p in root.rglob("*"))
+        assert used == du >= 6 * block, "the open file counts too"
+        assert open_one.exists()
+    finally:
+        storage.close()
+        view.close()
