@@ -141,9 +141,13 @@ def delete_review(db: sqlite3.Connection, review_id: str, *, reason: str = "rete
 
 def list_found(db: sqlite3.Connection, media: MediaFile, root: Path) -> bool:
     """List a file an earlier run left unlisted (killed before it was told), unless it is; a clip
-    joins the item of its events. True if it was not listed."""
+    joins the item of its events, a snapshot only comes with its event's row. True if it listed it."""
     if db.execute("SELECT 1 FROM media WHERE path = ?", (stored_path(media.path, root),)).fetchone():
         return False
+    if media.kind == "snapshot" and not (
+        media.events and db.execute("SELECT 1 FROM events WHERE id = ?", (media.events[0],)).fetchone()
+    ):
+        return False  # a snapshot's row never comes without its event's
     if media.kind == "clip" and "review" not in media.extra:
         for event_id in media.events:
             row = db.execute("SELECT review_id FROM events WHERE id = ?", (event_id,)).fetchone()
