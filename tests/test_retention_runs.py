@@ -16,6 +16,7 @@ import pytest
 from detector_process import DetectorProcess
 
 from detector.sinks.jsonl import read_jsonl
+from detector.store.queries import ReviewQuery, StoreReader
 
 pytestmark = pytest.mark.model
 
@@ -162,3 +163,27 @@ def item_stored(clips: Path) -> bool:
     except sqlite3.Error:
         return False
     return stored > 0 and any(line.get("clip") for line in lines)
+
+
+def test_the_only_clip_of_a_camera_and_its_item_outlive_a_small_cap(
+    videos_dir: Path, model_path: Path, tmp_path: Path
+) -> None:
+    """Issue 29: an item's clip and snapshots over the cap were deleted the moment the item ended (at
+    the run's end), and the item with them: the camera was gone from the history."""
+    clips = tmp_path / "clips"
+    cmd = ["detector", "run", str(videos_dir / DOORWAY), "--model", str(model_path), "--track",
+           "--clip-on", "person", "--clips", str(clips), "--retain-max-size", "10kB",
+           "--max-frames", "120"]  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    run = DetectorProcess(cmd, tmp_path, {**env, "PYTHONUNBUFFERED": "1", "YOLO_OFFLINE": "1"})
+    try:
+        assert run.finish(180) == 0, run.stderr
+    finally:
+        run.kill()
+    kept = sorted(p.name for p in clips.glob("*-clip-*.mp4"))
+    assert len(kept) >= 1, run.stderr
+    items, _ = StoreReader(clips / "events.db").reviews(ReviewQuery())
+    assert items, "the item is still in the store"
+    newest = StoreReader(clips / "events.db").review(items[0]["id"])
+    assert newest is not None and [m["name"] for m in newest["media"] if m["kind"] == "clip"] == [kept[-1]]
+    assert "more than retain.max_size 10.0 kB" in run.stderr
