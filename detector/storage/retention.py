@@ -11,12 +11,12 @@ thread, and a clip in its last seconds overlaps the next item's).
 
 ``Retention`` knows a folder's units from a scan at start (``stock``: files in our naming only, see
 ``layout``; which snapshots go with which clip from the catalogs' ``listed``) and, during the run,
-from the catalog: it is one, and is told of each file when it is finished. So a file still being written is
-never a candidate, nor is anything not in our naming under our folders. It checks at start, every
-``interval`` seconds, when a file is added (a segment closed: before the next one grows), and at once
-when an output hits a full disk (``poke``), on a thread of its own that the pipeline never waits
-for. It deletes the files that are ours (``safety``: inside the folder, through no symlink, an MP4 or
-JPEG), logs each unit at INFO, then tells every catalog (``Catalogs.removed``).
+from the catalog: it is one, and is told of each file when it is finished. So a file still being
+written is never a candidate, nor is anything not in our naming under our folders. It checks at
+start, every ``interval`` seconds, when a file is added (a segment closed: before the next one
+grows), and at once when an output hits a full disk (``poke``), on a thread of its own that the
+pipeline never waits for. It deletes the files that are ours (``safety``: inside the folder, through
+no symlink, an MP4 or JPEG), logs each unit at INFO, then tells every catalog (``Catalogs.removed``).
 """
 
 from __future__ import annotations
