@@ -20,9 +20,11 @@ from test_web_server import metrics
 from web_client import get, wait_for
 
 from detector.catalog import Catalogs, MediaFile
+from detector.errors import UserError
 from detector.settings import Settings
 from detector.settings.storage import size_text
 from detector.sinks.jsonl import JsonLinesSink, read_jsonl
+from detector.sinks.paths import check_clips_dir
 from detector.storage.retention import Limits, Retention, Unit, choose, needs
 from detector.storage.segments import SegmentList
 from detector.storage.setup import Storage
@@ -277,3 +279,26 @@ def test_healthz_says_a_cap_too_small_and_metrics_what_du_says(tmp_path: Path) -
     finally:
         storage.close()
         view.close()
+
+
+def test_runs_started_at_once_into_one_new_folder_all_pass_its_check(tmp_path: Path) -> None:
+    """Two runs sharing a folder that does not exist yet: one's check made and removed a file at its
+    name, and the other, checking at that moment, was told "recording folder rec is a file"."""
+    refused: list[str] = []
+    for i in range(100):
+        folder = tmp_path / f"rec{i}"
+        start = threading.Barrier(4)
+
+        def check(folder: Path = folder, start: threading.Barrier = start) -> None:
+            start.wait(10)
+            try:
+                check_clips_dir(folder, False, what="recording folder")
+            except UserError as exc:
+                refused.append(str(exc))
+
+        threads = [threading.Thread(target=check) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(10)
+    assert refused == []

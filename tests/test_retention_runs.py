@@ -42,7 +42,8 @@ def record(
 
 
 def on_disk(rec: Path) -> set[str]:
-    return {p.relative_to(rec).as_posix() for p in rec.rglob("*.mp4")}
+    """The segments in ``rec`` (not a faststart rewrite's temporary ``.NAME.PID.N.tmp.mp4`` a kill left)."""
+    return {p.relative_to(rec).as_posix() for p in rec.rglob("*.mp4") if not p.name.startswith(".")}
 
 
 def test_a_small_cap_keeps_each_sources_newest_segment(
@@ -73,9 +74,9 @@ def test_two_runs_sharing_a_folder_list_every_segment(
     videos_dir: Path, model_path: Path, tmp_path: Path
 ) -> None:
     """Each run deletes its older segments and rewrites ``segments.jsonl`` while the other appends.
-    Before, the other run went on appending to the replaced file: its lines were lost."""
+    Before, the other run went on appending to the replaced file: its lines were lost. (Both start
+    at once into a folder that does not exist yet: each one's check of it sees the other's.)"""
     rec = tmp_path / "rec"
-    rec.mkdir()  # two runs that make a missing folder at once race in its check (sinks.paths)
     runs = [
         record(
             videos_dir,
