@@ -71,7 +71,9 @@ class EncoderSettings(StrictModel):
 class OverlaySettings(StrictModel):
     """What the overlay draws."""
 
-    panel: bool = option(True, "FPS + per-class counts in the top-left corner", flag="--panel")
+    panel: bool = option(
+        True, "processing rate (proc fps) + per-class counts in the top-left corner", flag="--panel"
+    )
     labels: bool = option(True, '"person 0.87" above each box', flag=False)
     confidence: bool = option(True, "include the score in labels", flag=False)
     line_width: int | None = option(

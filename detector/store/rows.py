@@ -7,8 +7,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import socket
 import sqlite3
 import time
+from collections import Counter
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -139,6 +142,20 @@ def delete_review(db: sqlite3.Connection, review_id: str, *, reason: str = "rete
     return int(gone)
 
 
+def remove_media(db: sqlite3.Connection, paths: Sequence[Path], root: Path, written: Counter[str]) -> None:
+    """Forget files retention deleted: their rows, a clip's with its item (``delete_review``)."""
+    for path in paths:
+        row = db.execute("SELECT id, kind, review_id FROM media WHERE path = ?", (stored_path(path, root),))
+        found = row.fetchone()
+        if found is None:
+            continue
+        media_id, kind, review_id = found
+        db.execute("DELETE FROM media WHERE id = ?", (media_id,))
+        written["removed"] += 1
+        if kind == "clip" and review_id:
+            written["events_removed"] += delete_review(db, review_id)
+
+
 def list_found(db: sqlite3.Connection, media: MediaFile, root: Path) -> bool:
     """List a file an earlier run left unlisted (killed before it was told), unless it is; a clip
     joins the item of its events, a snapshot only comes with its event's row. True if it listed it."""
@@ -156,3 +173,23 @@ def list_found(db: sqlite3.Connection, media: MediaFile, root: Path) -> bool:
                 break
     db.execute(MEDIA_SQL, media_row(media, root))
     return True
+
+
+def end_dead_runs(db: sqlite3.Connection) -> list[tuple[int, int]]:
+    """End the items of runs on this machine that died without closing the store (in the open
+    transaction); their (run, pid)."""
+    host, me = socket.gethostname(), os.getpid()
+    ended_runs = []
+    rows = db.execute("SELECT id, started, pid FROM runs WHERE ended IS NULL AND host = ?", (host,))
+    for run, started, pid in rows.fetchall():
+        if pid == me or pid_alive(pid):
+            continue
+        ended = db.execute("SELECT max(last_time) FROM reviews WHERE run = ?", (run,)).fetchone()[0]
+        db.execute(
+            "UPDATE reviews SET end_time = last_time, data = json_set(data, '$.end_time', last_time)"
+            " WHERE run = ? AND end_time IS NULL",
+            (run,),
+        )
+        db.execute("UPDATE runs SET ended = ? WHERE id = ?", (ended or started, run))
+        ended_runs.append((run, pid))
+    return ended_runs
