@@ -163,6 +163,7 @@ class StoreReader:
         last = rows[limit - 1] if more else None
         return items, f"{last[5]!r}_{last[0]}" if last is not None else None
 
+    @_reading
     def deleted(self, review_id: str) -> dict[str, Any] | None:
         """What became of an item that is no more: ``{"review_id", "source", "start_time",
         "deleted_at", "reason"}`` (``reason``: ``retention``), or None (never known, or still there)."""
