@@ -209,7 +209,10 @@ def store_line(report: Mapping[str, Any]) -> list[str]:
     if not report.get("events_db"):
         return []
     s = report["events_db"]
-    lost = f", {s['dropped'] + s['lost']} lost" if s["dropped"] or s["lost"] else ""
+    missing = (("events", s["dropped"] + s["lost"]), ("items", s.get("items_lost", 0)),
+               ("files", s.get("files_lost", 0)))  # fmt: skip
+    lost = ", ".join(f"{n} {what}" for what, n in missing if n)
+    lost = f" (lost: {lost})" if lost else ""
     return [f"store      {s['reviews']} review items, {s['events']} events{lost}, in {s['path']}"]
 
 
@@ -225,4 +228,11 @@ def storage_lines(report: Mapping[str, Any]) -> list[str]:
         folders = report["retention"]["folders"].values()
         files, size = sum(f["deleted_files"] for f in folders), sum(f["deleted_bytes"] for f in folders)
         lines.append(f"retention  deleted {files} files ({size_text(size)})")
+        cap = report["retention"]["limits"].get("max_size")
+        for folder, f in report["retention"]["folders"].items():
+            if f.get("needs_bytes"):
+                lines.append(
+                    f"retention  {folder} needs {size_text(f['needs_bytes'])} for what it keeps, "
+                    f"more than retain.max_size {size_text(cap)}: kept, over the cap"
+                )
     return lines

@@ -25,7 +25,9 @@ from detector.errors import UserError
 from detector.events import ZoneEnter, stamp
 from detector.reviews import BestShot, Picture, Reviewer, ReviewItem
 from detector.store import writer as writer_mod
-from detector.store.queries import ReviewQuery, StoreReader
+from detector.store.filters import ReviewQuery
+from detector.store.ops import ReviewOp
+from detector.store.queries import StoreReader
 from detector.store.rows import write_review
 from detector.store.schema import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION, connect, migrate
 from detector.store.writer import EventStore
@@ -155,7 +157,7 @@ def test_an_older_store_is_migrated_and_its_items_found_by_the_new_filters(tmp_p
     two_items(store)
     store.close()
     with sqlite3.connect(path) as db:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
     reader = StoreReader(path)
     found, _ = reader.reviews(ReviewQuery(zone="porch"))
     assert old_id in [i["id"] for i in found] and len(found) == 2
@@ -252,7 +254,7 @@ def test_a_file_that_is_not_a_store_we_can_write_is_refused(tmp_path: Path, kind
     assert before is None or path.read_bytes() == before, "not touched"
 
 
-def updates(n: int, shade: int = 0) -> list[tuple[str, ReviewItem, Picture]]:
+def updates(n: int, shade: int = 0) -> list[ReviewOp]:
     """``n`` updates of one open item, each with a better best shot on a frame of its own (the last
     one's frame is ``shade`` grey), then its end."""
     base = ReviewItem(id="01900000-0000-7000-8000-0000000000aa", source="cam", severity="alert",
@@ -265,7 +267,7 @@ def updates(n: int, shade: int = 0) -> list[tuple[str, ReviewItem, Picture]]:
             base, best=best, last_time=WALL0 + k, end_time=WALL0 + n if k == n else None
         )
         image = np.full((240, 320, 3), shade if k == n else 10, np.uint8)
-        ops.append(("review", item, Picture(image, (0.0, 0.0, 10.0, 10.0))))
+        ops.append(ReviewOp(item, Picture(image, (0.0, 0.0, 10.0, 10.0))))
     return ops
 
 
@@ -283,13 +285,13 @@ def test_a_stalled_writer_holds_a_bounded_number_of_frames(tmp_path: Path) -> No
     store._write = stalled  # type: ignore[method-assign]
     for op in updates(500, shade=200):
         store.put(op)
-    held = [op for op in list(store.queue.queue) if op[2] is not None]
-    assert len(held) <= writer_mod.MAX_PICTURES + 1 and held[-1][1].end_time is not None, len(held)
+    held = [op for op in list(store.queue.queue) if isinstance(op, ReviewOp) and op.picture is not None]
+    assert len(held) <= writer_mod.MAX_PICTURES + 1 and held[-1].item.end_time is not None, len(held)
     assert store.counts["pictures_dropped"] >= 400 and store.counts["dropped"] == 0
     gate.set()
     store.close()
     assert store._pictures == 0
-    jpeg = StoreReader(tmp_path / "events.db").thumbnail(held[-1][1].id)
+    jpeg = StoreReader(tmp_path / "events.db").thumbnail(held[-1].item.id)
     assert jpeg is not None
     image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_GRAYSCALE)
     assert abs(int(np.median(image)) - 200) < 10, "the thumbnail is the end's best shot"
@@ -302,7 +304,7 @@ def test_a_batch_that_raises_does_not_stop_the_writer(
     monkeypatch.setattr(Picture, "jpeg", lambda self, *a, **kw: (_ for _ in ()).throw(cv2.error("bad")))
     for op in updates(2):
         store.put(op)
-    assert store.flush(10) and store.failed is not None and store.counts["lost"] == 3
+    assert store.flush(10) and store.failed is not None and store.counts["items_lost"] == 1, store.counts
     monkeypatch.undo()
     handle = store.handle("cam")
     handle.event(stamp(new_track(1, 1), "cam", WALL0))

@@ -40,7 +40,8 @@ def add_parser(sub: Any) -> None:
 
 def _items(args: argparse.Namespace) -> Iterator[dict[str, Any]]:
     from detector.errors import UserError
-    from detector.store.queries import ReviewQuery, StoreReader, read_time
+    from detector.store.filters import ReviewQuery, read_time
+    from detector.store.queries import StoreReader
     from detector.store.schema import existing_store
 
     now = time.time()

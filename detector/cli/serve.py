@@ -44,7 +44,7 @@ def command(args: argparse.Namespace, started_at: float) -> int:
     if not settings.events_db or settings.store_off():
         raise UserError("detector serve needs --events-db FILE (the store to browse)")
     path = Path(settings.events_db).expanduser()
-    version = existing_store(path)  # read-only: an empty or foreign file is refused, never written
+    version = existing_store(path, whole=True)  # read-only: an empty or foreign file is refused, unwritten
     if version < SCHEMA_VERSION:  # an older store of ours: migrated in place, as a run would
         db = connect(path)
         try:

@@ -6,8 +6,10 @@ clip recorder, so clips cost no second encode.
 
 ``Mp4Writer`` writes packets to ``path``: while writing, the file is a fragmented MP4 with a
 keyframe (and a fragment) every ``fragment_seconds``, flushed to the OS as each fragment ends, so a
-process killed with SIGKILL leaves a file that plays up to the last fragment. ``close()`` remuxes
-(stream copy) into a normal ``+faststart`` MP4 that replaces the fragmented one atomically.
+process killed with SIGKILL leaves a file that plays up to the last fragment; one a full disk cut
+short loses its torn packet as it closes (no decoder meets it; ``mp4files.trim_torn``).
+``close()`` remuxes (stream copy) into a normal ``+faststart`` MP4 that replaces the fragmented one
+atomically.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from detector.settings.model import EncoderSettings
 from detector.sinks.audio import AudioSpan, AudioTrack
 from detector.sinks.base import FrameResult
 from detector.sinks.encoder import Encoded, H264Encoder
-from detector.sinks.mp4files import faststart, lost_on_close, muxer
+from detector.sinks.mp4files import faststart, lost_on_close, muxer, trim_torn
 from detector.sinks.paths import make_parents
 
 log = logging.getLogger(__name__)
@@ -148,12 +150,14 @@ class Mp4Writer:
             error = exc
         if error is None and self.error is None and self.frames_written:
             error = lost_on_close(self.path, self.bytes_written)
-        if self.error is not None:  # already reported by write(); the fragmented file stays
+        if self.error is not None:  # already reported by write(); the fragmented file stays, trimmed
+            trim_torn(self.path)
             return
         if self.frames_written == 0 and error is None:  # opened, but no frame made it: no empty file
             self.path.unlink(missing_ok=True)
             return
         if error is not None:
+            trim_torn(self.path)
             self.failed = error.strerror or str(error)
             self.error = _write_failed(self.path, error)
             raise self.error from error
