@@ -16,7 +16,6 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Protocol
 
-from detector.reviews import ReviewUpdate
 from detector.settings import Settings
 from detector.sinks.base import Sink
 from detector.sources.base import SourceInfo
@@ -27,6 +26,7 @@ if TYPE_CHECKING:
     from detector.mqtt.publisher import MqttPublisher
     from detector.notify.alerts import AlertNotifier
     from detector.notify.worker import Notifier
+    from detector.reviews import ReviewUpdate
 
 log = logging.getLogger(__name__)
 Counters = list[tuple[str, str, dict[str, float]]]

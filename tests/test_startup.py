@@ -29,6 +29,7 @@ ONLY_WHEN_ASKED = {
     "detector.storage.recorder": "--record",
     "detector.storage.raw": "--record --record-mode raw",
     "detector.sinks.clips": "--clips",
+    "detector.reviews": "review items (clips, the event store, MQTT, notifications)",
     "torch": "a .pt model",
 }
 

@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING
 
 from detector.catalog import Catalogs
 from detector.events import Attacher
-from detector.reviews import ReviewConsumer
 from detector.settings import Settings
 from detector.sinks.base import Sink
 from detector.sinks.heatmap import HeatmapSink
@@ -36,6 +35,7 @@ from detector.sources.naming import SourceIdentity
 from detector.types import Image
 
 if TYPE_CHECKING:  # imported where used: a run without clips, a store or --record loads none of them
+    from detector.reviews import ReviewConsumer
     from detector.sinks.clipfolder import ClipFolder
     from detector.storage.setup import Storage
     from detector.store.writer import EventStore
