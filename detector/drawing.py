@@ -66,15 +66,48 @@ def style_of(image: Image) -> Style:
     return style_for(int(image.shape[0]), int(image.shape[1]))
 
 
+MIN_FONT_SCALE = 0.3  # Hershey simplex at 0.3: 8 px capitals, the smallest still read at a glance
+LABEL_HEIGHT_SHARE = 1 / 3  # a box label at most this share of its box's height...
+LABEL_WIDTH_SHARE = 1.5  # ...and this many times its box's width (down to MIN_FONT_SCALE)
+
+
+def scaled(style: Style, font_scale: float) -> Style:
+    """``style`` with the text at ``font_scale`` (its thickness and padding following)."""
+    return Style(style.line_width, font_scale, max(1, round(font_scale * 1.6)), max(2, round(font_scale * 6)))
+
+
+def box_label_style(
+    text: str, style: Style, box_w: float, box_h: float
+) -> tuple[Style, tuple[int, int, int]]:
+    """The frame's ``style``, its text made smaller for a small box (a distant person's label is no
+    wider than LABEL_WIDTH_SHARE x the person and no taller than LABEL_HEIGHT_SHARE of them), and the
+    label's size in it (``label_size``)."""
+    size = label_size(text, style)
+    fit = min(1.0, box_w * LABEL_WIDTH_SHARE / size[0], box_h * LABEL_HEIGHT_SHARE / size[1])
+    if fit >= 1.0:
+        return style, size
+    small = scaled(style, max(MIN_FONT_SCALE, style.font_scale * fit))
+    return small, label_size(text, small)
+
+
 def label_size(text: str, style: Style) -> tuple[int, int, int]:
     """(width, height, text height) of a label box with its padding."""
     (tw, th), base = cv2.getTextSize(text, FONT, style.font_scale, style.thickness)
     return tw + 2 * style.pad, th + base + 2 * style.pad, th
 
 
-def draw_label_at(image: Image, text: str, left: int, top: int, bg: Color, style: Style) -> Rect:
-    """Text on a filled box with its top-left corner at (left, top); returns the box."""
-    w, h, th = label_size(text, style)
+def draw_label_at(
+    image: Image,
+    text: str,
+    left: int,
+    top: int,
+    bg: Color,
+    style: Style,
+    size: tuple[int, int, int] | None = None,
+) -> Rect:
+    """Text on a filled box with its top-left corner at (left, top); returns the box. ``size``:
+    ``label_size(text, style)`` when the caller has it already."""
+    w, h, th = label_size(text, style) if size is None else size
     cv2.rectangle(image, (left, top), (left + w - 1, top + h - 1), bg, cv2.FILLED)
     org = (left + style.pad, top + style.pad + th)
     cv2.putText(image, text, org, FONT, style.font_scale, text_color(bg), style.thickness, cv2.LINE_AA)

@@ -16,9 +16,6 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Protocol
 
-from detector.notify.alerts import AlertNotifier
-from detector.notify.worker import Notifier
-from detector.reviews import ReviewUpdate
 from detector.settings import Settings
 from detector.sinks.base import Sink
 from detector.sources.base import SourceInfo
@@ -27,6 +24,9 @@ from detector.stats import RunStats
 
 if TYPE_CHECKING:
     from detector.mqtt.publisher import MqttPublisher
+    from detector.notify.alerts import AlertNotifier
+    from detector.notify.worker import Notifier
+    from detector.reviews import ReviewUpdate
 
 log = logging.getLogger(__name__)
 Counters = list[tuple[str, str, dict[str, float]]]
@@ -72,6 +72,7 @@ class Outlets:
                 out.mqtt = MqttPublisher(settings.mqtt, connect_timeout=settings.connect_timeout).start()
             if settings.notify.urls:
                 from detector.notify.sender import targets
+                from detector.notify.worker import Notifier
 
                 n = settings.notify
                 out.notifier = Notifier(targets(n.urls, n.timeout), timeout=n.timeout, retries=n.retries)
@@ -93,6 +94,8 @@ class Outlets:
             zones = [z.name for z in settings.zones]
             sinks.append(self.mqtt.add_source(name, info.kind, stats, classes=classes, zones=zones))
         if self.notifier is not None:
+            from detector.notify.alerts import AlertNotifier
+
             self.alerts.append(AlertNotifier(self.notifier, name, settings.notify, names))
             sinks.append(self.alerts[-1])
         return sinks

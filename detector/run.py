@@ -36,7 +36,6 @@ from detector.pipeline.lane import Lane
 from detector.plan import SourcePlan, plan_sources
 from detector.progress import Progress, ProgressBoard
 from detector.report import build_report, part_reports, write_report
-from detector.reviews import reviewer_for
 from detector.settings import Settings
 from detector.signals import interrupts
 from detector.sinks.audio import audio_codec
@@ -285,7 +284,12 @@ class Run:
             if window is not None:
                 sinks.append(window.tile(plan.name))
             progress = _progress(board, plan.settings, plan.name if several else Path(info.name).name, info)
-            reviewer = reviewer_for(plan.name, [*made.reviews, *told], plan.settings.review, detector.names)
+            listeners = [*made.reviews, *told]
+            reviewer = None
+            if listeners:  # review items only for someone who listens: clips, the store, MQTT, notify
+                from detector.reviews import reviewer_for
+
+                reviewer = reviewer_for(plan.name, listeners, plan.settings.review, detector.names)
             if store is not None:
                 web.set_store(store, media=(clips, storage.root))
             self.lanes.append(

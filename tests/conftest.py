@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def _env_path(var: str) -> Path:
     value = os.environ.get(var)
     if not value:
-        pytest.skip(f"{var} is not set (CI sets it; point it at ../shared)")
+        pytest.skip(f"{var} is not set (CI sets it; point it at ../shared/videos)")
     path = Path(value)
     if not path.exists():
         pytest.fail(f"{var}={value} does not exist")
@@ -92,6 +92,23 @@ def model_path() -> Path:
 @pytest.fixture(scope="session")
 def videos_dir() -> Path:
     return _env_path("DETECTOR_TEST_VIDEOS")
+
+
+@pytest.fixture(scope="session")
+def footage(sample_clip: Path) -> Callable[[str], Path]:
+    """A clip of the shared footage by name; without DETECTOR_TEST_VIDEOS, ``videos/sample.mp4`` stands
+    in, so a test that needs a clip (not what is in that one) runs wherever its other parts exist."""
+    folder = os.environ.get("DETECTOR_TEST_VIDEOS")
+
+    def pick(name: str) -> Path:
+        if not folder:
+            return sample_clip
+        path = Path(folder) / name
+        if not path.exists():
+            pytest.fail(f"DETECTOR_TEST_VIDEOS={folder} has no {name}")
+        return path
+
+    return pick
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -207,11 +207,12 @@ def test_serve_sends_the_live_page_to_the_history(history: dict[str, Any], chrom
 
 def test_the_live_page_links_to_the_history_of_the_run(
     model_path: Path,
-    videos_dir: Path,
+    footage: Callable[[str], Path],
     tmp_path: Path,
     chromium: Any,
 ) -> None:
-    with StreamServer(videos_dir / DOOR, duration=20.0, lifetime=60.0) as server:
+    # The doorway, or the sample clip (people in every frame) looped, without the shared footage.
+    with StreamServer(footage(DOOR), duration=20.0, lifetime=60.0, loop=True) as server:
         cmd = ["detector", "run", server.url, "--model", str(model_path), "--track", "--clip-on", "person",
                "--clips", str(tmp_path / "clips"), "--serve", "127.0.0.1:0"]  # fmt: skip
         run = DetectorProcess(cmd, tmp_path, headless_env())

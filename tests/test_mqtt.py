@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -212,22 +213,22 @@ def test_the_report_counts_the_messages_and_no_password_shows(street: dict[str, 
 
 
 def test_a_wrong_password_is_one_line_and_exit_2(
-    cli: Capture, broker: Broker, model_path: Path, videos_dir: Path, tmp_path: Path
+    cli: Capture, broker: Broker, model_path: Path, footage: Callable[[str], Path], tmp_path: Path
 ) -> None:
     url = f"mqtt://{USER}:not-{PASSWORD}@127.0.0.1:{broker.port}"
     message = cli.error(
-        "run", videos_dir / GIF, "--model", model_path, "--mqtt", url, "--json", tmp_path / "o.jsonl"
+        "run", footage(GIF), "--model", model_path, "--mqtt", url, "--json", tmp_path / "o.jsonl"
     )
     assert message.startswith(f"MQTT broker mqtt://127.0.0.1:{broker.port}/detector refused the connection")
     assert "user name and password" in message and PASSWORD not in message
     assert not (tmp_path / "o.jsonl").exists()
 
 
-def test_no_broker_is_one_line_and_exit_2(cli: Capture, model_path: Path, videos_dir: Path) -> None:
+def test_no_broker_is_one_line_and_exit_2(
+    cli: Capture, model_path: Path, footage: Callable[[str], Path]
+) -> None:
     port = free_port()
-    message = cli.error(
-        "run", videos_dir / GIF, "--model", model_path, "--mqtt", f"mqtt://u:pw@127.0.0.1:{port}"
-    )
+    message = cli.error("run", footage(GIF), "--model", model_path, "--mqtt", f"mqtt://u:pw@127.0.0.1:{port}")
     assert message == f"MQTT broker mqtt://127.0.0.1:{port}/detector cannot be reached: Connection refused"
 
 
@@ -287,14 +288,14 @@ def test_review_items_are_published_as_new_updates_and_end(street: dict[str, Any
 
 
 def test_tls_with_the_brokers_ca_and_not_without(
-    cli: Capture, model_path: Path, videos_dir: Path, tmp_path: Path
+    cli: Capture, model_path: Path, footage: Callable[[str], Path], tmp_path: Path
 ) -> None:
     with Broker(tmp_path, tls=True) as secure:
         assert secure.ca is not None
         config = tmp_path / "tls.yaml"
         mqtt = {"ca_certs": str(secure.ca), "count_interval": 0}  # every change: more than one a frame
         config.write_text(yaml.safe_dump({"show": False, "mqtt": mqtt}))
-        argv = ("run", videos_dir / GIF, "--model", model_path, "--mqtt", secure.url)
+        argv = ("run", footage(GIF), "--model", model_path, "--mqtt", secure.url)
         code, lines, _ = cli.run(*argv, "--config", config, "--report", tmp_path / "r.json", "-q")
         assert code == 0, lines
         assert json.loads((tmp_path / "r.json").read_text())["mqtt"]["published"] > 41

@@ -111,13 +111,14 @@ def test_the_run_rides_out_a_broker_restart(
 
 
 def test_kill_9_makes_the_broker_say_offline(
-    launch: Callable[..., Detector], videos_dir: Path, tmp_path: Path
+    launch: Callable[..., Detector], footage: Callable[[str], Path], tmp_path: Path
 ) -> None:
+    clip = footage(CLIP)  # any clip: the sample one without the shared footage
     with Broker(tmp_path) as broker, Subscriber(broker) as sub:
-        run = launch(str(videos_dir / CLIP), "--mqtt", broker.url, "--max-frames", "1000")
+        run = launch(str(clip), "--mqtt", broker.url, "--max-frames", "1000")
         available = f"{PREFIX}/available"
         run.wait_until("online", lambda: [m.text for m in sub.on(available)] == ["online"], timeout=60)
-        source = source_name(str(videos_dir / CLIP))
+        source = source_name(str(clip))
         run.wait_until("counts", lambda: sub.on(f"{PREFIX}/{source}/all"), timeout=30)
         run.proc.kill()
         run.proc.wait(10)

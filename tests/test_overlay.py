@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import io
 import threading
 import time
 from fractions import Fraction
 
-import av
 import numpy as np
 import pytest
 
@@ -127,9 +125,11 @@ def _edge_boxes() -> dict[str, list[float]]:
 
 @pytest.mark.parametrize("where", list(_edge_boxes()))
 def test_label_fully_visible_at_edges_and_corners(where: str) -> None:
-    renderer = OverlayRenderer(panel=False)
-    reference = text_pixels(renderer.annotate(black(), dets([[250, 150, 350, 250]])))
-    assert reference > 20
+    renderer = OverlayRenderer(label_min_size=0, panel=False)
+    box = np.clip(_edge_boxes()[where], 0, [W - 1, H - 1, W - 1, H - 1])  # as the boxes are drawn
+    middle = box + np.tile([(W - box[0] - box[2]) // 2, (H - box[1] - box[3]) // 2], 2)
+    reference = text_pixels(renderer.annotate(black(), dets([middle.tolist()])))  # the same box, mid-frame
+    assert reference > 10
     out = renderer.annotate(black(), dets([_edge_boxes()[where]]))
     # The same label text must be drawn completely, i.e. none of it was cut off by the frame edge.
     assert text_pixels(out) == reference
@@ -278,38 +278,25 @@ def test_rejects_non_bgr_image() -> None:
         OverlayRenderer().annotate(np.zeros((10, 10), np.uint8), Detections.empty())
 
 
-def test_fast_enough_for_1080p() -> None:
-    """Drawing 20 boxes, labels and the panel on a 1080p frame costs a small part of what every
-    frame costs anyway: encoding it (libx264 ultrafast, one thread, as a yardstick timed in the same
-    loop). ~0.8 ms against ~17 ms here; a whole-frame pass per box would break the ratio."""
+def test_a_1080p_frame_with_20_boxes_is_drawn_near_them_only() -> None:
+    """20 boxes, their labels and the panel on a 1080p frame: every label whole, and the frame away from
+    them untouched (a pass over the whole frame per box would show there). What this costs is measured
+    by tests/measure_overlay.py, not here: a test never passes or fails on speed."""
     rng = np.random.default_rng(0)
-    xy = rng.uniform(0, 1, (20, 2)) * [1700, 900]
+    xy = rng.uniform(0, 1, (20, 2)) * [900, 700]  # boxes end left of x=1150, labels left of 1525
     d = Detections(
-        xyxy=np.hstack([xy, xy + rng.uniform(50, 300, (20, 2))]),
+        xyxy=np.hstack([xy, xy + rng.uniform(50, 250, (20, 2))]),
         confidence=rng.uniform(0.3, 1, 20),
-        class_id=rng.integers(0, 6, 20),
+        class_id=np.zeros(20, np.int64),  # white text on blue: text_pixels counts every label
+        tracker_id=np.arange(1, 21),
         names=NAMES,
     )
-    img, renderer, info = np.full((1080, 1920, 3), 90, np.uint8), OverlayRenderer(), PanelInfo(29.9, 33.0)
-    drawing, encoding = [], []
-    with av.open(io.BytesIO(), "w", format="mp4") as out:
-        stream = out.add_stream("libx264", rate=30, options={"preset": "ultrafast", "threads": "1"})
-        stream.width, stream.height, stream.pix_fmt = 1920, 1080, "yuv420p"
-        for i in range(12):
-            t0 = time.perf_counter()
-            annotated = renderer.annotate(img, d, info)
-            t1 = time.perf_counter()
-            packets = stream.encode(av.VideoFrame.from_ndarray(annotated, format="bgr24"))
-            t2 = time.perf_counter()
-            for packet in packets:
-                out.mux(packet)
-            if i >= 2:  # the encoder's first frames set it up
-                drawing.append(t1 - t0)
-                encoding.append(t2 - t1)
-    ratio = float(np.median(drawing) / np.median(encoding))
-    assert ratio < 0.25, (
-        f"drawing {np.median(drawing) * 1e3:.1f} ms, encoding {np.median(encoding) * 1e3:.1f} ms"
-    )
+    img, info = np.full((1080, 1920, 3), 90, np.uint8), PanelInfo(29.9, 33.0)
+    out = OverlayRenderer().annotate(img, d, info)
+    panel = text_pixels(OverlayRenderer(labels=False).annotate(img, d, info))
+    alone = sum(text_pixels(OverlayRenderer(panel=False).annotate(img, d[np.array([k])])) for k in range(20))
+    assert text_pixels(out) - panel == alone  # every label drawn whole
+    np.testing.assert_array_equal(out[:, 1600:], img[:, 1600:])  # far from every box: untouched
 
 
 def test_class_color_stable_distinct_and_matches_ultralytics() -> None:

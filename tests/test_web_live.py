@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import av
 import cv2
 import numpy as np
 import pytest
@@ -80,12 +81,15 @@ def box_pixels(png: bytes, bgr: tuple[int, int, int], tolerance: int = 40) -> in
 
 
 def test_a_real_browser_shows_the_live_video_and_the_panel_moves(
-    launch: Callable[..., WebRun], videos_dir: Path, chromium: Any
+    launch: Callable[..., WebRun], footage: Callable[[str], Path], chromium: Any
 ) -> None:
     """Headless chromium opens the page of a live run: the video shows boxes, the counts go up."""
     from selenium.webdriver.common.by import By
 
-    with StreamServer(videos_dir / "one-by-one-person-detection.mp4", duration=60, lifetime=120) as server:
+    clip = footage("one-by-one-person-detection.mp4")  # or the sample clip, people in every frame
+    with av.open(str(clip)) as c:
+        width = c.streams.video[0].width
+    with StreamServer(clip, duration=60, lifetime=120, loop=True) as server:
         run = launch(server.url, outputs=False)
         url = run.url()
         chromium.get(url)
@@ -99,7 +103,7 @@ def test_a_real_browser_shows_the_live_video_and_the_panel_moves(
             time.sleep(0.5)
             if chromium.execute_script("return arguments[0].naturalWidth", video) > 0:
                 seen = max(seen, box_pixels(video.screenshot_as_png, person))
-        assert chromium.execute_script("return arguments[0].naturalWidth", video) == 768
+        assert chromium.execute_script("return arguments[0].naturalWidth", video) == width
         frames = chromium.find_element(By.ID, "frames")
         first = int(frames.text)
         wait_for("the panel's frame count to go up", lambda: int(frames.text) >= first + 20, timeout=30)
@@ -127,14 +131,14 @@ def test_a_real_browser_shows_the_live_video_and_the_panel_moves(
 
 
 def test_load_16_viewers_do_not_slow_detection_and_the_17th_gets_503(
-    launch: Callable[..., WebRun], videos_dir: Path
+    launch: Callable[..., WebRun], footage: Callable[[str], Path]
 ) -> None:
     """One run on a 30 fps stream, paired in it: phases without viewers and with 16 (2 reading at
     full rate, 13 at 4 KB/s, one that never reads), alternating A B A B A to even out a shared
     machine. Processed fps with viewers stays within 10% of without; memory grows by at most
     100 MB; a 17th viewer gets 503."""
     phase_s = 5.0
-    with StreamServer(videos_dir / "bottle-detection.mp4", duration=40, lifetime=120) as server:
+    with StreamServer(footage("bottle-detection.mp4"), duration=40, lifetime=120, loop=True) as server:
         run = launch(server.url, outputs=False)
         url = run.url()
         wait_for("frames", lambda: run.status()["frames"] >= 30, timeout=60)
@@ -181,11 +185,12 @@ def test_load_16_viewers_do_not_slow_detection_and_the_17th_gets_503(
 
 
 def test_ctrl_c_with_viewers_connected_exits_130_with_outputs_intact(
-    launch: Callable[..., WebRun], videos_dir: Path
+    launch: Callable[..., WebRun], footage: Callable[[str], Path]
 ) -> None:
     """Viewers of every kind connected (full rate, stuck, events); the stream drops and comes back
     (the page's phase says reconnecting, the events carry the gap); then Ctrl-C."""
-    with StreamServer(videos_dir / "one-by-one-person-detection.mp4", duration=60, lifetime=120) as server:
+    clip = footage("one-by-one-person-detection.mp4")
+    with StreamServer(clip, duration=60, lifetime=120, loop=True) as server:
         run = launch(server.url, "--reconnect-max", "5", "--stall-timeout", "2")
         url = run.url()
         wait_for("frames", lambda: len(run.frames()) >= 10, timeout=60)

@@ -23,15 +23,18 @@ import dataclasses
 import logging
 import math
 import time
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from detector.motion import MotionDetector
 from detector.pipeline.capture import Item
 from detector.settings import Settings
 from detector.settings.motion import MotionSettings
 from detector.stats import RunStats, StageTimer
 from detector.types import Detections, Frame, Inference
+
+if TYPE_CHECKING:
+    from detector.motion import MotionDetector
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +77,8 @@ class Gate:
         t = time.perf_counter()
         size = (frame.width, frame.height)
         if self._detector is None or self._detector.frame_size != size:  # first frame, or a new size
+            from detector.motion import MotionDetector  # only when motion gating is on
+
             m = self.motion
             masks = [mask.polygon for mask in m.masks]
             self._detector = MotionDetector(size, threshold=m.threshold, min_area=m.min_area, masks=masks)

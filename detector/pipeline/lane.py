@@ -19,7 +19,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from detector.errors import StorageError
 from detector.events import Attacher, EventRecord, StorageFull, stamp
@@ -27,13 +27,15 @@ from detector.pipeline.capture import FrameReader, Item
 from detector.pipeline.channel import Channel
 from detector.pipeline.gate import Gate
 from detector.progress import Progress
-from detector.reviews import Reviewer
 from detector.sinks.base import FrameResult, Sink
 from detector.sources.base import Source
 from detector.stages.base import Stage
 from detector.stats import RunStats
 from detector.storage.disk import free_bytes
 from detector.types import Detections, Frame
+
+if TYPE_CHECKING:  # made only when someone listens to review items
+    from detector.reviews import Reviewer
 
 log = logging.getLogger(__name__)
 

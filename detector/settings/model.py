@@ -74,8 +74,12 @@ class OverlaySettings(StrictModel):
     panel: bool = option(
         True, "processing rate (proc fps) + per-class counts in the top-left corner", flag="--panel"
     )
-    labels: bool = option(True, '"person 0.87" above each box', flag=False)
+    labels: bool = option(True, '"person 0.87" beside each box, off the other boxes', flag=False)
     confidence: bool = option(True, "include the score in labels", flag=False)
+    label_min_size: int = option(
+        16, "no label on a box whose shorter side is under this many pixels; smaller boxes get smaller "
+        "labels", flag=False, ge=0, le=10000,
+    )  # fmt: skip
     line_width: int | None = option(
         None, "box line width; null = scaled to the frame", flag=False, ge=1, le=32
     )

@@ -18,14 +18,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from detector.catalog import Catalogs
 from detector.events import Attacher
-from detector.reviews import ReviewConsumer
 from detector.settings import Settings
 from detector.sinks.base import Sink
-from detector.sinks.clipfolder import ClipFolder, EventsFile
-from detector.sinks.clips import ClipRecorder
 from detector.sinks.heatmap import HeatmapSink
 from detector.sinks.jsonl import JsonLinesSink
 from detector.sinks.shared import SharedSink
@@ -34,9 +32,13 @@ from detector.sinks.timeline import TimelineSink
 from detector.sinks.video import PacketOutput, VideoWriterSink
 from detector.sources.base import SourceInfo
 from detector.sources.naming import SourceIdentity
-from detector.storage.setup import Storage
-from detector.store.writer import EventStore
 from detector.types import Image
+
+if TYPE_CHECKING:  # imported where used: a run without clips, a store or --record loads none of them
+    from detector.reviews import ReviewConsumer
+    from detector.sinks.clipfolder import ClipFolder
+    from detector.storage.setup import Storage
+    from detector.store.writer import EventStore
 
 
 @dataclass
@@ -76,6 +78,8 @@ class Shared:
         """The clips folder at ``path`` (one per folder, whichever sources use it) and a handle on its
         ``events.jsonl``."""
         if path not in self.folders:
+            from detector.sinks.clipfolder import ClipFolder, EventsFile
+
             folder = ClipFolder(path, reserved=[p for p in self.outputs if p.parent == path.absolute()])
             index = EventsFile(folder, on_resumed=self.storage.status.resumed if self.storage else None)
             self.catalog.add(index)
@@ -87,6 +91,8 @@ class Shared:
         """The event store at ``path`` (one per file, whichever sources write it), a catalog too."""
         key = path.expanduser().absolute()
         if key not in self.stores:
+            from detector.store.writer import EventStore  # sqlite3 too
+
             self.stores[key] = EventStore(key)
             self.catalog.add(self.stores[key])
         return self.stores[key]
@@ -143,6 +149,8 @@ def build_sinks(
         out.sinks.append(handle)
         out.reviews.append(handle)
     if clips is not None:
+        from detector.sinks.clips import ClipRecorder
+
         folder, events_file = shared.clip_folder(clips)
         recorder = ClipRecorder(
             folder,

@@ -18,7 +18,6 @@ from pathlib import Path
 from detector.errors import UserError, storage_error
 from detector.settings.base import flag_for
 from detector.settings.model import Settings
-from detector.store.schema import connect, version_of
 
 STDOUT = "-"
 VIDEO_OUTPUT_EXTENSIONS = {".mp4", ".m4v", ".mov"}
@@ -202,6 +201,8 @@ def check_events_db(path: str | Path, overwrite: bool) -> Path:
         raise UserError(f"event store {p} is not a file; choose another path")
     if not os.access(p, os.W_OK) or not os.access(p.parent, os.W_OK | os.X_OK):
         raise UserError(f"event store {p} is not writable (nor its folder); choose another path")
+    from detector.store.schema import connect, version_of  # sqlite3: only for a run with a store
+
     db = connect(p)
     try:
         version_of(db, p)

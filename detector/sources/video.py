@@ -7,9 +7,10 @@ thread, and each stream as it is (re)opened; it must not block (``storage.raw`` 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from fractions import Fraction
 from typing import Any, Protocol
 
@@ -24,6 +25,8 @@ from detector.sources.timing import FrameClock
 from detector.types import Frame
 
 log = logging.getLogger(__name__)
+
+FIRST_PICTURE_PACKETS = 2000  # a stream joined between keyframes: read this far for the next one
 
 
 class PacketTap(Protocol):
@@ -96,10 +99,14 @@ class PyAVSource:
         # unseen by the capture-to-sink latency); a live stream decodes with slice threads only.
         stream.thread_type = "SLICE" if self.kind == "stream" else "AUTO"
         ctx = stream.codec_context
-        if ctx is None or not ctx.name or ctx.width <= 0:
+        if ctx is None or not ctx.name:
             self._container.close()
             raise SourceError(f"input {self.shown} uses a video codec this FFmpeg cannot decode")
         self._stream = stream
+        packets: Sequence[av.Packet] = ()
+        first: Sequence[av.VideoFrame] = ()
+        if ctx.width <= 0:  # no picture size in what FFmpeg probed: it comes with the next keyframe
+            packets, first = self._first_picture()
         fps = (
             valid_rate(stream.average_rate) or valid_rate(stream.guessed_rate) or valid_rate(stream.base_rate)
         )
@@ -115,8 +122,8 @@ class PyAVSource:
         self.info = SourceInfo(
             name=self.shown,
             kind=self.kind,
-            width=ctx.width,
-            height=ctx.height,
+            width=first[0].width if first else ctx.width,
+            height=first[0].height if first else ctx.height,
             fps=fps,
             frame_count=frames or None,
             codec=ctx.name,
@@ -124,9 +131,47 @@ class PyAVSource:
         )
         time_base = float(stream.time_base or Fraction(1, 90000))
         self._clock = FrameClock.for_container(self._container.format, time_base, 1 / float(fps))
-        self._frames = self._decode()
+        self._frames = itertools.chain(self._replay(packets, first), self._decode())
         if self._tap is not None:
             self._tap.stream(stream)
+
+    def _first_picture(self) -> tuple[list[av.Packet], list[av.VideoFrame]]:
+        """The packets up to the first that decodes to a picture, and its pictures. A stream joined
+        between keyframes (a camera with a long keyframe interval, more so one that sends no
+        timestamps, whose probe FFmpeg cannot bound by time) shows no picture size in its first
+        half second; reading on to its next keyframe finds it. A ``SourceError`` that says so when
+        none comes within ``FIRST_PICTURE_PACKETS`` packets or the connect timeout."""
+        packets: list[av.Packet] = []
+        deadline = time.monotonic() + self._connect_timeout
+        timed, then = False, ""
+        try:
+            for packet in self._container.demux(self._stream):
+                packets.append(packet)
+                timed = timed or packet.pts is not None or packet.dts is not None
+                with contextlib.suppress(av.error.InvalidDataError, ValueError, av.error.UndefinedError):
+                    frames = list(packet.decode())
+                    if frames:
+                        return packets, frames
+                if len(packets) >= FIRST_PICTURE_PACKETS or time.monotonic() > deadline:
+                    break
+        except (av.error.FFmpegError, OSError) as exc:  # a read timeout, the stream cut
+            then = f", then {_reason(exc)}"
+        self._container.close()
+        stamps = "" if timed or not packets else "; its packets carry no timestamps"
+        raise SourceError(
+            f"input {self.shown} sent no picture FFmpeg could decode in {len(packets)} packets{then}: "
+            f"no keyframe with the picture size came{stamps}"
+        )
+
+    def _replay(
+        self, packets: Sequence[av.Packet], frames: Sequence[av.VideoFrame]
+    ) -> Iterator[av.VideoFrame]:
+        """What ``_first_picture`` read: its packets to the tap (when one is set by then), its pictures."""
+        if self._tap is not None:
+            for packet in packets:
+                if packet.size:
+                    self._tap.packet(packet)
+        yield from frames
 
     def _decode(self) -> Iterator[av.VideoFrame]:
         """Yield decoded frames, skipping (and counting) packets that fail to decode."""

@@ -96,6 +96,7 @@ def build_stages(
             labels=overlay.labels,
             confidence=overlay.confidence,
             line_width=overlay.line_width,
+            label_min_size=overlay.label_min_size,
             status=panel_status(stats, live, fps / settings.vid_stride),
         )
     )

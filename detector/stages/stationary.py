@@ -20,7 +20,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from detector.tracking.assign import iou
 from detector.types import FloatArray
 
 STILL_IOU = 0.6  # a box overlapping where it settled by at least this much has not moved (as Frigate)
@@ -56,6 +55,8 @@ class StationaryBook:
         ]
         if not candidates:
             return None
+        from detector.tracking.assign import iou  # the tracker's package: loaded when a run tracks
+
         overlap = iou(np.asarray([box], np.float64), np.array([s.box for _, s in candidates], np.float64))[0]
         best = int(np.argmax(overlap))
         return candidates[best][0] if overlap[best] >= CLAIM_IOU else None
@@ -90,4 +91,6 @@ class StationaryBook:
 
 
 def _overlap(a: FloatArray, b: FloatArray) -> float:
+    from detector.tracking.assign import iou
+
     return float(iou(np.asarray([a], np.float64), np.asarray([b], np.float64))[0, 0])

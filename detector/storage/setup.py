@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from detector.catalog import Catalogs
 from detector.errors import UserError
@@ -26,11 +26,12 @@ from detector.sinks.paths import check_clips_dir
 from detector.sinks.video import PacketOutput
 from detector.sources.base import SourceInfo
 from detector.sources.naming import SourceIdentity
-from detector.storage.raw import RawRecorder, check_copyable
-from detector.storage.recorder import RecordHooks, SegmentBook, SegmentRecorder
 from detector.storage.retention import Limits, Retention
 from detector.storage.segments import SegmentList
 from detector.storage.status import StorageStatus
+
+if TYPE_CHECKING:  # the recorders are imported where made: a run without --record loads neither
+    from detector.storage.recorder import RecordHooks
 
 log = logging.getLogger(__name__)
 
@@ -51,9 +52,7 @@ class Storage:
         self.retention = Retention(Limits(retain.days, retain.max_size, retain.min_free), catalogs)
         catalogs.add(self.retention)
         self.status.listeners.append(self.retention.poke)
-        self.hooks = RecordHooks(
-            opening=self.retention.poke, resumed=self.status.resumed, min_free=retain.min_free or 0
-        )
+        self._hooks: RecordHooks | None = None  # made with the first recorder
         self.writers = 0
 
     def check(self, clips: Sequence[Path]) -> None:
@@ -70,6 +69,8 @@ class Storage:
     def check_source(self, identity: SourceIdentity, info: SourceInfo, source: object) -> None:
         """Raw recording needs a source with packets to copy, in a codec an MP4 takes."""
         if self.root is not None and self.mode == "raw":
+            from detector.storage.raw import check_copyable
+
             check_copyable(identity.name, info.kind, info.codec, callable(getattr(source, "set_tap", None)))
 
     def recorder(
@@ -79,6 +80,14 @@ class Storage:
         the source (raw); (None, None) without ``--record``."""
         if self.root is None:
             return None, None
+        from detector.storage.raw import RawRecorder
+        from detector.storage.recorder import RecordHooks, SegmentBook, SegmentRecorder
+
+        if self._hooks is None:
+            min_free = self.settings.retain.min_free or 0
+            self._hooks = RecordHooks(
+                opening=self.retention.poke, resumed=self.status.resumed, min_free=min_free
+            )
         self.writers += 1
         book = SegmentBook(
             self.root,
@@ -87,7 +96,7 @@ class Storage:
             live=info.live,
             mode=self.mode,
             catalog=self.catalogs,
-            hooks=self.hooks,
+            hooks=self._hooks,
         )
         if self.mode == "annotated":
             return SegmentRecorder(book), None
