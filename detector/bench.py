@@ -20,11 +20,11 @@ from detector.backends import Detector, load_detector
 from detector.errors import UserError
 from detector.pipeline.engine import Pipeline, PipelineOptions
 from detector.settings import Settings
-from detector.sinks.base import FrameResult
 from detector.sinks.video import VideoWriterSink
 from detector.sources import open_source
 from detector.stages.overlay import OverlayStage, PanelInfo
 from detector.stats import STAGES, StageTimer
+from detector.types import FrameResult
 
 log = logging.getLogger(__name__)
 MODES = ("infer-only", "sequential", "pipelined")

@@ -136,3 +136,14 @@ class Preexisting:
         if removed:
             log.debug("removed what the failed run made: %s", ", ".join(map(str, removed)))
         return removed
+
+
+def make_parents(path: str | Path) -> None:
+    """Make the missing folders above ``path``: every output calls this as it opens its file (the
+    output checks of ``sinks.paths`` only look, so a run that fails to start makes no folders)."""
+    folder = Path(path).expanduser().parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        message = f"cannot create folder {folder} for {path}: {exc.strerror or exc}"
+        raise storage_error(exc, Path(path), message) or UserError(message) from exc

@@ -35,12 +35,11 @@ from detector.pipeline.gate import gate_for
 from detector.pipeline.lane import Lane
 from detector.plan import SourcePlan, plan_sources
 from detector.progress import Progress, ProgressBoard
-from detector.report import build_report, part_reports, write_report
+from detector.report import build_report, write_report
 from detector.reviews import reviewer_for
 from detector.settings import Settings
 from detector.signals import interrupts
 from detector.sinks.audio import audio_codec
-from detector.sinks.base import FileOutput
 from detector.sinks.build import Shared, build_sinks, store_path
 from detector.sinks.paths import check_outputs
 from detector.sinks.window import Window, display_available
@@ -51,6 +50,7 @@ from detector.stages.heatmap import HeatmapStage
 from detector.stages.overlay import OverlayStage
 from detector.stats import RunStats
 from detector.storage.setup import Storage
+from detector.types import FileOutput, part_reports
 from detector.web.feeds import Phase
 from detector.web.view import WebView, web_view
 

@@ -29,7 +29,6 @@ from detector.pipeline.lane import Lane
 from detector.settings import Settings, load_settings
 from detector.settings.analytics import LineSpec
 from detector.settings.motion import MotionSettings
-from detector.sinks.base import FrameResult
 from detector.sources import open_source
 from detector.stages.build import build_stages
 from detector.stages.lines import LinesStage
@@ -38,7 +37,7 @@ from detector.stages.stationary import StationaryBook
 from detector.stages.track import TrackStage, TrackTally
 from detector.stats import RunStats
 from detector.tracking import ByteTrack
-from detector.types import Detections, Frame, Inference
+from detector.types import Detections, Frame, FrameResult, Inference
 from detector.web.config import ServeConfig
 from detector.web.view import WebView
 

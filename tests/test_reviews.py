@@ -13,9 +13,9 @@ import pytest
 
 from detector import reviews as reviews_mod
 from detector.events import EventRecord, LineCross, TrackNew, ZoneEnter, ZoneExit, stamp
-from detector.reviews import Reviewer, ReviewUpdate
-from detector.sinks.base import FrameResult
-from detector.types import Detections, Frame
+from detector.review_items import ReviewUpdate
+from detector.reviews import Reviewer
+from detector.types import Detections, Frame, FrameResult
 
 FPS = 10
 WALL0 = 1_790_000_000.0

@@ -25,11 +25,10 @@ from hypothesis import strategies as st
 from detector import files as files_mod
 from detector.errors import StorageError, UserError
 from detector.events import Gap, LineCross
-from detector.sinks.base import FrameResult
 from detector.sinks.jsonl import JsonLinesSink, read_jsonl
 from detector.sinks.paths import check_json_output_path, check_video_output_path
 from detector.sinks.video import VideoWriterSink
-from detector.types import Detections, Frame
+from detector.types import Detections, Frame, FrameResult
 
 ROOT = Path(__file__).resolve().parent.parent
 

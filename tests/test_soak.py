@@ -19,11 +19,11 @@ import pytest
 from conftest import FakeDetector, decode, write_clip
 
 from detector.pipeline.engine import Pipeline
-from detector.sinks.base import FrameResult
 from detector.sinks.jsonl import JsonLinesSink, read_jsonl
 from detector.sinks.video import VideoWriterSink
 from detector.sources import open_source
 from detector.stages.overlay import OverlayStage
+from detector.types import FrameResult
 
 pytestmark = pytest.mark.slow
 

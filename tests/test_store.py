@@ -23,7 +23,8 @@ from test_reviews import WALL0, feed, new_track
 from detector.catalog import MediaFile
 from detector.errors import UserError
 from detector.events import ZoneEnter, stamp
-from detector.reviews import BestShot, Picture, Reviewer, ReviewItem
+from detector.review_items import BestShot, Picture, ReviewItem
+from detector.reviews import Reviewer
 from detector.store import writer as writer_mod
 from detector.store.queries import ReviewQuery, StoreReader
 from detector.store.rows import write_review

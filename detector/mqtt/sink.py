@@ -20,11 +20,11 @@ from detector.images import jpeg
 from detector.mqtt.discovery import Discovery
 from detector.mqtt.outbox import Outbox
 from detector.mqtt.topics import ALL, OFFLINE, ONLINE, RECONNECTING, Topics, changes, with_all
-from detector.reviews import ReviewUpdate
-from detector.sinks.base import FrameResult
+from detector.review_items import ReviewUpdate
 from detector.sinks.jsonl import dumps_line
 from detector.sinks.snapshot import highlight
 from detector.stats import RunStats
+from detector.types import FrameResult
 
 JPEG_QUALITY = 85
 

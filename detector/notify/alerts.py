@@ -18,10 +18,10 @@ from typing import Any
 
 from detector.events import EventRecord
 from detector.notify.worker import Notifier
-from detector.reviews import ReviewItem, ReviewUpdate
+from detector.review_items import ReviewItem, ReviewUpdate
 from detector.settings.notify import NotifySettings
-from detector.sinks.base import FrameResult
 from detector.stages.classes import class_names
+from detector.types import FrameResult
 
 JPEG_QUALITY = 85
 

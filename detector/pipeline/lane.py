@@ -28,12 +28,11 @@ from detector.pipeline.channel import Channel
 from detector.pipeline.gate import Gate
 from detector.progress import Progress
 from detector.reviews import Reviewer
-from detector.sinks.base import FrameResult, Sink
 from detector.sources.base import Source
 from detector.stages.base import Stage
 from detector.stats import RunStats
 from detector.storage.disk import free_bytes
-from detector.types import Detections, Frame
+from detector.types import Detections, Frame, FrameResult, Sink
 
 log = logging.getLogger(__name__)
 

@@ -21,9 +21,8 @@ from pathlib import Path
 
 from detector.catalog import Catalogs
 from detector.events import Attacher
-from detector.reviews import ReviewConsumer
+from detector.review_items import ReviewConsumer
 from detector.settings import Settings
-from detector.sinks.base import Sink
 from detector.sinks.clipfolder import ClipFolder, EventsFile
 from detector.sinks.clips import ClipRecorder
 from detector.sinks.heatmap import HeatmapSink
@@ -36,7 +35,7 @@ from detector.sources.base import SourceInfo
 from detector.sources.naming import SourceIdentity
 from detector.storage.setup import Storage
 from detector.store.writer import EventStore
-from detector.types import Image
+from detector.types import Image, Sink
 
 
 @dataclass

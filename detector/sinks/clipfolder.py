@@ -28,8 +28,8 @@ from detector.catalog import MediaFile
 from detector.errors import UserError, storage_error
 from detector.events import EventRecord
 from detector.files import reserve
-from detector.sinks.base import FrameResult
 from detector.sinks.jsonl import JsonLinesSink, read_jsonl
+from detector.types import FrameResult
 
 log = logging.getLogger(__name__)
 

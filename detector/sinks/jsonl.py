@@ -28,9 +28,9 @@ import numpy as np
 
 from detector.errors import StorageError, UserError, storage_error
 from detector.events import EventRecord
-from detector.files import atomic_write
-from detector.sinks.base import FrameResult
-from detector.sinks.paths import check_json_output_path, make_parents
+from detector.files import atomic_write, make_parents
+from detector.sinks.paths import check_json_output_path
+from detector.types import FrameResult
 
 log = logging.getLogger(__name__)
 

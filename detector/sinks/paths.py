@@ -13,7 +13,7 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from detector.errors import UserError, storage_error
+from detector.errors import UserError
 from detector.settings.base import flag_for
 from detector.settings.model import Settings
 from detector.store.schema import connect, version_of
@@ -49,17 +49,6 @@ def refuse_folder(path: str | Path, what: str) -> None:
         is_dir = False
     if str(path).endswith(("/", os.sep)) or is_dir:
         raise UserError(f"{what} {path} is a folder; give a file name")
-
-
-def make_parents(path: str | Path) -> None:
-    """Make the missing folders above ``path``: every output calls this as it opens its file (the
-    checks above only look, so a run that fails to start makes no folders)."""
-    folder = Path(path).expanduser().parent
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        message = f"cannot create folder {folder} for {path}: {exc.strerror or exc}"
-        raise storage_error(exc, Path(path), message) or UserError(message) from exc
 
 
 def _check_missing_folder(p: Path, what: str) -> None:

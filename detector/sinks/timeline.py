@@ -18,8 +18,7 @@ import numpy as np
 
 from detector.events import EventRecord, Gap, LineCross
 from detector.images import data_uri, fit_width
-from detector.sinks.base import FrameResult
-from detector.types import Image
+from detector.types import FrameResult, Image
 
 log = logging.getLogger(__name__)
 

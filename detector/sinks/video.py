@@ -22,13 +22,12 @@ import av
 
 from detector.errors import StorageError, UserError, raise_together, storage_error
 from detector.events import EventRecord
-from detector.report import part_reports
+from detector.files import make_parents
 from detector.settings.model import EncoderSettings
 from detector.sinks.audio import AudioSpan, AudioTrack
-from detector.sinks.base import FrameResult
 from detector.sinks.encoder import Encoded, H264Encoder
 from detector.sinks.mp4files import faststart, lost_on_close, muxer
-from detector.sinks.paths import make_parents
+from detector.types import FrameResult, part_reports
 
 log = logging.getLogger(__name__)
 

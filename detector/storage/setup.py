@@ -21,7 +21,6 @@ from typing import Any
 from detector.catalog import Catalogs
 from detector.errors import UserError
 from detector.settings import Settings
-from detector.sinks.base import Sink
 from detector.sinks.paths import check_clips_dir
 from detector.sinks.video import PacketOutput
 from detector.sources.base import SourceInfo
@@ -31,6 +30,7 @@ from detector.storage.recorder import RecordHooks, SegmentBook, SegmentRecorder
 from detector.storage.retention import Limits, Retention
 from detector.storage.segments import SegmentList
 from detector.storage.status import StorageStatus
+from detector.types import Sink
 
 log = logging.getLogger(__name__)
 

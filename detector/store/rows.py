@@ -13,7 +13,7 @@ from typing import Any
 
 from detector.catalog import MediaFile
 from detector.events import EventRecord
-from detector.reviews import ReviewItem
+from detector.review_items import ReviewItem
 from detector.store.schema import LABELS_SQL, labels
 
 

@@ -40,9 +40,8 @@ from detector import __version__
 from detector.catalog import MediaFile
 from detector.errors import UserError
 from detector.events import EventRecord
-from detector.reviews import BestShot, Picture, ReviewItem, ReviewUpdate
-from detector.sinks.base import FrameResult
-from detector.sinks.paths import make_parents
+from detector.files import make_parents
+from detector.review_items import BestShot, Picture, ReviewItem, ReviewUpdate
 from detector.store.rows import (
     EVENT_SQL,
     MEDIA_SQL,
@@ -54,6 +53,7 @@ from detector.store.rows import (
     write_review,
 )
 from detector.store.schema import connect, migrate, version_of
+from detector.types import FrameResult
 
 log = logging.getLogger(__name__)
 

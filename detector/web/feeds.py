@@ -22,12 +22,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from detector.events import EventRecord
-from detector.report import part_reports
-from detector.sinks.base import FrameResult
 from detector.sources.base import SourceInfo
 from detector.stages.base import Stage
 from detector.stats import RunStats
 from detector.text import by_count
+from detector.types import FrameResult, part_reports
 
 if TYPE_CHECKING:
     from detector.storage.setup import Storage
