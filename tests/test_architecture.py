@@ -127,8 +127,8 @@ def test_start_up_path_imports_no_heavy_libraries() -> None:
     """Neither the CLI nor --track (our ByteTrack, on NumPy and lap) brings torch in; paho-mqtt and
     Apprise come only with --mqtt and --notify."""
     code = (
-        "import sys; from detector.cli import build_parser; build_parser(); import detector.run; "
-        "from detector.outlets import Outlets; from detector.settings import Settings; "
+        "import sys; from detector.cli import build_parser; build_parser(); import detector.compose.run; "
+        "from detector.compose.outlets import Outlets; from detector.settings import Settings; "
         "Outlets.open(Settings()).close(); "
         "import numpy as np; from detector.stages.track import load_tracker; "
         "from detector.types import Detections; t = load_tracker('bytetrack', 10.0); "

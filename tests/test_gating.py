@@ -282,7 +282,7 @@ def test_motion_switch_from_a_config_merges_with_flags(tmp_path: Path) -> None:
 
 
 def test_a_sources_own_motion_keys_replace_the_top_level_ones(tmp_path: Path) -> None:
-    from detector.plan import plan_sources
+    from detector.compose.plan import plan_sources
 
     config = tmp_path / "c.yaml"
     config.write_text(yaml.safe_dump({

@@ -41,8 +41,8 @@ def add_parser(sub: Any) -> None:
 
 
 def command(args: argparse.Namespace, started_at: float) -> int:
+    from detector.compose.run import Run
     from detector.report import format_summary
-    from detector.run import Run
     from detector.settings import load_settings
     from detector.sources import is_live_spec
 

@@ -2,7 +2,7 @@
 
     storage = Storage(settings, catalogs)          # segments.jsonl and retention join the catalogs
     storage.check(clips_folders)                   # before anything runs: the folder can be written
-    output, sink = storage.recorder(identity, info, source)   # per source, from sinks.build
+    output, sink = storage.recorder(identity, info, source)   # per source, from compose.build
     storage.start(clip_folders)                    # once the lanes are built: scan, say, check
     ...
     storage.close()                                # after the lanes: retention stops

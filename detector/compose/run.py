@@ -27,20 +27,20 @@ from typing import Any
 
 from detector.backends import Detector, load_detector
 from detector.catalog import Catalogs
+from detector.compose.build import Shared, build_sinks, store_path
+from detector.compose.outlets import Outlets
+from detector.compose.plan import SourcePlan, plan_sources
 from detector.errors import OutputsIncomplete, SourceError, SourcesFailed, UserError
 from detector.files import Preexisting
-from detector.outlets import Outlets
 from detector.pipeline.engine import Pipeline, PipelineOptions
 from detector.pipeline.gate import gate_for
 from detector.pipeline.lane import Lane
-from detector.plan import SourcePlan, plan_sources
 from detector.progress import Progress, ProgressBoard
 from detector.report import build_report, write_report
 from detector.reviews import reviewer_for
 from detector.settings import Settings
 from detector.signals import interrupts
 from detector.sinks.audio import audio_codec
-from detector.sinks.build import Shared, build_sinks, store_path
 from detector.sinks.paths import check_outputs
 from detector.sinks.window import Window, display_available
 from detector.sources import Source, SourceInfo, check_url, is_live_spec, open_source
