@@ -20,10 +20,10 @@ import pytest
 from detector import reviews as reviews_mod
 from detector.catalog import MediaFile
 from detector.events import EventRecord, LineCross, ZoneExit, stamp
+from detector.media.encoder import H264Encoder
 from detector.reviews import Reviewer
 from detector.sinks.clipfolder import ClipFolder, EventsFile
 from detector.sinks.clips import ClipRecorder
-from detector.sinks.encoder import H264Encoder
 from detector.sinks.video import VideoWriterSink
 from detector.types import Detections, Frame, FrameResult
 

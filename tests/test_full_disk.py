@@ -18,10 +18,10 @@ from test_clips import crossing, result
 from detector.catalog import MediaFile
 from detector.errors import StorageError
 from detector.events import stamp
+from detector.media.encoder import H264Encoder
 from detector.reviews import Reviewer
 from detector.sinks.clipfolder import ClipFolder, EventsFile
 from detector.sinks.clips import ClipRecorder
-from detector.sinks.encoder import H264Encoder
 from detector.sinks.jsonl import JsonLinesSink, read_jsonl
 from detector.sinks.video import Mp4Writer, VideoWriterSink
 from detector.storage.segments import SegmentList

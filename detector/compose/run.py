@@ -32,6 +32,7 @@ from detector.compose.outlets import Outlets
 from detector.compose.plan import SourcePlan, plan_sources
 from detector.errors import OutputsIncomplete, SourceError, SourcesFailed, UserError
 from detector.files import Preexisting
+from detector.media.audio import audio_codec
 from detector.pipeline.engine import Pipeline, PipelineOptions
 from detector.pipeline.gate import gate_for
 from detector.pipeline.lane import Lane
@@ -40,7 +41,6 @@ from detector.report import build_report, write_report
 from detector.reviews import reviewer_for
 from detector.settings import Settings
 from detector.signals import interrupts
-from detector.sinks.audio import audio_codec
 from detector.sinks.paths import check_outputs
 from detector.sinks.window import Window, display_available
 from detector.sources import Source, SourceInfo, check_url, is_live_spec, open_source

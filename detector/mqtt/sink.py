@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from detector.events import EventRecord, ObjectEvent
-from detector.images import jpeg
+from detector.media.images import jpeg
 from detector.mqtt.discovery import Discovery
 from detector.mqtt.outbox import Outbox
 from detector.mqtt.topics import ALL, OFFLINE, ONLINE, RECONNECTING, Topics, changes, with_all

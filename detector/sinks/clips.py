@@ -43,9 +43,9 @@ from typing import Any
 from detector.catalog import MediaCatalog, MediaFile
 from detector.errors import StorageError, UserError, raise_together
 from detector.events import EventRecord
+from detector.media.encoder import Encoded, H264Encoder
 from detector.review_items import ReviewUpdate
 from detector.sinks.clipfolder import ClipFolder
-from detector.sinks.encoder import Encoded, H264Encoder
 from detector.sinks.snapshot import write_snapshot
 from detector.sinks.video import Mp4Writer
 from detector.types import FrameResult

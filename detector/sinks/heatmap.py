@@ -9,7 +9,7 @@ from pathlib import Path
 from detector.errors import UserError, storage_error
 from detector.events import EventRecord
 from detector.files import make_parents
-from detector.images import write_image
+from detector.media.images import write_image
 from detector.types import FrameResult, Image
 
 log = logging.getLogger(__name__)

@@ -12,7 +12,7 @@ import numpy as np
 from detector.drawing import draw_label_at, label_size, style_of
 from detector.errors import storage_error
 from detector.events import EventRecord, ObjectEvent
-from detector.images import write_image
+from detector.media.images import write_image
 from detector.types import FrameResult, Image
 
 log = logging.getLogger(__name__)

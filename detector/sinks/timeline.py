@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from detector.events import EventRecord, Gap, LineCross
-from detector.images import data_uri, fit_width
+from detector.media.images import data_uri, fit_width
 from detector.types import FrameResult, Image
 
 log = logging.getLogger(__name__)

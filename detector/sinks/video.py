@@ -1,6 +1,6 @@
 """H.264 MP4 output (PyAV + libx264) that survives being killed, and the sink that feeds it.
 
-``VideoWriterSink`` encodes each annotated frame once (``sinks.encoder``) and hands the packets to
+``VideoWriterSink`` encodes each annotated frame once (``media.encoder``) and hands the packets to
 its outputs: the ``--output`` file (an ``Mp4Writer``) and any ``PacketOutput`` such as the event
 clip recorder, so clips cost no second encode.
 
@@ -23,10 +23,10 @@ import av
 from detector.errors import StorageError, UserError, raise_together, storage_error
 from detector.events import EventRecord
 from detector.files import make_parents
+from detector.media.audio import AudioSpan, AudioTrack
+from detector.media.encoder import Encoded, H264Encoder
+from detector.media.mp4files import faststart, lost_on_close, muxer
 from detector.settings.model import EncoderSettings
-from detector.sinks.audio import AudioSpan, AudioTrack
-from detector.sinks.encoder import Encoded, H264Encoder
-from detector.sinks.mp4files import faststart, lost_on_close, muxer
 from detector.types import FrameResult, part_reports
 
 log = logging.getLogger(__name__)

@@ -26,7 +26,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from detector.events import EventRecord
-from detector.images import jpeg
+from detector.media.images import jpeg
 from detector.sinks.jsonl import dumps_line, frame_record
 from detector.types import FrameResult
 from detector.web.feeds import Feed
