@@ -19,11 +19,12 @@ from detector.catalog import MediaFile
 from detector.errors import StorageError
 from detector.events import stamp
 from detector.media.encoder import H264Encoder
+from detector.media.mp4writer import Mp4Writer
 from detector.reviews import Reviewer
 from detector.sinks.clipfolder import ClipFolder, EventsFile
 from detector.sinks.clips import ClipRecorder
 from detector.sinks.jsonl import JsonLinesSink, read_jsonl
-from detector.sinks.video import Mp4Writer, VideoWriterSink
+from detector.sinks.video import VideoWriterSink
 from detector.storage.segments import SegmentList
 
 

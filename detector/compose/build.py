@@ -21,6 +21,7 @@ from pathlib import Path
 
 from detector.catalog import Catalogs
 from detector.events import Attacher
+from detector.media.mp4writer import PacketOutput
 from detector.review_items import ReviewConsumer
 from detector.settings import Settings
 from detector.sinks.clipfolder import ClipFolder, EventsFile
@@ -30,7 +31,7 @@ from detector.sinks.jsonl import JsonLinesSink
 from detector.sinks.shared import SharedSink
 from detector.sinks.tables import CsvSink, MotSink
 from detector.sinks.timeline import TimelineSink
-from detector.sinks.video import PacketOutput, VideoWriterSink
+from detector.sinks.video import VideoWriterSink
 from detector.sources.base import SourceInfo
 from detector.sources.naming import SourceIdentity
 from detector.storage.setup import Storage

@@ -44,10 +44,10 @@ from detector.catalog import MediaCatalog, MediaFile
 from detector.errors import StorageError, UserError, raise_together
 from detector.events import EventRecord
 from detector.media.encoder import Encoded, H264Encoder
+from detector.media.mp4writer import Mp4Writer
 from detector.review_items import ReviewUpdate
 from detector.sinks.clipfolder import ClipFolder
 from detector.sinks.snapshot import write_snapshot
-from detector.sinks.video import Mp4Writer
 from detector.types import FrameResult
 
 log = logging.getLogger(__name__)

@@ -28,7 +28,7 @@ import av
 from detector.errors import StorageError, UserError, storage_error
 from detector.events import EventRecord
 from detector.media.mp4files import faststart, lost_on_close
-from detector.sinks.video import FRAGMENTED_MOVFLAGS
+from detector.media.mp4writer import FRAGMENTED_MOVFLAGS
 from detector.storage.recorder import Segment, SegmentBook
 from detector.types import FrameResult
 

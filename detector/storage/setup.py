@@ -20,9 +20,9 @@ from typing import Any
 
 from detector.catalog import Catalogs
 from detector.errors import UserError
+from detector.media.mp4writer import PacketOutput
 from detector.settings import Settings
 from detector.sinks.paths import check_clips_dir
-from detector.sinks.video import PacketOutput
 from detector.sources.base import SourceInfo
 from detector.sources.naming import SourceIdentity
 from detector.storage.raw import RawRecorder, check_copyable
