@@ -9,14 +9,10 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-import cv2
-import numpy as np
-
 from detector.types import Image
 
 Severity = Literal["alert", "detection"]
 UpdateType = Literal["new", "update", "end"]
-OUTLINE = (0, 255, 255)  # BGR yellow, as event snapshots outline their object
 
 
 @dataclass(frozen=True)
@@ -88,28 +84,11 @@ class ReviewItem:
 
 @dataclass(frozen=True)
 class Picture:
-    """The frame of an item's best shot as the outputs show it, and where its object is."""
+    """The frame of an item's best shot as the outputs show it, and where its object is (a JPEG of it
+    with the object outlined: ``media.images.picture_jpeg``)."""
 
     image: Image  # shared with the frame's other outputs: never written to
     xyxy: tuple[float, float, float, float]
-
-    def jpeg(self, width: int | None = None, quality: int = 85) -> bytes:
-        """A JPEG of the frame with the object outlined, scaled down to ``width`` pixels if wider."""
-        scale = 1.0
-        if width is not None and self.image.shape[1] > width:
-            scale = width / self.image.shape[1]
-            size = (width, max(1, round(self.image.shape[0] * scale)))
-            image = np.asarray(cv2.resize(self.image, size, interpolation=cv2.INTER_AREA), dtype=np.uint8)
-        else:
-            image = self.image.copy()
-        x1, y1, x2, y2 = (round(v * scale) for v in self.xyxy)
-        thick = max(2, round(image.shape[1] / 320))
-        cv2.rectangle(image, (x1, y1), (x2, y2), (0, 0, 0), thick + 2)
-        cv2.rectangle(image, (x1, y1), (x2, y2), OUTLINE, thick)
-        ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
-        if not ok:
-            raise ValueError("the picture could not be encoded")
-        return data.tobytes()
 
 
 @dataclass(frozen=True)

@@ -300,7 +300,7 @@ def test_a_batch_that_raises_does_not_stop_the_writer(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store = EventStore(tmp_path / "events.db")
-    monkeypatch.setattr(Picture, "jpeg", lambda self, *a, **kw: (_ for _ in ()).throw(cv2.error("bad")))
+    monkeypatch.setattr(writer_mod, "picture_jpeg", lambda *a, **kw: (_ for _ in ()).throw(cv2.error("bad")))
     for op in updates(2):
         store.put(op)
     assert store.flush(10) and store.failed is not None and store.counts["lost"] == 3

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from detector.events import EventRecord, ObjectEvent
-from detector.media.images import jpeg
+from detector.media.images import jpeg, picture_jpeg
 from detector.mqtt.discovery import Discovery
 from detector.mqtt.outbox import Outbox
 from detector.mqtt.topics import ALL, OFFLINE, ONLINE, RECONNECTING, Topics, changes, with_all
@@ -125,7 +125,7 @@ class MqttSink:
         width = self.snapshot_width
         self._set(
             self.topics.snapshot(self.source, best.class_name),
-            lambda: picture.jpeg(width=width, quality=JPEG_QUALITY),
+            lambda: picture_jpeg(picture, width=width, quality=JPEG_QUALITY),
             slow=True,
         )
 

@@ -41,6 +41,7 @@ from detector.catalog import MediaFile
 from detector.errors import UserError
 from detector.events import EventRecord
 from detector.files import make_parents
+from detector.media.images import picture_jpeg
 from detector.review_items import BestShot, Picture, ReviewItem, ReviewUpdate
 from detector.store.rows import (
     EVENT_SQL,
@@ -291,7 +292,7 @@ class EventStore:
             db.execute(
                 "INSERT INTO thumbnails (review_id, jpeg) VALUES (?, ?)"
                 " ON CONFLICT (review_id) DO UPDATE SET jpeg = excluded.jpeg",
-                (item.id, picture.jpeg(THUMB_WIDTH, quality=75)),
+                (item.id, picture_jpeg(picture, THUMB_WIDTH, quality=75)),
             )
             shown = item.best
         if item.end_time is not None:
