@@ -22,9 +22,9 @@ from detector.catalog import MediaFile
 from detector.events import EventRecord, LineCross, ZoneExit, stamp
 from detector.media.encoder import H264Encoder
 from detector.reviews import Reviewer
-from detector.sinks.clipfolder import ClipFolder, EventsFile
-from detector.sinks.clips import ClipRecorder
 from detector.sinks.video import VideoWriterSink
+from detector.storage.clipfolder import ClipFolder, EventsFile
+from detector.storage.clips import ClipRecorder
 from detector.types import Detections, Frame, FrameResult
 
 FPS = 10

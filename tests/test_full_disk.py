@@ -21,10 +21,10 @@ from detector.events import stamp
 from detector.media.encoder import H264Encoder
 from detector.media.mp4writer import Mp4Writer
 from detector.reviews import Reviewer
-from detector.sinks.clipfolder import ClipFolder, EventsFile
-from detector.sinks.clips import ClipRecorder
 from detector.sinks.jsonl import JsonLinesSink, read_jsonl
 from detector.sinks.video import VideoWriterSink
+from detector.storage.clipfolder import ClipFolder, EventsFile
+from detector.storage.clips import ClipRecorder
 from detector.storage.segments import SegmentList
 
 

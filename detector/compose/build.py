@@ -24,8 +24,6 @@ from detector.events import Attacher
 from detector.media.mp4writer import PacketOutput
 from detector.review_items import ReviewConsumer
 from detector.settings import Settings
-from detector.sinks.clipfolder import ClipFolder, EventsFile
-from detector.sinks.clips import ClipRecorder
 from detector.sinks.heatmap import HeatmapSink
 from detector.sinks.jsonl import JsonLinesSink
 from detector.sinks.shared import SharedSink
@@ -34,6 +32,8 @@ from detector.sinks.timeline import TimelineSink
 from detector.sinks.video import VideoWriterSink
 from detector.sources.base import SourceInfo
 from detector.sources.naming import SourceIdentity
+from detector.storage.clipfolder import ClipFolder, EventsFile
+from detector.storage.clips import ClipRecorder
 from detector.storage.setup import Storage
 from detector.store.writer import EventStore
 from detector.types import Image, Sink

@@ -22,8 +22,8 @@ from detector.mqtt.outbox import Outbox
 from detector.mqtt.topics import ALL, OFFLINE, ONLINE, RECONNECTING, Topics, changes, with_all
 from detector.review_items import ReviewUpdate
 from detector.sinks.jsonl import dumps_line
-from detector.sinks.snapshot import highlight
 from detector.stats import RunStats
+from detector.storage.snapshot import highlight
 from detector.types import FrameResult
 
 JPEG_QUALITY = 85

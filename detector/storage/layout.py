@@ -5,7 +5,7 @@ Recordings: ``DIR/{source}/{YYYY-MM-DD}/{HH.MM.SS}.mp4``, from the segment's fir
 capture time for live sources; for files the media time (``00.10.00.mp4`` is ten minutes in), under
 the day the run started. A name already taken (two segments in one second, a file recorded twice)
 gets ``-2``, ``-3``... and is reserved with an exclusive create, so a segment never replaces a file.
-Clips (``sinks.clipfolder``): ``{source}-clip-NNNN.mp4`` and ``{source}-event-NNNN.jpg``.
+Clips (``storage.clipfolder``): ``{source}-clip-NNNN.mp4`` and ``{source}-event-NNNN.jpg``.
 """
 
 from __future__ import annotations

@@ -34,7 +34,7 @@ from typing import Any, Literal
 
 from detector.catalog import Catalogs, MediaFile
 from detector.settings.storage import size_text
-from detector.sinks.clipfolder import EVENTS_FILE
+from detector.storage.clipfolder import EVENTS_FILE
 from detector.storage.disk import allocated, block_size, existing, free_bytes
 from detector.storage.layout import SEGMENTS_FILE, empty_days, is_segment, scan_clips, scan_recordings
 

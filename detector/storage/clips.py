@@ -46,8 +46,8 @@ from detector.events import EventRecord
 from detector.media.encoder import Encoded, H264Encoder
 from detector.media.mp4writer import Mp4Writer
 from detector.review_items import ReviewUpdate
-from detector.sinks.clipfolder import ClipFolder
-from detector.sinks.snapshot import write_snapshot
+from detector.storage.clipfolder import ClipFolder
+from detector.storage.snapshot import write_snapshot
 from detector.types import FrameResult
 
 log = logging.getLogger(__name__)
