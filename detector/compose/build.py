@@ -35,6 +35,7 @@ from detector.sources.naming import SourceIdentity
 from detector.storage.clipfolder import ClipFolder, EventsFile
 from detector.storage.clips import ClipRecorder
 from detector.storage.setup import Storage
+from detector.store.schema import DEFAULT_NAME
 from detector.store.writer import EventStore
 from detector.types import Image, Sink
 
@@ -112,7 +113,7 @@ def store_path(
         return paths["events_db"]
     if "events_db" in shared:
         return Path(shared["events_db"]).expanduser()
-    return clips / "events.db" if clips is not None else None
+    return clips / DEFAULT_NAME if clips is not None else None
 
 
 def build_sinks(

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -29,13 +28,13 @@ from detector.errors import UserError, storage_error
 from detector.events import EventRecord
 from detector.files import reserve
 from detector.sinks.jsonl import JsonLinesSink, read_jsonl
+from detector.storage.layout import clip_name, parse_clip_name
 from detector.types import FrameResult
 
 log = logging.getLogger(__name__)
 
 EVENTS_FILE = "events.jsonl"
 MAX_TRIES = 10000
-_NUMBERED = re.compile(r"(.+)-(clip|event)-(\d+)(\.[^.]+)")
 
 
 class ClipFolder:
@@ -66,7 +65,7 @@ class ClipFolder:
         for _ in range(MAX_TRIES):
             n = self._next[key]
             self._next[key] = n + 1
-            path = self.folder / f"{source}-{kind}-{n:04d}{suffix}"
+            path = self.folder / clip_name(source, kind, n, suffix)
             if path.name in self.reserved:
                 continue
             if reserve(path, ""):
@@ -81,9 +80,10 @@ class ClipFolder:
         except OSError:
             return found
         for name in names:
-            if m := _NUMBERED.fullmatch(name):
-                key = (m.group(1), m.group(2), m.group(4))
-                found[key] = max(found.get(key, 0), int(m.group(3)))
+            if parsed := parse_clip_name(name):
+                source, kind, number, suffix = parsed
+                key = (source, kind, suffix)
+                found[key] = max(found.get(key, 0), number)
         return found
 
     def _highest(self, source: str, kind: str, suffix: str) -> int:

@@ -5,13 +5,16 @@ Recordings: ``DIR/{source}/{YYYY-MM-DD}/{HH.MM.SS}.mp4``, from the segment's fir
 capture time for live sources; for files the media time (``00.10.00.mp4`` is ten minutes in), under
 the day the run started. A name already taken (two segments in one second, a file recorded twice)
 gets ``-2``, ``-3``... and is reserved with an exclusive create, so a segment never replaces a file.
-Clips (``storage.clipfolder``): ``{source}-clip-NNNN.mp4`` and ``{source}-event-NNNN.jpg``.
+Clips and event snapshots (``storage.clipfolder`` claims them): ``{source}-clip-NNNN.mp4`` and
+``{source}-event-NNNN.jpg`` (``clip_name``); the one rule that names them is also the one that tells
+which files in a folder are ours and which number comes next (``parse_clip_name``).
 """
 
 from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from datetime import date, datetime
 from pathlib import Path
 
@@ -24,7 +27,21 @@ MAX_TRIES = 1000
 _SOURCE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # ``sources.naming.safe`` names
 _DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
 _SEGMENT = re.compile(r"\d{2,}\.\d{2}\.\d{2}(-\d+)?\.mp4")
-_OURS = re.compile(r"([A-Za-z0-9][A-Za-z0-9._-]*)-(?:clip-\d{4,}\.mp4|event-\d{4,}\.jpg)")
+_CLIP = re.compile(r"([A-Za-z0-9][A-Za-z0-9._-]*)-(clip|event)-(\d{4,})(\.mp4|\.jpg)")
+CLIP_SUFFIXES = {"clip": ".mp4", "event": ".jpg"}  # an event clip, an event snapshot
+
+
+def clip_name(source: str, kind: str, number: int, suffix: str) -> str:
+    """The name of a source's clip (``kind`` "clip", ".mp4") or event snapshot ("event", ".jpg")."""
+    return f"{source}-{kind}-{number:04d}{suffix}"
+
+
+def parse_clip_name(name: str) -> tuple[str, str, int, str] | None:
+    """(source, kind, number, suffix) of a name ``clip_name`` gives, else None."""
+    match = _CLIP.fullmatch(name)
+    if match is None or CLIP_SUFFIXES[match.group(2)] != match.group(4):
+        return None
+    return match.group(1), match.group(2), int(match.group(3)), match.group(4)
 
 
 def live_stem(wall: float) -> tuple[str, str]:
@@ -63,13 +80,14 @@ def is_segment(root: Path, path: Path) -> bool:
     return bool(_SOURCE.fullmatch(source) and _DAY.fullmatch(day) and _SEGMENT.fullmatch(name))
 
 
-def _files(folder: Path, names: re.Pattern[str]) -> list[tuple[os.DirEntry[str], os.stat_result]]:
-    """The regular files in ``folder`` whose names match, with their stat (``scandir``: one call a file)."""
+def _files(folder: Path, ours: Callable[[str], object]) -> list[tuple[os.DirEntry[str], os.stat_result]]:
+    """The regular files in ``folder`` whose names are ``ours``, with their stat (``scandir``: one call a
+    file)."""
     found = []
     try:
         with os.scandir(folder) as entries:
             for entry in entries:
-                if names.fullmatch(entry.name) and entry.is_file(follow_symlinks=False):
+                if ours(entry.name) and entry.is_file(follow_symlinks=False):
                     found.append((entry, entry.stat(follow_symlinks=False)))
     except OSError:
         pass
@@ -85,7 +103,7 @@ def scan_recordings(root: Path) -> list[MediaFile]:
             continue
         for day in _listdir(root / source):
             if _DAY.fullmatch(day):
-                for entry, st in _files(root / source / day, _SEGMENT):
+                for entry, st in _files(root / source / day, _SEGMENT.fullmatch):
                     found.append(
                         MediaFile("segment", source, Path(entry.path), end=st.st_mtime, bytes=st.st_size)
                     )
@@ -95,11 +113,11 @@ def scan_recordings(root: Path) -> list[MediaFile]:
 def scan_clips(folder: Path) -> list[MediaFile]:
     """Every clip and snapshot in our naming in ``folder`` (absolute)."""
     found: list[MediaFile] = []
-    for entry, st in _files(folder.absolute(), _OURS):
+    for entry, st in _files(folder.absolute(), parse_clip_name):
         kind: MediaKind = "clip" if entry.name.endswith(".mp4") else "snapshot"
-        match = _OURS.fullmatch(entry.name)
-        assert match is not None
-        found.append(MediaFile(kind, match.group(1), Path(entry.path), end=st.st_mtime, bytes=st.st_size))
+        parsed = parse_clip_name(entry.name)
+        assert parsed is not None
+        found.append(MediaFile(kind, parsed[0], Path(entry.path), end=st.st_mtime, bytes=st.st_size))
     return found
 
 

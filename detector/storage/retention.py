@@ -37,6 +37,7 @@ from detector.settings.storage import size_text
 from detector.storage.clipfolder import EVENTS_FILE
 from detector.storage.disk import allocated, block_size, existing, free_bytes
 from detector.storage.layout import SEGMENTS_FILE, empty_days, is_segment, scan_clips, scan_recordings
+from detector.store.schema import store_file_names
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,7 @@ RECENT_UNITS = 10  # the room kept for what is being written: from the largest o
 BEING_WRITTEN = 3  # per writer, in units: the open one, and the one closed with its copy
 INDEX_FILES: dict[FolderKind, tuple[str, ...]] = {
     "recordings": (SEGMENTS_FILE,),
-    "clips": (EVENTS_FILE, "events.db", "events.db-wal", "events.db-shm", "events.db-journal"),
+    "clips": (EVENTS_FILE, *store_file_names()),
 }
 BUSY_SECONDS = 30.0  # at start, a file modified this recently may be another run's open file: left
 

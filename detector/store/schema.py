@@ -23,6 +23,8 @@ from pathlib import Path
 from detector.errors import UserError
 
 APPLICATION_ID = 0x44455431  # "DET1"
+DEFAULT_NAME = "events.db"  # beside the clips: DIR/events.db with --clips DIR
+SIDE_FILES = ("-wal", "-shm", "-journal")  # what SQLite keeps beside the file while it is open
 SCHEMA_VERSION = 2
 BUSY_MS = 10_000
 
@@ -138,6 +140,12 @@ def _v2(db: sqlite3.Connection) -> None:
 
 
 MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _v1, 2: _v2}
+
+
+def store_file_names(name: str = DEFAULT_NAME) -> tuple[str, ...]:
+    """The files a store named ``name`` is made of: the store and SQLite's side files (retention
+    leaves them alone and counts them as the folder's index)."""
+    return (name, *(name + side for side in SIDE_FILES))
 
 
 def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
