@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from store_data import END, make_store, store_size
 from web_client import get
 
-from detector.store.queries import EventQuery, ReviewQuery, StoreReader
+from detector.eventstore.queries import EventQuery, ReviewQuery, StoreReader
 from detector.web.config import ServeConfig
 from detector.web.view import WebView
 

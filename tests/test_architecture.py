@@ -32,7 +32,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
                     "detector.sources", "detector.tracking", "detector.backends")),
     ("stages", ("detector.stages", "detector.motion")),
     ("review items", ("detector.reviews",)),
-    ("event store", ("detector.store",)),
+    ("event store", ("detector.eventstore",)),
     ("sinks", ("detector.sinks",)),
     ("outlets", ("detector.storage", "detector.report", "detector.report_html", "detector.mqtt",
                  "detector.notify")),
@@ -141,9 +141,9 @@ def test_an_upward_import_is_caught(tmp_path: Path) -> None:
     module = tmp_path / "store" / "upward.py"
     module.parent.mkdir()
     module.write_text("def f() -> None:\n    from detector.web.server import serve  # noqa\n")
-    modules = {**_modules(), "detector.store.upward": module}
+    modules = {**_modules(), "detector.eventstore.upward": module}
     assert upward_imports(modules) == [
-        "detector.store.upward (event store) -> detector.web.server (web view)"
+        "detector.eventstore.upward (event store) -> detector.web.server (web view)"
     ]
 
 

@@ -10,11 +10,11 @@ from pathlib import Path
 
 from detector.catalog import Catalogs
 from detector.events import LineCross, stamp
+from detector.eventstore.schema import DEFAULT_NAME, store_file_names
+from detector.eventstore.writer import EventStore
 from detector.storage.clipfolder import ClipFolder
 from detector.storage.layout import scan_clips
 from detector.storage.retention import Limits, Retention
-from detector.store.schema import DEFAULT_NAME, store_file_names
-from detector.store.writer import EventStore
 
 DAY = 86400.0
 

@@ -23,13 +23,13 @@ from test_reviews import WALL0, feed, new_track
 from detector.catalog import MediaFile
 from detector.errors import UserError
 from detector.events import ZoneEnter, stamp
+from detector.eventstore import writer as writer_mod
+from detector.eventstore.queries import ReviewQuery, StoreReader
+from detector.eventstore.rows import write_review
+from detector.eventstore.schema import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION, connect, migrate
+from detector.eventstore.writer import EventStore
 from detector.review_items import BestShot, Picture, ReviewItem
 from detector.reviews import Reviewer
-from detector.store import writer as writer_mod
-from detector.store.queries import ReviewQuery, StoreReader
-from detector.store.rows import write_review
-from detector.store.schema import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION, connect, migrate
-from detector.store.writer import EventStore
 
 
 class Lane:

@@ -23,8 +23,8 @@ from test_clips_live import headless_env
 
 from detector.cli import main
 from detector.events import from_dict
-from detector.store.queries import ReviewQuery, StoreReader
-from detector.store.writer import EventStore
+from detector.eventstore.queries import ReviewQuery, StoreReader
+from detector.eventstore.writer import EventStore
 
 pytestmark = pytest.mark.model
 

@@ -40,7 +40,7 @@ def add_parser(sub: Any) -> None:
 
 def _items(args: argparse.Namespace) -> Iterator[dict[str, Any]]:
     from detector.errors import UserError
-    from detector.store.queries import ReviewQuery, StoreReader, read_time
+    from detector.eventstore.queries import ReviewQuery, StoreReader, read_time
 
     now = time.time()
     try:

@@ -34,8 +34,8 @@ def add_parser(sub: Any) -> None:
 
 def command(args: argparse.Namespace, started_at: float) -> int:
     from detector.errors import UserError
+    from detector.eventstore.schema import SCHEMA_VERSION, connect, migrate, version_of
     from detector.settings import load_settings, with_updates
-    from detector.store.schema import SCHEMA_VERSION, connect, migrate, version_of
     from detector.web.config import serve_config
     from detector.web.view import WebView
 

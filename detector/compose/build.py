@@ -21,10 +21,12 @@ from pathlib import Path
 
 from detector.catalog import Catalogs
 from detector.events import Attacher
+from detector.eventstore.schema import DEFAULT_NAME
+from detector.eventstore.writer import EventStore
 from detector.media.mp4writer import PacketOutput
 from detector.review_items import ReviewConsumer
 from detector.settings import Settings
-from detector.sinks.heatmap import HeatmapSink
+from detector.sinks.heatmap_file import HeatmapSink
 from detector.sinks.jsonl import JsonLinesSink
 from detector.sinks.shared import SharedSink
 from detector.sinks.tables import CsvSink, MotSink
@@ -35,8 +37,6 @@ from detector.sources.naming import SourceIdentity
 from detector.storage.clipfolder import ClipFolder, EventsFile
 from detector.storage.clips import ClipRecorder
 from detector.storage.setup import Storage
-from detector.store.schema import DEFAULT_NAME
-from detector.store.writer import EventStore
 from detector.types import Image, Sink
 
 

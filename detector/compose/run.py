@@ -44,7 +44,7 @@ from detector.signals import interrupts
 from detector.sinks.paths import check_outputs
 from detector.sinks.window import Window, display_available
 from detector.sources import Source, SourceInfo, check_url, is_live_spec, open_source
-from detector.sources.opening import open_together
+from detector.sources.open_together import open_together
 from detector.stages.build import build_stages
 from detector.stages.heatmap import HeatmapStage
 from detector.stages.overlay import OverlayStage

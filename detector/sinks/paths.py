@@ -14,9 +14,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from detector.errors import UserError
+from detector.eventstore.schema import connect, version_of
 from detector.settings.base import flag_for
 from detector.settings.model import Settings
-from detector.store.schema import connect, version_of
 
 STDOUT = "-"
 VIDEO_OUTPUT_EXTENSIONS = {".mp4", ".m4v", ".mov"}

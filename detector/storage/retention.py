@@ -33,11 +33,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 from detector.catalog import Catalogs, MediaFile
+from detector.eventstore.schema import store_file_names
 from detector.settings.storage import size_text
 from detector.storage.clipfolder import EVENTS_FILE
 from detector.storage.disk import allocated, block_size, existing, free_bytes
 from detector.storage.layout import SEGMENTS_FILE, empty_days, is_segment, scan_clips, scan_recordings
-from detector.store.schema import store_file_names
 
 log = logging.getLogger(__name__)
 

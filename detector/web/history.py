@@ -38,7 +38,7 @@ from starlette.responses import FileResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from detector.errors import UserError
-from detector.store.queries import BadQuery, EventQuery, ReviewQuery, StoreReader, read_time
+from detector.eventstore.queries import BadQuery, EventQuery, ReviewQuery, StoreReader, read_time
 from detector.web.feeds import Board
 from detector.web.pages import CSS, JS, Page, json_response
 

@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from detector.errors import UserError
-from detector.store.rows import pid_alive, real_path
-from detector.store.schema import SCHEMA_VERSION, connect, version_of
+from detector.eventstore.rows import pid_alive, real_path
+from detector.eventstore.schema import SCHEMA_VERSION, connect, version_of
 
 MAX_LIMIT = 500
 ID_MARGIN_S = 600.0  # an event's id is made at most this long after its wall_time (capture time)

@@ -40,10 +40,7 @@ from detector import __version__
 from detector.catalog import MediaFile
 from detector.errors import UserError
 from detector.events import EventRecord
-from detector.files import make_parents
-from detector.media.images import picture_jpeg
-from detector.review_items import BestShot, Picture, ReviewItem, ReviewUpdate
-from detector.store.rows import (
+from detector.eventstore.rows import (
     EVENT_SQL,
     MEDIA_SQL,
     delete_review,
@@ -53,7 +50,10 @@ from detector.store.rows import (
     stored_path,
     write_review,
 )
-from detector.store.schema import connect, migrate, version_of
+from detector.eventstore.schema import connect, migrate, version_of
+from detector.files import make_parents
+from detector.media.images import picture_jpeg
+from detector.review_items import BestShot, Picture, ReviewItem, ReviewUpdate
 from detector.types import FrameResult
 
 log = logging.getLogger(__name__)

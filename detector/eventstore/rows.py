@@ -13,8 +13,8 @@ from typing import Any
 
 from detector.catalog import MediaFile
 from detector.events import EventRecord
+from detector.eventstore.schema import LABELS_SQL, labels
 from detector.review_items import ReviewItem
-from detector.store.schema import LABELS_SQL, labels
 
 
 def dumps(value: Any) -> str:
