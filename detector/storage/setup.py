@@ -1,4 +1,4 @@
-"""``Storage``: what ``run.py`` makes of ``record:`` and ``retain:`` for one run.
+"""``Storage``: what ``compose.run`` makes of ``record:`` and ``retain:`` for one run.
 
     storage = Storage(settings, catalogs)          # segments.jsonl and retention join the catalogs
     storage.check(clips_folders)                   # before anything runs: the folder can be written
