@@ -27,7 +27,7 @@ from typing import Any
 
 from detector.backends import Detector, load_detector
 from detector.catalog import Catalogs
-from detector.compose.build import Shared, build_sinks, store_path
+from detector.compose.build import LaneInfo, Shared, Watchers, build_sinks, store_path
 from detector.compose.outlets import Outlets
 from detector.compose.plan import SourcePlan, plan_sources
 from detector.errors import OutputsIncomplete, SourceError, SourcesFailed, UserError
@@ -260,6 +260,7 @@ class Run:
             settings, shared.get("json_path"), _files(outputs, shared), catalog=self.catalogs, storage=storage
         )
         web.set_storage(storage)
+        watchers = Watchers(web, self.outlets, window)
         board = ProgressBoard(interval=settings.log_interval)
         for plan, source, paths, (stats, stages) in zip(plans, sources, outputs, built, strict=True):
             info = source.info
@@ -278,19 +279,16 @@ class Run:
                 heatmap=heat.render if heat is not None else None,
                 with_source=several,
                 source=source,
+                lane=LaneInfo(stats, stages, detector.names),
+                watchers=watchers,
             )
-            sinks = made.sinks + web.add_source(plan.name, info, stats, stages)
-            told = self.outlets.add_source(plan.name, info, stats, plan.settings, detector.names)
-            sinks += told  # MQTT and notifications: sinks, and listeners of the review items
-            if window is not None:
-                sinks.append(window.tile(plan.name))
             progress = _progress(board, plan.settings, plan.name if several else Path(info.name).name, info)
-            reviewer = reviewer_for(plan.name, [*made.reviews, *told], plan.settings.review, detector.names)
+            reviewer = reviewer_for(plan.name, made.reviews, plan.settings.review, detector.names)
             if store is not None:
                 web.set_store(store)
             self.lanes.append(
                 Lane(
-                    source, stages, sinks, name=plan.name, stats=stats, progress=progress,
+                    source, stages, made.sinks, name=plan.name, stats=stats, progress=progress,
                     attachers=made.attachers, reviewer=reviewer,
                     gate=gate_for(plan.settings, info.live, stats), on_storage=storage.status.failed,
                 )
