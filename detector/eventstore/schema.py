@@ -16,6 +16,7 @@ A store made by a newer detector (a higher version) is refused, not touched.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
@@ -146,6 +147,21 @@ def store_file_names(name: str = DEFAULT_NAME) -> tuple[str, ...]:
     """The files a store named ``name`` is made of: the store and SQLite's side files (retention
     leaves them alone and counts them as the folder's index)."""
     return (name, *(name + side for side in SIDE_FILES))
+
+
+def check_store(path: Path) -> None:
+    """An existing file at ``path`` must be a store this detector can write (``UserError`` if not); no
+    file is fine (it is made at the first write). What ``--events-db`` is checked with before a run
+    starts, and what ``EventStore`` checks as it is made."""
+    if not os.path.lexists(path):
+        return
+    if path.is_dir():
+        raise UserError(f"event store {path} is a folder; give a file name")
+    db = connect(path)
+    try:
+        version_of(db, path)
+    finally:
+        db.close()
 
 
 def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:

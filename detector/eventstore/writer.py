@@ -50,7 +50,7 @@ from detector.eventstore.rows import (
     stored_path,
     write_review,
 )
-from detector.eventstore.schema import connect, migrate, version_of
+from detector.eventstore.schema import check_store, connect, migrate
 from detector.files import make_parents
 from detector.media.images import picture_jpeg
 from detector.review_items import BestShot, Picture, ReviewItem, ReviewUpdate
@@ -99,15 +99,7 @@ class EventStore:
 
     def check(self) -> None:
         """An existing file must be a store this detector can write (``UserError`` if not)."""
-        if not os.path.lexists(self.path):
-            return
-        if self.path.is_dir():
-            raise UserError(f"event store {self.path} is a folder; give a file name")
-        db = connect(self.path)
-        try:
-            version_of(db, self.path)
-        finally:
-            db.close()
+        check_store(self.path)
 
     def handle(self, source: str) -> StoreHandle:
         """The way in for the source named ``source``."""

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from detector.errors import UserError
-from detector.eventstore.schema import connect, version_of
+from detector.eventstore.schema import check_store
 from detector.settings.base import flag_for
 from detector.settings.model import Settings
 
@@ -155,11 +155,7 @@ def check_events_db(path: str | Path, overwrite: bool) -> Path:
         raise UserError(f"event store {p} is not a file; choose another path")
     if not os.access(p, os.W_OK) or not os.access(p.parent, os.W_OK | os.X_OK):
         raise UserError(f"event store {p} is not writable (nor its folder); choose another path")
-    db = connect(p)
-    try:
-        version_of(db, p)
-    finally:
-        db.close()
+    check_store(p)
     return p
 
 

@@ -24,9 +24,9 @@ from datetime import datetime
 from pathlib import Path
 
 from detector.catalog import MediaFile
-from detector.errors import UserError, storage_error
+from detector.errors import UserError
 from detector.events import EventRecord
-from detector.files import reserve
+from detector.files import make_folder, reserve
 from detector.sinks.jsonl import JsonLinesSink, read_jsonl
 from detector.storage.layout import clip_name, parse_clip_name
 from detector.types import FrameResult
@@ -50,11 +50,7 @@ class ClipFolder:
 
     def ensure(self) -> None:
         """Make the folder (and its parents) if needed."""
-        try:
-            self.folder.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            message = f"cannot create clips folder {self.folder}: {exc.strerror or exc}"
-            raise storage_error(exc, self.folder, message) or UserError(message) from exc
+        make_folder(self.folder, "clips folder")
 
     def claim(self, source: str, kind: str, suffix: str) -> Path:
         """A new, reserved (created empty) file ``{source}-{kind}-NNNN{suffix}`` in the folder."""

@@ -19,8 +19,8 @@ from datetime import date, datetime
 from pathlib import Path
 
 from detector.catalog import MediaFile, MediaKind
-from detector.errors import UserError, storage_error
-from detector.files import reserve
+from detector.errors import UserError
+from detector.files import make_folder, reserve
 
 SEGMENTS_FILE = "segments.jsonl"
 MAX_TRIES = 1000
@@ -59,11 +59,7 @@ def media_stem(day: date, seconds: float) -> tuple[str, str]:
 def claim_segment(root: Path, source: str, day: str, clock: str) -> Path:
     """A new, reserved (created empty) ``root/source/day/clock[-N].mp4``; folders made as needed."""
     folder = root / source / day
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        message = f"cannot create recording folder {folder}: {exc.strerror or exc}"
-        raise storage_error(exc, folder, message) or UserError(message) from exc
+    make_folder(folder, "recording folder")
     for n in range(1, MAX_TRIES + 1):
         path = folder / (f"{clock}.mp4" if n == 1 else f"{clock}-{n}.mp4")
         if reserve(path, "recording segment"):
