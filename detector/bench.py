@@ -48,7 +48,7 @@ def spread_warnings(runs: list[dict[str, Any]], limit: float = SPREAD_WARN) -> l
 
 
 def _writer(settings: Settings, folder: Path, name: str, fps: Fraction) -> VideoWriterSink:
-    return VideoWriterSink.from_settings(settings.encoder, folder / f"{name}.mp4", fps, live=False)
+    return VideoWriterSink(folder / f"{name}.mp4", fps=fps, live=False, encoder=settings.encoder)
 
 
 def _overlay() -> OverlayStage:

@@ -226,12 +226,12 @@ def _outputs(
         out.sinks.append(raw)
     if "output" in paths or recorders:
         out.sinks.append(
-            VideoWriterSink.from_settings(
-                settings.encoder,
+            VideoWriterSink(
                 paths.get("output"),
-                Fraction(info.fps) / settings.vid_stride,
+                fps=Fraction(info.fps) / settings.vid_stride,
                 live=info.live,
                 source_times=info.kind == "file" and settings.vid_stride == 1,
+                encoder=settings.encoder,
                 audio_from=audio_from if "output" in paths else None,
                 outputs=recorders,
             )

@@ -37,60 +37,33 @@ class VideoWriterSink:
         fps: Fraction | float,
         live: bool,
         source_times: bool = False,
-        preset: str = "ultrafast",
-        crf: int = 23,
-        threads: int = 0,
-        fragment_seconds: float = 1.0,
+        encoder: EncoderSettings | None = None,
         audio_from: Path | None = None,
         outputs: Sequence[PacketOutput] = (),
     ) -> None:
+        """``fps``, ``live`` and ``source_times`` are the stream's (``H264Encoder``); ``encoder``: the
+        ``encoder:`` settings (preset, crf, threads, fragment length; the defaults without)."""
         self.path = None if path is None else Path(path).expanduser()
-        self.encoder = H264Encoder(
+        settings = encoder if encoder is not None else EncoderSettings()
+        self.encoder = H264Encoder.from_settings(
+            settings,
             fps=fps,
             live=live,
             source_times=source_times,
-            preset=preset,
-            crf=crf,
-            threads=threads,
-            fragment_seconds=fragment_seconds,
             name=str(self.path or "the annotated video"),
         )
         self.file = (
             None
             if self.path is None
-            else Mp4Writer(self.path, self.encoder, audio_from=audio_from, fragment_seconds=fragment_seconds)
+            else Mp4Writer(
+                self.path, self.encoder, audio_from=audio_from, fragment_seconds=settings.fragment_seconds
+            )
         )
         self.outputs = list(outputs)
         for output in self.outputs:
             output.bind(self.encoder)
         self._logged = False
         self._closed = False
-
-    @classmethod
-    def from_settings(
-        cls,
-        encoder: EncoderSettings,
-        path: Path | None,
-        fps: Fraction,
-        *,
-        live: bool,
-        source_times: bool = False,
-        audio_from: Path | None = None,
-        outputs: Sequence[PacketOutput] = (),
-    ) -> VideoWriterSink:
-        """The annotated-video sink with the ``encoder`` settings (run and bench build it the same way)."""
-        return cls(
-            path,
-            fps=fps,
-            live=live,
-            source_times=source_times,
-            preset=encoder.preset,
-            crf=encoder.crf,
-            threads=encoder.threads,
-            fragment_seconds=encoder.fragment_seconds,
-            audio_from=audio_from,
-            outputs=outputs,
-        )
 
     @property
     def frames_written(self) -> int:
