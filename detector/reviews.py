@@ -106,7 +106,7 @@ class Reviewer:
             return
         pts = float(result.frame.pts)
         dets = result.detections
-        still = set(result.extra.get("stationary") or ())  # parked: in view, but no longer activity
+        still = set(result.facts.stationary or ())  # parked: in view, but no longer activity
         if dets.tracker_id is not None and len(dets):
             for i, tid in enumerate(dets.tracker_id.tolist()):
                 if tid in item.tracks and tid not in still:

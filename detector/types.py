@@ -137,6 +137,27 @@ class Detections:
         ]
 
 
+@dataclass
+class FrameFacts:
+    """What the stages learnt of one frame besides its detections, as typed fields; None where no stage
+    said (its feature is off). The frame's JSON line carries those that are set, in this order."""
+
+    inference: bool | None = None  # a gated source: whether the model ran on the frame
+    motion: list[list[int]] | None = None  # motion gating: where the check saw change ([] nothing moved)
+    stationary: list[int] | None = None  # stationary objects on: the ids of the tracks parked now
+    zones: dict[str, dict[str, int]] | None = None  # zones: the objects inside each, per class
+
+    def update(self, other: FrameFacts) -> None:
+        """Take what ``other`` says (a later stage's word wins)."""
+        for name, value in other.__dict__.items():
+            if value is not None:
+                setattr(self, name, value)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The facts that are set, as the frame's JSON line has them."""
+        return {k: v for k, v in self.__dict__.items() if v is not None}
+
+
 @dataclass(frozen=True)
 class FrameResult:
     """One processed frame as it reaches the sinks."""
@@ -145,7 +166,7 @@ class FrameResult:
     detections: Detections
     annotated: npt.NDArray[np.uint8]
     latency_ms: float
-    extra: Mapping[str, Any] = field(default_factory=dict)  # per-frame extras for JSONL, e.g. zone occupancy
+    facts: FrameFacts = field(default_factory=FrameFacts)  # what the stages learnt of it (zones, motion...)
     source: str | None = None  # the source's name (several sources in one run)
 
 

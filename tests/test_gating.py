@@ -230,7 +230,7 @@ def parked(stationary: float | None) -> tuple[list[list[int]], list[dict[str, ob
     for i, found in enumerate(plan):
         f = Frame(np.zeros((480, 800, 3), np.uint8), i, i / 10, 0.0)
         result = track.update(f, found)
-        still_ids.append(list(result.extras.get("stationary", [])))
+        still_ids.append(list(result.facts.stationary or []) if result.facts else [])
         for stage in (tally, line):
             result = stage.update(f, result.detections)
             events += [e.to_dict() for e in result.events]

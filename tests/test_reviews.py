@@ -16,7 +16,7 @@ from detector.events import EventRecord, LineCross, TrackNew, ZoneEnter, ZoneExi
 from detector.media.images import picture_jpeg
 from detector.review_items import ReviewUpdate
 from detector.reviews import Reviewer
-from detector.types import Detections, Frame, FrameResult
+from detector.types import Detections, Frame, FrameFacts, FrameResult
 
 FPS = 10
 WALL0 = 1_790_000_000.0
@@ -201,7 +201,7 @@ def test_a_stationary_object_is_no_longer_activity() -> None:
             result = frame(i, car if i >= 10 else {})
             if parked_from is not None and i >= parked_from:
                 result = FrameResult(result.frame, result.detections, result.annotated, 10.0,
-                                     {"stationary": [7]})  # fmt: skip
+                                     FrameFacts(stationary=[7]))  # fmt: skip
             wall = WALL0 + i / FPS
             reviewer.frame(result, wall)
             for draft in events.get(i, []):

@@ -94,7 +94,7 @@ def result(
         names=NAMES,
     )
     frame = Frame(image, index, index / 30, time.monotonic())
-    return FrameResult(frame, detections, image, 12.5, {}, source="cam")
+    return FrameResult(frame, detections, image, 12.5, source="cam")
 
 
 def metrics(url: str) -> dict[str, float]:

@@ -91,7 +91,7 @@ class MqttSink:
             self._send_counts(changes(self.counts, counts), born)
             self.counts = counts
         if self.zones:
-            inside = result.extra.get("zones")
+            inside = result.facts.zones
             inside = inside if isinstance(inside, dict) else {}
             for zone in self.zones:
                 now = with_all(dict(inside.get(zone) or {}))

@@ -19,7 +19,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
 
 from detector.errors import StorageError
 from detector.events import Attacher, EventRecord, StorageFull, stamp
@@ -32,7 +31,7 @@ from detector.sources.base import Source
 from detector.stages.base import Stage
 from detector.stats import RunStats
 from detector.storage.disk import free_bytes
-from detector.types import Detections, Frame, FrameResult, Sink
+from detector.types import Detections, Frame, FrameFacts, FrameResult, Sink
 
 log = logging.getLogger(__name__)
 
@@ -80,12 +79,13 @@ class Lane:
         t = time.perf_counter()
         self.stats.frames_dropped = self.frames.dropped  # for the panel
         events: list[EventRecord] = []
-        extras: dict[str, Any] = {}
+        facts = FrameFacts()
         for stage in self.stages:
             result = stage.update(frame, detections)
             detections = result.detections
             events.extend(result.events)
-            extras.update(result.extras)
+            if result.facts is not None:
+                facts.update(result.facts)
         annotated = frame.image
         if self.drawers:
             annotated = frame.image.copy()
@@ -94,7 +94,7 @@ class Lane:
         t2 = time.perf_counter()
         self.stats.stages["stages"].add((t2 - t) * 1000)
         latency = (time.monotonic() - frame.capture_time) * 1000
-        out = FrameResult(frame, detections, annotated, latency, extras, source=self.name)
+        out = FrameResult(frame, detections, annotated, latency, facts, source=self.name)
         full: list[StorageError] = []
         for sink in self.sinks:
             try:

@@ -83,7 +83,7 @@ def frame_record(result: FrameResult, with_source: bool = False) -> dict[str, An
         "pts": round(float(frame.pts), 6),
         "latency_ms": round(float(result.latency_ms), 1),
         "detections": result.detections.to_records(),
-        **result.extra,
+        **result.facts.to_dict(),
     }
 
 

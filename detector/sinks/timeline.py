@@ -87,7 +87,7 @@ class TimelineSink:
         self.frames[b] += 1
         for name, n in result.detections.counts().items():
             self._series(self.classes, name, 0.0)[b] += n
-        for zone, per_class in (result.extra.get("zones") or {}).items():
+        for zone, per_class in (result.facts.zones or {}).items():
             occ = self._series(self.zones, zone, 0)
             occ[b] = max(occ[b], sum(per_class.values()))
         self.latency.append(float(result.latency_ms))

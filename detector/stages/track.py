@@ -32,7 +32,7 @@ from detector.events import EventRecord, TrackNew, object_fields
 from detector.stages.base import Stage, StageResult
 from detector.stages.stationary import StationaryBook
 from detector.text import by_count
-from detector.types import Detections, Frame, Image, Inference
+from detector.types import Detections, Frame, FrameFacts, Image, Inference
 
 
 class Tracker(Protocol):
@@ -112,11 +112,12 @@ class TrackStage(Stage):
             self._claim_parked(raw, tracked)
         ids = [self._public_id(t) for t in raw]
         tracked.tracker_id = np.asarray(ids, dtype=np.int64)
-        extras: dict[str, Any] = {}
+        facts: FrameFacts | None = None
         keep: list[int] = []
         if self.stationary is not None:
             pts = float(frame.pts)
-            extras["stationary"] = self.stationary.observe(pts, ids, tracked.xyxy, tracked.class_id.tolist())
+            still = self.stationary.observe(pts, ids, tracked.xyxy, tracked.class_id.tolist())
+            facts = FrameFacts(stationary=still)
             keep = self.stationary.parked(pts, ids)
         self.book.update(ids, keep)
         if self.book.ended:
@@ -124,7 +125,7 @@ class TrackStage(Stage):
             self._public = {k: v for k, v in self._public.items() if v not in ended}
             if self.stationary is not None:
                 self.stationary.forget(ended)
-        return StageResult(tracked, extras=extras)
+        return StageResult(tracked, facts=facts)
 
     def _claim_parked(self, raw: list[int], tracked: Detections) -> None:
         """A new track over a parked stationary one is that object: it takes the parked id."""

@@ -38,7 +38,7 @@ from detector.stages.classes import class_mask, resolve_classes
 from detector.stages.geometry import anchor_points, default_band, resolve_points
 from detector.stages.track import TrackBook
 from detector.text import by_count, counts_text
-from detector.types import Detections, Frame, Image
+from detector.types import Detections, Frame, FrameFacts, Image
 
 log = logging.getLogger(__name__)
 
@@ -236,7 +236,7 @@ class ZonesStage(Stage):
         events: list[EventRecord] = []
         for zone in self.zones:
             events.extend(zone.update(detections, frame.index, frame.pts))
-        return StageResult(detections, events, {"zones": {z.name: z.occupancy() for z in self.zones}})
+        return StageResult(detections, events, FrameFacts(zones={z.name: z.occupancy() for z in self.zones}))
 
     def annotate(self, scene: Image, detections: Detections) -> Image:
         for zone in self.zones:

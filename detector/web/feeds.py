@@ -167,6 +167,6 @@ def _inside(result: FrameResult | None, zone: str) -> dict[str, int]:
     """Who is inside ``zone`` in the newest frame (the zones stage's per-frame extra)."""
     if result is None:
         return {}
-    zones = result.extra.get("zones")
+    zones = result.facts.zones
     value = zones.get(zone) if isinstance(zones, dict) else None
     return dict(value) if isinstance(value, dict) else {}
