@@ -64,12 +64,22 @@ class Frame:
         return int(self.image.shape[0])
 
 
+class Column:
+    """The per-detection columns stages add to ``Detections.data`` (as supervision's ``data``)."""
+
+    STATIONARY = "stationary"  # bool: the track is parked (stationary objects on; the track stage)
+    TRACK_AGE = "track_age"  # float64: seconds since the track was first seen (the track stage)
+    ZONES = "zones"  # object: a tuple of the names of the zones the object is inside (the zones stage)
+
+
 @dataclass
 class Detections:
     """Boxes found in one frame, in source-frame pixels.
 
     ``xyxy`` is float32 (N, 4); ``confidence`` float32 (N,); ``class_id`` int64 (N,);
-    ``tracker_id`` int64 (N,) or None. ``names`` maps class ids to names.
+    ``tracker_id`` int64 (N,) or None. ``names`` maps class ids to names. ``data``: further
+    per-detection columns, each an array of N (``Column`` names those the stages add), filtered
+    with the boxes.
     """
 
     xyxy: FloatArray
@@ -77,6 +87,7 @@ class Detections:
     class_id: IntArray
     tracker_id: IntArray | None = None
     names: Mapping[int, str] = field(default_factory=dict)
+    data: dict[str, npt.NDArray[Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.xyxy = np.asarray(self.xyxy, dtype=np.float32).reshape(-1, 4)
@@ -89,6 +100,9 @@ class Detections:
             arr = getattr(self, name)
             if arr is not None and len(arr) != n:
                 raise ValueError(f"Detections.{name} has {len(arr)} entries, xyxy has {n}")
+        for key, column in self.data.items():
+            if len(column) != n:
+                raise ValueError(f"Detections.data[{key!r}] has {len(column)} entries, xyxy has {n}")
 
     @classmethod
     def empty(cls, names: Mapping[int, str] | None = None) -> Detections:
@@ -112,6 +126,14 @@ class Detections:
             class_id=self.class_id[index],
             tracker_id=None if self.tracker_id is None else self.tracker_id[index],
             names=self.names,
+            data={key: column[index] for key, column in self.data.items()},
+        )
+
+    def with_data(self, **columns: npt.NDArray[Any]) -> Detections:
+        """The same detections with ``columns`` added to (or replaced in) ``data``; the arrays are
+        shared, not copied."""
+        return Detections(
+            self.xyxy, self.confidence, self.class_id, self.tracker_id, self.names, {**self.data, **columns}
         )
 
     def class_name(self, class_id: int) -> str:

@@ -1,5 +1,6 @@
-"""One house: the files kept on disk follow one naming rule, and retention leaves the event store's
-files to the store (it asks the store for their names)."""
+"""One house: the files kept on disk follow one naming rule, retention leaves the event store's
+files to the store (it asks the store for their names), and the stages' per-detection facts are typed
+columns of the detections."""
 
 from __future__ import annotations
 
@@ -8,13 +9,19 @@ import sqlite3
 import time
 from pathlib import Path
 
+import numpy as np
+
 from detector.catalog import Catalogs
 from detector.events import LineCross, stamp
 from detector.eventstore.schema import DEFAULT_NAME, store_file_names
 from detector.eventstore.writer import EventStore
+from detector.settings import Settings
+from detector.stages.build import build_stages
+from detector.stats import RunStats
 from detector.storage.clipfolder import ClipFolder
 from detector.storage.layout import scan_clips
 from detector.storage.retention import Limits, Retention
+from detector.types import Column, Detections, Frame
 
 DAY = 86400.0
 
@@ -69,3 +76,31 @@ def test_retention_leaves_the_event_store_beside_the_clips(tmp_path: Path) -> No
     assert (folder / DEFAULT_NAME).exists(), "the event store is not"
     with sqlite3.connect(folder / DEFAULT_NAME) as db:
         assert db.execute("SELECT count(*) FROM events").fetchone() == (1,)
+
+
+NAMES = {0: "person", 2: "car"}
+
+
+def test_per_detection_facts_are_typed_columns_of_the_detections() -> None:
+    """A car parked in a zone for 4 s (10 fps), with a person walking past outside it: each detection
+    carries its track's age, whether it is stationary and the zones it is inside, filtered with it."""
+    settings = Settings(
+        tracker="bytetrack",
+        stationary={"seconds": 2.0},
+        zones=[{"name": "lot", "polygon": [[0, 0], [400, 0], [400, 400], [0, 400]], "anchor": "center"}],
+    )
+    stages = build_stages(settings, (800, 480), NAMES, RunStats(), live=False, fps=10.0)
+    for i in range(40):
+        boxes = [[100, 100, 220, 180], [500 + 5 * i, 200, 540 + 5 * i, 300]]
+        found = Detections(np.array(boxes, np.float32), [0.9, 0.8], [2, 0], names=NAMES)
+        frame = Frame(np.zeros((480, 800, 3), np.uint8), i, i / 10, 0.0)
+        for stage in stages:
+            result = stage.update(frame, found)
+            found = result.detections
+    by_class = {NAMES[int(c)]: k for k, c in enumerate(found.class_id)}
+    car, person = by_class["car"], by_class["person"]
+    assert found.data[Column.ZONES][car] == ("lot",) and found.data[Column.ZONES][person] == ()
+    assert bool(found.data[Column.STATIONARY][car]) and not bool(found.data[Column.STATIONARY][person])
+    assert 3.5 < float(found.data[Column.TRACK_AGE][car]) <= 3.9
+    only_car = found[found.class_id == 2]
+    assert only_car.data[Column.ZONES].tolist() == [("lot",)] and len(only_car.data[Column.TRACK_AGE]) == 1
