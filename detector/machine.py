@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
 THREADS_ENV = "DETECTOR_INFERENCE_THREADS"  # caps inference threads (set by `detector batch` workers)
 CACHE_ENV = "DETECTOR_CACHE"
+MAX_OPEN_FILES = 1 << 20  # where the hard limit is unlimited
+
+log = logging.getLogger(__name__)
 
 
 def cpu_count() -> int:
@@ -41,3 +45,22 @@ def limit_threads(n: int) -> None:
     torch = sys.modules.get("torch")
     if torch is not None:
         torch.set_num_threads(n)
+
+
+def raise_open_files_limit() -> int:
+    """Raise this process's soft limit on open files to its hard limit (a run's recording, clips, store
+    and web connections all take descriptors; the soft limit is often 1024 of a far higher hard one).
+    Returns the soft limit now in force."""
+    try:
+        import resource
+    except ImportError:  # not on a POSIX system
+        return 0
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = MAX_OPEN_FILES if hard == resource.RLIM_INFINITY else hard
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+            return wanted
+        except (ValueError, OSError) as exc:
+            log.debug("cannot raise the open files limit from %d to %d: %s", soft, wanted, exc)
+    return int(soft)

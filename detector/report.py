@@ -127,7 +127,8 @@ def format_summary(report: Mapping[str, Any]) -> str:
         + (f", first frame after {first:.2f} s" if first else ""),
         f"stage ms   {stage}  (mean per frame)",
         f"latency    p50 {lat['p50']:.0f} ms, p95 {lat['p95']:.0f} ms",
-        f"detections {counts_text(dict(list(report['detections_per_class'].items())[:8]))}",
+        f"detections {counts_text(dict(list(report['detections_per_class'].items())[:8]))}"
+        + box_frames(report),
     ]
     if report.get("tracks_per_class"):
         lines.append(f"tracks     {counts_text(report['tracks_per_class'])}")
@@ -158,14 +159,45 @@ def format_summary(report: Mapping[str, Any]) -> str:
         n = report["notify"]
         lines.append(f"notify     {n['sent']} sent, {n['failed']} failed, {n['dropped']} dropped, "
                      f"{n['skipped']} held back (cooldown or filters)")  # fmt: skip
-    if report.get("events_db"):
-        s = report["events_db"]
-        lost = f", {s['dropped'] + s['lost']} lost" if s["dropped"] or s["lost"] else ""
-        lines.append(f"store      {s['reviews']} review items, {s['events']} events{lost}, in {s['path']}")
-    lines += storage_lines(report)
+    lines += store_line(report) + storage_lines(report)
     if report.get("outputs"):
         lines.append(f"outputs    {', '.join(report['outputs'])}")
     return "\n".join(lines)
+
+
+def box_frames(report: Mapping[str, Any]) -> str:
+    """What ``detections`` counts, said after them: each box in each frame, not objects."""
+    if not report["detections_per_class"]:
+        return ""
+    if report.get("tracks_per_class"):
+        return "  (box-frames: each box in each frame; objects: tracks)"
+    return "  (box-frames: each box in each frame, so one object seen in 30 frames is 30)"
+
+
+RUN_WIDE = ("events_db", "retention")  # one event store and one retention for every source of a run
+
+
+def format_summaries(reports: Sequence[Mapping[str, Any]]) -> str:
+    """The summaries of a run's sources, one block each; what the sources share (the event store,
+    retention) said once, after the last block, as of the last report (the latest figures)."""
+    if len(reports) < 2:
+        return "\n\n".join(format_summary(r) for r in reports)
+    blocks = [format_summary({k: v for k, v in r.items() if k not in RUN_WIDE}) for r in reports]
+    shared = {k: reports[-1][k] for k in RUN_WIDE if reports[-1].get(k)}
+    lines = store_line(shared) + storage_lines(shared)
+    return "\n\n".join([*blocks, *(["\n".join(lines)] if lines else [])])
+
+
+def store_line(report: Mapping[str, Any]) -> list[str]:
+    """The summary's line for the event store (none without one)."""
+    if not report.get("events_db"):
+        return []
+    s = report["events_db"]
+    missing = (("events", s["dropped"] + s["lost"]), ("items", s.get("items_lost", 0)),
+               ("files", s.get("files_lost", 0)))  # fmt: skip
+    lost = ", ".join(f"{n} {what}" for what, n in missing if n)
+    lost = f" (lost: {lost})" if lost else ""
+    return [f"store      {s['reviews']} review items, {s['events']} events{lost}, in {s['path']}"]
 
 
 def storage_lines(report: Mapping[str, Any]) -> list[str]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from detector.types import Image
 
@@ -97,10 +97,19 @@ class ReviewUpdate:
     before: ReviewItem
     after: ReviewItem
     picture: Picture | None = None  # the best shot's frame (None: the item has no best shot yet)
+    split: bool = False  # ``end``: cut at a bound (time, a clip's size); ``new``: goes on from the one cut
 
     def to_dict(self) -> dict[str, Any]:
         """Frigate's ``reviews`` message: ``{"type", "before", "after"}``."""
         return {"type": self.type, "before": self.before.to_dict(), "after": self.after.to_dict()}
+
+
+@runtime_checkable
+class ItemBound(Protocol):
+    """A listener whose file of an item has a bound (the clip recorder): once ``item_full``, the item
+    is cut there and a new one goes on (``ReviewUpdate.split``)."""
+
+    def item_full(self, item_id: str) -> bool: ...
 
 
 class ReviewConsumer(Protocol):

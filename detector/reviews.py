@@ -10,8 +10,10 @@ parked in a zone ends its item instead of opening a new one every ``MAX_ITEM_S``
 source whose times overlap, or lie within ``review.gap`` seconds,
 is one item; so an item starts at its first review event and ends when none of its objects has been
 seen, and no review event has come, for ``review.gap`` seconds (or when the source ends). A busy
-scene does not make one endless item: an item is closed after ``MAX_ITEM_S`` and the objects still
-in view go on in the next one.
+scene does not make one endless item: an item is closed after ``review.max_seconds`` (``MAX_ITEM_S``
+unless given), or once a listener's file of it is full (``ItemBound``: the clip recorder, at
+``review.max_size`` or its clip's length), and the objects still in view go on in the next one
+(both updates say ``split``).
 
 An item has its start and end (Unix time, and the media time ``pts``), a severity (``alert`` when
 one of its objects is of ``review.alert_classes`` or it has a line or zone event, else
@@ -40,6 +42,7 @@ import numpy as np
 from detector.events import EventRecord, LineCross, ObjectEvent, ZoneEnter, ZoneExit, new_id
 from detector.review_items import (
     BestShot,
+    ItemBound,
     Picture,
     ReviewConsumer,
     ReviewItem,
@@ -86,8 +89,10 @@ class Reviewer:
         *,
         gap: float = 5.0,
         alert_classes: Iterable[str] = ("person", "car"),
+        max_seconds: float | None = None,
     ) -> None:
         self.source = source
+        self.max_seconds = max_seconds  # None: MAX_ITEM_S
         self.consumers = list(consumers)
         self.gap = float(gap)
         self.alert = {c.lower() for c in alert_classes}
@@ -114,17 +119,17 @@ class Reviewer:
                     self._consider(item, tid, float(dets.confidence[i]), dets.xyxy[i], result, wall)
         if pts - item.media_end > self.gap:
             self._end()
-        elif item.media_end - item.media_start >= MAX_ITEM_S:
+        elif item.media_end - item.media_start >= self._max_s() or self._full(item.id):
             ids = dets.tracker_id.tolist() if dets.tracker_id is not None else []
             seen = [t for t in ids if t not in still]
             classes = {t: item.tracks[t] for t in seen if t in item.tracks}
-            self._end()
+            self._end(split=True)
             if classes:  # the objects still in view go on in a new item
                 self._open(wall, pts)
                 assert self.item is not None
                 for tid, name in classes.items():
                     self._join(self.item, tid, name)
-                self._tell("new")
+                self._tell("new", split=True)
 
     def event(self, record: EventRecord, wall: float) -> None:
         """A stamped event record (``wall``: its Unix time): a review event opens an item or joins the
@@ -162,6 +167,13 @@ class Reviewer:
             self._end()
 
     # -- the item -----------------------------------------------------------------------------------------
+    def _max_s(self) -> float:
+        return MAX_ITEM_S if self.max_seconds is None else self.max_seconds
+
+    def _full(self, item_id: str) -> bool:
+        """A listener's file of the item (its clip) reached its bound of time or size."""
+        return any(c.item_full(item_id) for c in self.consumers if isinstance(c, ItemBound))
+
     def _open(self, wall: float, pts: float) -> _Open:
         self.item = _Open(id=new_id(), start_time=wall, media_start=pts, last_time=wall, media_end=pts)
         self.items += 1
@@ -230,7 +242,7 @@ class Reviewer:
             best=item.best,
         )
 
-    def _tell(self, kind: UpdateType) -> None:
+    def _tell(self, kind: UpdateType, split: bool = False) -> None:
         item = self.item
         assert item is not None
         after = self._snapshot(item, ended=kind == "end")
@@ -238,15 +250,15 @@ class Reviewer:
         if kind == "update" and before == after:
             return
         self.last = after
-        update = ReviewUpdate(kind, before, after, item.picture)
+        update = ReviewUpdate(kind, before, after, item.picture, split)
         for consumer in self.consumers:
             try:
                 consumer.review(update)
             except Exception as exc:  # one listener's failure must not lose the item for the others
                 log.error("%s: review item %s not taken: %s", type(consumer).__name__, item.id, exc)
 
-    def _end(self) -> None:
-        self._tell("end")
+    def _end(self, split: bool = False) -> None:
+        self._tell("end", split)
         self.item = None
         self.last = None
 
@@ -258,7 +270,9 @@ def reviewer_for(
     if not consumers:
         return None
     alert = class_names(settings.alert_classes, names)
-    return Reviewer(source, consumers, gap=settings.gap, alert_classes=alert)
+    return Reviewer(
+        source, consumers, gap=settings.gap, alert_classes=alert, max_seconds=settings.max_seconds
+    )
 
 
 def area_of(xyxy: Sequence[float] | np.ndarray) -> float:

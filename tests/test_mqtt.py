@@ -62,7 +62,7 @@ def street(
 ) -> Any:
     """One run: the subscriber's messages, the run's JSONL records, its report and stderr."""
     out = tmp_path_factory.mktemp("street")
-    config = traffic_config(out, stats_interval=0.3)
+    config = traffic_config(out, stats_interval=0.3, count_interval=0, snapshot_interval=0)  # every change
     url = f"mqtt://{USER}:{PASSWORD}@127.0.0.1:{broker.port}/{PREFIX}"
     cmd = [sys.executable, "-m", "detector", "run", str(videos_dir / GIF), "--model", str(model_path)]
     cmd += ["--config", str(config), "--mqtt", url, "--json", str(out / "street.jsonl")]
@@ -292,7 +292,8 @@ def test_tls_with_the_brokers_ca_and_not_without(
     with Broker(tmp_path, tls=True) as secure:
         assert secure.ca is not None
         config = tmp_path / "tls.yaml"
-        config.write_text(yaml.safe_dump({"show": False, "mqtt": {"ca_certs": str(secure.ca)}}))
+        mqtt = {"ca_certs": str(secure.ca), "count_interval": 0}  # every change: more than one a frame
+        config.write_text(yaml.safe_dump({"show": False, "mqtt": mqtt}))
         argv = ("run", videos_dir / GIF, "--model", model_path, "--mqtt", secure.url)
         code, lines, _ = cli.run(*argv, "--config", config, "--report", tmp_path / "r.json", "-q")
         assert code == 0, lines

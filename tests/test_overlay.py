@@ -217,7 +217,7 @@ def test_panel_shows_fps_placeholder_without_detections() -> None:
     renderer = OverlayRenderer()
     np.testing.assert_array_equal(renderer.annotate(grey, Detections.empty(NAMES)), grey)  # nothing to show
     out = renderer.annotate(grey, Detections.empty(NAMES), PanelInfo(fps=None))
-    assert (out[:30, :80] != 160).any()  # "FPS --" shown before the first measurement
+    assert (out[:30, :80] != 160).any()  # "proc fps --" shown before the first measurement
 
 
 def _panel_height(img: np.ndarray) -> int:

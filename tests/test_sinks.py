@@ -15,6 +15,7 @@ import tempfile
 import textwrap
 from fractions import Fraction
 from pathlib import Path
+from types import SimpleNamespace
 
 import av
 import numpy as np
@@ -54,11 +55,22 @@ def make_result(
     return FrameResult(frame=frame, detections=dets or Detections.empty(), annotated=img, latency_ms=12.34)
 
 
-def decode(path: Path) -> tuple[av.video.stream.VideoStream, list[av.VideoFrame]]:
+def decode(path: Path) -> tuple[SimpleNamespace, list[av.VideoFrame]]:
+    """The video stream's facts, read while the file is open (PyAV 18.1 refuses a closed container's
+    stream), and its decoded frames."""
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
         frames = list(container.decode(stream))
-    return stream, frames
+        ctx = stream.codec_context
+        facts = SimpleNamespace(
+            codec_context=SimpleNamespace(name=ctx.name, pix_fmt=ctx.pix_fmt),
+            width=stream.width,
+            height=stream.height,
+            average_rate=stream.average_rate,
+            duration=stream.duration,
+            time_base=stream.time_base,
+        )
+    return facts, frames
 
 
 def top_level_boxes(path: Path) -> list[str]:

@@ -24,7 +24,9 @@ from detector.catalog import MediaFile
 from detector.errors import UserError
 from detector.events import ZoneEnter, stamp
 from detector.eventstore import writer as writer_mod
-from detector.eventstore.queries import ReviewQuery, StoreReader
+from detector.eventstore.filters import ReviewQuery
+from detector.eventstore.ops import ReviewOp
+from detector.eventstore.queries import StoreReader
 from detector.eventstore.rows import write_review
 from detector.eventstore.schema import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION, connect, migrate
 from detector.eventstore.writer import EventStore
@@ -253,7 +255,7 @@ def test_a_file_that_is_not_a_store_we_can_write_is_refused(tmp_path: Path, kind
     assert before is None or path.read_bytes() == before, "not touched"
 
 
-def updates(n: int, shade: int = 0) -> list[tuple[str, ReviewItem, Picture]]:
+def updates(n: int, shade: int = 0) -> list[ReviewOp]:
     """``n`` updates of one open item, each with a better best shot on a frame of its own (the last
     one's frame is ``shade`` grey), then its end."""
     base = ReviewItem(id="01900000-0000-7000-8000-0000000000aa", source="cam", severity="alert",
@@ -266,7 +268,7 @@ def updates(n: int, shade: int = 0) -> list[tuple[str, ReviewItem, Picture]]:
             base, best=best, last_time=WALL0 + k, end_time=WALL0 + n if k == n else None
         )
         image = np.full((240, 320, 3), shade if k == n else 10, np.uint8)
-        ops.append(("review", item, Picture(image, (0.0, 0.0, 10.0, 10.0))))
+        ops.append(ReviewOp(item, Picture(image, (0.0, 0.0, 10.0, 10.0))))
     return ops
 
 
@@ -284,13 +286,13 @@ def test_a_stalled_writer_holds_a_bounded_number_of_frames(tmp_path: Path) -> No
     store._write = stalled  # type: ignore[method-assign]
     for op in updates(500, shade=200):
         store.put(op)
-    held = [op for op in list(store.queue.queue) if op[2] is not None]
-    assert len(held) <= writer_mod.MAX_PICTURES + 1 and held[-1][1].end_time is not None, len(held)
+    held = [op for op in list(store.queue.queue) if isinstance(op, ReviewOp) and op.picture is not None]
+    assert len(held) <= writer_mod.MAX_PICTURES + 1 and held[-1].item.end_time is not None, len(held)
     assert store.counts["pictures_dropped"] >= 400 and store.counts["dropped"] == 0
     gate.set()
     store.close()
     assert store._pictures == 0
-    jpeg = StoreReader(tmp_path / "events.db").thumbnail(held[-1][1].id)
+    jpeg = StoreReader(tmp_path / "events.db").thumbnail(held[-1].item.id)
     assert jpeg is not None
     image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_GRAYSCALE)
     assert abs(int(np.median(image)) - 200) < 10, "the thumbnail is the end's best shot"
@@ -303,7 +305,7 @@ def test_a_batch_that_raises_does_not_stop_the_writer(
     monkeypatch.setattr(writer_mod, "picture_jpeg", lambda *a, **kw: (_ for _ in ()).throw(cv2.error("bad")))
     for op in updates(2):
         store.put(op)
-    assert store.flush(10) and store.failed is not None and store.counts["lost"] == 3
+    assert store.flush(10) and store.failed is not None and store.counts["items_lost"] == 1, store.counts
     monkeypatch.undo()
     handle = store.handle("cam")
     handle.event(stamp(new_track(1, 1), "cam", WALL0))

@@ -23,7 +23,8 @@ from test_clips_live import headless_env
 
 from detector.cli import main
 from detector.events import from_dict
-from detector.eventstore.queries import ReviewQuery, StoreReader
+from detector.eventstore.filters import ReviewQuery
+from detector.eventstore.queries import StoreReader
 from detector.eventstore.writer import EventStore
 
 pytestmark = pytest.mark.model
@@ -172,7 +173,7 @@ def test_kill_9_leaves_a_consistent_store(model_path: Path, videos_dir: Path, tm
     assert not item["in_progress"] and item["end_time"] == item["last_time"], "its run is gone: shown ended"
     later = EventStore(db)  # the next run that writes the store ends it for good
     later.handle("x")
-    later.put(("removed", [clips / "nothing.mp4"]))
+    later.removed([clips / "nothing.mp4"])
     later.close()
     assert rows(db, "SELECT count(*) FROM reviews WHERE end_time IS NULL") == [(0,)]
     assert rows(db, "PRAGMA integrity_check") == [("ok",)]

@@ -40,7 +40,9 @@ def add_parser(sub: Any) -> None:
 
 def _items(args: argparse.Namespace) -> Iterator[dict[str, Any]]:
     from detector.errors import UserError
-    from detector.eventstore.queries import ReviewQuery, StoreReader, read_time
+    from detector.eventstore.filters import ReviewQuery, read_time
+    from detector.eventstore.queries import StoreReader
+    from detector.eventstore.schema import existing_store
 
     now = time.time()
     try:
@@ -48,6 +50,7 @@ def _items(args: argparse.Namespace) -> Iterator[dict[str, Any]]:
         before = read_time(args.until, now) if args.until else None
     except ValueError as exc:
         raise UserError(f"--since/--until: {exc}") from None
+    existing_store(Path(args.file))  # read-only: an empty file is no store (UserError)
     reader = StoreReader(Path(args.file), must_exist=True)
     left, cursor = args.limit, None
     while left is None or left > 0:

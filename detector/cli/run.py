@@ -42,19 +42,23 @@ def add_parser(sub: Any) -> None:
 
 def command(args: argparse.Namespace, started_at: float) -> int:
     from detector.compose.run import Run
-    from detector.report import format_summary
+    from detector.machine import raise_open_files_limit
+    from detector.report import format_summaries
     from detector.settings import load_settings
     from detector.sources import is_live_spec
 
     settings = load_settings(args.config, setting_overrides(args), command=RUN)
+    raise_open_files_limit()  # descriptors for segments, clips, the store and web connections
     run = Run(settings, args.sources, started_at=started_at)
     live = any(is_live_spec(p.spec) for p in run.plans)
-    watched = settings.show or settings.serve.bind or live or settings.record.dir
+    # what else keeps what a run finds: a window, the web view, recordings, a broker, notifications
+    told = settings.mqtt.url or settings.notify.urls
+    watched = settings.show or settings.serve.bind or live or settings.record.dir or told
     if not settings.output_paths() and not watched:
         log.info(NOTHING_SAVED)
     try:
         run.execute()
     finally:
         if run.reports and not args.quiet:  # -q: only warnings and errors
-            print("\n\n".join(format_summary(r) for r in run.reports), file=sys.stderr)
+            print(format_summaries(run.reports), file=sys.stderr)
     return 0

@@ -34,7 +34,8 @@ def add_parser(sub: Any) -> None:
 
 def command(args: argparse.Namespace, started_at: float) -> int:
     from detector.errors import UserError
-    from detector.eventstore.schema import SCHEMA_VERSION, connect, migrate, version_of
+    from detector.eventstore.schema import SCHEMA_VERSION, connect, existing_store, migrate
+    from detector.machine import raise_open_files_limit
     from detector.settings import load_settings, with_updates
     from detector.web.config import serve_config
     from detector.web.view import WebView
@@ -43,18 +44,17 @@ def command(args: argparse.Namespace, started_at: float) -> int:
     if not settings.events_db or settings.store_off():
         raise UserError("detector serve needs --events-db FILE (the store to browse)")
     path = Path(settings.events_db).expanduser()
-    if not path.is_file():
-        raise UserError(f"event store {path} does not exist")
-    db = connect(path)
-    try:
-        version = version_of(db, path)
-        if version < SCHEMA_VERSION:
+    version = existing_store(path, whole=True)  # read-only: an empty or foreign file is refused, unwritten
+    if version < SCHEMA_VERSION:  # an older store of ours: migrated in place, as a run would
+        db = connect(path)
+        try:
             migrate(db, path)
             log.info("event store %s: schema %d brought up to %d", path, version, SCHEMA_VERSION)
-    finally:
-        db.close()
+        finally:
+            db.close()
     if settings.serve.bind is None:
         settings = with_updates(settings, serve={**settings.serve.model_dump(), "bind": DEFAULT_BIND})
+    raise_open_files_limit()
     web = WebView(serve_config(settings))
     web.set_phase(BROWSING)
     web.set_store(path)

@@ -215,6 +215,9 @@ def _outputs(
             catalog=shared.catalog,
             gap=settings.review.gap,
             on_resumed=shared.storage.status.resumed if shared.storage else None,
+            max_seconds=settings.review.max_seconds,
+            max_bytes=settings.review.max_size,
+            snapshots=settings.snapshots,
         )
         recorders.append(recorder)
         out.attachers.append(recorder)

@@ -21,7 +21,7 @@ from detector.notify.worker import Notifier
 from detector.review_items import ReviewUpdate
 from detector.settings import Settings
 from detector.sources.base import SourceInfo
-from detector.stages.classes import resolve_classes
+from detector.stages.classes import class_names, resolve_classes
 from detector.stats import RunStats
 from detector.types import Sink
 
@@ -42,6 +42,17 @@ def kept_classes(wanted: list[int | str] | None, names: Mapping[int, str]) -> li
     """The classes a run keeps (``--classes``) by the model's names (``Person`` is ``person``, as the
     detections say it); none when it keeps them all."""
     return [names[i] for i in resolve_classes(wanted, names) or []]
+
+
+def announced_classes(settings: Settings, names: Mapping[int, str]) -> list[str]:
+    """The classes MQTT announces to Home Assistant: ``mqtt.classes``, else the review alert classes
+    the run keeps and whatever ``--classes`` keeps (by the model's names)."""
+    if settings.mqtt.classes is not None:
+        return [names[i] for i in resolve_classes(settings.mqtt.classes, names, "mqtt.classes: ") or []]
+    kept = kept_classes(settings.classes, names)
+    spelled = {name.lower(): name for name in names.values()}  # as the detections say it
+    alerts = [spelled.get(c.lower()) for c in class_names(settings.review.alert_classes, names)]
+    return list(dict.fromkeys([*(c for c in alerts if c and (not kept or c in kept)), *kept]))
 
 
 class Outlets:
@@ -78,7 +89,7 @@ class Outlets:
         source's review items (``review``)."""
         sinks: list[Listener] = []
         if self.mqtt is not None:
-            classes = kept_classes(settings.classes, names)
+            classes = announced_classes(settings, names)
             zones = [z.name for z in settings.zones]
             sinks.append(self.mqtt.add_source(name, info.kind, stats, classes=classes, zones=zones))
         if self.notifier is not None:

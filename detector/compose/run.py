@@ -285,7 +285,7 @@ class Run:
             progress = _progress(board, plan.settings, plan.name if several else Path(info.name).name, info)
             reviewer = reviewer_for(plan.name, made.reviews, plan.settings.review, detector.names)
             if store is not None:
-                web.set_store(store)
+                web.set_store(store, media=(clips, storage.root))
             self.lanes.append(
                 Lane(
                     source, stages, made.sinks, name=plan.name, stats=stats, progress=progress,

@@ -17,100 +17,49 @@ another one).
 
 from __future__ import annotations
 
+import atexit
+import contextlib
+import functools
 import json
 import socket
 import sqlite3
 import threading
-from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime
+import weakref
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from detector.errors import UserError
-from detector.eventstore.rows import pid_alive, real_path
-from detector.eventstore.schema import SCHEMA_VERSION, connect, version_of
+from detector.eventstore.filters import EventQuery, ReviewQuery, id_at, limit_of, review_cursor
+from detector.eventstore.rows import pid_alive
+from detector.eventstore.schema import READ_BUSY_MS, SCHEMA_VERSION, connect, unreadable, version_of
 
-MAX_LIMIT = 500
 ID_MARGIN_S = 600.0  # an event's id is made at most this long after its wall_time (capture time)
 
 
-class BadQuery(ValueError):
-    """A filter or cursor that cannot be read (the API answers 400 with the message)."""
+T = TypeVar("T")
+_READERS: weakref.WeakSet[StoreReader] = weakref.WeakSet()
 
 
-@dataclass(frozen=True)
-class ReviewQuery:
-    source: str | None = None
-    severity: str | None = None
-    class_name: str | None = None
-    zone: str | None = None
-    after: float | None = None
-    before: float | None = None
-    limit: int = 50
-    cursor: str | None = None
+@atexit.register
+def _close_readers() -> None:
+    for reader in list(_READERS):
+        reader.close_all()
 
 
-@dataclass(frozen=True)
-class EventQuery:
-    source: str | None = None
-    kind: str | None = None
-    class_name: str | None = None
-    zone: str | None = None
-    line: str | None = None
-    review: str | None = None
-    after: float | None = None
-    before: float | None = None
-    limit: int = 50
-    cursor: str | None = None
+def _reading(query: Callable[..., T]) -> Callable[..., T]:
+    """A query whose store SQLite cannot read (damaged, locked by another process) raises ``UserError``
+    with one line that says so (the API answers 503 with it, ``detector events`` exits with it)."""
 
-
-def _limit(n: int) -> int:
-    if not 1 <= n <= MAX_LIMIT:
-        raise BadQuery(f"limit must be 1-{MAX_LIMIT}, got {n}")
-    return n
-
-
-def _review_cursor(cursor: str) -> tuple[float, str]:
-    start, sep, review_id = cursor.partition("_")
-    try:
-        if not sep or not review_id:
-            raise ValueError
-        return float(start), review_id
-    except ValueError:
-        raise BadQuery(f"not a cursor of this list: {cursor!r}") from None
-
-
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-
-
-def read_time(text: str, now: float) -> float:
-    """A point in time as Unix seconds, from Unix seconds (``1764578527``), an ISO 8601 date or time
-    (``2026-12-01``, ``2026-12-01T09:42``: local time unless it says its offset), or how long ago
-    (``90s``, ``15m``, ``2h``, ``3d``, ``1w``)."""
-    text = text.strip()
-    try:
-        return float(text)
-    except ValueError:
-        pass
-    if len(text) > 1 and text[-1].lower() in _UNITS:
+    @functools.wraps(query)
+    def read(self: StoreReader, *args: Any, **kwargs: Any) -> T:
         try:
-            return now - float(text[:-1]) * _UNITS[text[-1].lower()]
-        except ValueError:
-            pass
-    try:
-        return datetime.fromisoformat(text).timestamp()
-    except ValueError:
-        raise ValueError(
-            f"not a time: {text!r} (give Unix seconds, an ISO date or time such as 2026-12-01T09:00, "
-            "or how long ago: 90s, 15m, 2h, 3d)"
-        ) from None
+            return query(self, *args, **kwargs)
+        except sqlite3.DatabaseError as exc:
+            self.close()  # this thread's connection: opened anew by the next query
+            raise UserError(unreadable(self.path, exc, READ_BUSY_MS)) from exc
 
-
-def id_at(seconds: float) -> str:
-    """The smallest UUID v7 made at Unix time ``seconds`` (ids sort as text by time)."""
-    h = f"{max(0, int(seconds * 1000)):012x}"
-    return f"{h[:8]}-{h[8:]}"
+    return read
 
 
 class StoreReader:
@@ -124,6 +73,9 @@ class StoreReader:
             raise UserError(f"event store {self.path} does not exist")
         self._local = threading.local()
         self._host = socket.gethostname()
+        self._open: list[sqlite3.Connection] = []  # every thread's, closed at exit (``close_all``)
+        self._open_lock = threading.Lock()
+        _READERS.add(self)
 
     def _db(self) -> sqlite3.Connection | None:
         db: sqlite3.Connection | None = getattr(self._local, "db", None)
@@ -140,19 +92,35 @@ class StoreReader:
                 raise UserError(f"event store {self.path} has schema {version}: open it with `detector run` "
                                 f"(or `detector serve`) of this version to migrate it")  # fmt: skip
             self._local.db = db
+            with self._open_lock:
+                self._open.append(db)
         return db
 
     def close(self) -> None:
+        """Close this thread's connection."""
         db = getattr(self._local, "db", None)
         if db is not None:
+            with self._open_lock:
+                if db in self._open:
+                    self._open.remove(db)
             db.close()
             self._local.db = None
             self._local.longest = None
 
+    def close_all(self) -> None:
+        """Close every thread's connection (at exit: the web server's threads never close theirs, and
+        the last connection to close removes the WAL)."""
+        with self._open_lock:
+            dbs, self._open = self._open, []
+        for db in dbs:
+            with contextlib.suppress(sqlite3.Error):
+                db.close()
+
     # -- review items -------------------------------------------------------------------------------------
+    @_reading
     def reviews(self, q: ReviewQuery) -> tuple[list[dict[str, Any]], str | None]:
         """A page of items, newest first, and the cursor of the next page (None: the last page)."""
-        limit = _limit(q.limit)
+        limit = limit_of(q.limit)
         db = self._db()
         if db is None:
             return [], None
@@ -182,7 +150,7 @@ class StoreReader:
             args += [q.after - self._longest(db) - 1.0, q.after]
         if q.cursor:
             where.append(f"({key[0]}, {key[1]}) < (?, ?)")
-            args += _review_cursor(q.cursor)
+            args += review_cursor(q.cursor)
         sql = (
             f"SELECT r.id, r.data, r.end_time, r.last_time, r.run, r.start_time FROM {frm}"
             f"{' WHERE ' + ' AND '.join(where) if where else ''}"
@@ -195,6 +163,7 @@ class StoreReader:
         last = rows[limit - 1] if more else None
         return items, f"{last[5]!r}_{last[0]}" if last is not None else None
 
+    @_reading
     def review(self, review_id: str) -> dict[str, Any] | None:
         """One item with its events (their records, newest last) and its media."""
         db = self._db()
@@ -267,13 +236,15 @@ class StoreReader:
         db = self._db()
         return None if db is None else db.execute(sql, args).fetchone()
 
+    @_reading
     def thumbnail(self, review_id: str) -> bytes | None:
         row = self._row("SELECT jpeg FROM thumbnails WHERE review_id = ?", (review_id,))
         return bytes(row[0]) if row is not None else None
 
     # -- events -------------------------------------------------------------------------------------------
+    @_reading
     def events(self, q: EventQuery) -> tuple[list[dict[str, Any]], str | None]:
-        limit = _limit(q.limit)
+        limit = limit_of(q.limit)
         db = self._db()
         if db is None:
             return [], None
@@ -302,6 +273,7 @@ class StoreReader:
         out = [self._event(db, row) for row in rows[:limit]]
         return out, rows[limit - 1][0] if len(rows) > limit else None
 
+    @_reading
     def event(self, event_id: str) -> dict[str, Any] | None:
         row = self._row("SELECT id, data, review_id FROM events WHERE id = ?", (event_id,))
         db = self._db()
@@ -322,11 +294,16 @@ class StoreReader:
         return record
 
     # -- media and what the filters offer -----------------------------------------------------------------
-    def media(self, media_id: int) -> tuple[Path, str] | None:
-        """Where the file of media row ``media_id`` is, and its kind; None if the store has no such row."""
+    @_reading
+    def media(self, media_id: int) -> tuple[str, str] | None:
+        """The path media row ``media_id`` keeps (as stored: relative to the store's folder, or
+        absolute; ``web.media`` decides whether to serve it) and its kind; None if there is no such row."""
+        if not 0 < media_id < 2**63:  # SQLite's integers (a larger one is an OverflowError)
+            return None
         row = self._row("SELECT path, kind FROM media WHERE id = ?", (media_id,))
-        return None if row is None else (real_path(row[0], self.root), str(row[1]))
+        return None if row is None else (str(row[0]), str(row[1]))
 
+    @_reading
     def facets(self) -> dict[str, Any]:
         """What the history page's filters offer: sources, classes, zones, and the first and last day."""
         db = self._db()

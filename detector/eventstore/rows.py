@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sqlite3
 from datetime import datetime
 from pathlib import Path
@@ -130,3 +131,23 @@ def delete_review(db: sqlite3.Connection, review_id: str) -> int:
     for table, key in (("reviews", "id"), ("thumbnails", "review_id"), ("review_labels", "review_id")):
         db.execute(f"DELETE FROM {table} WHERE {key} = ?", (review_id,))
     return int(gone)
+
+
+def end_dead_runs(db: sqlite3.Connection) -> list[tuple[int, int]]:
+    """End the items of runs on this machine that died without closing the store (in the open
+    transaction); their (run, pid)."""
+    host, me = socket.gethostname(), os.getpid()
+    ended_runs = []
+    rows = db.execute("SELECT id, started, pid FROM runs WHERE ended IS NULL AND host = ?", (host,))
+    for run, started, pid in rows.fetchall():
+        if pid == me or pid_alive(pid):
+            continue
+        ended = db.execute("SELECT max(last_time) FROM reviews WHERE run = ?", (run,)).fetchone()[0]
+        db.execute(
+            "UPDATE reviews SET end_time = last_time, data = json_set(data, '$.end_time', last_time)"
+            " WHERE run = ? AND end_time IS NULL",
+            (run,),
+        )
+        db.execute("UPDATE runs SET ended = ? WHERE id = ?", (ended or started, run))
+        ended_runs.append((run, pid))
+    return ended_runs

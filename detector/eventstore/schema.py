@@ -15,6 +15,7 @@ A store made by a newer detector (a higher version) is refused, not touched.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
@@ -28,6 +29,7 @@ DEFAULT_NAME = "events.db"  # beside the clips: DIR/events.db with --clips DIR
 SIDE_FILES = ("-wal", "-shm", "-journal")  # what SQLite keeps beside the file while it is open
 SCHEMA_VERSION = 2
 BUSY_MS = 10_000
+READ_BUSY_MS = 2_000  # readers (WAL: they wait only for a lock that shuts out reading too)
 
 
 def _script(db: sqlite3.Connection, sql: str) -> None:
@@ -165,14 +167,77 @@ def check_store(path: Path) -> None:
 
 
 def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
-    """A connection in autocommit mode (transactions are explicit), waiting up to 10 s for a lock."""
-    if readonly:
-        db = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True, timeout=BUSY_MS / 1000,
+    """A connection in autocommit mode (transactions are explicit), waiting up to 10 s for a lock (a
+    reader: 2 s)."""
+    busy = READ_BUSY_MS if readonly else BUSY_MS
+    if readonly:  # opened for writing where the file allows it, but refusing writes (query_only): the
+        # last connection to close, a reader too, then removes the WAL and its index (a read-only one
+        # cannot: it left events.db-wal and -shm behind)
+        db = sqlite3.connect(f"{path.absolute().as_uri()}?mode=rw", uri=True, timeout=busy / 1000,
                              isolation_level=None, check_same_thread=False)  # fmt: skip
+        db.execute("PRAGMA query_only = 1")
     else:
-        db = sqlite3.connect(path, timeout=BUSY_MS / 1000, isolation_level=None)
-    db.execute(f"PRAGMA busy_timeout = {BUSY_MS}")
+        db = sqlite3.connect(path, timeout=busy / 1000, isolation_level=None)
+    db.execute(f"PRAGMA busy_timeout = {busy}")
     return db
+
+
+def rollback(db: sqlite3.Connection) -> bool:
+    """End the open transaction, if any; False when even that failed (the connection is then closed:
+    open the file anew)."""
+    if not db.in_transaction:
+        return True
+    try:
+        db.execute("ROLLBACK")
+    except sqlite3.Error:
+        with contextlib.suppress(sqlite3.Error):
+            db.close()
+        return False
+    return True
+
+
+def close_store(db: sqlite3.Connection) -> str | None:
+    """Close a writer's connection, its WAL written back and truncated first, so that a clean exit
+    leaves only the store's file (the last connection to close removes the WAL and its index; a
+    reader open elsewhere keeps them, empty). Why closing failed, if it did."""
+    with contextlib.suppress(sqlite3.Error):  # busy (a reader): the WAL stays whole, for the next one
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    try:
+        db.close()
+    except sqlite3.Error as exc:
+        return str(exc)
+    return None
+
+
+def failure(exc: BaseException, busy_ms: int = BUSY_MS) -> str:
+    """Why a write or read failed, in words: a lock held past the busy timeout is named for what it is."""
+    text = str(exc) or type(exc).__name__
+    if isinstance(exc, sqlite3.OperationalError) and "locked" in text:
+        return f"locked by another process for more than {busy_ms / 1000:g} s ({text})"
+    return text
+
+
+def unreadable(path: Path, exc: sqlite3.DatabaseError, busy_ms: int = BUSY_MS) -> str:
+    """One line on a store that SQLite cannot read: locked, damaged, or not a database at all."""
+    text = str(exc)
+    if isinstance(exc, sqlite3.OperationalError) and "locked" in text:
+        return f"event store {path} is {failure(exc, busy_ms)}; try again once it lets go"
+    if "malformed" in text:
+        return f"event store {path} is damaged ({text}); restore a copy, or rescue it with sqlite3 .recover"
+    if "not a database" in text:
+        return f"event store {path} is not an SQLite database ({text}); choose another file"
+    return f"event store {path} cannot be read ({text})"
+
+
+def check_whole(db: sqlite3.Connection, path: Path) -> None:
+    """``UserError`` (one line) if SQLite finds the store damaged (``PRAGMA quick_check``: every page
+    read once, so about as long as reading the file)."""
+    try:
+        found = db.execute("PRAGMA quick_check(1)").fetchone()[0]
+    except sqlite3.DatabaseError as exc:
+        raise UserError(unreadable(path, exc)) from exc
+    if found != "ok":
+        raise UserError(unreadable(path, sqlite3.DatabaseError(f"database disk image is malformed: {found}")))
 
 
 def version_of(db: sqlite3.Connection, path: Path) -> int:
@@ -183,7 +248,8 @@ def version_of(db: sqlite3.Connection, path: Path) -> int:
         app = int(db.execute("PRAGMA application_id").fetchone()[0])
         tables = db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
     except sqlite3.DatabaseError as exc:
-        raise UserError(f"event store {path} is not an SQLite database ({exc}); choose another file") from exc
+        busy = int(db.execute("PRAGMA busy_timeout").fetchone()[0])
+        raise UserError(unreadable(path, exc, busy)) from exc
     if app != APPLICATION_ID and (app or tables):
         raise UserError(f"{path} is an SQLite database, but not a detector event store; choose another file")
     if version > SCHEMA_VERSION:
@@ -191,6 +257,25 @@ def version_of(db: sqlite3.Connection, path: Path) -> int:
             f"event store {path} has schema version {version}, made by a newer detector (this one "
             f"knows up to {SCHEMA_VERSION}); upgrade detector or use another file"
         )
+    return version
+
+
+def existing_store(path: Path, whole: bool = False) -> int:
+    """The schema version of the store at ``path``, read without writing a byte (``detector serve``
+    and ``detector events`` only read); ``UserError`` if there is no such file, it is not a store of
+    ours, or it is empty (a run would make a store in it; reading it must not). ``whole``: also read
+    every page once, so that a damaged store is said at the start, not as 503s in the browser."""
+    if not path.is_file():
+        raise UserError(f"event store {path} does not exist")
+    db = connect(path, readonly=True)
+    try:
+        version = version_of(db, path)
+        if whole and version:
+            check_whole(db, path)
+    finally:
+        db.close()
+    if version == 0:
+        raise UserError(f"{path} is empty, not an event store (give the --events-db FILE a run wrote)")
     return version
 
 

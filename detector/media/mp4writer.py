@@ -3,8 +3,10 @@ gets the packets of the one encode besides the ``--output`` file (event clips, r
 
 ``Mp4Writer`` writes packets to ``path``: while writing, the file is a fragmented MP4 with a
 keyframe (and a fragment) every ``fragment_seconds``, flushed to the OS as each fragment ends, so a
-process killed with SIGKILL leaves a file that plays up to the last fragment. ``close()`` remuxes
-(stream copy) into a normal ``+faststart`` MP4 that replaces the fragmented one atomically.
+process killed with SIGKILL leaves a file that plays up to the last fragment; one a full disk cut
+short loses its torn packet as it closes (no decoder meets it; ``mp4files.trim_torn``).
+``close()`` remuxes (stream copy) into a normal ``+faststart`` MP4 that replaces the fragmented one
+atomically.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from detector.errors import UserError, storage_error
 from detector.files import make_parents
 from detector.media.audio import AudioSpan, AudioTrack
 from detector.media.encoder import Encoded, H264Encoder
-from detector.media.mp4files import faststart, lost_on_close, muxer
+from detector.media.mp4files import faststart, lost_on_close, muxer, trim_torn
 from detector.types import FrameResult
 
 log = logging.getLogger(__name__)
@@ -141,12 +143,14 @@ class Mp4Writer:
             error = exc
         if error is None and self.error is None and self.frames_written:
             error = lost_on_close(self.path, self.bytes_written)
-        if self.error is not None:  # already reported by write(); the fragmented file stays
+        if self.error is not None:  # already reported by write(); the fragmented file stays, trimmed
+            trim_torn(self.path)
             return
         if self.frames_written == 0 and error is None:  # opened, but no frame made it: no empty file
             self.path.unlink(missing_ok=True)
             return
         if error is not None:
+            trim_torn(self.path)
             self.failed = error.strerror or str(error)
             self.error = _write_failed(self.path, error)
             raise self.error from error

@@ -4,8 +4,9 @@ snapshot, all available while ``{prefix}/available`` says ``online``.
 
 Configs go to ``{discovery_prefix}/{component}/{node}/{object}/config``, retained; ``node`` is the
 topic prefix and ``object`` the source and what it counts, in the characters discovery allows
-(``[A-Za-z0-9_-]``). A class is announced when it is first seen (or at start, for the classes the run
-keeps with ``--classes``), so 80 COCO classes do not make 80 idle sensors.
+(``[A-Za-z0-9_-]``). Only the classes of ``mqtt.classes`` are announced, at start (by default the
+review alert classes and the classes ``--classes`` keeps), so the potted plant or the bench the model
+once saw do not become idle sensors.
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ is named by its URL without credentials.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import ssl
@@ -79,9 +80,9 @@ class BrokerLink:
         self.client.max_queued_messages_set(2 * settings.outbox + 1000)
         self.client.max_inflight_messages_set(100)
         self.client.connect_timeout = connect_timeout
-        self.client.on_connect = self._on_connect
-        self.client.on_disconnect = self._on_disconnect
-        self.client.on_message = self._on_message
+        self.client.on_connect = _logged(self._on_connect)
+        self.client.on_disconnect = _logged(self._on_disconnect)
+        self.client.on_message = _logged(self._on_message)
 
     # -- start and stop -----------------------------------------------------------------------------------
     def start(self) -> BrokerLink:
@@ -162,3 +163,17 @@ class BrokerLink:
     def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
         if self.on_message is not None:
             self.on_message(message.topic, bytes(message.payload))
+
+
+def _logged(callback: Callable[..., None]) -> Callable[..., None]:
+    """A callback for paho's network thread that logs what it raises: paho 2 re-raises a callback's
+    exception, which ends that thread (nothing sent, no reconnecting, for the rest of the run)."""
+
+    @functools.wraps(callback)
+    def call(*args: Any) -> None:
+        try:
+            callback(*args)
+        except Exception:
+            log.exception("MQTT: handling the broker's %s failed", callback.__name__.lstrip("_"))
+
+    return call

@@ -60,7 +60,7 @@ class Outbox:
         self.ticks: list[Callable[[], None]] = []
         self._messages: deque[_Item] = deque()
         self._pending: dict[str, _Item] = {}  # states waiting to be sent, by topic
-        self._sent: dict[str, _Item] = {}  # the latest state of every topic, payload resolved
+        self._sent: dict[str, _Item] = {}  # the latest state of every topic, payload resolved (``_cond``)
         self._pictures: dict[str, _Item] = {}  # slow states waiting for the picture thread, by topic
         self._cond = threading.Condition()
         self._closing = False  # the picture thread ends once it made what waits
@@ -180,7 +180,8 @@ class Outbox:
             payload = self._made(item)
             if payload is None:
                 continue
-            last = self._sent.get(item.topic) if item.retain and not item.again else None
+            with self._cond:  # ``resend`` reads it on paho's network thread
+                last = self._sent.get(item.topic) if item.retain and not item.again else None
             if last is not None and last.payload == payload:
                 continue  # a change and its undoing, both within one turn of this thread: no change
             if self.broker.publish(item.topic, payload, qos=self.qos, retain=item.retain):
@@ -196,7 +197,8 @@ class Outbox:
             else:
                 self._count(self.dropped, item.source)
             if item.retain:
-                self._sent[item.topic] = _Item(item.topic, payload, True, item.source, None)
+                with self._cond:
+                    self._sent[item.topic] = _Item(item.topic, payload, True, item.source, None)
         return len(states) + len(messages)
 
     # -- the picture thread -------------------------------------------------------------------------------

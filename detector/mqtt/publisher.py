@@ -62,7 +62,8 @@ class MqttPublisher:
         discovery = Discovery(s.discovery_prefix, self.topics, name, kind) if s.discovery else None
         sink = MqttSink(
             self.outbox, self.topics, name, stats, discovery=discovery, classes=classes, zones=zones,
-            snapshot_width=s.snapshot_width, figures=self.figures,
+            snapshot_width=s.snapshot_width, count_interval=s.count_interval,
+            snapshot_interval=s.snapshot_interval, figures=self.figures,
         )  # fmt: skip
         with self._lock:
             self.sinks.append(sink)

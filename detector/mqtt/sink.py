@@ -6,7 +6,11 @@ made on the outbox's thread (a frame's annotated image is never written to once 
 so keeping a reference is safe). A class's snapshot is the latest of: the frame of an object event
 that makes a clip (a zone entry, a line crossing), with its object outlined; a review item's new best
 shot of that class. Review items go to ``{prefix}/reviews``.
-"""
+
+Quieter than every change: a count topic says at most one value every ``count_interval`` seconds and
+a class's snapshot one picture every ``snapshot_interval`` (``throttle``: the latest waits for its
+time, so the final state always goes out). Home Assistant hears of ``classes`` only (``mqtt.classes``),
+at start, not of every class the model happens to see."""
 
 from __future__ import annotations
 
@@ -18,7 +22,8 @@ from typing import Any
 from detector.events import EventRecord, ObjectEvent
 from detector.media.images import jpeg, picture_jpeg
 from detector.mqtt.discovery import Discovery
-from detector.mqtt.outbox import Outbox
+from detector.mqtt.outbox import Outbox, Payload
+from detector.mqtt.throttle import Throttle
 from detector.mqtt.topics import ALL, OFFLINE, ONLINE, RECONNECTING, Topics, changes, with_all
 from detector.review_items import ReviewUpdate
 from detector.sinks.jsonl import dumps_line
@@ -48,6 +53,8 @@ class MqttSink:
         classes: Iterable[str] = (),
         zones: Iterable[str] = (),
         snapshot_width: int = 640,
+        count_interval: float = 0.0,
+        snapshot_interval: float = 0.0,
         figures: Callable[[], dict[str, Any]] | None = None,
     ) -> None:
         classes = [c for c in classes if c != ALL]
@@ -62,6 +69,8 @@ class MqttSink:
         self.counts: dict[str, int] = {}
         self.zone_counts: dict[str, dict[str, int]] = {zone: {} for zone in self.zones}
         self.announced: set[str] = set()
+        self.counts_throttle = Throttle(count_interval)
+        self.snapshots_throttle = Throttle(snapshot_interval)
         self.latest: FrameResult | None = None
         self.closed = False
         self.status: str | None = None
@@ -106,13 +115,12 @@ class MqttSink:
             self.topics.events, as_json(record.to_dict), source=self.source, born=time.monotonic()
         )
         if isinstance(record, ObjectEvent) and record.clip_worthy and shown is not None:
-            self._announce([record.class_name])
             width = self.snapshot_width
 
             def picture(result: FrameResult = shown, event: EventRecord = record) -> bytes | None:
                 return jpeg(highlight(result.annotated, result, event), width, JPEG_QUALITY)
 
-            self._set(self.topics.snapshot(self.source, record.class_name), picture, slow=True)
+            self._snapshot(record.class_name, picture)
 
     def review(self, update: ReviewUpdate) -> None:
         """A review item opened, changed or ended: to ``{prefix}/reviews``; a new best shot becomes its
@@ -121,19 +129,15 @@ class MqttSink:
         best, picture = update.after.best, update.picture
         if best is None or picture is None or (update.type != "new" and update.before.best == best):
             return
-        self._announce([best.class_name])
         width = self.snapshot_width
-        self._set(
-            self.topics.snapshot(self.source, best.class_name),
-            lambda: picture_jpeg(picture, width=width, quality=JPEG_QUALITY),
-            slow=True,
-        )
+        self._snapshot(best.class_name, lambda: picture_jpeg(picture, width=width, quality=JPEG_QUALITY))
 
     def close(self) -> None:
         """The source ended: nothing is in view any more (every count to 0), and it is ``offline``."""
         if self.closed:
             return
         self.closed = True
+        self._release(lambda throttle: throttle.flush(time.monotonic()))  # the last values held back
         self._send_counts(changes(self.counts, {}), None)
         self.counts = {}
         for zone in self.zones:
@@ -143,7 +147,10 @@ class MqttSink:
 
     # -- the outbox's thread ------------------------------------------------------------------------------
     def tick(self) -> None:
-        """Publish the status when it changed (a live source reconnecting, the source ended)."""
+        """Publish the counts and snapshots held back whose time is up, and the status when it changed
+        (a live source reconnecting, the source ended)."""
+        now = time.monotonic()
+        self._release(lambda throttle: throttle.due(now))
         status = OFFLINE if self.closed else RECONNECTING if self.stats.reconnecting else ONLINE
         with self._lock:
             if status == self.status:
@@ -153,13 +160,33 @@ class MqttSink:
 
     # -- helpers ------------------------------------------------------------------------------------------
     def _send_counts(self, counts: dict[str, int], born: float | None) -> None:
-        self._announce(counts)
         for name, n in counts.items():
-            self._set(self.topics.count(self.source, name), str(n), born)
+            self._count(self.topics.count(self.source, name), str(n), born)
 
     def _send_zone(self, zone: str, counts: dict[str, int], born: float | None) -> None:
         for name, n in counts.items():
-            self._set(self.topics.zone_count(self.source, zone, name), str(n), born)
+            self._count(self.topics.zone_count(self.source, zone, name), str(n), born)
+
+    def _count(self, topic: str, value: str, born: float | None) -> None:
+        """A count now (``born`` None: the start or the end, always sent), or once its topic's time is up."""
+        with self._lock:
+            if born is None or self.counts_throttle.offer(topic, value, born):
+                self._set(topic, value, born)
+
+    def _snapshot(self, class_name: str, picture: Payload) -> None:
+        """A class's snapshot now, or once its time is up (the picture is made only when it is sent)."""
+        topic = self.topics.snapshot(self.source, class_name)
+        with self._lock:
+            if self.snapshots_throttle.offer(topic, picture, time.monotonic()):
+                self._set(topic, picture, slow=True)
+
+    def _release(self, take: Callable[[Throttle], list[tuple[str, Any]]]) -> None:
+        """Send what ``take`` gives of the held counts and snapshots."""
+        with self._lock:
+            for topic, value in take(self.counts_throttle):
+                self._set(topic, value)
+            for topic, value in take(self.snapshots_throttle):
+                self._set(topic, value, slow=True)
 
     def _announce(self, classes: Iterable[str]) -> None:
         """Home Assistant's count sensor and snapshot image of each class not announced yet."""

@@ -10,8 +10,9 @@
     {prefix}/{source}/{class}/snapshot  JPEG of the latest best snapshot of the class, retained
 
 ``all`` is a class too: every object (in view, or in the zone), as Frigate does; Home Assistant's
-zone occupancy reads ``{zone}/all``. Names go into topics as they are, but for the characters MQTT
-gives a meaning (``/``, ``+``, ``#``), which become ``_``.
+zone occupancy reads ``{zone}/all``. Names go into topics slugged: letters, digits, ``_``, ``-`` and ``.``
+kept, any run of other characters (a space, ``/``, ``+``, ``#``) made one ``_``: the class
+``potted plant`` is ``potted_plant``, the camera ``front door`` is ``front_door``.
 """
 
 from __future__ import annotations
@@ -25,12 +26,13 @@ from detector.stats import RunStats
 
 ALL = "all"
 ONLINE, OFFLINE, RECONNECTING = "online", "offline", "reconnecting"
-_RESERVED = re.compile(r"[/+#\x00]")
+_OTHER = re.compile(r"[^\w.-]+")  # \w: letters and digits of any script, and _
 
 
 def segment(name: str) -> str:
-    """One level of a topic: ``name`` with ``/``, ``+`` and ``#`` made ``_`` (never empty)."""
-    return _RESERVED.sub("_", name) or "_"
+    """One level of a topic, slugged: ``potted plant`` -> ``potted_plant``, ``a/b+`` -> ``a_b``
+    (never empty, no wildcard, no space)."""
+    return _OTHER.sub("_", name).strip("_") or "_"
 
 
 @dataclass(frozen=True)

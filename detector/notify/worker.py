@@ -73,15 +73,16 @@ class Notifier:
         self, source: str, title: str, body: str, picture: Callable[[], bytes | None] | None = None
     ) -> bool:
         """Queue one notification; False (counted as dropped) when the queue is full or closed."""
-        if self._closing.is_set():
-            self._drop(source)
-            return False
-        try:
-            self._queue.put_nowait(Job(source, title, body, picture, time.monotonic()))
-        except queue.Full:
-            self._drop(source)
-            log.warning("notification for %s dropped: %d are still waiting to be sent", source, QUEUE)
-            return False
+        with self._lock:  # enqueued under the lock: nothing slips in after ``close`` took what waits
+            if self._closing.is_set():
+                self.dropped[source] += 1
+                return False
+            try:
+                self._queue.put_nowait(Job(source, title, body, picture, time.monotonic()))
+            except queue.Full:
+                self.dropped[source] += 1
+                log.warning("notification for %s dropped: %d are still waiting to be sent", source, QUEUE)
+                return False
         return True
 
     def _drop(self, source: str) -> None:
@@ -98,7 +99,8 @@ class Notifier:
 
     def close(self) -> None:
         """Give what waits one more ``timeout`` to go out, then stop (the rest is dropped)."""
-        self._closing.set()
+        with self._lock:
+            self._closing.set()
         with contextlib.suppress(queue.Full):
             self._queue.put_nowait(None)
         self._thread.join(self.timeout)

@@ -19,7 +19,7 @@ from detector.settings.base import BATCH, BENCH, RUN, SERVE, StrictModel, option
 from detector.settings.motion import MotionSettings, StationarySettings
 from detector.settings.mqtt import MqttSettings
 from detector.settings.notify import NotifySettings
-from detector.settings.review import ReviewSettings
+from detector.settings.review import ReviewSettings, SnapshotSettings
 from detector.settings.serve import ServeSettings
 from detector.settings.sources import SourceSpec
 from detector.settings.storage import RecordSettings, RetainSettings
@@ -71,7 +71,9 @@ class EncoderSettings(StrictModel):
 class OverlaySettings(StrictModel):
     """What the overlay draws."""
 
-    panel: bool = option(True, "FPS + per-class counts in the top-left corner", flag="--panel")
+    panel: bool = option(
+        True, "processing rate (proc fps) + per-class counts in the top-left corner", flag="--panel"
+    )
     labels: bool = option(True, '"person 0.87" above each box', flag=False)
     confidence: bool = option(True, "include the score in labels", flag=False)
     line_width: int | None = option(
@@ -255,6 +257,7 @@ class Settings(StrictModel):
     mqtt: MqttSettings = Field(default_factory=MqttSettings, description="MQTT and Home Assistant")
     notify: NotifySettings = Field(default_factory=NotifySettings, description="push notifications")
     review: ReviewSettings = Field(default_factory=ReviewSettings, description="review items")
+    snapshots: SnapshotSettings = Field(default_factory=SnapshotSettings, description="event snapshots")
     record: RecordSettings = Field(default_factory=RecordSettings, description="continuous recording")
     retain: RetainSettings = Field(default_factory=RetainSettings, description="what is kept on disk")
 

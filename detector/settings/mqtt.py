@@ -12,7 +12,7 @@ from urllib.parse import unquote, urlsplit
 
 from pydantic import field_validator, model_validator
 
-from detector.settings.base import RUN, StrictModel, option
+from detector.settings.base import RUN, StrictModel, option, split_list
 
 SCHEMES = {"mqtt": False, "tcp": False, "mqtts": True, "ssl": True}  # scheme -> TLS
 DEFAULT_PREFIX = "detector"
@@ -92,10 +92,23 @@ class MqttSettings(StrictModel):
         gt=0, le=86400,
     )  # fmt: skip
     discovery: bool = option(True, "announce each source to Home Assistant (MQTT discovery)", flag=False)
+    classes: list[int | str] | None = option(
+        None, "the classes Home Assistant discovery announces (a count sensor and a snapshot image each) "
+        "and whose counts start at 0", flag=False,
+        default_text="review.alert_classes and the classes --classes keeps",
+    )  # fmt: skip
     discovery_prefix: str = option("homeassistant", "Home Assistant's discovery prefix", flag=False)
     outbox: int = option(
         1000, "messages waiting for the broker, at most; past it the oldest are dropped (counted)",
         flag=False, ge=10, le=1_000_000,
+    )  # fmt: skip
+    count_interval: float = option(
+        1.0, "seconds between two messages of one count topic (a class, a zone's class), at least; the "
+        "latest count is always sent, at most this late; 0: every change", flag=False, ge=0, le=3600,
+    )  # fmt: skip
+    snapshot_interval: float = option(
+        5.0, "seconds between two snapshots of one class on one source, at least; the latest is sent "
+        "once the time is up; 0: every one", flag=False, ge=0, le=86400,
     )  # fmt: skip
     snapshot_width: int = option(
         640, "widest snapshot JPEG published; wider frames are scaled down", flag=False, ge=64, le=7680
@@ -110,6 +123,8 @@ class MqttSettings(StrictModel):
     def _bare_url(cls, data: Any) -> Any:
         """``mqtt: mqtt://broker`` in a config means ``mqtt: {url: mqtt://broker}``."""
         return {"url": data} if isinstance(data, str) else data
+
+    _split = field_validator("classes", mode="before")(split_list)
 
     @field_validator("url")
     @classmethod

@@ -26,13 +26,14 @@ from detector.stats import RunStats
 log = logging.getLogger(__name__)
 
 
-def panel_status(stats: RunStats, live: bool) -> Callable[[], PanelInfo]:
-    """What the overlay's corner panel shows for a source: its fps, latency (live) and drops."""
+def panel_status(stats: RunStats, live: bool, source_fps: float | None = None) -> Callable[[], PanelInfo]:
+    """What the overlay's corner panel shows for a source: its processing rate (its own rate,
+    ``source_fps``, until that is measured), latency (live) and drops."""
 
     def status() -> PanelInfo:
         latency = stats.latency.mean if live and stats.latency.count else None
         extra = [f"dropped {stats.frames_dropped}"] if stats.frames_dropped else []
-        return PanelInfo(fps=stats.fps_meter.value, latency_ms=latency, extra=extra)
+        return PanelInfo(stats.fps_meter.value, latency, extra, source_fps)
 
     return status
 
@@ -95,7 +96,7 @@ def build_stages(
             labels=overlay.labels,
             confidence=overlay.confidence,
             line_width=overlay.line_width,
-            status=panel_status(stats, live),
+            status=panel_status(stats, live, fps / settings.vid_stride),
         )
     )
     return stages

@@ -29,9 +29,20 @@ _PANEL_DARKEN = 0.3  # remaining brightness of the frame under the panel
 class PanelInfo:
     """What the corner panel shows besides the per-class counts."""
 
-    fps: float | None
+    fps: float | None  # the processing rate measured (frames through the pipeline a second); None: not yet
     latency_ms: float | None = None
     extra: Sequence[str] = ()
+    source_fps: float | None = None  # the rate the source says it has: shown until ``fps`` is measured
+
+
+def rate_line(info: PanelInfo) -> list[str]:
+    """The panel's frame rate, saying which it is: ``proc fps`` (the processing rate, which may pass a
+    live source's rate for a moment as it catches up) once two frames were timed; ``src fps`` (the
+    source's own rate) before that, so no frame, the first one included, goes out without one (but
+    from a source that does not say its rate: ``proc fps --``)."""
+    if info.fps is not None:
+        return [f"proc fps {info.fps:.1f}"]
+    return [f"src fps {info.source_fps:.1f}" if info.source_fps else "proc fps --"]
 
 
 class OverlayStage(Stage):
@@ -140,7 +151,7 @@ class OverlayStage(Stage):
     def _panel_lines(self, detections: Detections, info: PanelInfo | None) -> list[str]:
         lines: list[str] = []
         if info is not None:
-            lines.append("FPS --" if info.fps is None else f"FPS {info.fps:.1f}")
+            lines.extend(rate_line(info))
             if info.latency_ms is not None:
                 lines.append(f"latency {info.latency_ms:.0f} ms")
             lines.extend(str(s) for s in info.extra)

@@ -27,7 +27,7 @@ import av
 
 from detector.errors import StorageError, UserError, storage_error
 from detector.events import EventRecord
-from detector.media.mp4files import faststart, lost_on_close
+from detector.media.mp4files import faststart, lost_on_close, trim_torn
 from detector.media.mp4writer import FRAGMENTED_MOVFLAGS
 from detector.storage.recorder import Segment, SegmentBook
 from detector.types import FrameResult
@@ -259,4 +259,6 @@ class RawRecorder:
             return
         if segment.failed is None:
             faststart(segment.path)
+        else:  # a full disk tore its last fragment: cut back to the last whole one
+            trim_torn(segment.path)
         self.book.finished(segment)

@@ -197,10 +197,12 @@ def holds_a_frame(path: Path) -> bool:
 
 
 class Finisher:
-    """One thread that runs jobs in order (closing segments), so the pipeline never waits on them."""
+    """One thread that runs jobs in order (closing segments and clips), so the pipeline never waits on
+    them."""
 
     def __init__(self, name: str) -> None:
         self._jobs: queue.Queue[Callable[[], None] | None] = queue.Queue()
+        self.name = name
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
@@ -212,14 +214,14 @@ class Finisher:
             try:
                 job()
             except Exception as exc:  # a job that fails must not stop the ones after it
-                log.error("finishing a segment failed: %s", exc)
+                log.error("%s: finishing a file failed: %s", self.name, exc)
 
     def close(self, timeout: float = 120.0) -> None:
         """Run what is queued, then stop (bounded)."""
         self._jobs.put(None)
         self._thread.join(timeout)
         if self._thread.is_alive():  # pragma: no cover - a remux stuck on a dying disk
-            log.warning("segments were still being closed after %.0f s", timeout)
+            log.warning("%s: files were still being closed after %.0f s", self.name, timeout)
 
 
 class SegmentRecorder:

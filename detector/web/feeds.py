@@ -157,6 +157,7 @@ class Board:
     # more counters for /metrics, read when scraped: [(name, help, {source: value})], "" = no source
     counters: list[Callable[[], list[tuple[str, str, dict[str, float]]]]] = field(default_factory=list)
     store: Path | None = None  # the event store the history page reads (``web.history``)
+    media_roots: list[Path] = field(default_factory=list)  # absolute rows /media may serve (``web.media``)
     storage: Storage | None = None  # the run's recording, retention and storage health
 
     def sources(self) -> list[Feed]:

@@ -14,7 +14,9 @@ as every other route: ``server.Guard`` wraps them all).
     /media/{n}/{name}              a clip, snapshot or segment the store lists (row n, named name)
 
 ``/media`` serves only files the store lists, found by their row, and only when ``name`` is the
-file's own name: no path from a request ever reaches the file system. It answers Range requests
+file's own name: no path from a request ever reaches the file system. Nor is a row's path trusted: only
+a regular file inside the store's folder (or the run's own media folders), reached through no symlink,
+is served (``web.media``); any other row is 404 and one warning. It answers Range requests
 (206: browsers seek clips with them), with the file's Content-Type and an ETag (a matching
 If-None-Match gets 304). The store is read on a worker thread (``run_in_threadpool``), never on the
 event loop that streams the live video. A run without a store answers 404 here.
@@ -22,11 +24,10 @@ event loop that streams the live video. A run without a store answers 404 here.
 
 from __future__ import annotations
 
-import os
-import stat
+import logging
 import time
 from collections.abc import Callable
-from pathlib import Path
+from pathlib import PurePosixPath
 from typing import Any
 from urllib.parse import quote
 
@@ -34,12 +35,14 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import QueryParams
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import FileResponse, PlainTextResponse, Response
+from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from detector.errors import UserError
-from detector.eventstore.queries import BadQuery, EventQuery, ReviewQuery, StoreReader, read_time
+from detector.eventstore.filters import BadQuery, EventQuery, ReviewQuery, read_time
+from detector.eventstore.queries import StoreReader
 from detector.web.feeds import Board
+from detector.web.media import FdFileResponse, Gone, Refused, open_media
 from detector.web.pages import CSS, JS, Page, json_response
 
 HISTORY_CSP = (
@@ -49,6 +52,7 @@ HISTORY_CSP = (
 ASSETS = {"/history.js": JS, "/history.css": CSS}  # and the live page's /common.js (web.server)
 MEDIA_TYPES = {".mp4": "video/mp4", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".m4v": "video/mp4"}
 SEVERITIES = ("alert", "detection")
+log = logging.getLogger(__name__)
 
 
 def _media_url(media: dict[str, Any] | None) -> str | None:
@@ -81,6 +85,7 @@ class History:
         self.board = board
         self.page = Page("/history", "history.html", HISTORY_CSP, ASSETS, token)
         self._reader: StoreReader | None = None
+        self._warned: set[int] = set()  # media rows refused (and logged) once already
 
     def routes(self) -> list[Route]:
         return [
@@ -91,7 +96,7 @@ class History:
             Route("/api/events", self.events),
             Route("/api/events/{event_id}", self.event),
             Route("/api/facets", self.facets),
-            Route("/media/{media_id:int}/{name}", self.media, methods=["GET", "HEAD"]),
+            Route("/media/{media_id}/{name}", self.media, methods=["GET", "HEAD"]),
         ]
 
     def reader(self) -> StoreReader:
@@ -161,22 +166,29 @@ class History:
         return json_response(await self._read(lambda r: r.facets()))
 
     async def media(self, request: Request) -> Response:
-        media_id, name = int(request.path_params["media_id"]), request.path_params["name"]
-        found = await self._read(lambda r: r.media(media_id))
-        if found is None or found[0].name != name:
+        number, name = request.path_params["media_id"], request.path_params["name"]
+        if not (number.isascii() and number.isdigit() and len(number) < 20):  # a row id: 1 to 2^63 - 1
             return PlainTextResponse("404 not found: the store lists no such file\n", status_code=404)
-        path: Path = found[0]
+        media_id = int(number)
+        found = await self._read(lambda r: r.media(media_id))
+        if found is None or PurePosixPath(found[0]).name != name:
+            return PlainTextResponse("404 not found: the store lists no such file\n", status_code=404)
+        store = self.reader().root
         try:
-            st = os.stat(path)
-        except OSError:
+            fd, st = await run_in_threadpool(open_media, found[0], store, list(self.board.media_roots))
+        except Refused as exc:
+            if media_id not in self._warned:  # once per row: a hostile store is not a flood of lines
+                self._warned.add(media_id)
+                log.warning("/media: not serving row %d of %s: %s", media_id, self.board.store, exc)
+            return PlainTextResponse("404 not found: the store lists no such file\n", status_code=404)
+        except Gone:
             return PlainTextResponse("404 not found: the file is gone\n", status_code=404)
-        if not stat.S_ISREG(st.st_mode):
-            return PlainTextResponse("404 not found: not a file\n", status_code=404)
-        media_type = MEDIA_TYPES.get(path.suffix.lower(), "application/octet-stream")
-        response = FileResponse(path, media_type=media_type, stat_result=st)
+        media_type = MEDIA_TYPES.get(PurePosixPath(name).suffix.lower(), "application/octet-stream")
+        response = FdFileResponse(fd, st, media_type=media_type)
         etag = response.headers.get("etag")
         wanted = [t.strip() for t in request.headers.get("if-none-match", "").split(",")]
         if etag and (etag in wanted or "*" in wanted):
+            response.close()
             return Response(status_code=304, headers={"ETag": etag})
         return response
 

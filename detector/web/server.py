@@ -39,6 +39,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from detector.errors import UserError
 from detector.web.broadcast import BOUNDARY, JpegFeed, Relay, Slots, Subscriber, lower_priority
 from detector.web.config import ServeConfig, is_loopback
+from detector.web.connections import connection_cap, uvicorn_limits
 from detector.web.feeds import Board, Feed
 from detector.web.history import History
 from detector.web.metrics import CONTENT_TYPE, Metrics
@@ -83,9 +84,20 @@ def _bind(host: str, port: int) -> socket.socket:
 
 
 def _loopback_host(scope: Scope) -> bool:
-    """The request's Host names this machine (127.x, localhost, [::1]), with or without a port."""
+    """The request's Host names this machine (127.x, localhost, [::1]), with or without a port, and
+    nothing else: ``127.0.0.1:80@evil.com`` or a port that is no port (``:99999``) is refused."""
     host = next((v.decode("latin-1") for k, v in scope.get("headers", []) if k == b"host"), "")
-    name = host[1 : host.find("]")] if host.startswith("[") else host.rsplit(":", 1)[0]
+    if host.startswith("["):
+        end = host.find("]")
+        name, port = (host[1:end], host[end + 1 :]) if end > 0 else ("", "")
+    else:
+        name, colon, rest = host.partition(":")
+        port = colon + rest
+    digits = port[1:]
+    if port and not (port[0] == ":" and 0 < len(digits) <= 5 and digits.isascii() and digits.isdigit()):
+        return False
+    if digits and int(digits) > 65535:
+        return False
     return is_loopback(name)
 
 
@@ -159,7 +171,7 @@ class WebServer:
         app = Starlette(routes=self._routes())
         uv_config = uvicorn.Config(
             Guard(app, config.token),
-            http="h11",
+            **uvicorn_limits(connection_cap()),  # idle clients cannot take the recording's descriptors
             loop="asyncio",
             ws="none",
             lifespan="off",

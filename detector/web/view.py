@@ -92,8 +92,13 @@ class WebView:
     def set_model(self, path: str, backend: str) -> None:
         self.board.model, self.board.backend = str(path), backend
 
-    def set_store(self, path: Path) -> None:
-        """The event store ``/history`` and the API read (the first one, if the run writes several)."""
+    def set_store(self, path: Path, media: Sequence[Path | None] = ()) -> None:
+        """The event store ``/history`` and the API read (the first one, if the run writes several).
+        ``/media`` serves the files in the store's folder, and those in ``media`` (the run's own clips
+        and recording folders) that the store lists by absolute path."""
+        for folder in media:
+            if folder is not None and (root := folder.expanduser().absolute()) not in self.board.media_roots:
+                self.board.media_roots.append(root)
         path = path.expanduser().absolute()
         if self.board.store is None:
             self.board.store = path

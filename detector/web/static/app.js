@@ -56,16 +56,23 @@ function sum(obj) {
   return Object.values(obj || {}).reduce((a, b) => a + b, 0);
 }
 
+function clock(ev) {
+  // The event's time of day, HH:MM:SS here (wall_time: capture time live, processing time for files).
+  const t = ev.wall_time ? new Date(ev.wall_time) : null;
+  return t && !isNaN(t) ? `${t.toTimeString().slice(0, 8)} ` : "";
+}
+
 function describe(ev) {
   const who = [ev.class_name, ev.track_id !== undefined && ev.track_id !== null ? `#${ev.track_id}` : ""].join(" ").trim();
   const at = ev.pts !== undefined && ev.pts !== null ? ` at ${Number(ev.pts).toFixed(1)} s` : "";
-  const src = ev.source ? `[${ev.source}] ` : "";
+  const src = clock(ev) + (ev.source ? `[${ev.source}] ` : "");
   switch (ev.event) {
+    case "track_new": return `${src}${who} appeared (new track)${at}`;
     case "line_cross": return `${src}${who} crossed ${ev.line} (${ev.direction})${at}`;
     case "zone_enter": return `${src}${who} entered ${ev.zone}${at}`;
     case "zone_exit": return `${src}${who} left ${ev.zone}${at}` + (ev.dwell_s !== undefined ? ` after ${ev.dwell_s} s` : "");
     case "gap": return `${src}stream lost for ${ev.seconds} s, reconnected (attempt ${ev.attempts})`;
-    default: return `${src}${ev.event}`;
+    default: return `${src}${who ? who + " " : ""}${ev.event.replace(/_/g, " ")}${at}`;
   }
 }
 

@@ -229,6 +229,19 @@ facets().then(() => load(false)).then(() => {
   if (!linked) return;
   const k = items.findIndex((i) => i.id === linked);
   if (k >= 0) choose(k, true);
-  else getJSON(`/api/reviews/${encodeURIComponent(linked)}`).then(show).catch(() => {});
+  else showLinked(linked);
 });
+
+// A linked item not in the list: shown, or, gone (404), said so in the page. The hook for retention's
+// record of what it deleted: a 404 whose JSON body has deleted_time (Unix s) says when.
+async function showLinked(id) {
+  const r = await fetch(url(`/api/reviews/${encodeURIComponent(id)}`), { cache: "no-store" });
+  if (r.ok) return show(await r.json());
+  let body = null;
+  try { body = await r.json(); } catch (e) { /* a plain-text answer */ }
+  const date = body && body.deleted_time ? when(body.deleted_time) : null;
+  $("title").textContent = r.status !== 404 ? `review item ${id}: ${r.status} ${r.statusText}`
+    : date ? `this item was deleted by retention on ${date}` : "this item no longer exists (deleted)";
+  $("details").textContent = `review item ${id}`;
+}
 setInterval(() => { refresh(); facets(); }, 5000);
