@@ -8,7 +8,10 @@ whichever thread wrote or deleted the file and must not block it for long (queue
 elsewhere).
 
 A catalog that can also say what it holds under a folder from earlier runs (``MediaLister.listed``)
-tells retention, at start, which files go together (a clip and its snapshots) and their times.
+tells retention, at start, which files go together (a clip and its snapshots) and their times. One
+that has ``found`` (``MediaFinder``) is told, at start, of every finished file of earlier runs that
+retention found on disk: a run killed with ``kill -9`` never listed its last files; it lists each
+one it lacks.
 """
 
 from __future__ import annotations
@@ -53,6 +56,13 @@ class MediaLister(Protocol):
     def listed(self, folder: Path) -> list[MediaFile]: ...
 
 
+class MediaFinder(Protocol):
+    """Optional, besides ``MediaCatalog``: an earlier run's finished file, found on disk at start;
+    listed if it is not yet (cheaply: it is told of every file found)."""
+
+    def found(self, media: MediaFile) -> None: ...
+
+
 class Catalogs:
     """Several catalogs as one; a catalog that fails is logged, the others still hear of the file."""
 
@@ -75,6 +85,16 @@ class Catalogs:
                 catalog.removed(paths)
             except Exception as exc:
                 log.error("%s: could not forget %d files: %s", type(catalog).__name__, len(paths), exc)
+
+    def found(self, media: MediaFile) -> None:
+        """Tell the catalogs that can (``MediaFinder``) of an earlier run's file found on disk."""
+        for catalog in self.catalogs:
+            finder = getattr(catalog, "found", None)
+            if callable(finder):
+                try:
+                    finder(media)
+                except Exception as exc:
+                    log.error("%s: could not list %s: %s", type(catalog).__name__, media.path, exc)
 
     def listed(self, folder: Path) -> list[MediaFile]:
         """What the catalogs that can list (``MediaLister``) hold under ``folder``."""

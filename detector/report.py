@@ -212,4 +212,11 @@ def storage_lines(report: Mapping[str, Any]) -> list[str]:
         folders = report["retention"]["folders"].values()
         files, size = sum(f["deleted_files"] for f in folders), sum(f["deleted_bytes"] for f in folders)
         lines.append(f"retention  deleted {files} files ({size_text(size)})")
+        cap = report["retention"]["limits"].get("max_size")
+        for folder, f in report["retention"]["folders"].items():
+            if f.get("needs_bytes"):
+                lines.append(
+                    f"retention  {folder} needs {size_text(f['needs_bytes'])} for what it keeps, "
+                    f"more than retain.max_size {size_text(cap)}: kept, over the cap"
+                )
     return lines

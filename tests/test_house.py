@@ -54,9 +54,11 @@ def test_the_clips_a_folder_names_are_the_ones_retention_finds(tmp_path: Path) -
 def test_retention_leaves_the_event_store_beside_the_clips(tmp_path: Path) -> None:
     """An old clip goes; the store (open, in WAL mode, with its side files) and its rows stay."""
     folder = tmp_path / "clips"
-    clip = ClipFolder(folder).claim("door", "clip", ".mp4")
-    clip.write_bytes(b"\0" * 1000)
-    _age(clip, 5)
+    clips = ClipFolder(folder)
+    clip, newer = clips.claim("door", "clip", ".mp4"), clips.claim("door", "clip", ".mp4")
+    for path, days in ((clip, 5), (newer, 0.5)):  # a camera's newest clip is kept whatever its age
+        path.write_bytes(b"\0\0\0\x18ftypisom" + b"\0" * 1000)  # starts as an MP4 (retention checks)
+        _age(path, days)
     store = EventStore(folder / DEFAULT_NAME)
     store.handle("door").event(
         stamp(LineCross(line="l", direction="in", frame=1, pts=0.1), "door", time.time())
@@ -72,7 +74,7 @@ def test_retention_leaves_the_event_store_beside_the_clips(tmp_path: Path) -> No
     retention.check()
     retention.close()
     store.close()
-    assert not clip.exists(), "the old clip is deleted"
+    assert not clip.exists() and newer.exists(), "the old clip is deleted"
     assert (folder / DEFAULT_NAME).exists(), "the event store is not"
     with sqlite3.connect(folder / DEFAULT_NAME) as db:
         assert db.execute("SELECT count(*) FROM events").fetchone() == (1,)

@@ -163,7 +163,8 @@ def test_retention_on_a_small_disk_deletes_old_segments_and_keeps_foreign_files(
     """A 6 MB tmpfs holding last week's segments (ours, listed in segments.jsonl) and files that are not
     ours: ``--retain-days 1`` deletes the old segments and their lines, logging each, and nothing else."""
     rec = small_disk("6m") / "rec"
-    old = [put(rec / "sample" / "2026-01-01" / f"10.0{i}.00.mp4", b"\0" * 100_000, 7 - i) for i in range(3)]
+    mp4 = b"\0\0\0\x20ftypisom".ljust(100_000, b"\0")  # starts as an MP4: retention deletes no other
+    old = [put(rec / "sample" / "2026-01-01" / f"10.0{i}.00.mp4", mp4, 7 - i) for i in range(3)]
     with open(rec / "segments.jsonl", "w") as f:
         for p in old:
             line = {"source": "sample", "path": p.relative_to(rec).as_posix(), "bytes": 100_000}

@@ -158,7 +158,7 @@ def test_an_older_store_is_migrated_and_its_items_found_by_the_new_filters(tmp_p
     two_items(store)
     store.close()
     with sqlite3.connect(path) as db:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
     reader = StoreReader(path)
     found, _ = reader.reviews(ReviewQuery(zone="porch"))
     assert old_id in [i["id"] for i in found] and len(found) == 2

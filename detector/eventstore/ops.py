@@ -31,9 +31,11 @@ class ReviewOp:
 
 @dataclass(frozen=True)
 class MediaOp:
-    """A finished clip, snapshot or segment to list."""
+    """A finished clip, snapshot or segment to list; ``found``: an earlier run's, found on disk at
+    start, listed only if it is not yet."""
 
     media: MediaFile
+    found: bool = False
 
 
 @dataclass(frozen=True)

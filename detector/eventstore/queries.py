@@ -164,6 +164,18 @@ class StoreReader:
         return items, f"{last[5]!r}_{last[0]}" if last is not None else None
 
     @_reading
+    def deleted(self, review_id: str) -> dict[str, Any] | None:
+        """What became of an item that is no more: ``{"review_id", "source", "start_time",
+        "deleted_at", "reason"}`` (``reason``: ``retention``), or None (never known, or still there)."""
+        db = self._db()
+        if db is None:
+            return None
+        keys = ("review_id", "source", "start_time", "deleted_at", "reason")
+        sql = f"SELECT {', '.join(keys)} FROM deleted_reviews WHERE review_id = ?"
+        row = db.execute(sql, (review_id,)).fetchone()
+        return None if row is None else dict(zip(keys, row, strict=True))
+
+    @_reading
     def review(self, review_id: str) -> dict[str, Any] | None:
         """One item with its events (their records, newest last) and its media."""
         db = self._db()

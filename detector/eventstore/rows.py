@@ -4,10 +4,14 @@ elsewhere still finds its clips), else absolute."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import socket
 import sqlite3
+import time
+from collections import Counter
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -122,15 +126,53 @@ def media_row(media: MediaFile, root: Path) -> tuple[Any, ...]:
     )
 
 
-def delete_review(db: sqlite3.Connection, review_id: str) -> int:
-    """An item with its events, labels, thumbnail and the rows of its events' snapshots; returns the
-    number of events deleted."""
+def delete_review(db: sqlite3.Connection, review_id: str, *, reason: str = "retention") -> int:
+    """An item with its events, labels, thumbnail and the rows of its events' snapshots, leaving a
+    ``deleted_reviews`` row (when and why); returns the number of events deleted."""
+    db.execute(
+        "INSERT OR REPLACE INTO deleted_reviews (review_id, source, start_time, deleted_at, reason)"
+        " SELECT id, source, start_time, ?, ? FROM reviews WHERE id = ?",
+        (time.time(), reason, review_id),
+    )
     ids = [r[0] for r in db.execute("SELECT id FROM events WHERE review_id = ?", (review_id,))]
     db.executemany("DELETE FROM media WHERE event_id = ? AND +kind = 'snapshot'", [(i,) for i in ids])
     gone = db.execute("DELETE FROM events WHERE review_id = ?", (review_id,)).rowcount
     for table, key in (("reviews", "id"), ("thumbnails", "review_id"), ("review_labels", "review_id")):
         db.execute(f"DELETE FROM {table} WHERE {key} = ?", (review_id,))
     return int(gone)
+
+
+def remove_media(db: sqlite3.Connection, paths: Sequence[Path], root: Path, written: Counter[str]) -> None:
+    """Forget files retention deleted: their rows, a clip's with its item (``delete_review``)."""
+    for path in paths:
+        row = db.execute("SELECT id, kind, review_id FROM media WHERE path = ?", (stored_path(path, root),))
+        found = row.fetchone()
+        if found is None:
+            continue
+        media_id, kind, review_id = found
+        db.execute("DELETE FROM media WHERE id = ?", (media_id,))
+        written["removed"] += 1
+        if kind == "clip" and review_id:
+            written["events_removed"] += delete_review(db, review_id)
+
+
+def list_found(db: sqlite3.Connection, media: MediaFile, root: Path) -> bool:
+    """List a file an earlier run left unlisted (killed before it was told), unless it is; a clip
+    joins the item of its events, a snapshot only comes with its event's row. True if it listed it."""
+    if db.execute("SELECT 1 FROM media WHERE path = ?", (stored_path(media.path, root),)).fetchone():
+        return False
+    if media.kind == "snapshot" and not (
+        media.events and db.execute("SELECT 1 FROM events WHERE id = ?", (media.events[0],)).fetchone()
+    ):
+        return False  # a snapshot's row never comes without its event's
+    if media.kind == "clip" and "review" not in media.extra:
+        for event_id in media.events:
+            row = db.execute("SELECT review_id FROM events WHERE id = ?", (event_id,)).fetchone()
+            if row is not None and row[0]:
+                media = dataclasses.replace(media, extra={**media.extra, "review": row[0]})
+                break
+    db.execute(MEDIA_SQL, media_row(media, root))
+    return True
 
 
 def end_dead_runs(db: sqlite3.Connection) -> list[tuple[int, int]]:

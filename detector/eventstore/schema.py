@@ -9,6 +9,8 @@ written into. Opening a store for writing runs the migrations it lacks, each in 
    newest-first lists walk.
 2. ``review_labels``: each item's classes and zones with its start time, so that a class or zone
    filter walks one index instead of reading every item's JSON; filled from the items already there.
+3. ``deleted_reviews``: the items retention deleted (with their clip), when and why, so that a link
+   to one can say so (``queries.StoreReader.deleted``).
 
 A store made by a newer detector (a higher version) is refused, not touched.
 """
@@ -27,7 +29,7 @@ from detector.errors import UserError
 APPLICATION_ID = 0x44455431  # "DET1"
 DEFAULT_NAME = "events.db"  # beside the clips: DIR/events.db with --clips DIR
 SIDE_FILES = ("-wal", "-shm", "-journal")  # what SQLite keeps beside the file while it is open
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 BUSY_MS = 10_000
 READ_BUSY_MS = 2_000  # readers (WAL: they wait only for a lock that shuts out reading too)
 
@@ -142,7 +144,22 @@ def _v2(db: sqlite3.Connection) -> None:
         db.executemany(LABELS_SQL, labels(json.loads(data), start, review_id))
 
 
-MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _v1, 2: _v2}
+def _v3(db: sqlite3.Connection) -> None:
+    _script(
+        db,
+        """
+        CREATE TABLE deleted_reviews (
+            review_id TEXT PRIMARY KEY,
+            source TEXT NOT NULL,
+            start_time REAL,                  -- the item's
+            deleted_at REAL NOT NULL,         -- Unix time
+            reason TEXT NOT NULL              -- retention
+        );
+        """,
+    )
+
+
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _v1, 2: _v2, 3: _v3}
 
 
 def store_file_names(name: str = DEFAULT_NAME) -> tuple[str, ...]:

@@ -5,7 +5,8 @@ Each source's lane writes through a ``StoreHandle``: a sink for its finished eve
 listener of its review items (``detector.reviews``). The store itself is a ``MediaCatalog``: it lists
 the clips and snapshots (and, with recordings, the segments) of its sources as they are finished,
 and forgets files as retention deletes them (``removed``: a clip takes its review item with it, with
-the item's events and their snapshots' rows).
+the item's events and their snapshots' rows, leaving a ``deleted_reviews`` row that says when). At
+start it lists what a run killed before it could left unlisted (``found``).
 
 A batch is what came within ``flush_seconds`` (0.5 s), written in one transaction. So a run killed
 with ``kill -9`` leaves a store as it was after its last commit: every row whole, an item's events
@@ -47,11 +48,11 @@ from detector.eventstore.ops import EventOp, Flush, MediaOp, RemovedOp, ReviewOp
 from detector.eventstore.rows import (
     EVENT_SQL,
     MEDIA_SQL,
-    delete_review,
     end_dead_runs,
     event_row,
+    list_found,
     media_row,
-    stored_path,
+    remove_media,
     write_review,
 )
 from detector.eventstore.schema import check_store, close_store, connect, failure, migrate, rollback
@@ -113,6 +114,10 @@ class EventStore:
     def added(self, media: MediaFile) -> None:
         if media.source in self.sources:
             self.put(MediaOp(media))
+
+    def found(self, media: MediaFile) -> None:  # an earlier run's file found at start: listed if it is not
+        if media.source in self.sources:
+            self.put(MediaOp(media, found=True))
 
     def removed(self, paths: Sequence[Path]) -> None:
         if paths:
@@ -289,6 +294,8 @@ class EventStore:
                 self._media(db, waiting[1], written)
         elif isinstance(op, ReviewOp):
             self._review(db, op.item, op.picture, written)
+        elif isinstance(op, MediaOp) and op.found:
+            written["media"] += list_found(db, op.media, self.root)
         elif isinstance(op, MediaOp):
             media = op.media
             known = media.kind != "snapshot" or not media.events
@@ -299,7 +306,7 @@ class EventStore:
             else:
                 self._pending[media.events[0]] = (time.monotonic(), media)
         else:
-            self._remove(db, op.paths, written)
+            remove_media(db, op.paths, self.root, written)
 
     def _review(
         self, db: sqlite3.Connection, item: ReviewItem, picture: Picture | None, written: Counter[str]
@@ -330,18 +337,6 @@ class EventStore:
             if now - since >= older_than:
                 del self._pending[event_id]
                 self._media(db, media, written)
-
-    def _remove(self, db: sqlite3.Connection, paths: Sequence[Path], written: Counter[str]) -> None:
-        for path in paths:
-            stored = stored_path(path, self.root)
-            row = db.execute("SELECT id, kind, review_id FROM media WHERE path = ?", (stored,)).fetchone()
-            if row is None:
-                continue
-            media_id, kind, review_id = row
-            db.execute("DELETE FROM media WHERE id = ?", (media_id,))
-            written["removed"] += 1
-            if kind == "clip" and review_id:
-                written["events_removed"] += delete_review(db, review_id)
 
     def _finish(self) -> None:
         """Close the file (the run's row was ended with the last batch), its WAL written back first."""

@@ -9,11 +9,16 @@ A full disk (``errors.StorageError``): the line being written is cut back off, s
 whole lines only, and the sink stops; an appended index (``resume``: ``events.jsonl``,
 ``segments.jsonl``) tries again at its next line. ``drop_lines`` rewrites an appended file without
 some of its lines (retention deleted their files) while other threads go on appending.
+
+An appended index may be shared by several runs (two runs recording into one folder): each line is
+appended, and each rewrite done, holding an ``flock`` on the file; an appender that finds the file
+replaced by another run's rewrite (its inode changed) reopens it before it appends.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import logging
 import math
@@ -157,8 +162,9 @@ class JsonLinesSink:
         with self._lock:
             if self.failed is not None and not self.resume:
                 return  # stopped by a full disk: the lines up to it are kept
+            raw = None
             try:
-                raw = self._raw or self._open()
+                raw = self._locked() if self.append else self._raw or self._open()
                 view = memoryview(data)
                 while view:  # one write() normally; loops only on a short write
                     view = view[raw.write(view) or 0 :]
@@ -176,8 +182,31 @@ class JsonLinesSink:
                 if self._fail(full):
                     raise full from exc
                 return
+            finally:
+                if self.append and raw is not None:
+                    _unlock(raw)
             self._size += len(data)
             self.failing = False
+
+    def _locked(self) -> IO[bytes]:
+        """The appended file, open and locked (``flock``), reopened first if another run's rewrite
+        replaced it; ``_size`` is what it holds now (other runs append too)."""
+        assert self.path is not None
+        while True:
+            raw = self._raw or self._open()
+            _lock(raw)
+            st = os.fstat(raw.fileno())
+            try:
+                same = _inode(os.stat(self.path)) == _inode(st)
+            except FileNotFoundError:
+                same = False
+            if same:
+                self._size = st.st_size
+                return raw
+            _unlock(raw)
+            with contextlib.suppress(OSError):
+                raw.close()
+            self._raw = None
 
     def _fail(self, full: StorageError) -> bool:
         """A line did not fit: cut it back off (the file keeps whole lines). True the first time in a
@@ -191,36 +220,50 @@ class JsonLinesSink:
         return first
 
     def drop_lines(self, drop: Callable[[dict[str, Any]], bool]) -> int:
-        """Rewrite the (appended) file without the lines ``drop`` picks, atomically; appending goes on
-        in the new file. Returns how many lines went."""
+        """Rewrite the (appended) file without the lines ``drop`` picks, atomically, holding its lock
+        (see the module's docstring); appending goes on in the new file. Returns how many lines went."""
         assert self.append and self.path is not None, "only an appended file is rewritten"
         path = self.path
         with self._lock:
-            if not path.exists():
-                return 0
-            kept: list[bytes] = []
-            dropped = 0
-            for raw in path.read_bytes().splitlines(keepends=True):
+            while True:
                 try:
-                    gone = raw.endswith(b"\n") and drop(json.loads(raw))
-                except ValueError:
-                    gone = False  # not ours to judge: kept as it is
-                dropped += gone
-                if not gone:
-                    kept.append(raw if raw.endswith(b"\n") else b"")  # a torn last line goes
-            if not dropped:
-                return 0
+                    old = open(path, "rb")  # noqa: SIM115 - closed below, after the rename
+                except FileNotFoundError:
+                    return 0
+                _lock(old)
+                try:
+                    if _inode(os.stat(path)) == _inode(os.fstat(old.fileno())):
+                        return self._rewrite(path, old.read(), drop)
+                except FileNotFoundError:
+                    pass  # replaced or removed meanwhile: look again
+                finally:
+                    _unlock(old)
+                    old.close()
 
-            def write(tmp: Path) -> None:
-                with open(tmp, "xb") as f:
-                    f.writelines(kept)
+    def _rewrite(self, path: Path, text: bytes, drop: Callable[[dict[str, Any]], bool]) -> int:
+        kept: list[bytes] = []
+        dropped = 0
+        for raw in text.splitlines(keepends=True):
+            try:
+                gone = raw.endswith(b"\n") and drop(json.loads(raw))
+            except ValueError:
+                gone = False  # not ours to judge: kept as it is
+            dropped += gone
+            if not gone:
+                kept.append(raw if raw.endswith(b"\n") else b"")  # a torn last line goes
+        if not dropped:
+            return 0
 
-            atomic_write(path, write)
-            if self._raw is not None:  # the old file is gone: the next line opens the new one
-                with contextlib.suppress(OSError):
-                    self._raw.close()
-                self._raw = None
-            return dropped
+        def write(tmp: Path) -> None:
+            with open(tmp, "xb") as f:
+                f.writelines(kept)
+
+        atomic_write(path, write)
+        if self._raw is not None:  # the old file is gone: the next line opens the new one
+            with contextlib.suppress(OSError):
+                self._raw.close()
+            self._raw = None
+        return dropped
 
     def _write_stdout(self, line: str) -> None:
         out = sys.stdout  # looked up each time: never closed, may be swapped (tests, redirection)
@@ -243,6 +286,22 @@ class JsonLinesSink:
                     self._raw.close()
                 except OSError as exc:
                     raise UserError(f"closing {self._name} failed: {exc.strerror or exc}") from exc
+
+
+def _inode(st: os.stat_result) -> tuple[int, int]:
+    return st.st_dev, st.st_ino
+
+
+def _lock(f: IO[bytes]) -> None:
+    """An exclusive ``flock``, waited for (a rewrite takes milliseconds); a filesystem without locks
+    goes unlocked."""
+    with contextlib.suppress(OSError):
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+
+
+def _unlock(f: IO[bytes]) -> None:
+    with contextlib.suppress(OSError, ValueError):
+        fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
 
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:

@@ -8,8 +8,10 @@ when the output is first opened, so a run that fails to start leaves no new fold
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
+import stat
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -90,6 +92,30 @@ def _check_output_file(p: Path, overwrite: bool, what: str) -> Path:
     return p
 
 
+def _probe_folder(p: Path, what: str) -> None:
+    """A missing folder ``p`` can be made: made and removed again, as a folder (a file made at its
+    name would be taken for a file by a second run checking the same missing folder at that moment:
+    two runs started at once into one new folder). Messages as ``check_output_file``'s."""
+    folder = p.parent
+    try:
+        if not os.path.lexists(folder):
+            _check_missing_folder(p, what)
+            return
+        if not folder.is_dir():
+            raise UserError(f"{what} folder {folder} is not a folder; choose another path")
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise UserError(f"{what} folder {folder} is not writable; choose another path")
+        try:
+            os.mkdir(p)
+        except FileExistsError:
+            return  # made meanwhile (another run): a folder, as it should be
+        with contextlib.suppress(OSError):  # another run may have put something in it already
+            os.rmdir(p)
+    except OSError as exc:
+        reason = "permission denied" if isinstance(exc, PermissionError) else exc.strerror or str(exc)
+        raise UserError(f"{what} {p} cannot be created ({reason}); choose another path") from exc
+
+
 def check_json_output_path(path: str | Path, overwrite: bool) -> Path | None:
     """Validate a JSON-lines output before any frame is read; ``None`` means stdout (``-``)."""
     if str(path) == STDOUT:
@@ -129,19 +155,29 @@ def check_image_output_path(path: str | Path, overwrite: bool) -> Path:
     return check_output_file(p, overwrite, "heatmap")
 
 
+MAX_LOOKS = 5
+
+
 def check_clips_dir(path: str | Path, overwrite: bool, what: str = "clips folder") -> Path:
     """A folder for clips (or recordings): absent (made at the first event, missing parents too) or a
     writable folder. It is a collection: new clips are numbered after the ones there, ``events.jsonl``
     is appended to, nothing in it is ever replaced (so ``--overwrite`` has nothing to do with it)."""
     p = Path(path).expanduser()
-    if p.exists() and not p.is_dir():
-        raise UserError(f"{what} {p} is a file; give a folder")
-    if not p.exists():
-        check_output_file(p, overwrite, what.removesuffix(" folder"))  # its messages add " folder"
-        return p
-    if not os.access(p, os.W_OK | os.X_OK):
-        raise UserError(f"{what} {p} is not writable; choose another path")
-    return p
+    for _ in range(MAX_LOOKS):  # another run's probe of the same new folder may come and go meanwhile
+        try:
+            is_dir = stat.S_ISDIR(os.stat(p).st_mode)
+        except (FileNotFoundError, NotADirectoryError):  # missing, or under a file: said below
+            if os.path.islink(p):  # a dangling symlink
+                return check_output_file(p, overwrite, what.removesuffix(" folder"))
+            _probe_folder(p, what.removesuffix(" folder"))  # its messages add " folder"
+            return p
+        if not is_dir:
+            raise UserError(f"{what} {p} is a file; give a folder")
+        if os.access(p, os.W_OK | os.X_OK):
+            return p
+        if os.path.isdir(p):
+            break
+    raise UserError(f"{what} {p} is not writable; choose another path")
 
 
 def check_events_db(path: str | Path, overwrite: bool) -> Path:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -35,3 +36,14 @@ def block_size(path: Path) -> int:
 def allocated(size: int, block: int) -> int:
     """The bytes a file of ``size`` takes on a filesystem that allocates in ``block``s."""
     return -(-size // block) * block
+
+
+def disk_usage(folder: Path) -> int:
+    """What ``folder`` and everything in it take on disk, as ``du`` says (symlinks not followed, so a
+    symlinked folder counts as the link); 0 if it does not exist."""
+    total = 0
+    for top, dirs, files in os.walk(folder, followlinks=False):
+        for name in (*dirs, *files):
+            with contextlib.suppress(OSError):  # deleted meanwhile
+                total += os.lstat(os.path.join(top, name)).st_blocks * 512
+    return total

@@ -21,6 +21,7 @@ from pathlib import Path
 from detector.catalog import MediaFile, MediaKind
 from detector.errors import UserError
 from detector.files import make_folder, reserve
+from detector.storage.safety import subfolders
 
 SEGMENTS_FILE = "segments.jsonl"
 MAX_TRIES = 1000
@@ -90,14 +91,17 @@ def _files(folder: Path, ours: Callable[[str], object]) -> list[tuple[os.DirEntr
     return found
 
 
-def scan_recordings(root: Path) -> list[MediaFile]:
-    """Every segment in our naming under ``root`` (absolute), its end time taken from its mtime."""
+def scan_recordings(root: Path, skipped: list[Path] | None = None) -> list[MediaFile]:
+    """Every segment in our naming under ``root`` (absolute), its end time taken from its mtime. A
+    source's or day's folder that is a symlink is not walked (it leads elsewhere): it goes to
+    ``skipped``."""
     root = root.absolute()
+    links: list[Path] = [] if skipped is None else skipped
     found: list[MediaFile] = []
-    for source in _listdir(root):
+    for source in subfolders(root, links):
         if not _SOURCE.fullmatch(source):
             continue
-        for day in _listdir(root / source):
+        for day in subfolders(root / source, links):
             if _DAY.fullmatch(day):
                 for entry, st in _files(root / source / day, _SEGMENT.fullmatch):
                     found.append(
@@ -120,8 +124,8 @@ def scan_clips(folder: Path) -> list[MediaFile]:
 def empty_days(root: Path, keep: set[Path]) -> list[Path]:
     """Day folders of the recordings left empty, except the newest of each source and ``keep``."""
     out: list[Path] = []
-    for source in _listdir(root):
-        days = sorted(d for d in _listdir(root / source) if _DAY.fullmatch(d))
+    for source in subfolders(root, []):
+        days = sorted(d for d in subfolders(root / source, []) if _DAY.fullmatch(d))
         for day in days[:-1]:
             folder = root / source / day
             if folder not in keep and not _listdir(folder):

@@ -2,22 +2,21 @@
 
 Each folder (``--record DIR``, each ``--clips DIR``) holds *units*, deleted whole: a segment, or a
 clip with its snapshots (and, through the catalogs, their ``events.jsonl`` lines and store rows).
-``choose`` decides, oldest first (by the time a unit ends): every unit older than ``days``; then, per
-folder, the oldest until the folder holds at most ``max_size`` with room (``headroom``) for what is
-being written; then, across the folders on one filesystem, the oldest until ``min_free`` and that
-room are free. Sizes are what the files take on disk (rounded up to the filesystem's block); a
-folder's size counts its index files too (``segments.jsonl``; ``events.jsonl`` and the event store).
+``policy.choose`` decides which (never a source's newest segment or clip). Sizes are what the files
+take on disk (rounded up to the filesystem's block); a folder's size counts its index files too
+(``segments.jsonl``; ``events.jsonl`` and the event store).
 The room is, per source writing there, three times the largest of its recent units: one being
 written while the one before is closed (that one and its faststart copy; a segment is closed on a
 thread, and a clip in its last seconds overlaps the next item's).
 
-``Retention`` knows a folder's units from a scan at start (files in our naming only: see ``layout``;
-which snapshots go with which clip from the catalogs' ``listed``) and, during the run, from the
-catalog: it is one, and is told of each file when it is finished. So a file still being written is
-never a candidate, nor is anything not in our naming under our folders. It checks at start, every
-``interval`` seconds, when a file is added (a segment closed: before the next one grows), and at once
-when an output hits a full disk (``poke``), on a thread of its own that the pipeline never waits
-for. It deletes the files, logs each unit at INFO, then tells every catalog (``Catalogs.removed``).
+``Retention`` knows a folder's units from a scan at start (``stock``: files in our naming only, see
+``layout``; which snapshots go with which clip from the catalogs' ``listed``) and, during the run,
+from the catalog: it is one, and is told of each file when it is finished. So a file still being
+written is never a candidate, nor is anything not in our naming under our folders. It checks at
+start, every ``interval`` seconds, when a file is added (a segment closed: before the next one
+grows), and at once when an output hits a full disk (``poke``), on a thread of its own that the
+pipeline never waits for. It deletes the files that are ours (``safety``: inside the folder, through
+no symlink, an MP4 or JPEG), logs each unit at INFO, then tells every catalog (``Catalogs.removed``).
 """
 
 from __future__ import annotations
@@ -27,7 +26,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -36,10 +35,15 @@ from detector.catalog import Catalogs, MediaFile
 from detector.eventstore.schema import store_file_names
 from detector.settings.storage import size_text
 from detector.storage.clipfolder import EVENTS_FILE
-from detector.storage.disk import allocated, block_size, existing, free_bytes
-from detector.storage.layout import SEGMENTS_FILE, empty_days, is_segment, scan_clips, scan_recordings
+from detector.storage.disk import allocated, block_size, disk_usage, existing, free_bytes
+from detector.storage.layout import SEGMENTS_FILE, empty_days, is_segment
+from detector.storage.policy import Doomed, Limits, Unit, choose, needs
+from detector.storage.safety import unsafe
+from detector.storage.stock import take_stock
 
 log = logging.getLogger(__name__)
+
+__all__ = ["Doomed", "Limits", "Retention", "Unit", "choose", "needs"]
 
 FolderKind = Literal["recordings", "clips"]
 CHECK_SECONDS = 60.0
@@ -49,108 +53,6 @@ INDEX_FILES: dict[FolderKind, tuple[str, ...]] = {
     "recordings": (SEGMENTS_FILE,),
     "clips": (EVENTS_FILE, *store_file_names()),
 }
-BUSY_SECONDS = 30.0  # at start, a file modified this recently may be another run's open file: left
-
-
-@dataclass(frozen=True)
-class Limits:
-    days: float | None = None
-    max_size: int | None = None
-    min_free: int | None = None
-
-    def any(self) -> bool:
-        return self.days is not None or self.max_size is not None or self.min_free is not None
-
-    def text(self) -> str:
-        parts = [f"older than {self.days:g} days"] if self.days is not None else []
-        if self.max_size is not None:
-            parts.append(f"beyond {size_text(self.max_size)} a folder")
-        if self.min_free is not None:
-            parts.append(f"below {size_text(self.min_free)} free")
-        return ", ".join(parts) or "no limits"
-
-
-@dataclass
-class Unit:
-    """What is deleted together: a segment, or a clip and its snapshots."""
-
-    files: list[MediaFile]
-    block: int = 1  # the filesystem's allocation unit
-
-    @property
-    def bytes(self) -> int:
-        return sum(f.bytes for f in self.files)
-
-    @property
-    def disk(self) -> int:
-        """What its files take on disk."""
-        return sum(allocated(f.bytes, self.block) for f in self.files)
-
-    @property
-    def end(self) -> float:
-        return max((f.end for f in self.files if f.end is not None), default=0.0)
-
-    @property
-    def label(self) -> str:
-        extra = len(self.files) - 1
-        more = f" and {extra} snapshot{'s' if extra > 1 else ''}" if extra else ""
-        return f"{self.files[0].path}{more}"
-
-
-@dataclass(frozen=True)
-class Doomed:
-    folder: Path
-    unit: Unit
-    why: str
-
-
-def choose(
-    folders: Mapping[Path, Sequence[Unit]],
-    limits: Limits,
-    *,
-    now: float,
-    free: int | None,
-    headroom: Mapping[Path, int],
-    held: Mapping[Path, int] | None = None,
-) -> list[Doomed]:
-    """The units to delete, oldest first, from ``folders`` that share one filesystem (``free`` bytes
-    free on it). ``headroom``: per folder, the room kept for what is being written; ``held``: what
-    else it holds that counts against its size (its index files)."""
-    doomed: list[Doomed] = []
-    gone: set[int] = set()
-
-    def doom(folder: Path, unit: Unit, why: str) -> None:
-        doomed.append(Doomed(folder, unit, why))
-        gone.add(id(unit))
-
-    ordered = {folder: sorted(units, key=lambda u: u.end) for folder, units in folders.items()}
-    if limits.days is not None:
-        cutoff = now - limits.days * 86400
-        for folder, units in ordered.items():
-            for unit in units:
-                if unit.end < cutoff:
-                    doom(folder, unit, f"older than {limits.days:g} days")
-    if limits.max_size is not None:
-        for folder, units in ordered.items():
-            used = sum(u.disk for u in units if id(u) not in gone) + (held or {}).get(folder, 0)
-            room = headroom.get(folder, 0)
-            for unit in units:
-                if used + room <= limits.max_size:
-                    break
-                if id(unit) not in gone:
-                    doom(folder, unit, f"{folder} over {size_text(limits.max_size)}")
-                    used -= unit.disk
-    if limits.min_free is not None and free is not None:
-        need = limits.min_free + sum(headroom.get(f, 0) for f in ordered)
-        free += sum(d.unit.disk for d in doomed)
-        pool = sorted(((u.end, f, u) for f, us in ordered.items() for u in us), key=lambda x: x[0])
-        for _, folder, unit in pool:
-            if free >= need:
-                break
-            if id(unit) not in gone:
-                doom(folder, unit, f"less than {size_text(limits.min_free)} free")
-                free += unit.disk
-    return doomed
 
 
 @dataclass
@@ -163,6 +65,8 @@ class _Folder:
     waiting: dict[str, MediaFile] = field(default_factory=dict)  # snapshots whose clip is open, by id
     deleted_files: int = 0
     deleted_bytes: int = 0
+    needs: int = 0  # what it needs at least, when that is more than max_size (see ``needs``)
+    refused: set[Path] = field(default_factory=set)  # files it would not or could not delete (said once)
 
     def owns(self, media: MediaFile) -> bool:
         if self.kind == "recordings":
@@ -245,18 +149,21 @@ class Retention:
             )  # fmt: skip
 
     def _scan(self, folder: _Folder) -> None:
-        found = scan_recordings(folder.path) if folder.kind == "recordings" else scan_clips(folder.path)
+        stock = take_stock(folder.path, folder.kind, now=self.clock())
+        for link in stock.skipped:
+            log.warning("retention: %s is a symlink to a folder: not walked, nothing in it is deleted", link)
+        for path in stock.removed:
+            log.info("retention: removed %s (empty: a run that ended without writing it)", path)
         listed = {m.path: m for m in self.catalogs.listed(folder.path)}
-        busy = self.clock() - BUSY_SECONDS
-        found.sort(key=lambda m: m.kind != "snapshot")  # snapshots first: each clip then takes its own
+        found = sorted(stock.files, key=lambda m: m.kind != "snapshot")  # each clip takes its own
         scanned = _Folder(folder.path, folder.kind, folder.writers, folder.block)  # apart from this run's
         for media in found:
-            if media.end is not None and media.end > busy:
-                continue
             known = listed.get(media.path)
-            scanned.add(known_as(media, known) if known is not None else media)
+            media = known_as(media, known) if known is not None else media
+            self.catalogs.found(media)  # a run killed before it listed it
+            scanned.add(media)
         for snapshot in {id(m): m for m in scanned.waiting.values()}.values():  # their clip is gone
-            scanned.units[snapshot.path] = Unit([snapshot])
+            scanned.units[snapshot.path] = Unit([snapshot], folder.block)
         with self._lock:  # this run's files (and snapshots waiting for their clip) stay as they are
             for path, unit in scanned.units.items():
                 folder.units.setdefault(path, unit)
@@ -315,6 +222,8 @@ class Retention:
                 headroom = {f.path: f.headroom() for f in group}
             held = {f.path: f.index_bytes() for f in group}
             free = free_bytes(group[0].path)
+            for f in group:
+                self._short(f, units[f.path], headroom[f.path], held[f.path])
             doomed += choose(units, self.limits, now=self.clock(), free=free, headroom=headroom, held=held)
         removed = [path for d in doomed for path in self._delete(d)]
         if removed:
@@ -329,6 +238,32 @@ class Retention:
         self.check_ms_max = max(self.check_ms_max, ms)
         return doomed
 
+    def _short(self, folder: _Folder, units: list[Unit], headroom: int, held: int) -> None:
+        """Say once when ``max_size`` cannot hold what is never deleted (``needs``: the most it needed
+        so far, for ``/healthz`` and the report)."""
+        cap = self.limits.max_size
+        need = needs(units, headroom=headroom, held=held)
+        if cap is None or need <= cap or need <= folder.needs:
+            return
+        first, folder.needs = not folder.needs, need
+        if not first:
+            return
+        log.warning(
+            "retention: %s needs %s, more than retain.max_size %s: its newest segment or clip of each "
+            "source (never deleted), room for what is being written (%s) and its index; those are "
+            "kept, the folder goes over; set retain.max_size to %s or more",
+            folder.path, size_text(need), size_text(cap), size_text(headroom), size_text(need),
+        )  # fmt: skip
+
+    def shortfalls(self) -> list[dict[str, Any]]:
+        """The folders whose ``max_size`` cannot hold what is kept (``/healthz``), with what they need."""
+        with self._lock:
+            return [
+                {"folder": str(f.path), "max_size": self.limits.max_size, "needs_bytes": f.needs}
+                for f in self.folders.values()
+                if f.needs
+            ]
+
     def _by_filesystem(self) -> list[list[_Folder]]:
         groups: dict[int, list[_Folder]] = {}
         for folder in self.folders.values():
@@ -340,40 +275,51 @@ class Retention:
         return list(groups.values())
 
     def _delete(self, doomed: Doomed) -> list[Path]:
+        """Delete a unit's files that are ours (``safety.unsafe``); one that is not is forgotten (it
+        takes nothing from the cap), one that cannot be deleted is kept, and said once."""
+        folder = self.folders[doomed.folder]
         gone: list[Path] = []
+        foreign = False
         for media in doomed.unit.files:
-            try:
-                media.path.unlink()
-            except FileNotFoundError:
-                pass  # deleted by someone else: forgotten all the same
-            except OSError as exc:
-                log.warning("retention: cannot delete %s: %s", media.path, exc.strerror or exc)
-                continue
-            gone.append(media.path)
-        if gone:
-            folder = self.folders[doomed.folder]
-            size = sum(m.bytes for m in doomed.unit.files if m.path in gone)
-            with self._lock:
+            why = unsafe(folder.path, media.path)
+            foreign = foreign or why is not None
+            if why is None:
+                try:
+                    media.path.unlink()
+                except FileNotFoundError:
+                    pass  # deleted by someone else: forgotten all the same
+                except OSError as exc:
+                    why = f"cannot delete it: {exc.strerror or exc}"
+            if why is None:
+                gone.append(media.path)
+            elif media.path not in folder.refused:  # said once, though chosen again at every check
+                folder.refused.add(media.path)
+                log.warning("retention: left %s: %s", media.path, why)
+        size = sum(m.bytes for m in doomed.unit.files if m.path in gone)
+        with self._lock:
+            if gone or foreign:
                 folder.units.pop(doomed.unit.files[0].path, None)
-                folder.deleted_files += len(gone)
-                folder.deleted_bytes += size
+            folder.deleted_files += len(gone)
+            folder.deleted_bytes += size
+        if gone:
             log.info("retention: deleted %s (%s; %s)", doomed.unit.label, size_text(size), doomed.why)
         return gone
 
     def report(self) -> dict[str, Any]:
-        """What was deleted, and what each folder holds and its disk has free now (also without limits,
-        when no check runs)."""
+        """What was deleted, and what each folder holds (``used_bytes``: on disk, as ``du`` says, open
+        files and index included) and its disk has free now (also without limits, when no check runs)."""
         with self._lock:
             folders: dict[str, dict[str, Any]] = {
                 str(f.path): {
                     "kind": f.kind,
                     "deleted_files": f.deleted_files,
                     "deleted_bytes": f.deleted_bytes,
-                    "used_bytes": sum(u.bytes for u in f.units.values()),
+                    **({"needs_bytes": f.needs} if f.needs else {}),
                 }
                 for f in self.folders.values()
             }
         for f in self.folders.values():
+            folders[str(f.path)]["used_bytes"] = disk_usage(f.path)
             folders[str(f.path)]["free_bytes"] = free_bytes(f.path)
         mean = self.check_ms_total / self.checks if self.checks else 0.0
         return {

@@ -8,7 +8,8 @@
 and last frame (for files: when they were processed), ``media_start``/``media_end`` their times in
 the source. A segment cut short by a full disk also says ``"incomplete": "No space left on device"``.
 Appended as segments close (``added``), rewritten without the segments retention deletes
-(``removed``); ``listed`` reads it back for retention's start. A line that does not fit (the disk is
+(``removed``); ``listed`` reads it back for retention's start, and ``found`` lists a segment a killed
+run left unlisted. A line that does not fit (the disk is
 full: it is, like as not, the recordings' own) waits, and is written before the next one.
 """
 
@@ -47,6 +48,7 @@ class SegmentList:
         self.path = self.lines.path
         self._waiting: deque[dict[str, Any]] = deque()  # lines a full disk kept out, oldest first
         self._lock = threading.Lock()
+        self._known: set[str] | None = None  # the paths listed, for ``found`` (read at its first call)
 
     def _relative(self, path: Path) -> str | None:
         try:
@@ -79,6 +81,23 @@ class SegmentList:
             if self.lines.failing:
                 return
             self._waiting.popleft()
+
+    def found(self, media: MediaFile) -> None:
+        """An earlier run's segment found at start: a line if it has none (that run was killed before
+        it closed the segment)."""
+        relative = self._relative(media.path)
+        if media.kind != "segment" or relative is None:
+            return
+        with self._lock:
+            if self._known is None:
+                index = self.path
+                lines = read_jsonl(index) if index is not None and index.exists() else []
+                self._known = {str(r.get("path")) for r in lines}
+            if relative in self._known:
+                return
+            self._known.add(relative)
+        log.info("%s: listing %s (the run that wrote it ended before it did)", self.path, relative)
+        self.added(media)
 
     def removed(self, paths: Sequence[Path]) -> None:
         gone = {r for p in paths if (r := self._relative(p)) is not None}

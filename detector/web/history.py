@@ -134,7 +134,12 @@ class History:
         review_id = request.path_params["review_id"]
         item = await self._read(lambda r: r.review(review_id))
         if item is None:
-            raise HTTPException(404, f"no review item {review_id!r}")
+            gone = await self._read(lambda r: r.deleted(review_id))
+            if gone is None:
+                raise HTTPException(404, f"no review item {review_id!r}")
+            when = time.strftime("%Y-%m-%d %H:%M", time.localtime(gone["deleted_at"]))
+            detail = f"review item {review_id!r} was deleted by {gone['reason']} on {when}"
+            return json_response({"detail": detail, "deleted_time": gone["deleted_at"], **gone}, status=404)
         item["records"] = [event_with_urls(e) for e in item["records"]]
         return json_response(with_urls(item))
 

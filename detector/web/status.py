@@ -8,7 +8,7 @@ from typing import Any
 
 from detector.text import by_count
 from detector.web.feeds import Board, Feed, Phase
-from detector.web.storage_health import storage_health
+from detector.web.storage_health import retention_short, storage_health
 
 
 def _source_status(feed: Feed, stall_timeout: float) -> dict[str, Any]:
@@ -91,4 +91,5 @@ def build_health(board: Board) -> tuple[bool, dict[str, Any]]:
         return False, full
     if stalled:
         return False, {"status": "stalled", "stall_timeout_s": stall, "stalled_s": stalled}
-    return True, {"status": "ok", "phase": board.phase}
+    short = retention_short(board.storage)  # a cap that cannot hold what is kept: said, still healthy
+    return True, {"status": "ok", "phase": board.phase, **({"retention_short": short} if short else {})}

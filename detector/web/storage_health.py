@@ -1,6 +1,7 @@
 """What the web view says about storage: ``/healthz`` is 503 while an output is failing for want of
-storage, and ``/metrics`` has the failures, what retention deleted and how full each folder is.
-Read on the server's thread from the run's ``storage.setup.Storage`` (its parts are thread-safe)."""
+storage (and says a ``max_size`` too small for what retention keeps), and ``/metrics`` has the
+failures, what retention deleted and how full each folder is. Read on the server's thread from the
+run's ``storage.setup.Storage`` (its parts are thread-safe)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,12 @@ def storage_health(storage: Storage | None) -> dict[str, Any] | None:
     first = problems[0]
     reason = f"{first['output']}: {first['error']}"
     return {"status": "storage_full", "reason": reason, "outputs": problems}
+
+
+def retention_short(storage: Storage | None) -> list[dict[str, Any]]:
+    """The folders whose ``retain.max_size`` cannot hold what retention never deletes, with the size
+    they need (said in ``/healthz`` without making it fail: recording goes on, over the cap)."""
+    return storage.retention.shortfalls() if storage is not None else []
 
 
 def storage_metrics(storage: Storage | None) -> Iterator[Metric]:
