@@ -154,6 +154,10 @@ def format_summary(report: Mapping[str, Any]) -> str:
         text = f"mqtt       {m['published']} messages to {m['broker']}, {m['dropped']} dropped"
         if m.get("run_dropped", 0) > m["dropped"]:
             text += f" ({m['run_dropped']} in the whole run)"
+        if m.get("qos") and m.get("run_acknowledged", 0) < m.get("run_published", 0):
+            text += (
+                f"; the broker acknowledged only {m['run_acknowledged']} of the run's {m['run_published']}"
+            )
         lines.append(text + (f", reconnected {m['reconnects']}x" if m.get("reconnects") else ""))
     if report.get("notify"):
         n = report["notify"]

@@ -1,10 +1,12 @@
 """Loopback HTTP endpoints for the notification tests: ``Webhook`` takes every POST (what Apprise's
 ``json://`` sends) and keeps it; ``Blackhole`` accepts connections and never answers (a dead endpoint
-that makes every try wait for its timeout). Both bind 127.0.0.1 on a free port and stop on exit."""
+that makes every try wait for its timeout); ``Trickle`` answers one byte every 3 s and never ends the
+headers (a per-read timeout never fires). All bind 127.0.0.1 on a free port and stop on exit."""
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import socket
 import threading
@@ -101,6 +103,68 @@ class Blackhole:
         self.sock.close()
 
     def __enter__(self) -> Blackhole:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Trickle:
+    """Reads each request, then answers one byte every ``every`` seconds, never finishing the headers: a
+    per-read timeout never fires. Counts the connections."""
+
+    def __init__(self, every: float = 3.0) -> None:
+        self.every = every
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.sock.settimeout(0.2)
+        self.port = int(self.sock.getsockname()[1])
+        self.connections = 0
+        self.first: float | None = None  # time.monotonic() of the first connection
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._accept, daemon=True)]
+        self._threads[0].start()
+
+    @property
+    def url(self) -> str:
+        return f"json://127.0.0.1:{self.port}/hook"
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                continue
+            self.connections += 1
+            if self.first is None:
+                self.first = time.monotonic()
+            thread = threading.Thread(target=self._trickle, args=(conn,), daemon=True)
+            self._threads.append(thread)
+            thread.start()
+
+    def _trickle(self, conn: socket.socket) -> None:
+        reply = b"HTTP/1.1 200 OK\r\nX-Slow: " + b"a" * 100_000
+        with conn:
+            conn.settimeout(min(0.5, self.every / 2))
+            with contextlib.suppress(OSError):
+                while conn.recv(65536):  # the whole request: until it pauses
+                    pass
+            for byte in reply:
+                if self._stop.wait(self.every):
+                    return
+                try:
+                    conn.sendall(bytes([byte]))
+                except OSError:
+                    return
+
+    def close(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(2)
+        self.sock.close()
+
+    def __enter__(self) -> Trickle:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -18,6 +18,7 @@ from typing import Any
 from detector.batch.jobs import Job, JobResult, failed
 from detector.errors import Interrupted, UserError
 from detector.machine import limit_threads
+from detector.redact import Redacting
 from detector.settings import Settings
 from detector.signals import interrupts
 from detector.text import first_line
@@ -42,7 +43,7 @@ def configure_worker_logging(label: str, level: int) -> None:
     if not isinstance(sys.stderr, _NotATerminal):
         sys.stderr = _NotATerminal(sys.stderr)
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(f"[{label}] %(message)s"))
+    handler.setFormatter(Redacting(f"[{label}] %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.WARNING)

@@ -17,6 +17,7 @@ from detector import __version__
 from detector.cli import batch, bench, cameras, events, run, serve
 from detector.cli.common import ArgParser, error_line, setup_logging
 from detector.errors import Interrupted, UserError
+from detector.redact import redact
 from detector.signals import interrupts
 
 log = logging.getLogger("detector")
@@ -66,7 +67,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             log.exception("internal error")
         else:
             print(
-                f"detector: internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)",
+                f"detector: internal error: {type(exc).__name__}: {redact(str(exc))} "
+                "(run with --debug for the traceback)",
                 file=sys.stderr,
             )
         return 1

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from detector.errors import UserError
+from detector.redact import Redacting, redact
 from detector.text import one_line
 
 
@@ -94,7 +95,7 @@ class _StderrHandler(logging.StreamHandler):
 def setup_logging(debug: bool = False, quiet: bool = False) -> None:
     level = logging.DEBUG if debug else logging.WARNING if quiet else logging.INFO
     handler = _StderrHandler()
-    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s" if debug else "%(message)s"))
+    handler.setFormatter(Redacting("%(levelname)s %(name)s: %(message)s" if debug else "%(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.WARNING)
@@ -102,5 +103,6 @@ def setup_logging(debug: bool = False, quiet: bool = False) -> None:
 
 
 def error_line(exc: BaseException) -> str:
-    """The one stderr line for a ``UserError``; newlines (e.g. inside a file name) are escaped."""
-    return f"detector: error: {one_line(str(exc))}"
+    """The one stderr line for a ``UserError``; newlines (e.g. inside a file name) are escaped, secrets
+    masked."""
+    return f"detector: error: {one_line(redact(str(exc)))}"

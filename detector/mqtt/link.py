@@ -7,6 +7,10 @@ started, paho's network thread reconnects by itself, with a backoff from 1 s dou
 ``on_connected`` is called after every (re)connection, so that the retained state is published
 again (a restarted broker may have lost it). The password is used here and never logged: the broker
 is named by its URL without credentials.
+
+What the broker acknowledged is counted (``acknowledged``: a PUBACK for QoS 1, a PUBCOMP for QoS 2;
+for QoS 0, written to the socket, since nothing more is ever known): a frozen broker takes messages
+into the socket's buffers and acknowledges none, and the summary says so.
 """
 
 from __future__ import annotations
@@ -58,6 +62,11 @@ class BrokerLink:
         self.on_message: Callable[[str, bytes], None] | None = None
         self.subscriptions: list[str] = []
         self.reconnects = 0
+        self.handed = 0  # messages ``publish`` handed to paho
+        self.acknowledged = 0  # ... of which the broker acknowledged
+        self._acks = threading.Lock()  # never held while calling paho (it calls on_publish holding its own)
+        self._unacked: set[int] = set()  # mids handed, not acknowledged yet
+        self._early: set[int] = set()  # mids acknowledged before ``publish`` had noted them
         self._answered = threading.Event()  # the broker's first CONNACK
         self._refused: str | None = None
         self._closing = False
@@ -83,6 +92,7 @@ class BrokerLink:
         self.client.on_connect = _logged(self._on_connect)
         self.client.on_disconnect = _logged(self._on_disconnect)
         self.client.on_message = _logged(self._on_message)
+        self.client.on_publish = _logged(self._on_publish)
 
     # -- start and stop -----------------------------------------------------------------------------------
     def start(self) -> BrokerLink:
@@ -129,9 +139,18 @@ class BrokerLink:
         """Hand one message to paho; False when it is lost (paho's queue is full, or QoS 0 while the
         connection is down). QoS 1 and 2 messages wait in paho's queue across a reconnect."""
         info = self.client.publish(topic, payload, qos=qos, retain=retain)
-        if info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
-            return True
-        return info.rc == MQTTErrorCode.MQTT_ERR_NO_CONN and qos > 0
+        taken = info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS or (
+            info.rc == MQTTErrorCode.MQTT_ERR_NO_CONN and qos > 0
+        )
+        if taken:
+            with self._acks:
+                self.handed += 1
+                if info.mid in self._early:
+                    self._early.discard(info.mid)
+                    self.acknowledged += 1
+                else:
+                    self._unacked.add(info.mid)
+        return taken
 
     # -- paho's network thread --------------------------------------------------------------------------
     def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
@@ -159,6 +178,14 @@ class BrokerLink:
         self.connected.clear()
         if was and not self._closing:
             log.warning("MQTT: lost %s (%s); reconnecting", self.name, reason)
+
+    def _on_publish(self, client: Any, userdata: Any, mid: int, reason: Any, properties: Any) -> None:
+        with self._acks:
+            if mid in self._unacked:
+                self._unacked.discard(mid)
+                self.acknowledged += 1
+            else:  # before ``publish`` returned (or the last ``offline``, which is not counted)
+                self._early.add(mid)
 
     def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
         if self.on_message is not None:

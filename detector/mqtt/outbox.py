@@ -66,6 +66,7 @@ class Outbox:
         self._closing = False  # the picture thread ends once it made what waits
         self._finishing = False  # then the outbox's thread, once it sent what waits
         self._hold_until = 0.0  # paho's own queue was full: nothing more until then
+        self._refusals = 0  # messages the client raised on (logged once)
         self._thread = threading.Thread(target=self._run, name="mqtt-outbox", daemon=True)
         self._painter = threading.Thread(target=self._paint, name="mqtt-pictures", daemon=True)
 
@@ -140,6 +141,13 @@ class Outbox:
             self._count(self.dropped, item.source)
             return None
 
+    def _refused(self, item: _Item, exc: Exception) -> None:
+        """A message the client would not take: dropped, counted; logged once a run."""
+        self._count(self.dropped, item.source)
+        if not self._refusals:
+            log.warning("MQTT: %.200s not published (%s); such messages are dropped", item.topic, exc)
+        self._refusals += 1
+
     def _count(self, counter: Counter[str], source: str) -> None:
         with self._cond:  # counted from three threads
             counter[source] += 1
@@ -184,7 +192,12 @@ class Outbox:
                 last = self._sent.get(item.topic) if item.retain and not item.again else None
             if last is not None and last.payload == payload:
                 continue  # a change and its undoing, both within one turn of this thread: no change
-            if self.broker.publish(item.topic, payload, qos=self.qos, retain=item.retain):
+            try:
+                taken = self.broker.publish(item.topic, payload, qos=self.qos, retain=item.retain)
+            except Exception as exc:  # one message paho refuses (a topic too long) never stops the thread
+                self._refused(item, exc)
+                continue
+            if taken:
                 self._count(self.published, item.source)
                 if item.born is not None:
                     self.latency.add((time.monotonic() - item.born) * 1000)

@@ -78,6 +78,12 @@ class MqttPublisher:
         dropped = int(sum(self.outbox.totals()[1].values()))
         if dropped:
             log.warning("MQTT: %d messages were dropped (the broker was away or slow)", dropped)
+        link = self.link
+        if self.settings.qos and link.acknowledged < link.handed:
+            log.warning(
+                "MQTT: the broker acknowledged %d of the %d messages handed to it; the other %d may be lost",
+                link.acknowledged, link.handed, link.handed - link.acknowledged,
+            )  # fmt: skip
 
     # -- figures --------------------------------------------------------------------------------------------
     def figures(self) -> dict[str, Any]:
@@ -88,6 +94,8 @@ class MqttPublisher:
             "broker": self.name,
             "run_published": int(sum(published.values())),  # every source's, and the run's own
             "run_dropped": int(sum(dropped.values())),
+            "qos": self.settings.qos,
+            "run_acknowledged": self.link.acknowledged,  # by the broker (QoS 0: written to the socket)
             "reconnects": self.link.reconnects,
             "latency_ms": {"p50": round(latency.percentile(50), 1), "p95": round(latency.percentile(95), 1)},
         }
@@ -99,6 +107,8 @@ class MqttPublisher:
             ("mqtt_messages_published", "MQTT messages handed to the broker", published or {"": 0.0}),
             ("mqtt_messages_dropped", "MQTT messages dropped: the outbox was full, or the broker away",
              dropped or {"": 0.0}),
+            ("mqtt_messages_acknowledged", "MQTT messages the broker acknowledged (QoS 1 and 2)",
+             {"": float(self.link.acknowledged)}),
             ("mqtt_reconnects", "times the broker connection was made again", {"": self.link.reconnects}),
         ]  # fmt: skip
 

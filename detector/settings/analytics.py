@@ -21,6 +21,7 @@ Anchor = Literal["bottom_center", "center"]
 Cover = Literal["blur", "pixelate", "fill"]
 ClassList = list[int | str]
 MAX_VERTICES = 1000  # a drawn zone has tens; OpenCV fills 20,000 crossing vertices in ~30 s a frame
+NAME_MAX = 64  # characters of a line's, zone's or mask's name (as of a source's): names go into MQTT topics
 
 
 def bare_polygon(value: Any) -> Any:
@@ -77,7 +78,7 @@ def _edge(points: list[Point], k: int) -> str:
 class LineSpec(StrictModel):
     """One counting line (``lines:`` list)."""
 
-    name: str = Field(min_length=1)
+    name: str = Field(min_length=1, max_length=NAME_MAX)
     start: Point
     end: Point
     classes: ClassList | None = Field(None, description="class names or ids to count; null = all")
@@ -98,7 +99,7 @@ class LineSpec(StrictModel):
 class ZoneSpec(StrictModel):
     """One zone (``zones:`` list)."""
 
-    name: str = Field(min_length=1)
+    name: str = Field(min_length=1, max_length=NAME_MAX)
     polygon: list[Point] = Field(min_length=3, description="vertices in order, pixels or fractions")
     classes: ClassList | None = Field(None, description="class names or ids to count; null = all")
     anchor: Anchor = "bottom_center"
@@ -130,7 +131,7 @@ class TrailSettings(StrictModel):
 class IgnoreSpec(StrictModel):
     """One ``ignore:`` polygon: detections whose anchor falls inside are dropped before anything else."""
 
-    name: str | None = None
+    name: str | None = Field(None, min_length=1, max_length=NAME_MAX)
     polygon: list[Point] = Field(min_length=3, description="vertices in order, pixels or fractions")
     classes: ClassList | None = Field(None, description="class names or ids to drop; null = all")
     anchor: Anchor = "bottom_center"
@@ -147,7 +148,7 @@ class IgnoreSpec(StrictModel):
 class PrivacyMaskSpec(StrictModel):
     """One ``privacy_masks:`` polygon, covered in every frame, detected or not."""
 
-    name: str | None = None
+    name: str | None = Field(None, min_length=1, max_length=NAME_MAX)
     polygon: list[Point] = Field(min_length=3, description="vertices in order, pixels or fractions")
     cover: Cover = Field("blur", description="blur, pixelate, or fill (solid black)")
 

@@ -18,6 +18,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from detector.errors import UserError
+from detector.redact import remember
 from detector.settings.base import RUN, flag_for
 from detector.settings.model import MODEL_ENV, Settings, needs_track_ids
 from detector.settings.motion import expand_shorthands
@@ -94,6 +95,34 @@ def _secret(loc: tuple[Any, ...]) -> bool:
     return field is not None and field.repr is False
 
 
+SECRET_ENV = ("DETECTOR_MQTT_PASSWORD", "DETECTOR_SERVE_TOKEN")  # read where they are used
+
+
+def remember_secrets(data: Any, model: type[BaseModel] = Settings) -> None:
+    """Register the secrets in config or flag data (before it is validated, so that no error, log or
+    traceback shows them): the values of settings declared ``repr=False``, and any URL's password."""
+    if isinstance(data, str):
+        remember(data if "://" in data else None)  # a shorthand: ``mqtt: mqtt://u:p@host``
+        return
+    if isinstance(data, list):
+        for item in data:
+            remember_secrets(item, model)
+        return
+    if not isinstance(data, Mapping):
+        return
+    for name, info in model.model_fields.items():
+        value = data.get(info.alias or name, data.get(name))
+        if value is None:
+            continue
+        inner = _model_in(info.annotation)
+        if info.repr is False:
+            remember(value)
+        elif inner is not None:
+            remember_secrets(value, inner)
+        elif isinstance(value, str) and "://" in value:
+            remember(value)  # a camera's rtsp://user:pass@...: its password
+
+
 def _first(errors: list[Any]) -> Mapping[str, Any]:
     """The error to tell: an unknown key before the others, so that a misspelt required key (``strat:``
     in a line) gets its "did you mean 'start'" rather than "'start' Field required"."""
@@ -156,7 +185,11 @@ def load_settings(
     """Build settings. ``overrides`` holds only the flags the user gave, shaped like the config file
     (``{"encoder": {"crf": 20}}``); errors in them name the flag of ``command``."""
     env = os.environ if env is None else env
+    for name in SECRET_ENV:
+        remember(env.get(name))
+    remember_secrets(overrides or {})
     file_data = read_config_file(config_path) if config_path is not None else {}
+    remember_secrets(file_data)
     cfg_name = None if config_path is None else str(config_path)
     model_log = logging.getLogger(Settings.__module__)
     model_log.disabled = True  # the merged settings below give the warnings (once)

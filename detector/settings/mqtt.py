@@ -16,6 +16,8 @@ from detector.settings.base import RUN, StrictModel, option, split_list
 
 SCHEMES = {"mqtt": False, "tcp": False, "mqtts": True, "ssl": True}  # scheme -> TLS
 DEFAULT_PREFIX = "detector"
+PREFIX_MAX = 200  # characters of a topic prefix: MQTT topics end at 65,535 bytes, and names add to it
+ID_MAX = 200  # characters of a client id or user name (an MQTT string ends at 65,535 bytes)
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,10 @@ def parse_mqtt_url(url: str) -> BrokerAddress:
     tail = url.strip().partition("://")[2].partition("/")[2]  # the prefix as typed (# starts a fragment)
     if any(c in tail for c in "+#?\0"):
         raise ValueError("has a topic prefix with a wildcard (+ or #) or a '?'")
+    if len(prefix) > PREFIX_MAX:
+        raise ValueError(f"has a topic prefix of {len(prefix):,} characters; at most {PREFIX_MAX}")
+    if parts.username and len(parts.username) > ID_MAX:
+        raise ValueError(f"has a user name of {len(parts.username):,} characters; at most {ID_MAX}")
     return BrokerAddress(
         host=parts.hostname,
         port=port,
@@ -69,7 +75,9 @@ class MqttSettings(StrictModel):
         flag="--mqtt", commands=(RUN,), metavar="mqtt://[USER:PASS@]HOST[:PORT][/PREFIX]",
         default_text="off", repr=False,
     )  # fmt: skip
-    username: str | None = option(None, "broker user name, when the URL has none", flag=False)
+    username: str | None = option(
+        None, "broker user name, when the URL has none", flag=False, max_length=ID_MAX
+    )
     password: str | None = option(
         None,
         "broker password, when the URL has none",
@@ -84,7 +92,7 @@ class MqttSettings(StrictModel):
     )  # fmt: skip
     client_id: str | None = option(
         None, "MQTT client id; two clients with one id push each other off the broker", flag=False,
-        default_text="detector-<random>",
+        default_text="detector-<random>", max_length=ID_MAX,
     )  # fmt: skip
     qos: int = option(1, "QoS of every message: 0, 1 or 2", flag=False, ge=0, le=2)
     stats_interval: float = option(
@@ -97,7 +105,9 @@ class MqttSettings(StrictModel):
         "and whose counts start at 0", flag=False,
         default_text="review.alert_classes and the classes --classes keeps",
     )  # fmt: skip
-    discovery_prefix: str = option("homeassistant", "Home Assistant's discovery prefix", flag=False)
+    discovery_prefix: str = option(
+        "homeassistant", "Home Assistant's discovery prefix", flag=False, max_length=PREFIX_MAX
+    )
     outbox: int = option(
         1000, "messages waiting for the broker, at most; past it the oldest are dropped (counted)",
         flag=False, ge=10, le=1_000_000,

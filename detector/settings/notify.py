@@ -32,7 +32,9 @@ class NotifySettings(StrictModel):
         None, "the web view's address as a phone reaches it (https://cams.example:8080): each "
         "notification links to its item on the history page", flag=False, default_text="no link",
     )  # fmt: skip
-    timeout: float = option(10.0, "seconds one attempt to send may take", flag=False, gt=0, le=600)
+    timeout: float = option(
+        10.0, "seconds one attempt to send may take, its whole exchange", flag=False, gt=0, le=600
+    )
     retries: int = option(2, "attempts after a failed one", flag=False, ge=0, le=10)
     snapshot_width: int = option(
         1280, "widest attached snapshot; wider frames are scaled down", flag=False, ge=64, le=7680

@@ -48,7 +48,7 @@ class ServeSettings(StrictModel):
         "every web request must carry it (Authorization: Bearer, or ?token=); needed to bind a "
         "non-loopback host",
         flag="--serve-token", commands=(RUN, SERVE), metavar="TOKEN", default_text="$DETECTOR_SERVE_TOKEN",
-        min_length=1,
+        min_length=1, repr=False,
     )  # fmt: skip
     width: int = option(
         1280, "widest streamed frame: wider ones are scaled down before JPEG encoding",

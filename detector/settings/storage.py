@@ -8,6 +8,7 @@ is bytes.
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any, Literal
 
@@ -17,6 +18,7 @@ from detector.settings.base import RUN, StrictModel, option
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([kKmMgGtT]i?[bB]?|[bB])?\s*$")
 _POWERS = {"": 1, "b": 1, "k": 1000, "m": 1000**2, "g": 1000**3, "t": 1000**4}
+MAX_SIZE = 1000**6  # bytes: no disk holds more (a million TB)
 
 
 def parse_size(value: Any) -> int:
@@ -30,11 +32,15 @@ def parse_size(value: Any) -> int:
         if not match:
             raise ValueError("should be a size such as 50GB or 500MB")
         number, unit = float(match.group(1)), (match.group(2) or "").lower()
+    if math.isnan(number):
+        raise ValueError("should be a size such as 50GB or 500MB")
     factor = 1024 ** " kmgt".index(unit[0]) if "i" in unit else _POWERS[unit[:1]]
-    size = int(number * factor)
-    if size <= 0:
+    size = number * factor
+    if size > MAX_SIZE:  # infinity too
+        raise ValueError("should be at most 1000000TB")
+    if size < 1:  # and minus infinity
         raise ValueError("should be more than 0 bytes")
-    return size
+    return int(size)
 
 
 def size_text(size: float) -> str:
