@@ -24,7 +24,7 @@ MAX_LINES = 400
 # a layer, the cycle test keeps the order.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("foundation", ("detector.text", "detector.errors", "detector.machine", "detector.signals",
-                    "detector.files", "detector.progress")),
+                    "detector.redact", "detector.files", "detector.progress")),
     ("core types", ("detector.events", "detector.types", "detector.review_items", "detector.catalog",
                     "detector")),
     ("settings", ("detector.settings",)),
