@@ -20,11 +20,11 @@ from detector.backends import Detector, load_detector
 from detector.errors import UserError
 from detector.pipeline.engine import Pipeline, PipelineOptions
 from detector.settings import Settings
-from detector.sinks.base import FrameResult
 from detector.sinks.video import VideoWriterSink
 from detector.sources import open_source
 from detector.stages.overlay import OverlayStage, PanelInfo
 from detector.stats import STAGES, StageTimer
+from detector.types import FrameResult
 
 log = logging.getLogger(__name__)
 MODES = ("infer-only", "sequential", "pipelined")
@@ -48,7 +48,7 @@ def spread_warnings(runs: list[dict[str, Any]], limit: float = SPREAD_WARN) -> l
 
 
 def _writer(settings: Settings, folder: Path, name: str, fps: Fraction) -> VideoWriterSink:
-    return VideoWriterSink.from_settings(settings.encoder, folder / f"{name}.mp4", fps, live=False)
+    return VideoWriterSink(folder / f"{name}.mp4", fps=fps, live=False, encoder=settings.encoder)
 
 
 def _overlay() -> OverlayStage:

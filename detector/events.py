@@ -165,12 +165,6 @@ KINDS: dict[str, type[EventRecord]] = {
 }
 
 
-def register(cls: type[EventRecord]) -> type[EventRecord]:
-    """Make a new kind known to ``from_dict`` (a class decorator for kinds defined elsewhere)."""
-    KINDS[cls.kind] = cls
-    return cls
-
-
 def from_dict(data: Mapping[str, Any]) -> EventRecord:
     """The record of a ``to_dict`` form; keys this version does not know are ignored."""
     kind = str(data.get("event", ""))

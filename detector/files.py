@@ -136,3 +136,21 @@ class Preexisting:
         if removed:
             log.debug("removed what the failed run made: %s", ", ".join(map(str, removed)))
         return removed
+
+
+def make_folder(folder: Path, what: str = "folder", *, for_path: str | Path | None = None) -> None:
+    """Make ``folder`` and its parents if missing: the one place an output's folder is made (a full
+    disk is a ``StorageError``, anything else a ``UserError``; the message names ``what`` it was, and
+    the file it was for)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        target = "" if for_path is None else f" for {for_path}"
+        message = f"cannot create {what} {folder}{target}: {exc.strerror or exc}"
+        raise storage_error(exc, Path(for_path or folder), message) or UserError(message) from exc
+
+
+def make_parents(path: str | Path) -> None:
+    """Make the missing folders above ``path``: every output calls this as it opens its file (the
+    output checks of ``sinks.paths`` only look, so a run that fails to start makes no folders)."""
+    make_folder(Path(path).expanduser().parent, for_path=path)

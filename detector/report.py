@@ -15,11 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from detector.errors import UserError
-from detector.files import write_text
+from detector.files import make_parents, write_text
 from detector.settings import BUNDLED_MODEL
 from detector.settings.storage import size_text
 from detector.sinks.jsonl import dumps_line
-from detector.sinks.paths import make_parents
 from detector.sources.base import SourceInfo
 from detector.stats import RunStats, model_runs
 from detector.text import by_count, counts_text
@@ -74,17 +73,6 @@ def build_report(
         **extra,
         "outputs": files,
     }
-
-
-def part_reports(*groups: Iterable[object]) -> list[Mapping[str, Any]]:
-    """What each stage and sink with a ``report()`` adds to the run report, in order."""
-    parts: list[Mapping[str, Any]] = []
-    for group in groups:
-        for part in group:
-            report = getattr(part, "report", None)
-            if callable(report):
-                parts.append(report())
-    return parts
 
 
 def write_report(path: str | Path, report: Mapping[str, Any]) -> Path:

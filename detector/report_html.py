@@ -20,9 +20,9 @@ import cv2
 import numpy as np
 
 from detector.charts import histogram, line_chart
-from detector.images import data_uri, fit_width
-from detector.sinks.snapshot import event_text
+from detector.media.images import data_uri, fit_width
 from detector.stats import model_runs
+from detector.storage.snapshot import event_text
 from detector.text import counts_text
 
 log = logging.getLogger(__name__)

@@ -32,148 +32,31 @@ not for each frame it lasts), ``end`` once it is over, each with the item ``befo
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any
 
-import cv2
 import numpy as np
 
 from detector.events import EventRecord, LineCross, ObjectEvent, ZoneEnter, ZoneExit, new_id
+from detector.review_items import (
+    BestShot,
+    ItemBound,
+    Picture,
+    ReviewConsumer,
+    ReviewItem,
+    ReviewUpdate,
+    Severity,
+    UpdateType,
+)
 from detector.settings.review import ReviewSettings
-from detector.sinks.base import FrameResult
 from detector.stages.classes import class_names
-from detector.types import Image
+from detector.types import FrameResult
 
 log = logging.getLogger(__name__)
 
 MAX_ITEM_S = 300.0  # a busy scene gets a new item (and clip) every 5 minutes, not one endless one
-Severity = Literal["alert", "detection"]
-UpdateType = Literal["new", "update", "end"]
-OUTLINE = (0, 255, 255)  # BGR yellow, as event snapshots outline their object
-
-
-@dataclass(frozen=True)
-class BestShot:
-    """The best view of an item's objects: the highest ``score * area`` (pixels of the source frame)."""
-
-    track_id: int
-    class_name: str
-    score: float
-    area: float
-    xyxy: tuple[float, float, float, float]
-    frame: int
-    pts: float
-    time: float  # Unix time of its frame
-
-    @property
-    def value(self) -> float:
-        return self.score * self.area
-
-    def to_dict(self) -> dict[str, Any]:
-        out = dataclasses.asdict(self)
-        out["xyxy"] = [round(v, 1) for v in self.xyxy]
-        out.update(score=round(self.score, 4), area=round(self.area), time=round(self.time, 3))
-        out["pts"] = round(self.pts, 3)
-        return out
-
-
-@dataclass(frozen=True)
-class ReviewItem:
-    """One item as it stands (a snapshot: the reviewer makes a new one for each update)."""
-
-    id: str
-    source: str
-    severity: Severity
-    start_time: float  # Unix time of its first review event
-    end_time: float | None  # None while it is open
-    last_time: float  # Unix time of its latest activity (its end so far)
-    media_start: float  # pts of the same moments
-    media_end: float
-    objects: tuple[str, ...] = ()  # classes, sorted
-    zones: tuple[str, ...] = ()
-    lines: tuple[str, ...] = ()
-    tracks: tuple[int, ...] = ()
-    events: tuple[str, ...] = ()  # ids of its event records, in order
-    best: BestShot | None = None
-
-    @property
-    def open(self) -> bool:
-        return self.end_time is None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "source": self.source,
-            "severity": self.severity,
-            "start_time": round(self.start_time, 3),
-            "end_time": None if self.end_time is None else round(self.end_time, 3),
-            "last_time": round(self.last_time, 3),
-            "media_start": round(self.media_start, 3),
-            "media_end": round(self.media_end, 3),
-            "objects": list(self.objects),
-            "zones": list(self.zones),
-            "lines": list(self.lines),
-            "tracks": list(self.tracks),
-            "events": list(self.events),
-            "best": None if self.best is None else self.best.to_dict(),
-        }
-
-
-@dataclass(frozen=True)
-class Picture:
-    """The frame of an item's best shot as the outputs show it, and where its object is."""
-
-    image: Image  # shared with the frame's other outputs: never written to
-    xyxy: tuple[float, float, float, float]
-
-    def jpeg(self, width: int | None = None, quality: int = 85) -> bytes:
-        """A JPEG of the frame with the object outlined, scaled down to ``width`` pixels if wider."""
-        scale = 1.0
-        if width is not None and self.image.shape[1] > width:
-            scale = width / self.image.shape[1]
-            size = (width, max(1, round(self.image.shape[0] * scale)))
-            image = np.asarray(cv2.resize(self.image, size, interpolation=cv2.INTER_AREA), dtype=np.uint8)
-        else:
-            image = self.image.copy()
-        x1, y1, x2, y2 = (round(v * scale) for v in self.xyxy)
-        thick = max(2, round(image.shape[1] / 320))
-        cv2.rectangle(image, (x1, y1), (x2, y2), (0, 0, 0), thick + 2)
-        cv2.rectangle(image, (x1, y1), (x2, y2), OUTLINE, thick)
-        ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
-        if not ok:
-            raise ValueError("the picture could not be encoded")
-        return data.tobytes()
-
-
-@dataclass(frozen=True)
-class ReviewUpdate:
-    type: UpdateType
-    before: ReviewItem
-    after: ReviewItem
-    picture: Picture | None = None  # the best shot's frame (None: the item has no best shot yet)
-    split: bool = False  # ``end``: cut at a bound (time, a clip's size); ``new``: goes on from the one cut
-
-    def to_dict(self) -> dict[str, Any]:
-        """Frigate's ``reviews`` message: ``{"type", "before", "after"}``."""
-        return {"type": self.type, "before": self.before.to_dict(), "after": self.after.to_dict()}
-
-
-@runtime_checkable
-class ItemBound(Protocol):
-    """A listener whose file of an item has a bound (the clip recorder): once ``item_full``, the item
-    is cut there and a new one goes on (``ReviewUpdate.split``)."""
-
-    def item_full(self, item_id: str) -> bool: ...
-
-
-class ReviewConsumer(Protocol):
-    """Told of each item as it opens, changes and ends (on the lane's thread, in order): the clip
-    recorder, the event store. It must not block for long (queue, do the work elsewhere)."""
-
-    def review(self, update: ReviewUpdate) -> None: ...
 
 
 @dataclass
@@ -228,7 +111,7 @@ class Reviewer:
             return
         pts = float(result.frame.pts)
         dets = result.detections
-        still = set(result.extra.get("stationary") or ())  # parked: in view, but no longer activity
+        still = set(result.facts.stationary or ())  # parked: in view, but no longer activity
         if dets.tracker_id is not None and len(dets):
             for i, tid in enumerate(dets.tracker_id.tolist()):
                 if tid in item.tracks and tid not in still:

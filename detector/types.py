@@ -1,14 +1,20 @@
-"""Core data types: a captured ``Frame`` and the ``Detections`` found in it (events: ``detector.events``)."""
+"""Core data types and contracts, the bottom of the house: a captured ``Frame``, the ``Detections`` found
+in it, the ``FrameResult`` that reaches the sinks, and the ``Sink`` and ``FileOutput`` contracts every
+output keeps (event records: ``detector.events``; review items: ``detector.review_items``; files kept
+on disk: ``detector.catalog``)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
 
+from detector.events import EventRecord
 from detector.text import by_count
 
 FloatArray = npt.NDArray[np.float32]
@@ -58,12 +64,22 @@ class Frame:
         return int(self.image.shape[0])
 
 
+class Column:
+    """The per-detection columns stages add to ``Detections.data`` (as supervision's ``data``)."""
+
+    STATIONARY = "stationary"  # bool: the track is parked (stationary objects on; the track stage)
+    TRACK_AGE = "track_age"  # float64: seconds since the track was first seen (the track stage)
+    ZONES = "zones"  # object: a tuple of the names of the zones the object is inside (the zones stage)
+
+
 @dataclass
 class Detections:
     """Boxes found in one frame, in source-frame pixels.
 
     ``xyxy`` is float32 (N, 4); ``confidence`` float32 (N,); ``class_id`` int64 (N,);
-    ``tracker_id`` int64 (N,) or None. ``names`` maps class ids to names.
+    ``tracker_id`` int64 (N,) or None. ``names`` maps class ids to names. ``data``: further
+    per-detection columns, each an array of N (``Column`` names those the stages add), filtered
+    with the boxes.
     """
 
     xyxy: FloatArray
@@ -71,6 +87,7 @@ class Detections:
     class_id: IntArray
     tracker_id: IntArray | None = None
     names: Mapping[int, str] = field(default_factory=dict)
+    data: dict[str, npt.NDArray[Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.xyxy = np.asarray(self.xyxy, dtype=np.float32).reshape(-1, 4)
@@ -83,6 +100,9 @@ class Detections:
             arr = getattr(self, name)
             if arr is not None and len(arr) != n:
                 raise ValueError(f"Detections.{name} has {len(arr)} entries, xyxy has {n}")
+        for key, column in self.data.items():
+            if len(column) != n:
+                raise ValueError(f"Detections.data[{key!r}] has {len(column)} entries, xyxy has {n}")
 
     @classmethod
     def empty(cls, names: Mapping[int, str] | None = None) -> Detections:
@@ -106,6 +126,14 @@ class Detections:
             class_id=self.class_id[index],
             tracker_id=None if self.tracker_id is None else self.tracker_id[index],
             names=self.names,
+            data={key: column[index] for key, column in self.data.items()},
+        )
+
+    def with_data(self, **columns: npt.NDArray[Any]) -> Detections:
+        """The same detections with ``columns`` added to (or replaced in) ``data``; the arrays are
+        shared, not copied."""
+        return Detections(
+            self.xyxy, self.confidence, self.class_id, self.tracker_id, self.names, {**self.data, **columns}
         )
 
     def class_name(self, class_id: int) -> str:
@@ -129,3 +157,69 @@ class Detections:
             }
             for i in range(len(self))
         ]
+
+
+@dataclass
+class FrameFacts:
+    """What the stages learnt of one frame besides its detections, as typed fields; None where no stage
+    said (its feature is off). The frame's JSON line carries those that are set, in this order."""
+
+    inference: bool | None = None  # a gated source: whether the model ran on the frame
+    motion: list[list[int]] | None = None  # motion gating: where the check saw change ([] nothing moved)
+    stationary: list[int] | None = None  # stationary objects on: the ids of the tracks parked now
+    zones: dict[str, dict[str, int]] | None = None  # zones: the objects inside each, per class
+
+    def update(self, other: FrameFacts) -> None:
+        """Take what ``other`` says (a later stage's word wins)."""
+        for name, value in other.__dict__.items():
+            if value is not None:
+                setattr(self, name, value)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The facts that are set, as the frame's JSON line has them."""
+        return {k: v for k, v in self.__dict__.items() if v is not None}
+
+
+@dataclass(frozen=True)
+class FrameResult:
+    """One processed frame as it reaches the sinks."""
+
+    frame: Frame
+    detections: Detections
+    annotated: npt.NDArray[np.uint8]
+    latency_ms: float
+    facts: FrameFacts = field(default_factory=FrameFacts)  # what the stages learnt of it (zones, motion...)
+    source: str | None = None  # the source's name (several sources in one run)
+
+
+class Sink(Protocol):
+    """Receives processed frames in order; ``close`` finalizes the output (always called)."""
+
+    def write(self, result: FrameResult) -> None: ...
+
+    def event(self, record: EventRecord) -> None:
+        """A finished event record (a line crossing, a gap...): the same object every sink of the lane
+        gets, never to be changed. Sinks that have no use for it ignore it."""
+        ...
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class FileOutput(Protocol):
+    """A sink that writes a file: its path, and why it stopped writing it part-way (None while fine).
+    The run's summary marks such a file as incomplete."""
+
+    path: Path | None
+    failed: str | None
+
+
+def part_reports(*groups: Iterable[object]) -> list[Mapping[str, Any]]:
+    """What each stage and sink with a ``report()`` adds to the run report, in order."""
+    parts: list[Mapping[str, Any]] = []
+    for group in groups:
+        for part in group:
+            report = getattr(part, "report", None)
+            if callable(report):
+                parts.append(report())
+    return parts

@@ -34,11 +34,10 @@ import numpy as np
 from detector.events import LineCross, stamp
 from detector.reviews import Reviewer
 from detector.sinks import clips as clips_mod
-from detector.sinks.base import FrameResult
-from detector.sinks.clipfolder import ClipFolder
-from detector.sinks.clips import ClipRecorder
 from detector.sinks.video import VideoWriterSink
-from detector.types import Detections, Frame
+from detector.storage.clipfolder import ClipFolder
+from detector.storage.clips import ClipRecorder
+from detector.types import Detections, Frame, FrameResult
 
 CLIP = "car-detection.mp4"
 

@@ -21,7 +21,7 @@ SNIPPET = """
 import sys, time
 from detector.backends import load_detector
 from detector.cli.common import setup_logging
-from detector.run import Run
+from detector.compose.run import Run
 from detector.settings import load_settings
 setup_logging(quiet=True)
 frames, together, clips = int(sys.argv[1]), sys.argv[2] == "together", sys.argv[3:]

@@ -32,8 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from store_data import END, make_store, store_size
 from web_client import get
 
-from detector.store.filters import EventQuery, ReviewQuery
-from detector.store.queries import StoreReader
+from detector.eventstore.filters import EventQuery, ReviewQuery
+from detector.eventstore.queries import StoreReader
 from detector.web.config import ServeConfig
 from detector.web.view import WebView
 

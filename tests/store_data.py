@@ -20,9 +20,9 @@ import numpy as np
 
 from detector.catalog import MediaFile
 from detector.events import EventRecord, LineCross, TrackNew, ZoneEnter, ZoneExit, iso_time
-from detector.reviews import BestShot, ReviewItem
-from detector.store.rows import EVENT_SQL, MEDIA_SQL, event_row, media_row, stored_path, write_review
-from detector.store.schema import connect, migrate
+from detector.eventstore.rows import EVENT_SQL, MEDIA_SQL, event_row, media_row, stored_path, write_review
+from detector.eventstore.schema import connect, migrate
+from detector.review_items import BestShot, ReviewItem
 
 SOURCES = ("front", "back", "drive", "yard")
 CLASSES = ("person", "car", "dog", "bicycle")

@@ -1,5 +1,7 @@
-"""The layout keeps its promises: no import cycles (lazy imports included), small modules, ultralytics
-only behind its backend, a lean start-up path, and docs generated from the one Settings declaration."""
+"""The layout keeps its promises: the layers below, each importing only from its own layer and those
+under it (lazy imports included), no import cycles, small modules (Python and the web view's scripts),
+ultralytics only behind its backend, a lean start-up path, and docs generated from the one Settings
+declaration."""
 
 from __future__ import annotations
 
@@ -16,6 +18,29 @@ from detector.settings import docs
 
 PACKAGE = ROOT / "detector"
 MAX_LINES = 400
+
+# The house, bottom to top: a module may import from its own layer and the layers below it, never from
+# one above (a module belongs to the layer of the longest name that is it or a package above it). Within
+# a layer, the cycle test keeps the order.
+LAYERS: list[tuple[str, tuple[str, ...]]] = [
+    ("foundation", ("detector.text", "detector.errors", "detector.machine", "detector.signals",
+                    "detector.redact", "detector.files", "detector.progress")),
+    ("core types", ("detector.events", "detector.types", "detector.review_items", "detector.catalog",
+                    "detector")),
+    ("settings", ("detector.settings",)),
+    ("primitives", ("detector.media", "detector.drawing", "detector.stats", "detector.charts",
+                    "detector.sources", "detector.tracking", "detector.backends")),
+    ("stages", ("detector.stages", "detector.motion")),
+    ("review items", ("detector.reviews",)),
+    ("event store", ("detector.eventstore",)),
+    ("sinks", ("detector.sinks",)),
+    ("outlets", ("detector.storage", "detector.report", "detector.report_html", "detector.mqtt",
+                 "detector.notify")),
+    ("pipeline", ("detector.pipeline",)),
+    ("web view", ("detector.web",)),
+    ("composition", ("detector.compose",)),
+    ("commands", ("detector.bench", "detector.batch", "detector.cli", "detector.__main__")),
+]  # fmt: skip
 
 
 def _module_name(path: Path) -> str:
@@ -79,9 +104,52 @@ def test_no_import_cycles_lazy_imports_included() -> None:
     assert not cycles, "import cycles: " + "; ".join(" -> ".join(c) for c in cycles)
 
 
+def _layer_of(name: str) -> int | None:
+    """The layer of the longest listed name that is ``name`` or a package above it (``detector`` itself
+    is its ``__init__`` only: every other module must be listed)."""
+    best: tuple[int, int] | None = None  # (length of the matching name, layer)
+    for level, (_, packages) in enumerate(LAYERS):
+        for package in packages:
+            inside = package != "detector" and name.startswith(package + ".")
+            if (name == package or inside) and (best is None or len(package) > best[0]):
+                best = (len(package), level)
+    return None if best is None else best[1]
+
+
+def upward_imports(modules: dict[str, Path]) -> list[str]:
+    """Every import from a module to one in a higher layer, as 'module (layer) -> target (layer)'."""
+    known = set(modules)
+    wrong = []
+    for name, path in sorted(modules.items()):
+        level = _layer_of(name)
+        assert level is not None, f"{name} is in no layer: add it to LAYERS in tests/test_architecture.py"
+        for target in sorted(_imports(path, name, known)):
+            higher = _layer_of(target)
+            if higher is not None and higher > level:
+                wrong.append(f"{name} ({LAYERS[level][0]}) -> {target} ({LAYERS[higher][0]})")
+    return wrong
+
+
 def test_layers_only_import_downwards() -> None:
-    """Sinks never reach into stages: what a sink needs of a stage (the heatmap's picture) is handed to
-    it; both take drawing primitives from ``detector.drawing``."""
+    wrong = upward_imports(_modules())
+    assert not wrong, "imports from a higher layer: " + ", ".join(wrong)
+
+
+def test_an_upward_import_is_caught(tmp_path: Path) -> None:
+    """The check sees a lazy import from a lower layer to a higher one (the event store asking the web
+    view for something), as a module in the package would make it."""
+    module = tmp_path / "store" / "upward.py"
+    module.parent.mkdir()
+    module.write_text("def f() -> None:\n    from detector.web.server import serve  # noqa\n")
+    modules = {**_modules(), "detector.eventstore.upward": module}
+    assert upward_imports(modules) == [
+        "detector.eventstore.upward (event store) -> detector.web.server (web view)"
+    ]
+
+
+def test_sinks_never_reach_into_stages() -> None:
+    """What a sink needs of a stage (the heatmap's picture) is handed to it; both take drawing
+    primitives from ``detector.drawing``."""
     modules = _modules()
     known = set(modules)
     wrong = sorted(
@@ -95,10 +163,11 @@ def test_layers_only_import_downwards() -> None:
 
 
 def test_modules_stay_small() -> None:
-    big = {
-        name: n for name, path in _modules().items() if (n := len(path.read_text().splitlines())) > MAX_LINES
-    }
+    """Python modules and the web view's scripts alike (split where the concerns part)."""
+    files = {**_modules(), **{p.name: p for p in (PACKAGE / "web" / "static").glob("*.js")}}
+    big = {name: n for name, path in files.items() if (n := len(path.read_text().splitlines())) > MAX_LINES}
     assert not big, f"modules over {MAX_LINES} lines: {big}"
+    assert any(name.endswith(".js") for name in files), "the web view's scripts are checked too"
 
 
 def test_only_the_ultralytics_backend_imports_ultralytics() -> None:
@@ -127,8 +196,8 @@ def test_start_up_path_imports_no_heavy_libraries() -> None:
     """Neither the CLI nor --track (our ByteTrack, on NumPy and lap) brings torch in; paho-mqtt and
     Apprise come only with --mqtt and --notify."""
     code = (
-        "import sys; from detector.cli import build_parser; build_parser(); import detector.run; "
-        "from detector.outlets import Outlets; from detector.settings import Settings; "
+        "import sys; from detector.cli import build_parser; build_parser(); import detector.compose.run; "
+        "from detector.compose.outlets import Outlets; from detector.settings import Settings; "
         "Outlets.open(Settings()).close(); "
         "import numpy as np; from detector.stages.track import load_tracker; "
         "from detector.types import Detections; t = load_tracker('bytetrack', 10.0); "

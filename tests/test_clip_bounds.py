@@ -17,11 +17,12 @@ import pytest
 from test_clips import FPS, ListCatalog, crossing, result
 
 from detector.events import stamp
+from detector.media.mp4files import top_boxes
 from detector.reviews import Reviewer
-from detector.sinks.clipfolder import ClipFolder
-from detector.sinks.clips import ClipRecorder
-from detector.sinks.mp4files import top_boxes
+from detector.settings.model import EncoderSettings
 from detector.sinks.video import VideoWriterSink
+from detector.storage.clipfolder import ClipFolder
+from detector.storage.clips import ClipRecorder
 
 # A scene that never goes quiet for the model: a person at the table from 6.4 s on, in view throughout.
 # (car-detection.mp4, the busy parking lot, is seen from above: the model finds a car there now and
@@ -71,7 +72,9 @@ def test_a_clip_is_cut_at_its_size(tmp_path: Path) -> None:
         ClipFolder(tmp_path), before=1.0, after=1.0, source="cam", catalog=catalog, gap=30.0, max_bytes=60_000
     )
     reviewer = Reviewer("cam", [recorder], gap=30.0)
-    sink = VideoWriterSink(None, fps=Fraction(FPS), live=False, threads=1, outputs=[recorder], crf=10)
+    sink = VideoWriterSink(
+        None, fps=Fraction(FPS), live=False, encoder=EncoderSettings(threads=1, crf=10), outputs=[recorder]
+    )
     for i in range(150):
         frame = result(i)
         sink.write(frame)

@@ -14,12 +14,13 @@ import pytest
 from test_clips import FPS, ListCatalog, crossing, result
 
 from detector.events import stamp
+from detector.media import mp4writer as video_mod
+from detector.media.mp4files import top_boxes
 from detector.reviews import Reviewer
-from detector.sinks import video as video_mod
-from detector.sinks.clipfolder import ClipFolder
-from detector.sinks.clips import ClipRecorder
-from detector.sinks.mp4files import top_boxes
+from detector.settings.model import EncoderSettings
 from detector.sinks.video import VideoWriterSink
+from detector.storage.clipfolder import ClipFolder
+from detector.storage.clips import ClipRecorder
 
 
 def frames_in(path: Path) -> int:
@@ -44,7 +45,9 @@ def test_the_lane_does_not_wait_for_a_clip_to_be_finished(
     folder, catalog = tmp_path / "clips", ListCatalog()
     recorder = ClipRecorder(ClipFolder(folder), before=1.0, after=1.0, source="cam", catalog=catalog, gap=1.0)
     reviewer = Reviewer("cam", [recorder], gap=1.0)
-    sink = VideoWriterSink(None, fps=Fraction(FPS), live=False, threads=1, outputs=[recorder])
+    sink = VideoWriterSink(
+        None, fps=Fraction(FPS), live=False, encoder=EncoderSettings(threads=1), outputs=[recorder]
+    )
     events = {20: crossing(20), 70: crossing(70)}
     for i in range(60):  # the first item ends at 3 s, its clip at 4 s: finished by 5 s
         frame = result(i, seen=i in events)

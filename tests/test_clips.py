@@ -20,13 +20,13 @@ import pytest
 from detector import reviews as reviews_mod
 from detector.catalog import MediaFile
 from detector.events import EventRecord, LineCross, ZoneExit, stamp
+from detector.media.encoder import H264Encoder
 from detector.reviews import Reviewer
-from detector.sinks.base import FrameResult
-from detector.sinks.clipfolder import ClipFolder, EventsFile
-from detector.sinks.clips import ClipRecorder
-from detector.sinks.encoder import H264Encoder
+from detector.settings.model import EncoderSettings
 from detector.sinks.video import VideoWriterSink
-from detector.types import Detections, Frame
+from detector.storage.clipfolder import ClipFolder, EventsFile
+from detector.storage.clips import ClipRecorder
+from detector.types import Detections, Frame, FrameResult
 
 FPS = 10
 SIZE = (320, 240)
@@ -86,7 +86,13 @@ def run(
     recorder = ClipRecorder(clip_folder, before=before, after=after, source="cam", catalog=catalog, gap=gap)
     reviewer = Reviewer("cam", [recorder], gap=gap)
     index = EventsFile(clip_folder)
-    sink = VideoWriterSink(output, fps=Fraction(FPS), live=live, preset=preset, threads=2, outputs=[recorder])
+    sink = VideoWriterSink(
+        output,
+        fps=Fraction(FPS),
+        live=live,
+        encoder=EncoderSettings(preset=preset, threads=2),
+        outputs=[recorder],
+    )
     sent = []
     seen = set(events) if seen is None else seen
     for i in range(frames):

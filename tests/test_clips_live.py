@@ -15,7 +15,7 @@ import pytest
 from detector_process import DetectorProcess
 from streaming import StreamServer
 
-from detector.store.queries import StoreReader
+from detector.eventstore.queries import StoreReader
 
 pytestmark = pytest.mark.model
 

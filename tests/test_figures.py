@@ -15,8 +15,8 @@ from conftest import FakeDetector, write_clip
 from detector.batch import Job
 from detector.batch.dispatch import _Batch
 from detector.bench import format_bench, spread_warnings
+from detector.compose.run import Run
 from detector.report import format_summary
-from detector.run import Run
 from detector.settings import Settings
 
 

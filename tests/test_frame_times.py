@@ -17,7 +17,7 @@ import imageio_ffmpeg
 import pytest
 from conftest import FakeDetector, frame_times
 
-from detector.run import run
+from detector.compose.run import run
 from detector.settings import load_settings
 from detector.sources.timing import FrameClock
 

@@ -18,12 +18,14 @@ from test_clips import crossing, result
 from detector.catalog import MediaFile
 from detector.errors import StorageError
 from detector.events import stamp
+from detector.media.encoder import H264Encoder
+from detector.media.mp4writer import Mp4Writer
 from detector.reviews import Reviewer
-from detector.sinks.clipfolder import ClipFolder, EventsFile
-from detector.sinks.clips import ClipRecorder
-from detector.sinks.encoder import H264Encoder
+from detector.settings.model import EncoderSettings
 from detector.sinks.jsonl import JsonLinesSink, read_jsonl
-from detector.sinks.video import Mp4Writer, VideoWriterSink
+from detector.sinks.video import VideoWriterSink
+from detector.storage.clipfolder import ClipFolder, EventsFile
+from detector.storage.clips import ClipRecorder
 from detector.storage.segments import SegmentList
 
 
@@ -111,7 +113,9 @@ def test_clips_cut_short_and_whole_again_once_there_is_room(small_disk: Callable
     )
     reviewer = Reviewer("cam", [recorder], gap=1.0)  # one item (and clip) per event group, as a lane has
     index = EventsFile(folder)
-    sink = VideoWriterSink(None, fps=Fraction(10), live=False, threads=2, outputs=[recorder], crf=0)
+    sink = VideoWriterSink(
+        None, fps=Fraction(10), live=False, encoder=EncoderSettings(threads=2, crf=0), outputs=[recorder]
+    )
     theirs: Path | None = None
     raised: list[StorageError] = []
     for i in range(160):

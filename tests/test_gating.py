@@ -29,7 +29,6 @@ from detector.pipeline.lane import Lane
 from detector.settings import Settings, load_settings
 from detector.settings.analytics import LineSpec
 from detector.settings.motion import MotionSettings
-from detector.sinks.base import FrameResult
 from detector.sources import open_source
 from detector.stages.build import build_stages
 from detector.stages.lines import LinesStage
@@ -38,7 +37,7 @@ from detector.stages.stationary import StationaryBook
 from detector.stages.track import TrackStage, TrackTally
 from detector.stats import RunStats
 from detector.tracking import ByteTrack
-from detector.types import Detections, Frame, Inference
+from detector.types import Detections, Frame, FrameResult, Inference
 from detector.web.config import ServeConfig
 from detector.web.view import WebView
 
@@ -231,7 +230,7 @@ def parked(stationary: float | None) -> tuple[list[list[int]], list[dict[str, ob
     for i, found in enumerate(plan):
         f = Frame(np.zeros((480, 800, 3), np.uint8), i, i / 10, 0.0)
         result = track.update(f, found)
-        still_ids.append(list(result.extras.get("stationary", [])))
+        still_ids.append(list(result.facts.stationary or []) if result.facts else [])
         for stage in (tally, line):
             result = stage.update(f, result.detections)
             events += [e.to_dict() for e in result.events]
@@ -283,7 +282,7 @@ def test_motion_switch_from_a_config_merges_with_flags(tmp_path: Path) -> None:
 
 
 def test_a_sources_own_motion_keys_replace_the_top_level_ones(tmp_path: Path) -> None:
-    from detector.plan import plan_sources
+    from detector.compose.plan import plan_sources
 
     config = tmp_path / "c.yaml"
     config.write_text(yaml.safe_dump({

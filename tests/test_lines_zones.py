@@ -17,9 +17,9 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from detector.backends.base import Done
+from detector.compose.run import run
 from detector.errors import UserError
 from detector.events import ZoneExit
-from detector.run import run
 from detector.settings import LineSpec, ZoneSpec, load_settings
 from detector.stages.classes import resolve_classes
 from detector.stages.lines import LineAnnotator, LineCounter

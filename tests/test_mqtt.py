@@ -29,9 +29,9 @@ from mosquitto import PASSWORD, USER, Broker, Message, Subscriber
 from streaming import free_port
 from user_errors import Capture
 
+from detector.compose.outlets import kept_classes
 from detector.errors import UserError
 from detector.mqtt.link import BrokerLink
-from detector.outlets import kept_classes
 from detector.settings.mqtt import MqttSettings
 
 pytestmark = pytest.mark.model

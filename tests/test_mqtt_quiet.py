@@ -22,14 +22,13 @@ from conftest import ROOT
 from mosquitto import PASSWORD, USER, Broker, Subscriber
 from user_errors import Capture
 
+from detector.compose.outlets import announced_classes
 from detector.mqtt.publisher import MqttPublisher
 from detector.mqtt.throttle import Throttle
-from detector.outlets import announced_classes
 from detector.settings import Settings
 from detector.settings.mqtt import MqttSettings
-from detector.sinks.base import FrameResult
 from detector.stats import RunStats
-from detector.types import Detections, Frame
+from detector.types import Detections, Frame, FrameResult
 
 GIF = "person-bicycle-car-detection.gif"  # 41 frames, 480x270: people, a bicycle, cars
 SOURCE = "person-bicycle-car-detection"

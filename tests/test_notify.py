@@ -20,7 +20,7 @@ from webhook import Blackhole, Webhook, attachments
 from detector.notify.alerts import AlertNotifier
 from detector.notify.sender import targets
 from detector.notify.worker import QUEUE, Note, Notifier
-from detector.reviews import Picture, ReviewItem, ReviewUpdate
+from detector.review_items import Picture, ReviewItem, ReviewUpdate
 from detector.settings.notify import NotifySettings
 
 

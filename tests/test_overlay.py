@@ -12,11 +12,10 @@ import pytest
 from detector.drawing import class_color
 from detector.pipeline.channel import Channel
 from detector.pipeline.lane import Lane
-from detector.sinks.base import FrameResult
 from detector.sources import SourceInfo
 from detector.stages.overlay import OverlayStage, PanelInfo
 from detector.stats import FpsMeter
-from detector.types import Detections, Frame
+from detector.types import Detections, Frame, FrameResult
 
 NAMES = {0: "person", 1: "bicycle", 2: "car", 5: "bus"}
 W, H = 640, 360

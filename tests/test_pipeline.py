@@ -17,10 +17,9 @@ from detector.pipeline.channel import Channel, Closed
 from detector.pipeline.engine import Pipeline, PipelineOptions
 from detector.pipeline.gate import Gate
 from detector.pipeline.lane import Lane
-from detector.sinks.base import FrameResult
 from detector.sources import SourceInfo
 from detector.stages.overlay import OverlayStage
-from detector.types import Frame
+from detector.types import Frame, FrameResult
 
 
 class FakeSource:

@@ -16,8 +16,8 @@ import pytest
 from detector.catalog import Catalogs, MediaFile
 from detector.events import LineCross, stamp
 from detector.settings.storage import parse_size
-from detector.sinks.clipfolder import ClipFolder, EventsFile
 from detector.sinks.jsonl import read_jsonl
+from detector.storage.clipfolder import ClipFolder, EventsFile
 from detector.storage.layout import claim_segment, media_stem
 from detector.storage.retention import Limits, Retention, Unit, choose
 from detector.storage.segments import SegmentList

@@ -21,6 +21,8 @@ from web_client import get, wait_for
 
 from detector.catalog import Catalogs, MediaFile
 from detector.errors import UserError
+from detector.eventstore.queries import ReviewQuery, StoreReader
+from detector.eventstore.writer import EventStore
 from detector.settings import Settings
 from detector.settings.storage import size_text
 from detector.sinks.jsonl import JsonLinesSink, read_jsonl
@@ -28,8 +30,6 @@ from detector.sinks.paths import check_clips_dir
 from detector.storage.retention import Limits, Retention, Unit, choose, needs
 from detector.storage.segments import SegmentList
 from detector.storage.setup import Storage
-from detector.store.queries import ReviewQuery, StoreReader
-from detector.store.writer import EventStore
 from detector.web.config import ServeConfig
 from detector.web.view import WebView
 

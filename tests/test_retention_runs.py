@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from detector_process import DetectorProcess
 
+from detector.eventstore.queries import ReviewQuery, StoreReader
 from detector.sinks.jsonl import read_jsonl
-from detector.store.queries import ReviewQuery, StoreReader
 
 pytestmark = pytest.mark.model
 

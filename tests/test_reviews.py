@@ -13,9 +13,10 @@ import pytest
 
 from detector import reviews as reviews_mod
 from detector.events import EventRecord, LineCross, TrackNew, ZoneEnter, ZoneExit, stamp
-from detector.reviews import Reviewer, ReviewUpdate
-from detector.sinks.base import FrameResult
-from detector.types import Detections, Frame
+from detector.media.images import picture_jpeg
+from detector.review_items import ReviewUpdate
+from detector.reviews import Reviewer
+from detector.types import Detections, Frame, FrameFacts, FrameResult
 
 FPS = 10
 WALL0 = 1_790_000_000.0
@@ -155,11 +156,11 @@ def test_the_best_shot_is_the_highest_score_times_area_with_its_frame() -> None:
     assert best is not None and best.frame == 30 and best.track_id == 7 and best.area == pytest.approx(6400)
     assert best.score == pytest.approx(0.6) and best.value == pytest.approx(3840, rel=1e-3)
     assert end.picture is not None and end.picture.image is shown[30].annotated, "that frame, not a copy"
-    jpeg = cv2.imdecode(np.frombuffer(end.picture.jpeg(), np.uint8), cv2.IMREAD_COLOR)
+    jpeg = cv2.imdecode(np.frombuffer(picture_jpeg(end.picture), np.uint8), cv2.IMREAD_COLOR)
     assert jpeg.shape == (240, 320, 3)
     edge = jpeg[10:90, 0:3].reshape(-1, 3).astype(int)  # the box's left side, outlined in yellow
     assert (np.abs(edge - (0, 255, 255)).max(axis=1) < 60).sum() > 20
-    small = cv2.imdecode(np.frombuffer(end.picture.jpeg(width=160), np.uint8), cv2.IMREAD_COLOR)
+    small = cv2.imdecode(np.frombuffer(picture_jpeg(end.picture, width=160), np.uint8), cv2.IMREAD_COLOR)
     assert small.shape == (120, 160, 3)
 
 
@@ -200,7 +201,7 @@ def test_a_stationary_object_is_no_longer_activity() -> None:
             result = frame(i, car if i >= 10 else {})
             if parked_from is not None and i >= parked_from:
                 result = FrameResult(result.frame, result.detections, result.annotated, 10.0,
-                                     {"stationary": [7]})  # fmt: skip
+                                     FrameFacts(stationary=[7]))  # fmt: skip
             wall = WALL0 + i / FPS
             reviewer.frame(result, wall)
             for draft in events.get(i, []):

@@ -25,9 +25,9 @@ from conftest import ROOT, FakeDetector, write_clip
 
 from detector.pipeline.engine import Pipeline, PipelineOptions
 from detector.signals import FRAME_GRACE_S, interrupts
-from detector.sinks.base import FrameResult
 from detector.sources import open_source
 from detector.stages.overlay import OverlayStage
+from detector.types import FrameResult
 
 pytestmark = pytest.mark.model
 

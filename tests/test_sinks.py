@@ -26,11 +26,11 @@ from hypothesis import strategies as st
 from detector import files as files_mod
 from detector.errors import StorageError, UserError
 from detector.events import Gap, LineCross
-from detector.sinks.base import FrameResult
+from detector.settings.model import EncoderSettings
 from detector.sinks.jsonl import JsonLinesSink, read_jsonl
 from detector.sinks.paths import check_json_output_path, check_video_output_path
 from detector.sinks.video import VideoWriterSink
-from detector.types import Detections, Frame
+from detector.types import Detections, Frame, FrameResult
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -90,7 +90,7 @@ def top_level_boxes(path: Path) -> list[str]:
 
 
 def write_video(path: Path, n: int, fps: Fraction, size: tuple[int, int] = (640, 360), **kw: object) -> None:
-    sink = VideoWriterSink(path, fps=fps, live=False, threads=2, **kw)  # type: ignore[arg-type]
+    sink = VideoWriterSink(path, fps=fps, live=False, encoder=EncoderSettings(threads=2, **kw))  # type: ignore[arg-type]
     for i in range(n):
         sink.write(make_result(i, *size))
     sink.close()
@@ -159,7 +159,9 @@ def test_live_mode_uses_capture_times(tmp_path: Path) -> None:
     times = [0.0, *sorted(t + rng.uniform(-0.005, 0.005) for t in times[1:-1]), 3.0]
     times.insert(5, times[4])  # a repeated capture time must still give increasing pts
     out = tmp_path / "live.mp4"
-    sink = VideoWriterSink(out, fps=Fraction(30), live=True, preset="ultrafast", threads=2)
+    sink = VideoWriterSink(
+        out, fps=Fraction(30), live=True, encoder=EncoderSettings(preset="ultrafast", threads=2)
+    )
     for i, t in enumerate(times):
         sink.write(make_result(i, 320, 240, capture_time=t))
     sink.close()
@@ -182,8 +184,10 @@ CRASH_SCRIPT = textwrap.dedent(
     sys.path.insert(0, {root!r})
     sys.path.insert(0, {tests!r})
     from test_sinks import make_result
+    from detector.settings.model import EncoderSettings
     from detector.sinks.video import VideoWriterSink
-    sink = VideoWriterSink({out!r}, fps=Fraction(30), live=False, threads=2, fragment_seconds=1.0)
+    encoder = EncoderSettings(threads=2, fragment_seconds=1.0)
+    sink = VideoWriterSink({out!r}, fps=Fraction(30), live=False, encoder=encoder)
     for i in range(90):
         sink.write(make_result(i, 320, 240))
     os.kill(os.getpid(), signal.SIGKILL)
@@ -246,7 +250,9 @@ def test_close_without_frames_creates_nothing(tmp_path: Path) -> None:
 
 def test_size_change_is_scaled(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     out = tmp_path / "out.mp4"
-    sink = VideoWriterSink(out, fps=Fraction(30), live=False, preset="ultrafast", threads=2)
+    sink = VideoWriterSink(
+        out, fps=Fraction(30), live=False, encoder=EncoderSettings(preset="ultrafast", threads=2)
+    )
     with caplog.at_level(logging.WARNING, logger="detector.sinks.video"):
         for i in range(6):
             sink.write(make_result(i, 320, 240) if i < 3 else make_result(i, 640, 480))

@@ -14,10 +14,11 @@ from test_clips import FPS, SIZE, WALL0, ListCatalog, crossing, events_file, res
 
 from detector.events import EventRecord, stamp
 from detector.reviews import Reviewer
+from detector.settings.model import EncoderSettings
 from detector.settings.review import SnapshotSettings
-from detector.sinks.clipfolder import ClipFolder, EventsFile
-from detector.sinks.clips import ClipRecorder
 from detector.sinks.video import VideoWriterSink
+from detector.storage.clipfolder import ClipFolder, EventsFile
+from detector.storage.clips import ClipRecorder
 
 
 def run(
@@ -36,7 +37,9 @@ def run(
     )
     reviewer = Reviewer("cam", [recorder], gap=1.0)
     index = EventsFile(clip_folder)
-    sink = VideoWriterSink(None, fps=Fraction(FPS), live=False, threads=1, outputs=[recorder])
+    sink = VideoWriterSink(
+        None, fps=Fraction(FPS), live=False, encoder=EncoderSettings(threads=1), outputs=[recorder]
+    )
     for i in range(frames):
         frame = result(i, seen=any(abs(i - e) <= 3 for e in events))
         if i == big:

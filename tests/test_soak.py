@@ -19,11 +19,12 @@ import pytest
 from conftest import FakeDetector, decode, write_clip
 
 from detector.pipeline.engine import Pipeline
-from detector.sinks.base import FrameResult
+from detector.settings.model import EncoderSettings
 from detector.sinks.jsonl import JsonLinesSink, read_jsonl
 from detector.sinks.video import VideoWriterSink
 from detector.sources import open_source
 from detector.stages.overlay import OverlayStage
+from detector.types import FrameResult
 
 pytestmark = pytest.mark.slow
 
@@ -74,7 +75,7 @@ def soak(folder: str) -> dict[str, Any]:
     probe = RssProbe()
     sinks = [
         JsonLinesSink(js),
-        VideoWriterSink(video, fps=FPS, live=False, preset="ultrafast"),
+        VideoWriterSink(video, fps=FPS, live=False, encoder=EncoderSettings(preset="ultrafast")),
         probe,
     ]
     pipe = Pipeline.single(source, FakeDetector(), [OverlayStage()], sinks)

@@ -21,14 +21,14 @@ print(code, " ".join(sorted(sys.modules)), file=sys.stderr)
 """
 ONLY_WHEN_ASKED = {
     "sqlite3": "the event store (--events-db, --clips)",
-    "detector.store.writer": "the event store",
+    "detector.eventstore.writer": "the event store",
     "detector.notify.worker": "--notify",
     "detector.tracking": "--track",
     "lap": "--track",
     "detector.motion": "motion gating",
     "detector.storage.recorder": "--record",
     "detector.storage.raw": "--record --record-mode raw",
-    "detector.sinks.clips": "--clips",
+    "detector.storage.clips": "--clips",
     "detector.reviews": "review items (clips, the event store, MQTT, notifications)",
     "torch": "a .pt model",
 }

@@ -23,14 +23,15 @@ from test_reviews import WALL0, feed, new_track
 from detector.catalog import MediaFile
 from detector.errors import UserError
 from detector.events import ZoneEnter, stamp
-from detector.reviews import BestShot, Picture, Reviewer, ReviewItem
-from detector.store import writer as writer_mod
-from detector.store.filters import ReviewQuery
-from detector.store.ops import ReviewOp
-from detector.store.queries import StoreReader
-from detector.store.rows import write_review
-from detector.store.schema import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION, connect, migrate
-from detector.store.writer import EventStore
+from detector.eventstore import writer as writer_mod
+from detector.eventstore.filters import ReviewQuery
+from detector.eventstore.ops import ReviewOp
+from detector.eventstore.queries import StoreReader
+from detector.eventstore.rows import write_review
+from detector.eventstore.schema import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION, connect, migrate
+from detector.eventstore.writer import EventStore
+from detector.review_items import BestShot, Picture, ReviewItem
+from detector.reviews import Reviewer
 
 
 class Lane:
@@ -301,7 +302,7 @@ def test_a_batch_that_raises_does_not_stop_the_writer(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store = EventStore(tmp_path / "events.db")
-    monkeypatch.setattr(Picture, "jpeg", lambda self, *a, **kw: (_ for _ in ()).throw(cv2.error("bad")))
+    monkeypatch.setattr(writer_mod, "picture_jpeg", lambda *a, **kw: (_ for _ in ()).throw(cv2.error("bad")))
     for op in updates(2):
         store.put(op)
     assert store.flush(10) and store.failed is not None and store.counts["items_lost"] == 1, store.counts

@@ -27,9 +27,9 @@ from test_reviews import WALL0, new_track
 from test_store import updates
 
 from detector.events import stamp
-from detector.store import writer as writer_mod
-from detector.store.schema import connect, migrate
-from detector.store.writer import EventStore
+from detector.eventstore import writer as writer_mod
+from detector.eventstore.schema import connect, migrate
+from detector.eventstore.writer import EventStore
 
 LOCKER = """
 import select, sqlite3, sys

@@ -23,9 +23,9 @@ from test_clips_live import headless_env
 
 from detector.cli import main
 from detector.events import from_dict
-from detector.store.filters import ReviewQuery
-from detector.store.queries import StoreReader
-from detector.store.writer import EventStore
+from detector.eventstore.filters import ReviewQuery
+from detector.eventstore.queries import StoreReader
+from detector.eventstore.writer import EventStore
 
 pytestmark = pytest.mark.model
 

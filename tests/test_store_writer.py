@@ -18,11 +18,10 @@ from test_reviews import WALL0, new_track
 from test_store import updates
 
 from detector.events import stamp
+from detector.eventstore import writer as writer_mod
+from detector.eventstore.ops import EventOp
+from detector.eventstore.writer import EventStore
 from detector.notify.worker import Note, Notifier
-from detector.reviews import Picture
-from detector.store import writer as writer_mod
-from detector.store.ops import EventOp
-from detector.store.writer import EventStore
 
 
 def rows(path: Path, sql: str) -> list[tuple[Any, ...]]:
@@ -60,7 +59,7 @@ def test_a_rollback_that_fails_does_not_end_the_writer(
     store = EventStore(path)
     store.handle("cam").event(stamp(new_track(1, 1), "cam", WALL0))
     assert store.flush(10)
-    monkeypatch.setattr(Picture, "jpeg", lambda self, *a, **kw: (_ for _ in ()).throw(cv2.error("bad")))
+    monkeypatch.setattr(writer_mod, "picture_jpeg", lambda *a, **kw: (_ for _ in ()).throw(cv2.error("bad")))
     for op in updates(1):
         store.put(op)
     assert store.flush(5), "the writer answers"

@@ -16,7 +16,6 @@ from detector.events import LineCross
 from detector.pipeline.engine import Pipeline
 from detector.report import build_report, format_summary, write_report
 from detector.settings import LineSpec, ZoneSpec
-from detector.sinks.base import FrameResult
 from detector.sinks.paths import check_report_path
 from detector.sinks.tables import CSV_HEADER, CsvSink, MotSink
 from detector.sources import SourceInfo, open_source
@@ -25,7 +24,7 @@ from detector.stages.overlay import OverlayStage
 from detector.stages.track import TrackBook, TrackTally
 from detector.stages.zones import ZoneCounter
 from detector.stats import RunStats
-from detector.types import Detections, Frame
+from detector.types import Detections, Frame, FrameResult
 
 NAMES = {0: "person", 2: "car"}
 

@@ -16,9 +16,9 @@ import pytest
 from test_full_disk import fill, noise, whole_frames
 
 from detector.errors import StorageError
-from detector.sinks.encoder import H264Encoder
-from detector.sinks.mp4files import top_boxes
-from detector.sinks.video import Mp4Writer
+from detector.media.encoder import H264Encoder
+from detector.media.mp4files import top_boxes
+from detector.media.mp4writer import Mp4Writer
 from detector.storage.raw import RawRecorder
 from detector.storage.recorder import SegmentBook
 

@@ -27,7 +27,7 @@ from store_data import add_clip, make_store
 from test_clips_live import headless_env
 from web_client import address, get
 
-from detector.store.rows import MEDIA_SQL
+from detector.eventstore.rows import MEDIA_SQL
 
 TOKEN = "h0stile-Token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

@@ -27,8 +27,7 @@ from test_signals import decode_tolerant
 from web_client import EventReader, Viewer, get, wait_for
 
 from detector.drawing import class_color
-from detector.sinks.base import FrameResult
-from detector.types import Detections, Frame
+from detector.types import Detections, Frame, FrameResult
 
 pytestmark = pytest.mark.model
 

@@ -25,13 +25,12 @@ from detector.events import Gap, LineCross
 from detector.pipeline.engine import Pipeline
 from detector.pipeline.lane import Lane
 from detector.settings import Settings
-from detector.sinks.base import FrameResult, Sink
 from detector.sinks.jsonl import frame_record
 from detector.sources import open_source
 from detector.sources.base import SourceInfo
 from detector.stages.overlay import OverlayStage
 from detector.stats import RunStats
-from detector.types import Detections, Frame
+from detector.types import Detections, Frame, FrameResult, Sink
 from detector.web.config import TOKEN_ENV, ServeConfig, serve_config
 from detector.web.feeds import Phase
 from detector.web.view import WebView
@@ -95,7 +94,7 @@ def result(
         names=NAMES,
     )
     frame = Frame(image, index, index / 30, time.monotonic())
-    return FrameResult(frame, detections, image, 12.5, {}, source="cam")
+    return FrameResult(frame, detections, image, 12.5, source="cam")
 
 
 def metrics(url: str) -> dict[str, float]:

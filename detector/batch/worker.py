@@ -66,7 +66,7 @@ class Worker:
         )
 
     def process(self, job: Job) -> JobResult:
-        from detector.run import Run
+        from detector.compose.run import Run
 
         t0 = time.monotonic()
         log.info("start %s", job.input)

@@ -40,9 +40,9 @@ def add_parser(sub: Any) -> None:
 
 def _items(args: argparse.Namespace) -> Iterator[dict[str, Any]]:
     from detector.errors import UserError
-    from detector.store.filters import ReviewQuery, read_time
-    from detector.store.queries import StoreReader
-    from detector.store.schema import existing_store
+    from detector.eventstore.filters import ReviewQuery, read_time
+    from detector.eventstore.queries import StoreReader
+    from detector.eventstore.schema import existing_store
 
     now = time.time()
     try:

@@ -41,9 +41,9 @@ def add_parser(sub: Any) -> None:
 
 
 def command(args: argparse.Namespace, started_at: float) -> int:
+    from detector.compose.run import Run
     from detector.machine import raise_open_files_limit
     from detector.report import format_summaries
-    from detector.run import Run
     from detector.settings import load_settings
     from detector.sources import is_live_spec
 

@@ -34,9 +34,9 @@ def add_parser(sub: Any) -> None:
 
 def command(args: argparse.Namespace, started_at: float) -> int:
     from detector.errors import UserError
+    from detector.eventstore.schema import SCHEMA_VERSION, connect, existing_store, migrate
     from detector.machine import raise_open_files_limit
     from detector.settings import load_settings, with_updates
-    from detector.store.schema import SCHEMA_VERSION, connect, existing_store, migrate
     from detector.web.config import serve_config
     from detector.web.view import WebView
 

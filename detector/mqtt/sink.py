@@ -20,16 +20,16 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from detector.events import EventRecord, ObjectEvent
-from detector.images import jpeg
+from detector.media.images import jpeg, picture_jpeg
 from detector.mqtt.discovery import Discovery
 from detector.mqtt.outbox import Outbox, Payload
 from detector.mqtt.throttle import Throttle
 from detector.mqtt.topics import ALL, OFFLINE, ONLINE, RECONNECTING, Topics, changes, with_all
-from detector.reviews import ReviewUpdate
-from detector.sinks.base import FrameResult
+from detector.review_items import ReviewUpdate
 from detector.sinks.jsonl import dumps_line
-from detector.sinks.snapshot import highlight
 from detector.stats import RunStats
+from detector.storage.snapshot import highlight
+from detector.types import FrameResult
 
 JPEG_QUALITY = 85
 
@@ -100,7 +100,7 @@ class MqttSink:
             self._send_counts(changes(self.counts, counts), born)
             self.counts = counts
         if self.zones:
-            inside = result.extra.get("zones")
+            inside = result.facts.zones
             inside = inside if isinstance(inside, dict) else {}
             for zone in self.zones:
                 now = with_all(dict(inside.get(zone) or {}))
@@ -130,7 +130,7 @@ class MqttSink:
         if best is None or picture is None or (update.type != "new" and update.before.best == best):
             return
         width = self.snapshot_width
-        self._snapshot(best.class_name, lambda: picture.jpeg(width=width, quality=JPEG_QUALITY))
+        self._snapshot(best.class_name, lambda: picture_jpeg(picture, width=width, quality=JPEG_QUALITY))
 
     def close(self) -> None:
         """The source ended: nothing is in view any more (every count to 0), and it is ``offline``."""

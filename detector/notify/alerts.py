@@ -17,11 +17,12 @@ from datetime import datetime
 from typing import Any
 
 from detector.events import EventRecord
+from detector.media.images import picture_jpeg
 from detector.notify.worker import Notifier
-from detector.reviews import ReviewItem, ReviewUpdate
+from detector.review_items import ReviewItem, ReviewUpdate
 from detector.settings.notify import NotifySettings
-from detector.sinks.base import FrameResult
 from detector.stages.classes import class_names
+from detector.types import FrameResult
 
 JPEG_QUALITY = 85
 
@@ -94,7 +95,7 @@ class AlertNotifier:
         if self.settings.url_base:
             body += f"\n{self.settings.url_base}/history?review={item.id}"
         picture, width = update.picture, self.settings.snapshot_width
-        encode = None if picture is None else (lambda: picture.jpeg(width=width, quality=JPEG_QUALITY))
+        encode = None if picture is None else (lambda: picture_jpeg(picture, width, JPEG_QUALITY))
         self.notifier.submit(self.source, title, body, encode)
 
     # -- a sink, for the run report -----------------------------------------------------------------------

@@ -25,10 +25,10 @@ from detector.pipeline.channel import Channel
 from detector.pipeline.inference import Detected, Fatal, InferenceLoop, Routed
 from detector.pipeline.lane import Lane
 from detector.signals import interrupts
-from detector.sinks.base import Sink
 from detector.sources.base import Source
 from detector.stages.base import Stage
 from detector.stats import RunStats
+from detector.types import Sink
 
 log = logging.getLogger(__name__)
 LIVE_GATED_DEPTH = 2  # frames a gated live lane keeps waiting (an ungated one: the newest only)

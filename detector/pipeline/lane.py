@@ -19,7 +19,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from detector.errors import StorageError
 from detector.events import Attacher, EventRecord, StorageFull, stamp
@@ -27,12 +27,11 @@ from detector.pipeline.capture import FrameReader, Item
 from detector.pipeline.channel import Channel
 from detector.pipeline.gate import Gate
 from detector.progress import Progress
-from detector.sinks.base import FrameResult, Sink
 from detector.sources.base import Source
 from detector.stages.base import Stage
 from detector.stats import RunStats
 from detector.storage.disk import free_bytes
-from detector.types import Detections, Frame
+from detector.types import Detections, Frame, FrameFacts, FrameResult, Sink
 
 if TYPE_CHECKING:  # made only when someone listens to review items
     from detector.reviews import Reviewer
@@ -83,12 +82,13 @@ class Lane:
         t = time.perf_counter()
         self.stats.frames_dropped = self.frames.dropped  # for the panel
         events: list[EventRecord] = []
-        extras: dict[str, Any] = {}
+        facts = FrameFacts()
         for stage in self.stages:
             result = stage.update(frame, detections)
             detections = result.detections
             events.extend(result.events)
-            extras.update(result.extras)
+            if result.facts is not None:
+                facts.update(result.facts)
         annotated = frame.image
         if self.drawers:
             annotated = frame.image.copy()
@@ -97,7 +97,7 @@ class Lane:
         t2 = time.perf_counter()
         self.stats.stages["stages"].add((t2 - t) * 1000)
         latency = (time.monotonic() - frame.capture_time) * 1000
-        out = FrameResult(frame, detections, annotated, latency, extras, source=self.name)
+        out = FrameResult(frame, detections, annotated, latency, facts, source=self.name)
         full: list[StorageError] = []
         for sink in self.sinks:
             try:

@@ -1,5 +1,3 @@
-"""Sinks: where annotated frames and detections go (video file, JSON lines, window)."""
-
-from detector.sinks.base import FrameResult, Sink
-
-__all__ = ["FrameResult", "Sink"]
+"""Sinks: per-frame writers, where annotated frames and detections go (video file, JSON lines, tables,
+window, heatmap, timeline). Their contract, ``Sink``, and ``FrameResult`` are core types
+(``detector.types``)."""

@@ -33,9 +33,9 @@ import numpy as np
 
 from detector.errors import StorageError, UserError, storage_error
 from detector.events import EventRecord
-from detector.files import atomic_write
-from detector.sinks.base import FrameResult
-from detector.sinks.paths import check_json_output_path, make_parents
+from detector.files import atomic_write, make_parents
+from detector.sinks.paths import check_json_output_path
+from detector.types import FrameResult
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ def frame_record(result: FrameResult, with_source: bool = False) -> dict[str, An
         "pts": round(float(frame.pts), 6),
         "latency_ms": round(float(result.latency_ms), 1),
         "detections": result.detections.to_records(),
-        **result.extra,
+        **result.facts.to_dict(),
     }
 
 

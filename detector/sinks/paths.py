@@ -15,7 +15,7 @@ import stat
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from detector.errors import UserError, storage_error
+from detector.errors import UserError
 from detector.settings.base import flag_for
 from detector.settings.model import Settings
 
@@ -50,17 +50,6 @@ def refuse_folder(path: str | Path, what: str) -> None:
         is_dir = False
     if str(path).endswith(("/", os.sep)) or is_dir:
         raise UserError(f"{what} {path} is a folder; give a file name")
-
-
-def make_parents(path: str | Path) -> None:
-    """Make the missing folders above ``path``: every output calls this as it opens its file (the
-    checks above only look, so a run that fails to start makes no folders)."""
-    folder = Path(path).expanduser().parent
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        message = f"cannot create folder {folder} for {path}: {exc.strerror or exc}"
-        raise storage_error(exc, Path(path), message) or UserError(message) from exc
 
 
 def _check_missing_folder(p: Path, what: str) -> None:
@@ -201,13 +190,9 @@ def check_events_db(path: str | Path, overwrite: bool) -> Path:
         raise UserError(f"event store {p} is not a file; choose another path")
     if not os.access(p, os.W_OK) or not os.access(p.parent, os.W_OK | os.X_OK):
         raise UserError(f"event store {p} is not writable (nor its folder); choose another path")
-    from detector.store.schema import connect, version_of  # sqlite3: only for a run with a store
+    from detector.eventstore.schema import check_store  # sqlite3: only for a run with a store
 
-    db = connect(p)
-    try:
-        version_of(db, p)
-    finally:
-        db.close()
+    check_store(p)
     return p
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from detector.events import EventRecord
-from detector.sinks.base import FileOutput, FrameResult, Sink
+from detector.types import FileOutput, FrameResult, Sink
 
 
 class _Handle:

@@ -23,8 +23,9 @@ from typing import IO, Any
 
 from detector.errors import UserError, storage_error
 from detector.events import EventRecord
-from detector.sinks.base import FrameResult
-from detector.sinks.paths import check_output_file, make_parents
+from detector.files import make_parents
+from detector.sinks.paths import check_output_file
+from detector.types import FrameResult
 
 log = logging.getLogger(__name__)
 

@@ -17,9 +17,8 @@ from typing import Any
 import numpy as np
 
 from detector.events import EventRecord, Gap, LineCross
-from detector.images import data_uri, fit_width
-from detector.sinks.base import FrameResult
-from detector.types import Image
+from detector.media.images import data_uri, fit_width
+from detector.types import FrameResult, Image
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +87,7 @@ class TimelineSink:
         self.frames[b] += 1
         for name, n in result.detections.counts().items():
             self._series(self.classes, name, 0.0)[b] += n
-        for zone, per_class in (result.extra.get("zones") or {}).items():
+        for zone, per_class in (result.facts.zones or {}).items():
             occ = self._series(self.zones, zone, 0)
             occ[b] = max(occ[b], sum(per_class.values()))
         self.latency.append(float(result.latency_ms))

@@ -22,8 +22,7 @@ import numpy as np
 
 from detector.drawing import draw_label_at, label_size, style_for
 from detector.events import EventRecord
-from detector.sinks.base import FrameResult
-from detector.types import Image
+from detector.types import FrameResult, Image
 
 log = logging.getLogger(__name__)
 

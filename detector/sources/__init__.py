@@ -2,6 +2,6 @@
 thread that reads one into the pipeline."""
 
 from detector.sources.base import Source, SourceInfo, SourceKind, check_url, is_live_spec
-from detector.sources.open import open_source
+from detector.sources.from_spec import open_source
 
 __all__ = ["Source", "SourceInfo", "SourceKind", "check_url", "is_live_spec", "open_source"]

@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from detector.settings import Settings
 from detector.stages.base import Stage
 from detector.stages.classes import ClassFilter, resolve_classes
-from detector.stages.gating import GateStage, MotionOverlay
+from detector.stages.gate_marks import GateStage, MotionOverlay
 from detector.stages.heatmap import HeatmapStage
 from detector.stages.ignore import IgnoreStage
 from detector.stages.lines import LinesStage

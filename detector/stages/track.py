@@ -27,12 +27,13 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 import numpy as np
+import numpy.typing as npt
 
 from detector.events import EventRecord, TrackNew, object_fields
 from detector.stages.base import Stage, StageResult
 from detector.stages.stationary import StationaryBook
 from detector.text import by_count
-from detector.types import Detections, Frame, Image, Inference
+from detector.types import Column, Detections, Frame, FrameFacts, Image, Inference
 
 
 class Tracker(Protocol):
@@ -101,6 +102,7 @@ class TrackStage(Stage):
         self.stationary = stationary
         self._public: dict[int, int] = {}  # the tracker's id -> ours
         self._next = 1
+        self._born: dict[int, float] = {}  # public id -> pts it was first seen at
 
     def update(self, frame: Frame, detections: Detections) -> StageResult:
         if frame.inference is Inference.RAN:
@@ -112,19 +114,26 @@ class TrackStage(Stage):
             self._claim_parked(raw, tracked)
         ids = [self._public_id(t) for t in raw]
         tracked.tracker_id = np.asarray(ids, dtype=np.int64)
-        extras: dict[str, Any] = {}
+        pts = float(frame.pts)
+        columns: dict[str, npt.NDArray[Any]] = {
+            Column.TRACK_AGE: np.array([pts - self._born.setdefault(t, pts) for t in ids], np.float64)
+        }
+        facts: FrameFacts | None = None
         keep: list[int] = []
         if self.stationary is not None:
-            pts = float(frame.pts)
-            extras["stationary"] = self.stationary.observe(pts, ids, tracked.xyxy, tracked.class_id.tolist())
+            still = self.stationary.observe(pts, ids, tracked.xyxy, tracked.class_id.tolist())
+            facts = FrameFacts(stationary=still)
+            columns[Column.STATIONARY] = np.isin(np.asarray(ids, np.int64), np.asarray(still, np.int64))
             keep = self.stationary.parked(pts, ids)
         self.book.update(ids, keep)
         if self.book.ended:
             ended = set(self.book.ended)
             self._public = {k: v for k, v in self._public.items() if v not in ended}
+            for tid in ended:
+                self._born.pop(tid, None)
             if self.stationary is not None:
                 self.stationary.forget(ended)
-        return StageResult(tracked, extras=extras)
+        return StageResult(tracked.with_data(**columns), facts=facts)
 
     def _claim_parked(self, raw: list[int], tracked: Detections) -> None:
         """A new track over a parked stationary one is that object: it takes the parked id."""

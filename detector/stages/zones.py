@@ -28,6 +28,7 @@ from typing import Any
 
 import cv2
 import numpy as np
+import numpy.typing as npt
 
 from detector.drawing import draw_label, name_color, style_of
 from detector.errors import UserError
@@ -38,7 +39,7 @@ from detector.stages.classes import class_mask, resolve_classes
 from detector.stages.geometry import anchor_points, default_band, resolve_points
 from detector.stages.track import TrackBook
 from detector.text import by_count, counts_text
-from detector.types import Detections, Frame, Image
+from detector.types import Column, Detections, Frame, FrameFacts, Image
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +84,7 @@ class ZoneCounter:
         self.dwell_total = 0.0
         self.dwell_max = 0.0
         self._occupancy: Counter[str] = Counter()
+        self.inside: npt.NDArray[np.bool_] = np.zeros(0, np.bool_)  # per detection of the latest frame
         self._tracks: dict[int, _Track] = {}
 
     def occupancy(self) -> dict[str, int]:
@@ -101,12 +103,14 @@ class ZoneCounter:
         keep = np.flatnonzero(class_mask(detections, self.class_ids))
         anchors = anchor_points(detections.xyxy[keep], self.spec.anchor)
         tids = detections.tracker_id
+        self.inside = np.zeros(len(detections), np.bool_)  # which detections are inside, as counted
         for k, i in enumerate(keep.tolist()):
             cls = detections.class_name(int(detections.class_id[i]))
             d = self.distance(anchors[k])
             if tids is None:
                 if d >= 0:
                     occupancy[cls] += 1
+                    self.inside[i] = True
                 continue
             tid = int(tids[i])
             seen.add(tid)
@@ -125,6 +129,7 @@ class ZoneCounter:
                 events.append(self._exit(tid, track, frame_index, pts, pts))
             if track.inside:
                 occupancy[track.class_name] += 1
+                self.inside[i] = True
         for tid in self.book.ended if self.book is not None else ():
             gone = self._tracks.pop(tid, None)
             if gone is not None and gone.inside and tid not in seen:
@@ -236,7 +241,11 @@ class ZonesStage(Stage):
         events: list[EventRecord] = []
         for zone in self.zones:
             events.extend(zone.update(detections, frame.index, frame.pts))
-        return StageResult(detections, events, {"zones": {z.name: z.occupancy() for z in self.zones}})
+        inside = np.empty(len(detections), object)  # per detection: the zones it is inside
+        for i in range(len(detections)):
+            inside[i] = tuple(z.name for z in self.zones if z.inside[i])
+        detections = detections.with_data(**{Column.ZONES: inside})
+        return StageResult(detections, events, FrameFacts(zones={z.name: z.occupancy() for z in self.zones}))
 
     def annotate(self, scene: Image, detections: Detections) -> Image:
         for zone in self.zones:

@@ -5,19 +5,22 @@ Recordings: ``DIR/{source}/{YYYY-MM-DD}/{HH.MM.SS}.mp4``, from the segment's fir
 capture time for live sources; for files the media time (``00.10.00.mp4`` is ten minutes in), under
 the day the run started. A name already taken (two segments in one second, a file recorded twice)
 gets ``-2``, ``-3``... and is reserved with an exclusive create, so a segment never replaces a file.
-Clips (``sinks.clipfolder``): ``{source}-clip-NNNN.mp4`` and ``{source}-event-NNNN.jpg``.
+Clips and event snapshots (``storage.clipfolder`` claims them): ``{source}-clip-NNNN.mp4`` and
+``{source}-event-NNNN.jpg`` (``clip_name``); the one rule that names them is also the one that tells
+which files in a folder are ours and which number comes next (``parse_clip_name``).
 """
 
 from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from datetime import date, datetime
 from pathlib import Path
 
 from detector.catalog import MediaFile, MediaKind
-from detector.errors import UserError, storage_error
-from detector.files import reserve
+from detector.errors import UserError
+from detector.files import make_folder, reserve
 from detector.storage.safety import subfolders
 
 SEGMENTS_FILE = "segments.jsonl"
@@ -25,7 +28,21 @@ MAX_TRIES = 1000
 _SOURCE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # ``sources.naming.safe`` names
 _DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
 _SEGMENT = re.compile(r"\d{2,}\.\d{2}\.\d{2}(-\d+)?\.mp4")
-_OURS = re.compile(r"([A-Za-z0-9][A-Za-z0-9._-]*)-(?:clip-\d{4,}\.mp4|event-\d{4,}\.jpg)")
+_CLIP = re.compile(r"([A-Za-z0-9][A-Za-z0-9._-]*)-(clip|event)-(\d{4,})(\.mp4|\.jpg)")
+CLIP_SUFFIXES = {"clip": ".mp4", "event": ".jpg"}  # an event clip, an event snapshot
+
+
+def clip_name(source: str, kind: str, number: int, suffix: str) -> str:
+    """The name of a source's clip (``kind`` "clip", ".mp4") or event snapshot ("event", ".jpg")."""
+    return f"{source}-{kind}-{number:04d}{suffix}"
+
+
+def parse_clip_name(name: str) -> tuple[str, str, int, str] | None:
+    """(source, kind, number, suffix) of a name ``clip_name`` gives, else None."""
+    match = _CLIP.fullmatch(name)
+    if match is None or CLIP_SUFFIXES[match.group(2)] != match.group(4):
+        return None
+    return match.group(1), match.group(2), int(match.group(3)), match.group(4)
 
 
 def live_stem(wall: float) -> tuple[str, str]:
@@ -43,11 +60,7 @@ def media_stem(day: date, seconds: float) -> tuple[str, str]:
 def claim_segment(root: Path, source: str, day: str, clock: str) -> Path:
     """A new, reserved (created empty) ``root/source/day/clock[-N].mp4``; folders made as needed."""
     folder = root / source / day
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        message = f"cannot create recording folder {folder}: {exc.strerror or exc}"
-        raise storage_error(exc, folder, message) or UserError(message) from exc
+    make_folder(folder, "recording folder")
     for n in range(1, MAX_TRIES + 1):
         path = folder / (f"{clock}.mp4" if n == 1 else f"{clock}-{n}.mp4")
         if reserve(path, "recording segment"):
@@ -64,13 +77,14 @@ def is_segment(root: Path, path: Path) -> bool:
     return bool(_SOURCE.fullmatch(source) and _DAY.fullmatch(day) and _SEGMENT.fullmatch(name))
 
 
-def _files(folder: Path, names: re.Pattern[str]) -> list[tuple[os.DirEntry[str], os.stat_result]]:
-    """The regular files in ``folder`` whose names match, with their stat (``scandir``: one call a file)."""
+def _files(folder: Path, ours: Callable[[str], object]) -> list[tuple[os.DirEntry[str], os.stat_result]]:
+    """The regular files in ``folder`` whose names are ``ours``, with their stat (``scandir``: one call a
+    file)."""
     found = []
     try:
         with os.scandir(folder) as entries:
             for entry in entries:
-                if names.fullmatch(entry.name) and entry.is_file(follow_symlinks=False):
+                if ours(entry.name) and entry.is_file(follow_symlinks=False):
                     found.append((entry, entry.stat(follow_symlinks=False)))
     except OSError:
         pass
@@ -89,7 +103,7 @@ def scan_recordings(root: Path, skipped: list[Path] | None = None) -> list[Media
             continue
         for day in subfolders(root / source, links):
             if _DAY.fullmatch(day):
-                for entry, st in _files(root / source / day, _SEGMENT):
+                for entry, st in _files(root / source / day, _SEGMENT.fullmatch):
                     found.append(
                         MediaFile("segment", source, Path(entry.path), end=st.st_mtime, bytes=st.st_size)
                     )
@@ -99,11 +113,11 @@ def scan_recordings(root: Path, skipped: list[Path] | None = None) -> list[Media
 def scan_clips(folder: Path) -> list[MediaFile]:
     """Every clip and snapshot in our naming in ``folder`` (absolute)."""
     found: list[MediaFile] = []
-    for entry, st in _files(folder.absolute(), _OURS):
+    for entry, st in _files(folder.absolute(), parse_clip_name):
         kind: MediaKind = "clip" if entry.name.endswith(".mp4") else "snapshot"
-        match = _OURS.fullmatch(entry.name)
-        assert match is not None
-        found.append(MediaFile(kind, match.group(1), Path(entry.path), end=st.st_mtime, bytes=st.st_size))
+        parsed = parse_clip_name(entry.name)
+        assert parsed is not None
+        found.append(MediaFile(kind, parsed[0], Path(entry.path), end=st.st_mtime, bytes=st.st_size))
     return found
 
 

@@ -27,10 +27,10 @@ import av
 
 from detector.errors import StorageError, UserError, storage_error
 from detector.events import EventRecord
-from detector.sinks.base import FrameResult
-from detector.sinks.mp4files import faststart, lost_on_close, trim_torn
-from detector.sinks.video import FRAGMENTED_MOVFLAGS
+from detector.media.mp4files import faststart, lost_on_close, trim_torn
+from detector.media.mp4writer import FRAGMENTED_MOVFLAGS
 from detector.storage.recorder import Segment, SegmentBook
+from detector.types import FrameResult
 
 log = logging.getLogger(__name__)
 

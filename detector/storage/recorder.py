@@ -33,12 +33,12 @@ import av
 
 from detector.catalog import MediaCatalog, MediaFile
 from detector.errors import StorageError, UserError, raise_together
+from detector.media.encoder import Encoded, H264Encoder
+from detector.media.mp4writer import Mp4Writer
 from detector.settings.storage import size_text
-from detector.sinks.base import FrameResult
-from detector.sinks.encoder import Encoded, H264Encoder
-from detector.sinks.video import Mp4Writer
 from detector.storage.disk import free_bytes
 from detector.storage.layout import claim_segment, live_stem, media_stem
+from detector.types import FrameResult
 
 log = logging.getLogger(__name__)
 

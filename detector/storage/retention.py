@@ -32,8 +32,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from detector.catalog import Catalogs, MediaFile
+from detector.eventstore.names import store_file_names
 from detector.settings.storage import size_text
-from detector.sinks.clipfolder import EVENTS_FILE
+from detector.storage.clipfolder import EVENTS_FILE
 from detector.storage.disk import allocated, block_size, disk_usage, existing, free_bytes
 from detector.storage.layout import SEGMENTS_FILE, empty_days, is_segment
 from detector.storage.policy import Doomed, Limits, Unit, choose, needs
@@ -50,7 +51,7 @@ RECENT_UNITS = 10  # the room kept for what is being written: from the largest o
 BEING_WRITTEN = 3  # per writer, in units: the open one, and the one closed with its copy
 INDEX_FILES: dict[FolderKind, tuple[str, ...]] = {
     "recordings": (SEGMENTS_FILE,),
-    "clips": (EVENTS_FILE, "events.db", "events.db-wal", "events.db-shm", "events.db-journal"),
+    "clips": (EVENTS_FILE, *store_file_names()),
 }
 
 

@@ -1,8 +1,8 @@
-"""``Storage``: what ``run.py`` makes of ``record:`` and ``retain:`` for one run.
+"""``Storage``: what ``compose.run`` makes of ``record:`` and ``retain:`` for one run.
 
     storage = Storage(settings, catalogs)          # segments.jsonl and retention join the catalogs
     storage.check(clips_folders)                   # before anything runs: the folder can be written
-    output, sink = storage.recorder(identity, info, source)   # per source, from sinks.build
+    output, sink = storage.recorder(identity, info, source)   # per source, from compose.build
     storage.start(clip_folders)                    # once the lanes are built: scan, say, check
     ...
     storage.close()                                # after the lanes: retention stops
@@ -20,15 +20,15 @@ from typing import TYPE_CHECKING, Any
 
 from detector.catalog import Catalogs
 from detector.errors import UserError
+from detector.media.mp4writer import PacketOutput
 from detector.settings import Settings
-from detector.sinks.base import Sink
 from detector.sinks.paths import check_clips_dir
-from detector.sinks.video import PacketOutput
 from detector.sources.base import SourceInfo
 from detector.sources.naming import SourceIdentity
 from detector.storage.retention import Limits, Retention
 from detector.storage.segments import SegmentList
 from detector.storage.status import StorageStatus
+from detector.types import Sink
 
 if TYPE_CHECKING:  # the recorders are imported where made: a run without --record loads neither
     from detector.storage.recorder import RecordHooks

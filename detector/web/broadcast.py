@@ -26,9 +26,9 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from detector.events import EventRecord
-from detector.images import jpeg
-from detector.sinks.base import FrameResult
+from detector.media.images import jpeg
 from detector.sinks.jsonl import dumps_line, frame_record
+from detector.types import FrameResult
 from detector.web.feeds import Feed
 
 # Each part names its frame (the JSONL's "frame"), so a client can match what it sees to the records.

@@ -22,12 +22,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from detector.events import EventRecord
-from detector.report import part_reports
-from detector.sinks.base import FrameResult
 from detector.sources.base import SourceInfo
 from detector.stages.base import Stage
 from detector.stats import RunStats
 from detector.text import by_count
+from detector.types import FrameResult, part_reports
 
 if TYPE_CHECKING:
     from detector.storage.setup import Storage
@@ -169,6 +168,6 @@ def _inside(result: FrameResult | None, zone: str) -> dict[str, int]:
     """Who is inside ``zone`` in the newest frame (the zones stage's per-frame extra)."""
     if result is None:
         return {}
-    zones = result.extra.get("zones")
+    zones = result.facts.zones
     value = zones.get(zone) if isinstance(zones, dict) else None
     return dict(value) if isinstance(value, dict) else {}

@@ -39,8 +39,8 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from detector.errors import UserError
-from detector.store.filters import BadQuery, EventQuery, ReviewQuery, read_time
-from detector.store.queries import StoreReader
+from detector.eventstore.filters import BadQuery, EventQuery, ReviewQuery, read_time
+from detector.eventstore.queries import StoreReader
 from detector.web.feeds import Board
 from detector.web.media import FdFileResponse, Gone, Refused, open_media
 from detector.web.pages import CSS, JS, Page, json_response

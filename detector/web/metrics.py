@@ -18,7 +18,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from detector.web.feeds import Board, Feed
-from detector.web.storage import storage_metrics
+from detector.web.storage_health import storage_metrics
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 INFERENCE_BUCKETS = (0.005, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.2, 0.5, 1.0, 2.5)

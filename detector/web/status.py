@@ -8,7 +8,7 @@ from typing import Any
 
 from detector.text import by_count
 from detector.web.feeds import Board, Feed, Phase
-from detector.web.storage import retention_short, storage_health
+from detector.web.storage_health import retention_short, storage_health
 
 
 def _source_status(feed: Feed, stall_timeout: float) -> dict[str, Any]:

@@ -22,10 +22,10 @@ from typing import TYPE_CHECKING, Protocol
 
 from detector.events import EventRecord
 from detector.settings import Settings
-from detector.sinks.base import FrameResult, Sink
 from detector.sources.base import SourceInfo
 from detector.stages.base import Stage
 from detector.stats import RunStats
+from detector.types import FrameResult, Sink
 from detector.web.config import ServeConfig, serve_config
 from detector.web.feeds import Board, Feed, Phase
 

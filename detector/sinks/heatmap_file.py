@@ -8,10 +8,9 @@ from pathlib import Path
 
 from detector.errors import UserError, storage_error
 from detector.events import EventRecord
-from detector.images import write_image
-from detector.sinks.base import FrameResult
-from detector.sinks.paths import make_parents
-from detector.types import Image
+from detector.files import make_parents
+from detector.media.images import write_image
+from detector.types import FrameResult, Image
 
 log = logging.getLogger(__name__)
 

@@ -18,8 +18,8 @@ from typing import Any
 
 from detector.catalog import MediaFile
 from detector.events import EventRecord
-from detector.reviews import ReviewItem
-from detector.store.schema import LABELS_SQL, labels
+from detector.eventstore.schema import LABELS_SQL, labels
+from detector.review_items import ReviewItem
 
 
 def dumps(value: Any) -> str:

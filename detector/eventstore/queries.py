@@ -30,9 +30,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from detector.errors import UserError
-from detector.store.filters import EventQuery, ReviewQuery, id_at, limit_of, review_cursor
-from detector.store.rows import pid_alive
-from detector.store.schema import READ_BUSY_MS, SCHEMA_VERSION, connect, unreadable, version_of
+from detector.eventstore.filters import EventQuery, ReviewQuery, id_at, limit_of, review_cursor
+from detector.eventstore.rows import pid_alive
+from detector.eventstore.schema import READ_BUSY_MS, SCHEMA_VERSION, connect, unreadable, version_of
 
 ID_MARGIN_S = 600.0  # an event's id is made at most this long after its wall_time (capture time)
 

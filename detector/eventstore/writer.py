@@ -43,13 +43,9 @@ from typing import Any
 
 from detector import __version__
 from detector.catalog import MediaFile
-from detector.errors import UserError
 from detector.events import EventRecord
-from detector.reviews import BestShot, Picture, ReviewItem, ReviewUpdate
-from detector.sinks.base import FrameResult
-from detector.sinks.paths import make_parents
-from detector.store.ops import EventOp, Flush, MediaOp, RemovedOp, ReviewOp, Stop, Write, pictured
-from detector.store.rows import (
+from detector.eventstore.ops import EventOp, Flush, MediaOp, RemovedOp, ReviewOp, Stop, Write, pictured
+from detector.eventstore.rows import (
     EVENT_SQL,
     MEDIA_SQL,
     end_dead_runs,
@@ -59,7 +55,11 @@ from detector.store.rows import (
     remove_media,
     write_review,
 )
-from detector.store.schema import close_store, connect, failure, migrate, rollback, version_of
+from detector.eventstore.schema import check_store, close_store, connect, failure, migrate, rollback
+from detector.files import make_parents
+from detector.media.images import picture_jpeg
+from detector.review_items import BestShot, Picture, ReviewItem, ReviewUpdate
+from detector.types import FrameResult
 
 log = logging.getLogger(__name__)
 
@@ -103,15 +103,7 @@ class EventStore:
 
     def check(self) -> None:
         """An existing file must be a store this detector can write (``UserError`` if not)."""
-        if not os.path.lexists(self.path):
-            return
-        if self.path.is_dir():
-            raise UserError(f"event store {self.path} is a folder; give a file name")
-        db = connect(self.path)
-        try:
-            version_of(db, self.path)
-        finally:
-            db.close()
+        check_store(self.path)
 
     def handle(self, source: str) -> StoreHandle:
         """The way in for the source named ``source``."""
@@ -327,7 +319,7 @@ class EventStore:
             db.execute(
                 "INSERT INTO thumbnails (review_id, jpeg) VALUES (?, ?)"
                 " ON CONFLICT (review_id) DO UPDATE SET jpeg = excluded.jpeg",
-                (item.id, picture.jpeg(THUMB_WIDTH, quality=75)),
+                (item.id, picture_jpeg(picture, THUMB_WIDTH, quality=75)),
             )
             shown = item.best
         if item.end_time is not None:

@@ -27,7 +27,7 @@ from av.video.reformatter import ColorPrimaries, ColorRange, Colorspace, ColorTr
 
 from detector.errors import UserError
 from detector.machine import cpu_count
-from detector.settings.model import X264_PRESETS
+from detector.settings.model import X264_PRESETS, EncoderSettings
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +86,7 @@ class H264Encoder:
         self.preset = preset
         self.crf = int(crf)
         self.threads = thread_count(threads)
+        self.fragment_seconds = fragment_seconds
         self.gop = max(1, round(fps * Fraction(fragment_seconds)))
         self.name = name  # for messages: the output it is for
         ticks = TICKS_PER_FRAME if self.source_times else 1
@@ -100,6 +101,28 @@ class H264Encoder:
         self._last_pts = -1
         self._source_pts: dict[int, float] = {}  # encoder pts -> source pts, until its packet comes out
         self._resize_warned = False
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: EncoderSettings,
+        *,
+        fps: Fraction | float,
+        live: bool,
+        source_times: bool = False,
+        name: str = "video",
+    ) -> H264Encoder:
+        """The encoder with the ``encoder:`` settings (the annotated video's, run and bench alike)."""
+        return cls(
+            fps=fps,
+            live=live,
+            source_times=source_times,
+            preset=settings.preset,
+            crf=settings.crf,
+            threads=settings.threads,
+            fragment_seconds=settings.fragment_seconds,
+            name=name,
+        )
 
     def _open(self, width: int, height: int) -> None:
         self._source_size = (width, height)

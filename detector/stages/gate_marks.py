@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 
 from detector.stages.base import Layer, Stage, StageResult
-from detector.types import Detections, FloatArray, Frame, Image, Inference
+from detector.types import Detections, FloatArray, Frame, FrameFacts, Image, Inference
 
 MOTION_COLOR = (0, 140, 255)  # BGR orange
 
@@ -28,11 +28,11 @@ class GateStage(Stage):
         self.boxes: FloatArray = np.zeros((0, 4), np.float32)
 
     def update(self, frame: Frame, detections: Detections) -> StageResult:
-        extras: dict[str, object] = {"inference": frame.inference is Inference.RAN}
+        facts = FrameFacts(inference=frame.inference is Inference.RAN)
         if self.motion:
             self.boxes = frame.motion if frame.motion is not None else np.zeros((0, 4), np.float32)
-            extras["motion"] = np.rint(self.boxes).astype(int).tolist()
-        return StageResult(detections, extras=extras)
+            facts.motion = np.rint(self.boxes).astype(int).tolist()
+        return StageResult(detections, facts=facts)
 
 
 class MotionOverlay(GateStage):

@@ -1,5 +1,6 @@
-"""The one place where a source's file sinks are made from ``Settings`` (as ``stages.build`` makes its
-stages), and the shared ones of a run with several sources.
+"""The one place where every consumer of a source's lane is made (as ``stages.build`` makes its
+stages): its own outputs from ``Settings``, the shared ones of a run with several sources, and the
+sinks the run's ``Watchers`` add (the web view's feed, MQTT and notifications, the window's tile).
 
 A source gets: the annotated video (``--output``, and the encoder the clip recorder cuts clips from),
 JSON lines, CSV, MOT, the ``--heatmap`` picture and what an HTML ``--report`` draws; its clip recorder
@@ -9,12 +10,13 @@ review items (``SourceSinks.reviews``). ``Shared`` holds what several sources wr
 ``--json`` file, each clips folder with its ``events.jsonl`` (a media catalog too: retention drops
 the lines of the clips it deletes), each event store, the media catalogs every finished file is
 told to, and the run's ``storage`` (``--record``: a source's annotated recorder is another packet
-output of its video sink; a raw one taps the source and is a sink).
+output of its video sink; a raw one taps the source and is a sink). MQTT and notifications are
+sinks and listen to the review items too.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -22,23 +24,50 @@ from typing import TYPE_CHECKING
 
 from detector.catalog import Catalogs
 from detector.events import Attacher
+from detector.eventstore.names import DEFAULT_NAME
+from detector.media.mp4writer import PacketOutput
+from detector.review_items import ReviewConsumer
 from detector.settings import Settings
-from detector.sinks.base import Sink
-from detector.sinks.heatmap import HeatmapSink
+from detector.sinks.heatmap_file import HeatmapSink
 from detector.sinks.jsonl import JsonLinesSink
 from detector.sinks.shared import SharedSink
 from detector.sinks.tables import CsvSink, MotSink
 from detector.sinks.timeline import TimelineSink
-from detector.sinks.video import PacketOutput, VideoWriterSink
+from detector.sinks.video import VideoWriterSink
+from detector.sinks.window import Window
 from detector.sources.base import SourceInfo
 from detector.sources.naming import SourceIdentity
-from detector.types import Image
+from detector.stages.base import Stage
+from detector.stats import RunStats
+from detector.types import Image, Sink
 
 if TYPE_CHECKING:  # imported where used: a run without clips, a store or --record loads none of them
-    from detector.reviews import ReviewConsumer
-    from detector.sinks.clipfolder import ClipFolder
+    from detector.compose.outlets import Outlets
+    from detector.eventstore.writer import EventStore
+    from detector.storage.clipfolder import ClipFolder
     from detector.storage.setup import Storage
-    from detector.store.writer import EventStore
+    from detector.web.view import WebView
+
+
+@dataclass(frozen=True)
+class Watchers:
+    """What watches every lane of a run besides the lane's own outputs, each giving the lane sinks of
+    its own: the web view (its feeds), the outlets (MQTT and notifications, which also listen to the
+    review items) and the window (a tile)."""
+
+    web: WebView | None = None
+    outlets: Outlets | None = None
+    window: Window | None = None
+
+
+@dataclass(frozen=True)
+class LaneInfo:
+    """The lane whose consumers are built: its stats and stages (the web view shows them) and the
+    model's class names (the outlets announce them)."""
+
+    stats: RunStats
+    stages: Sequence[Stage] = ()
+    names: Mapping[int, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -78,7 +107,7 @@ class Shared:
         """The clips folder at ``path`` (one per folder, whichever sources use it) and a handle on its
         ``events.jsonl``."""
         if path not in self.folders:
-            from detector.sinks.clipfolder import ClipFolder, EventsFile
+            from detector.storage.clipfolder import ClipFolder, EventsFile
 
             folder = ClipFolder(path, reserved=[p for p in self.outputs if p.parent == path.absolute()])
             index = EventsFile(folder, on_resumed=self.storage.status.resumed if self.storage else None)
@@ -91,7 +120,7 @@ class Shared:
         """The event store at ``path`` (one per file, whichever sources write it), a catalog too."""
         key = path.expanduser().absolute()
         if key not in self.stores:
-            from detector.store.writer import EventStore  # sqlite3 too
+            from detector.eventstore.writer import EventStore  # sqlite3 too
 
             self.stores[key] = EventStore(key)
             self.catalog.add(self.stores[key])
@@ -118,7 +147,7 @@ def store_path(
         return paths["events_db"]
     if "events_db" in shared:
         return Path(shared["events_db"]).expanduser()
-    return clips / "events.db" if clips is not None else None
+    return clips / DEFAULT_NAME if clips is not None else None
 
 
 def build_sinks(
@@ -134,11 +163,45 @@ def build_sinks(
     heatmap: Callable[[], Image] | None = None,
     with_source: bool = False,
     source: object = None,
+    lane: LaneInfo | None = None,
+    watchers: Watchers | None = None,
 ) -> SourceSinks:
-    """One source's sinks. ``paths``: its own checked outputs (``{name}`` filled in); ``clips``: its
-    clips folder (its own or the run's shared one); ``store``: its event store; ``heatmap``: the
-    heatmap stage's ``render``; ``with_source``: frame lines name their source (a run with several);
-    ``source``: the opened source (a raw recording taps it)."""
+    """Every consumer of one source's lane, from this one place: its sinks, attachers and review
+    listeners. ``paths``: its own checked outputs (``{name}`` filled in); ``clips``: its clips folder
+    (its own or the run's shared one); ``store``: its event store; ``heatmap``: the heatmap stage's
+    ``render``; ``with_source``: frame lines name their source (a run with several); ``source``: the
+    opened source (a raw recording taps it); ``watchers``: the run's web view, outlets and window,
+    which add sinks of their own for the ``lane``."""
+    out = _outputs(
+        settings, identity, info, paths, shared, clips, store, audio_from, heatmap, with_source, source
+    )
+    if watchers is not None and lane is not None:
+        name = identity.name
+        if watchers.web is not None:
+            out.sinks += watchers.web.add_source(name, info, lane.stats, lane.stages)
+        if watchers.outlets is not None:
+            told = watchers.outlets.add_source(name, info, lane.stats, settings, lane.names)
+            out.sinks += told  # MQTT and notifications: sinks, and listeners of the review items
+            out.reviews += told
+        if watchers.window is not None:
+            out.sinks.append(watchers.window.tile(name))
+    return out
+
+
+def _outputs(
+    settings: Settings,
+    identity: SourceIdentity,
+    info: SourceInfo,
+    paths: dict[str, Path],
+    shared: Shared,
+    clips: Path | None,
+    store: Path | None,
+    audio_from: Path | None,
+    heatmap: Callable[[], Image] | None,
+    with_source: bool,
+    source: object,
+) -> SourceSinks:
+    """The outputs the source's own settings ask for (files, clips, the store, recording)."""
     out = SourceSinks()
     recorders: list[PacketOutput] = []
     recording, raw = (None, None)
@@ -149,7 +212,7 @@ def build_sinks(
         out.sinks.append(handle)
         out.reviews.append(handle)
     if clips is not None:
-        from detector.sinks.clips import ClipRecorder
+        from detector.storage.clips import ClipRecorder
 
         folder, events_file = shared.clip_folder(clips)
         recorder = ClipRecorder(
@@ -174,12 +237,12 @@ def build_sinks(
         out.sinks.append(raw)
     if "output" in paths or recorders:
         out.sinks.append(
-            VideoWriterSink.from_settings(
-                settings.encoder,
+            VideoWriterSink(
                 paths.get("output"),
-                Fraction(info.fps) / settings.vid_stride,
+                fps=Fraction(info.fps) / settings.vid_stride,
                 live=info.live,
                 source_times=info.kind == "file" and settings.vid_stride == 1,
+                encoder=settings.encoder,
                 audio_from=audio_from if "output" in paths else None,
                 outputs=recorders,
             )

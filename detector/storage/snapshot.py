@@ -22,12 +22,11 @@ from detector.catalog import MediaFile
 from detector.drawing import Style, draw_label_at, label_size, style_of
 from detector.errors import StorageError, storage_error
 from detector.events import EventRecord, ObjectEvent
-from detector.images import fit_width, write_image
-from detector.reviews import ReviewUpdate
+from detector.media.images import fit_width, write_image
+from detector.review_items import ReviewUpdate
 from detector.settings.review import SnapshotSettings
-from detector.sinks.base import FrameResult
-from detector.sinks.clipfolder import ClipFolder
-from detector.types import Image
+from detector.storage.clipfolder import ClipFolder
+from detector.types import FrameResult, Image
 
 log = logging.getLogger(__name__)
 

@@ -49,14 +49,14 @@ from typing import Any
 from detector.catalog import MediaCatalog, MediaFile
 from detector.errors import StorageError, UserError, raise_together
 from detector.events import EventRecord
-from detector.reviews import ReviewUpdate
+from detector.media.encoder import Encoded, H264Encoder
+from detector.media.mp4writer import Mp4Writer
+from detector.review_items import ReviewUpdate
 from detector.settings.review import SnapshotSettings
-from detector.sinks.base import FrameResult
-from detector.sinks.clipfolder import ClipFolder
-from detector.sinks.encoder import Encoded, H264Encoder
-from detector.sinks.snapshot import Snapshots
-from detector.sinks.video import Mp4Writer
+from detector.storage.clipfolder import ClipFolder
 from detector.storage.recorder import Finisher
+from detector.storage.snapshot import Snapshots
+from detector.types import FrameResult
 
 log = logging.getLogger(__name__)
 

@@ -1,5 +1,5 @@
-"""Pictures: shrink to a width, encode as a JPEG (the web view, MQTT snapshots) or a data URI (the HTML
-report inlines everything), write to a file."""
+"""Pictures: shrink to a width, encode as a JPEG (the web view, MQTT snapshots, a review item's picture
+with its object outlined) or a data URI (the HTML report inlines everything), write to a file."""
 
 from __future__ import annotations
 
@@ -11,7 +11,10 @@ import cv2
 import numpy as np
 
 from detector.files import atomic_write
+from detector.review_items import Picture
 from detector.types import Image
+
+OUTLINE = (0, 255, 255)  # BGR yellow, as event snapshots outline their object
 
 
 def fit_width(image: Image, width: int, *, fast: bool = False) -> Image:
@@ -32,6 +35,22 @@ def jpeg(image: Image, width: int, quality: int, *, fast: bool = False) -> bytes
     OpenCV cannot encode it."""
     ok, data = cv2.imencode(".jpg", fit_width(image, width, fast=fast), [cv2.IMWRITE_JPEG_QUALITY, quality])
     return data.tobytes() if ok else None
+
+
+def picture_jpeg(picture: Picture, width: int | None = None, quality: int = 85) -> bytes:
+    """A JPEG of a review item's ``picture`` with its object outlined, scaled down to ``width`` pixels if
+    wider (``fit_width``); ``ValueError`` when OpenCV cannot encode it."""
+    image = picture.image if width is None else fit_width(picture.image, width)
+    scale = image.shape[1] / picture.image.shape[1]
+    image = image.copy() if image is picture.image else image  # the frame is shared: never drawn on
+    x1, y1, x2, y2 = (round(v * scale) for v in picture.xyxy)
+    thick = max(2, round(image.shape[1] / 320))
+    cv2.rectangle(image, (x1, y1), (x2, y2), (0, 0, 0), thick + 2)
+    cv2.rectangle(image, (x1, y1), (x2, y2), OUTLINE, thick)
+    data = jpeg(image, image.shape[1], quality)
+    if data is None:
+        raise ValueError("the picture could not be encoded")
+    return data
 
 
 def data_uri(image: Image, kind: str = "png", quality: int = 80) -> str | None:

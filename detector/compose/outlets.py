@@ -17,16 +17,16 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Protocol
 
 from detector.settings import Settings
-from detector.sinks.base import Sink
 from detector.sources.base import SourceInfo
 from detector.stages.classes import class_names, resolve_classes
 from detector.stats import RunStats
+from detector.types import Sink
 
 if TYPE_CHECKING:
     from detector.mqtt.publisher import MqttPublisher
     from detector.notify.alerts import AlertNotifier
     from detector.notify.worker import Notifier
-    from detector.reviews import ReviewUpdate
+    from detector.review_items import ReviewUpdate
 
 log = logging.getLogger(__name__)
 Counters = list[tuple[str, str, dict[str, float]]]

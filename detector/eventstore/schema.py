@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
@@ -157,6 +158,21 @@ def _v3(db: sqlite3.Connection) -> None:
 
 
 MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _v1, 2: _v2, 3: _v3}
+
+
+def check_store(path: Path) -> None:
+    """An existing file at ``path`` must be a store this detector can write (``UserError`` if not); no
+    file is fine (it is made at the first write). What ``--events-db`` is checked with before a run
+    starts, and what ``EventStore`` checks as it is made."""
+    if not os.path.lexists(path):
+        return
+    if path.is_dir():
+        raise UserError(f"event store {path} is a folder; give a file name")
+    db = connect(path)
+    try:
+        version_of(db, path)
+    finally:
+        db.close()
 
 
 def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:

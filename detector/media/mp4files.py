@@ -18,7 +18,7 @@ from typing import Any
 import av
 
 from detector.files import atomic_write
-from detector.sinks.audio import AudioTrack, merge
+from detector.media.audio import AudioTrack, merge
 
 log = logging.getLogger(__name__)
 

@@ -19,23 +19,22 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
 
 from detector.catalog import MediaFile
-from detector.errors import UserError, storage_error
+from detector.errors import UserError
 from detector.events import EventRecord
-from detector.files import reserve
-from detector.sinks.base import FrameResult
+from detector.files import make_folder, reserve
 from detector.sinks.jsonl import JsonLinesSink, read_jsonl
+from detector.storage.layout import clip_name, parse_clip_name
+from detector.types import FrameResult
 
 log = logging.getLogger(__name__)
 
 EVENTS_FILE = "events.jsonl"
 MAX_TRIES = 10000
-_NUMBERED = re.compile(r"(.+)-(clip|event)-(\d+)(\.[^.]+)")
 
 
 class ClipFolder:
@@ -51,11 +50,7 @@ class ClipFolder:
 
     def ensure(self) -> None:
         """Make the folder (and its parents) if needed."""
-        try:
-            self.folder.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            message = f"cannot create clips folder {self.folder}: {exc.strerror or exc}"
-            raise storage_error(exc, self.folder, message) or UserError(message) from exc
+        make_folder(self.folder, "clips folder")
 
     def claim(self, source: str, kind: str, suffix: str) -> Path:
         """A new, reserved (created empty) file ``{source}-{kind}-NNNN{suffix}`` in the folder."""
@@ -66,7 +61,7 @@ class ClipFolder:
         for _ in range(MAX_TRIES):
             n = self._next[key]
             self._next[key] = n + 1
-            path = self.folder / f"{source}-{kind}-{n:04d}{suffix}"
+            path = self.folder / clip_name(source, kind, n, suffix)
             if path.name in self.reserved:
                 continue
             if reserve(path, ""):
@@ -81,9 +76,10 @@ class ClipFolder:
         except OSError:
             return found
         for name in names:
-            if m := _NUMBERED.fullmatch(name):
-                key = (m.group(1), m.group(2), m.group(4))
-                found[key] = max(found.get(key, 0), int(m.group(3)))
+            if parsed := parse_clip_name(name):
+                source, kind, number, suffix = parsed
+                key = (source, kind, suffix)
+                found[key] = max(found.get(key, 0), number)
         return found
 
     def _highest(self, source: str, kind: str, suffix: str) -> int:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from detector.catalog import MediaFile
 from detector.events import EventRecord
-from detector.reviews import Picture, ReviewItem
+from detector.review_items import Picture, ReviewItem
 
 
 @dataclass(frozen=True)

@@ -27,29 +27,29 @@ from typing import Any
 
 from detector.backends import Detector, load_detector
 from detector.catalog import Catalogs
+from detector.compose.build import LaneInfo, Shared, Watchers, build_sinks, store_path
+from detector.compose.outlets import Outlets
+from detector.compose.plan import SourcePlan, plan_sources
 from detector.errors import OutputsIncomplete, SourceError, SourcesFailed, UserError
 from detector.files import Preexisting
-from detector.outlets import Outlets
+from detector.media.audio import audio_codec
 from detector.pipeline.engine import Pipeline, PipelineOptions
 from detector.pipeline.gate import gate_for
 from detector.pipeline.lane import Lane
-from detector.plan import SourcePlan, plan_sources
 from detector.progress import Progress, ProgressBoard
-from detector.report import build_report, part_reports, write_report
+from detector.report import build_report, write_report
 from detector.settings import Settings
 from detector.signals import interrupts
-from detector.sinks.audio import audio_codec
-from detector.sinks.base import FileOutput
-from detector.sinks.build import Shared, build_sinks, store_path
 from detector.sinks.paths import check_outputs
 from detector.sinks.window import Window, display_available
 from detector.sources import Source, SourceInfo, check_url, is_live_spec, open_source
-from detector.sources.opening import open_together
+from detector.sources.open_together import open_together
 from detector.stages.build import build_stages
 from detector.stages.heatmap import HeatmapStage
 from detector.stages.overlay import OverlayStage
 from detector.stats import RunStats
 from detector.storage.setup import Storage
+from detector.types import FileOutput, part_reports
 from detector.web.feeds import Phase
 from detector.web.view import WebView, web_view
 
@@ -259,6 +259,7 @@ class Run:
             settings, shared.get("json_path"), _files(outputs, shared), catalog=self.catalogs, storage=storage
         )
         web.set_storage(storage)
+        watchers = Watchers(web, self.outlets, window)
         board = ProgressBoard(interval=settings.log_interval)
         for plan, source, paths, (stats, stages) in zip(plans, sources, outputs, built, strict=True):
             info = source.info
@@ -277,24 +278,20 @@ class Run:
                 heatmap=heat.render if heat is not None else None,
                 with_source=several,
                 source=source,
+                lane=LaneInfo(stats, stages, detector.names),
+                watchers=watchers,
             )
-            sinks = made.sinks + web.add_source(plan.name, info, stats, stages)
-            told = self.outlets.add_source(plan.name, info, stats, plan.settings, detector.names)
-            sinks += told  # MQTT and notifications: sinks, and listeners of the review items
-            if window is not None:
-                sinks.append(window.tile(plan.name))
             progress = _progress(board, plan.settings, plan.name if several else Path(info.name).name, info)
-            listeners = [*made.reviews, *told]
             reviewer = None
-            if listeners:  # review items only for someone who listens: clips, the store, MQTT, notify
+            if made.reviews:  # review items only for someone who listens: clips, the store, MQTT, notify
                 from detector.reviews import reviewer_for
 
-                reviewer = reviewer_for(plan.name, listeners, plan.settings.review, detector.names)
+                reviewer = reviewer_for(plan.name, made.reviews, plan.settings.review, detector.names)
             if store is not None:
                 web.set_store(store, media=(clips, storage.root))
             self.lanes.append(
                 Lane(
-                    source, stages, sinks, name=plan.name, stats=stats, progress=progress,
+                    source, stages, made.sinks, name=plan.name, stats=stats, progress=progress,
                     attachers=made.attachers, reviewer=reviewer,
                     gate=gate_for(plan.settings, info.live, stats), on_storage=storage.status.failed,
                 )
