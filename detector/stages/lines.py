@@ -30,15 +30,14 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from detector.drawing import draw_label, name_color, style_of
+from detector.drawing import draw_label, style_of
 from detector.errors import UserError
-from detector.events import EventRecord, LineCross, object_fields
+from detector.events import EventRecord, LineCross
 from detector.settings.analytics import LineSpec
-from detector.stages.base import Layer, Stage, StageResult
-from detector.stages.classes import class_mask, resolve_classes
-from detector.stages.geometry import anchor_points, default_band, resolve_points
+from detector.stages.base import Layer, StageResult
+from detector.stages.counting import CountingStage, ShapeCounter
+from detector.stages.geometry import resolve_points
 from detector.stages.track import TrackBook
-from detector.text import by_count
 from detector.types import Detections, Frame, Image
 
 log = logging.getLogger(__name__)
@@ -54,11 +53,14 @@ class _Track:
     counted: bool = False
 
 
-class LineCounter:
+class LineCounter(ShapeCounter[LineSpec, _Track]):
     """Counts crossings of one line; ``update`` once per processed frame, in order.
 
     ``frame_size`` is ``(width, height)`` of the source frames; ``book`` says when tracks end.
     """
+
+    noun = "line"
+    kinds = DIRECTIONS
 
     def __init__(
         self,
@@ -68,20 +70,12 @@ class LineCounter:
         hysteresis_px: float | None = None,
         book: TrackBook | None = None,
     ) -> None:
-        self.spec = spec
-        self.name = spec.name
-        self.class_ids = None if class_ids is None else list(class_ids)
+        super().__init__(spec, frame_size, class_ids, hysteresis_px, book)
         self.start, self.end = resolve_points([spec.start, spec.end], frame_size)
         self.vector = self.end - self.start
         self.length = float(math.hypot(*self.vector))
         if self.length < 1.0:
             raise UserError(f"line '{spec.name}' is shorter than one pixel on a {frame_size} frame")
-        band = hysteresis_px if hysteresis_px is not None else spec.hysteresis
-        self.hysteresis = float(band if band is not None else default_band(frame_size))
-        self.book = book
-        self.counts: dict[str, dict[str, int]] = {d: {} for d in DIRECTIONS}
-        self._tracks: dict[int, _Track] = {}
-        self.color = name_color(spec.name)
 
     @property
     def totals(self) -> dict[str, int]:
@@ -97,8 +91,7 @@ class LineCounter:
         """Feed one frame; return the crossing events it completed (usually none)."""
         events: list[EventRecord] = []
         if detections.tracker_id is not None and len(detections):
-            keep = np.flatnonzero(class_mask(detections, self.class_ids))
-            anchors = anchor_points(detections.xyxy[keep], self.spec.anchor)
+            keep, anchors = self.candidates(detections)
             dists = self.signed_distance(anchors)
             for k, i in enumerate(keep.tolist()):
                 tid = int(detections.tracker_id[i])
@@ -112,9 +105,7 @@ class LineCounter:
                     track.counted = True
                     events.append(self._count(tid, detections, i, side, frame_index, pts))
                 track.side, track.point, track.dist = side, anchors[k], d
-        if self.book is not None:
-            for tid in self.book.ended:
-                self._tracks.pop(tid, None)
+        self.forget_ended()
         return events
 
     def _within_segment(
@@ -132,22 +123,16 @@ class LineCounter:
     ) -> EventRecord:
         direction = "in" if side > 0 else "out"
         cls = detections.class_name(int(detections.class_id[i]))
-        per_class = self.counts[direction]
-        per_class[cls] = per_class.get(cls, 0) + 1
+        self.tally(direction, cls)
         log.debug(
             "line %s: track %d (%s) crossed %s at frame %d", self.name, tid, cls, direction, frame_index
         )
-        return LineCross(
-            line=self.name,
-            direction=direction,
-            frame=int(frame_index),
-            pts=round(float(pts), 3),
-            **object_fields(tid, cls, detections.confidence[i], detections.xyxy[i]),
-        )
+        where = self.where(tid, cls, detections.confidence[i], detections.xyxy[i], frame_index, pts)
+        return LineCross(direction=direction, **where)
 
     def summary(self) -> dict[str, Any]:
         """Counts for the report: per direction and class, plus totals."""
-        return {"in": by_count(self.counts["in"]), "out": by_count(self.counts["out"]), "total": self.totals}
+        return {**self.tallies(), "total": self.totals}
 
 
 def _px(point: npt.NDArray[np.float64]) -> tuple[int, int]:
@@ -179,7 +164,7 @@ class LineAnnotator:
         return scene
 
 
-class LinesStage(Stage):
+class LinesStage(CountingStage[LineSpec, LineCounter]):
     """Every counting line of a source: ``line_cross`` events, drawn lines, totals in the report."""
 
     name = "lines"
@@ -192,24 +177,7 @@ class LinesStage(Stage):
         names: Mapping[int, str],
         book: TrackBook | None = None,
     ) -> None:
-        self.counters = [
-            LineCounter(
-                spec, frame_size, resolve_classes(spec.classes, names, f"line '{spec.name}': "), book=book
-            )
-            for spec in specs
-        ]
-        self.annotator = LineAnnotator()
+        super().__init__(self.build(LineCounter, specs, frame_size, names, book), LineAnnotator())
 
     def update(self, frame: Frame, detections: Detections) -> StageResult:
-        events: list[EventRecord] = []
-        for counter in self.counters:
-            events.extend(counter.update(detections, frame.index, frame.pts))
-        return StageResult(detections, events)
-
-    def annotate(self, scene: Image, detections: Detections) -> Image:
-        for counter in self.counters:
-            self.annotator.annotate(scene, counter)
-        return scene
-
-    def report(self) -> dict[str, Any]:
-        return {"lines": {c.name: c.summary() for c in self.counters}}
+        return StageResult(detections, self.count(frame, detections))

@@ -30,13 +30,13 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from detector.drawing import draw_label, name_color, style_of
+from detector.drawing import draw_label, style_of
 from detector.errors import UserError
-from detector.events import EventRecord, ZoneEnter, ZoneExit, object_fields
+from detector.events import EventRecord, ZoneEnter, ZoneExit
 from detector.settings.analytics import ZoneSpec
-from detector.stages.base import Layer, Stage, StageResult
-from detector.stages.classes import class_mask, resolve_classes
-from detector.stages.geometry import anchor_points, default_band, resolve_points
+from detector.stages.base import Layer, StageResult
+from detector.stages.counting import CountingStage, ShapeCounter
+from detector.stages.geometry import resolve_points
 from detector.stages.track import TrackBook
 from detector.text import by_count, counts_text
 from detector.types import Column, Detections, Frame, FrameFacts, Image
@@ -54,8 +54,12 @@ class _Track:
     xyxy: Any = None
 
 
-class ZoneCounter:
+class ZoneCounter(ShapeCounter[ZoneSpec, _Track]):
     """Occupancy and enter/exit events for one zone; ``update`` once per processed frame, in order."""
+
+    noun = "zone"
+    kinds = ("entered", "exited")
+    band_fraction = 0.005
 
     def __init__(
         self,
@@ -65,19 +69,11 @@ class ZoneCounter:
         hysteresis_px: float | None = None,
         book: TrackBook | None = None,
     ) -> None:
-        self.spec = spec
-        self.name = spec.name
-        self.class_ids = None if class_ids is None else list(class_ids)
+        super().__init__(spec, frame_size, class_ids, hysteresis_px, book)
         self.polygon = resolve_points(spec.polygon, frame_size)
         self._contour = self.polygon.astype(np.float32).reshape(-1, 1, 2)
         if abs(cv2.contourArea(self._contour)) < 1.0:
             raise UserError(f"zone '{spec.name}' has no area on a {frame_size[0]}x{frame_size[1]} frame")
-        band = hysteresis_px if hysteresis_px is not None else spec.hysteresis
-        self.hysteresis = float(band if band is not None else default_band(frame_size, 0.005))
-        self.book = book
-        self.color = name_color(spec.name)
-        self.entered: Counter[str] = Counter()
-        self.exited: Counter[str] = Counter()
         self.max_occupancy: Counter[str] = Counter()  # per class, over frames
         self.max_inside = 0  # all classes together, over frames
         self.dwell_count = 0
@@ -85,7 +81,6 @@ class ZoneCounter:
         self.dwell_max = 0.0
         self._occupancy: Counter[str] = Counter()
         self.inside: npt.NDArray[np.bool_] = np.zeros(0, np.bool_)  # per detection of the latest frame
-        self._tracks: dict[int, _Track] = {}
 
     def occupancy(self) -> dict[str, int]:
         """Objects inside in the last updated frame, per class (most first)."""
@@ -100,8 +95,7 @@ class ZoneCounter:
         events: list[EventRecord] = []
         occupancy: Counter[str] = Counter()
         seen: set[int] = set()
-        keep = np.flatnonzero(class_mask(detections, self.class_ids))
-        anchors = anchor_points(detections.xyxy[keep], self.spec.anchor)
+        keep, anchors = self.candidates(detections)
         tids = detections.tracker_id
         self.inside = np.zeros(len(detections), np.bool_)  # which detections are inside, as counted
         for k, i in enumerate(keep.tolist()):
@@ -130,9 +124,8 @@ class ZoneCounter:
             if track.inside:
                 occupancy[track.class_name] += 1
                 self.inside[i] = True
-        for tid in self.book.ended if self.book is not None else ():
-            gone = self._tracks.pop(tid, None)
-            if gone is not None and gone.inside and tid not in seen:
+        for tid, gone in self.forget_ended():
+            if gone.inside and tid not in seen:
                 events.append(self._exit(tid, gone, frame_index, pts, gone.last_seen, "lost"))
         self._occupancy = +occupancy
         for cls, n in self._occupancy.items():
@@ -151,16 +144,11 @@ class ZoneCounter:
         return events
 
     def _where(self, tid: int, track: _Track, frame_index: int, pts: float) -> dict[str, Any]:
-        return {
-            "zone": self.name,
-            "frame": int(frame_index),
-            "pts": round(float(pts), 3),
-            **object_fields(tid, track.class_name, track.confidence, track.xyxy),
-        }
+        return self.where(tid, track.class_name, track.confidence, track.xyxy, frame_index, pts)
 
     def _enter(self, tid: int, track: _Track, cls: str, frame_index: int, pts: float) -> EventRecord:
         track.inside, track.class_name, track.entered_pts = True, cls, pts
-        self.entered[cls] += 1
+        self.tally("entered", cls)
         return ZoneEnter(**self._where(tid, track, frame_index, pts))
 
     def _exit(
@@ -168,7 +156,7 @@ class ZoneCounter:
     ) -> EventRecord:
         track.inside = False
         dwell = max(0.0, left_at - track.entered_pts)
-        self.exited[track.class_name] += 1
+        self.tally("exited", track.class_name)
         self.dwell_count += 1
         self.dwell_total += dwell
         self.dwell_max = max(self.dwell_max, dwell)
@@ -177,8 +165,7 @@ class ZoneCounter:
     def summary(self) -> dict[str, Any]:
         """Totals for the report."""
         return {
-            "entered": by_count(self.entered),
-            "exited": by_count(self.exited),
+            **self.tallies(),
             "max_occupancy": by_count(self.max_occupancy),
             "max_inside": self.max_inside,
             "dwell_s": {
@@ -214,7 +201,7 @@ class ZoneAnnotator:
         return scene
 
 
-class ZonesStage(Stage):
+class ZonesStage(CountingStage[ZoneSpec, ZoneCounter]):
     """Every zone of a source: occupancy in each JSONL line, enter/exit events, tinted zones drawn."""
 
     name = "zones"
@@ -227,30 +214,21 @@ class ZonesStage(Stage):
         names: Mapping[int, str],
         book: TrackBook | None = None,
     ) -> None:
-        self.zones = [
-            ZoneCounter(
-                spec, frame_size, resolve_classes(spec.classes, names, f"zone '{spec.name}': "), book=book
-            )
-            for spec in specs
-        ]
-        self.annotator = ZoneAnnotator()
+        super().__init__(self.build(ZoneCounter, specs, frame_size, names, book), ZoneAnnotator())
         self._last: Frame | None = None
+
+    @property
+    def zones(self) -> list[ZoneCounter]:
+        return self.counters
 
     def update(self, frame: Frame, detections: Detections) -> StageResult:
         self._last = frame
-        events: list[EventRecord] = []
-        for zone in self.zones:
-            events.extend(zone.update(detections, frame.index, frame.pts))
+        events = self.count(frame, detections)
         inside = np.empty(len(detections), object)  # per detection: the zones it is inside
         for i in range(len(detections)):
             inside[i] = tuple(z.name for z in self.zones if z.inside[i])
         detections = detections.with_data(**{Column.ZONES: inside})
         return StageResult(detections, events, FrameFacts(zones={z.name: z.occupancy() for z in self.zones}))
-
-    def annotate(self, scene: Image, detections: Detections) -> Image:
-        for zone in self.zones:
-            self.annotator.annotate(scene, zone)
-        return scene
 
     def finish(self) -> list[EventRecord]:
         """Exit events for objects still inside a zone when the source ends."""
@@ -258,6 +236,3 @@ class ZonesStage(Stage):
             return []
         last, self._last = self._last, None
         return [event for zone in self.zones for event in zone.finish(last.index, last.pts)]
-
-    def report(self) -> dict[str, Any]:
-        return {"zones": {z.name: z.summary() for z in self.zones}}
