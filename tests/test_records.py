@@ -318,9 +318,10 @@ def test_full_disk_reports_the_video_error_and_marks_it_incomplete(
     )
     [outputs] = [line for line in lines if line.startswith("outputs")]
     assert f"{video} (incomplete: No space left on device)" in outputs and str(report) in outputs
-    assert any(f"writing report {report} failed" in line for line in lines[:-1]), (
-        "the report's own failure is logged"
-    )
+    # The report fits in what the cut-back video left free, or its own failure is logged (which one
+    # depends on how the frames compress): never a report cut short.
+    if not any(f"writing report {report} failed" in line for line in lines[:-1]):
+        assert json.loads(report.read_text())["frames"]["processed"] > 0, "the report is whole"
     assert frames_of(video) >= 10, "what was written still plays"
 
 
