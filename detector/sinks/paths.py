@@ -154,7 +154,7 @@ def check_image_output_path(path: str | Path, overwrite: bool) -> Path:
     return check_output_file(p, overwrite, "heatmap")
 
 
-MAX_LOOKS = 5
+MAX_LOOKS = 8
 
 
 def check_clips_dir(path: str | Path, overwrite: bool, what: str = "clips folder") -> Path:
@@ -162,6 +162,7 @@ def check_clips_dir(path: str | Path, overwrite: bool, what: str = "clips folder
     writable folder. It is a collection: new clips are numbered after the ones there, ``events.jsonl``
     is appended to, nothing in it is ever replaced (so ``--overwrite`` has nothing to do with it)."""
     p = Path(path).expanduser()
+    refusals = 0  # looks that found a folder there, not writable, before and after the access check
     for _ in range(MAX_LOOKS):  # another run's probe of the same new folder may come and go meanwhile
         try:
             is_dir = stat.S_ISDIR(os.stat(p).st_mode)
@@ -174,8 +175,11 @@ def check_clips_dir(path: str | Path, overwrite: bool, what: str = "clips folder
             raise UserError(f"{what} {p} is a file; give a folder")
         if os.access(p, os.W_OK | os.X_OK):
             return p
-        if os.path.isdir(p):
-            break
+        # a probe's folder removed and made again between the looks reads as not writable once
+        if os.path.isdir(p) and not os.access(p, os.W_OK | os.X_OK):
+            refusals += 1
+            if refusals == 2:
+                break
     raise UserError(f"{what} {p} is not writable; choose another path")
 
 
