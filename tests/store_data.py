@@ -14,6 +14,7 @@ import sqlite3
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -174,3 +175,12 @@ if __name__ == "__main__":  # python tests/store_data.py OUT.db: a store to look
     made = make_store(out)
     print(f"{out}: {len(made)} items, {store_size(out) / 1e6:.1f} MB in {time.perf_counter() - t0:.1f} s")
     sqlite3.connect(out).close()
+
+
+def rows(path: Path, sql: str) -> list[tuple[Any, ...]]:
+    """What ``sql`` finds in the store at ``path``, read without writing (a read-only connection)."""
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return db.execute(sql).fetchall()
+    finally:
+        db.close()

@@ -17,11 +17,11 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from conftest import ROOT
 from detector_process import DetectorProcess
+from store_data import rows
 from test_clips_live import headless_env
 from test_reviews import WALL0, new_track
 from test_store import updates
@@ -75,14 +75,6 @@ def store_path(tmp_path: Path) -> Iterator[Path]:
     migrate(db, path)  # a store that exists (in WAL mode), as after an earlier run
     db.close()
     yield path
-
-
-def rows(path: Path, sql: str) -> list[tuple[Any, ...]]:
-    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    try:
-        return db.execute(sql).fetchall()
-    finally:
-        db.close()
 
 
 @pytest.mark.model

@@ -8,15 +8,13 @@ Runtime: about 25 s on 2 cores.
 from __future__ import annotations
 
 import json
-import sqlite3
 import subprocess
 from pathlib import Path
-from typing import Any
 
 import pytest
 from conftest import ROOT
 from detector_process import DetectorProcess
-from store_data import make_store
+from store_data import make_store, rows
 from test_clips_live import headless_env
 from test_history_live import served_url
 from web_client import get
@@ -24,14 +22,6 @@ from web_client import get
 
 def store_files(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.glob("events.db*"))
-
-
-def rows(path: Path, sql: str) -> list[tuple[Any, ...]]:
-    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    try:
-        return db.execute(sql).fetchall()
-    finally:
-        db.close()
 
 
 def test_detector_events_leaves_only_the_store(tmp_path: Path) -> None:

@@ -12,7 +12,10 @@ import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from typing import Self
 
 
 class Webhook:
@@ -67,54 +70,11 @@ def attachments(post: dict[str, Any]) -> list[tuple[str, str, bytes]]:
     ]
 
 
-class Blackhole:
-    """Accepts every connection and never says a word; counts the connections."""
+class _Listener:
+    """A loopback endpoint that accepts every connection on its own thread, counts them (the time of
+    the first too) and hands each to ``_serve``; ``close`` stops it and everything it started."""
 
     def __init__(self) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(64)
-        self.sock.settimeout(0.2)
-        self.port = int(self.sock.getsockname()[1])
-        self.connections = 0
-        self._held: list[socket.socket] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._accept, daemon=True)
-        self._thread.start()
-
-    @property
-    def url(self) -> str:
-        return f"json://127.0.0.1:{self.port}/hook"
-
-    def _accept(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                continue
-            self.connections += 1
-            self._held.append(conn)
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(2)
-        for conn in self._held:
-            conn.close()
-        self.sock.close()
-
-    def __enter__(self) -> Blackhole:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-class Trickle:
-    """Reads each request, then answers one byte every ``every`` seconds, never finishing the headers: a
-    per-read timeout never fires. Counts the connections."""
-
-    def __init__(self, every: float = 3.0) -> None:
-        self.every = every
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(64)
@@ -139,9 +99,52 @@ class Trickle:
             self.connections += 1
             if self.first is None:
                 self.first = time.monotonic()
-            thread = threading.Thread(target=self._trickle, args=(conn,), daemon=True)
-            self._threads.append(thread)
-            thread.start()
+            self._serve(conn)
+
+    def _serve(self, conn: socket.socket) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(2)
+        self.sock.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Blackhole(_Listener):
+    """Accepts every connection and never says a word; counts the connections."""
+
+    def __init__(self) -> None:
+        self._held: list[socket.socket] = []
+        super().__init__()
+
+    def _serve(self, conn: socket.socket) -> None:
+        self._held.append(conn)
+
+    def close(self) -> None:
+        super().close()
+        for conn in self._held:
+            conn.close()
+
+
+class Trickle(_Listener):
+    """Reads each request, then answers one byte every ``every`` seconds, never finishing the headers: a
+    per-read timeout never fires. Counts the connections."""
+
+    def __init__(self, every: float = 3.0) -> None:
+        self.every = every
+        super().__init__()
+
+    def _serve(self, conn: socket.socket) -> None:
+        thread = threading.Thread(target=self._trickle, args=(conn,), daemon=True)
+        self._threads.append(thread)
+        thread.start()
 
     def _trickle(self, conn: socket.socket) -> None:
         reply = b"HTTP/1.1 200 OK\r\nX-Slow: " + b"a" * 100_000
@@ -157,15 +160,3 @@ class Trickle:
                     conn.sendall(bytes([byte]))
                 except OSError:
                     return
-
-    def close(self) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(2)
-        self.sock.close()
-
-    def __enter__(self) -> Trickle:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
